@@ -1,0 +1,45 @@
+"""The ``keel`` command line. Each command lives in its own module; this one wires them up
+and turns Keel's errors into one clear line and an exit code (never a traceback)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from keel.cli import chat, doctor, version
+from keel.errors import KeelError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="keel",
+    help=(
+        "Keel: build, run, evaluate and operate AI agents on your own machines, with any model.\n\n"
+        "State lives in KEEL_HOME (default: ~/.local/share/keel). Configure models with "
+        "environment variables (OPENAI_API_KEY, OLLAMA_HOST, ...), a .env file or keel.toml; "
+        "run `keel doctor` to check everything."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("version")(version.version)
+app.command("doctor")(doctor.doctor)
+app.command("chat", epilog=chat.EPILOG)(chat.chat)
+
+
+def main() -> None:
+    """Entry point of the ``keel`` script."""
+    try:
+        app()
+    except KeelError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  fix: {e.hint}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,157 @@
+"""The embedded store: one SQLite file in WAL mode under ``KEEL_HOME``.
+
+WAL lets readers go on while one writer commits, and a crash (even ``kill -9``)
+mid-transaction leaves the last committed state: SQLite rolls the torn
+transaction back on the next open. One connection per thread; SQLite serialises
+writers, and ``busy_timeout`` makes a second writer wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from keel.errors import StoreError
+from keel.store.migrations import MIGRATIONS, Migration
+
+__all__ = ["SQLiteStore"]
+
+_BUSY_TIMEOUT_MS = 10_000
+
+
+class SQLiteStore:
+    """Keel's default store. Safe to share between threads; open one per process."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(
+                f"cannot create the store directory {self.path.parent}: {e.strerror}",
+                hint="set KEEL_HOME to a writable directory",
+            ) from None
+        if migrate:
+            self.migrate()
+
+    # -- connections ----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(
+                f"cannot open the store {self.path}: {e}",
+                hint="run `keel doctor`; if the file is damaged, move it aside and Keel starts a new one",
+            ) from None
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- queries ---------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement (autocommit unless inside :meth:`transaction`); return rows changed."""
+        try:
+            return self._connect().execute(sql, params).rowcount
+        except sqlite3.Error as e:
+            raise StoreError(f"store write failed: {e}", hint="run `keel doctor`") from e
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self._connect().executemany(sql, rows)
+        except sqlite3.Error as e:
+            raise StoreError(f"store write failed: {e}", hint="run `keel doctor`") from e
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as plain dicts."""
+        try:
+            return [dict(r) for r in self._connect().execute(sql, params).fetchall()]
+        except sqlite3.Error as e:
+            raise StoreError(f"store read failed: {e}", hint="run `keel doctor`") from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All statements inside commit together or not at all.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers never
+        deadlock upgrading from a read.
+        """
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- schema ----------------------------------------------------------------------
+
+    def applied_migrations(self) -> list[str]:
+        self._ensure_migrations_table()
+        return [r["name"] for r in self.query("SELECT name FROM keel_migrations ORDER BY id")]
+
+    def pending_migrations(self) -> list[Migration]:
+        done = set(self.applied_migrations())
+        return [m for m in MIGRATIONS if m.name not in done]
+
+    def _ensure_migrations_table(self) -> None:
+        self.execute(
+            "CREATE TABLE IF NOT EXISTS keel_migrations ("
+            " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at REAL NOT NULL)"
+        )
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction; return their names."""
+        import time
+
+        applied = []
+        for m in self.pending_migrations():
+            with self.transaction():
+                # Re-check inside the write lock: another process may have just applied it.
+                if self.query("SELECT 1 FROM keel_migrations WHERE name = ?", (m.name,)):
+                    continue
+                for statement in m.statements:
+                    self.execute(statement)
+                self.execute(
+                    "INSERT INTO keel_migrations (name, applied_at) VALUES (?, ?)",
+                    (m.name, time.time()),
+                )
+            applied.append(m.name)
+        return applied
+
+    def integrity_check(self) -> str:
+        """``"ok"`` or SQLite's description of the damage."""
+        rows = self._connect().execute("PRAGMA integrity_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows)
