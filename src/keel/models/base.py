@@ -298,11 +298,12 @@ class ModelCall:
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self.model._run(self.request)
 
-    async def _collect(self) -> ModelResponse:
+    async def response(self) -> ModelResponse:
+        """The final response, as a coroutine (for ``asyncio.create_task`` and friends)."""
         async for event in self.model._run(self.request):
             if isinstance(event, ResponseDone):
                 return event.response
         raise RuntimeError("stream ended without a response")  # pragma: no cover
 
     def __await__(self) -> Generator[Any, None, ModelResponse]:
-        return self._collect().__await__()
+        return self.response().__await__()
