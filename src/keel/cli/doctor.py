@@ -11,8 +11,8 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
 import typer
 
 from keel.config import Settings, get_settings
@@ -124,6 +124,8 @@ def _check_models(settings: Settings, *, offline: bool) -> list[Check]:
 
 
 def _check_model(label: str, target: str, settings: Settings, *, offline: bool) -> Check:
+    import httpx
+
     from keel.models import get_model, parse_model_string
 
     name = f"{label} ({target})"
@@ -159,7 +161,7 @@ def _check_model(label: str, target: str, settings: Settings, *, offline: bool) 
     return Check(name, "ok", f"reachable at {provider.base_url}, structured output: {model.structured_mode}")
 
 
-def _listed_models(r: httpx.Response) -> set[str]:
+def _listed_models(r: Any) -> set[str]:
     try:
         return {m["id"] for m in r.json().get("data", []) if isinstance(m, dict) and "id" in m}
     except (ValueError, AttributeError):

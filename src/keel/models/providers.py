@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
-
 from keel.errors import MissingCredentialsError
 
 if TYPE_CHECKING:
+    import httpx
     from openai import AsyncOpenAI
 
     from keel.config import Settings
@@ -54,6 +53,7 @@ class Provider:
         the client's own retries are off."""
         self.check_credentials()
         if self._client is None:
+            import httpx
             from openai import AsyncOpenAI
 
             http_client = httpx.AsyncClient(transport=self.transport) if self.transport else None
