@@ -139,3 +139,15 @@ def test_chat_reads_the_message_from_stdin() -> None:
 def test_usage_errors_exit_2_without_traceback(args: list[str]) -> None:
     r = keel(*args)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_cli_reference_is_up_to_date() -> None:
+    """docs/cli.md is generated from --help; regenerate with `python scripts/gen_cli_docs.py`."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", root / "scripts" / "gen_cli_docs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (root / "docs" / "cli.md").read_text() == module.render(), "run python scripts/gen_cli_docs.py"
