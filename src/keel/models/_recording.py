@@ -6,12 +6,12 @@ once on stderr and the call's result is returned as usual.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Protocol
 
 from keel.store.model_calls import ModelCallRecord
@@ -36,7 +36,7 @@ class CallContext:
 _recorder: ContextVar[Recorder | None] = ContextVar("keel_recorder", default=None)
 _context: ContextVar[CallContext | None] = ContextVar("keel_call_context", default=None)
 _default_lock = threading.Lock()
-_default_recorders: dict[Path, Recorder] = {}
+_default_recorders: dict[tuple[str | None, str], Recorder] = {}
 _warned = False
 
 
@@ -67,14 +67,16 @@ def current_context() -> CallContext | None:
 
 
 def _default_recorder() -> Recorder:
-    from keel.config import get_settings
-    from keel.store import ModelCalls, open_store
-
-    home = get_settings().home
+    # Reading settings costs milliseconds; a call costs far less on a local model. The home
+    # depends only on KEEL_HOME and the cwd (where keel.toml and .env are read), so key on those.
+    key = (os.environ.get("KEEL_HOME"), os.getcwd())
     with _default_lock:
-        rec = _default_recorders.get(home)
+        rec = _default_recorders.get(key)
         if rec is None:
-            rec = _default_recorders[home] = ModelCalls(open_store(home))
+            from keel.config import get_settings
+            from keel.store import ModelCalls, open_store
+
+            rec = _default_recorders[key] = ModelCalls(open_store(get_settings().home))
         return rec
 
 

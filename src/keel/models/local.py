@@ -26,6 +26,13 @@ How it works:
   enforce (``not``, ``uniqueItems``, look-ahead regexes, ...) raises
   :class:`keel.errors.SchemaError` before anything is generated. Keel still
   validates the result like any provider's.
+- **Speed.** Constraints cost little per token: each sampled token is first
+  checked against the grammar (about a microsecond) and the full token mask is
+  computed only when that token is not allowed, as llama.cpp's own grammar
+  sampling does; the mask is applied to llama.cpp's logits with vectorised
+  numpy calls, and llama.cpp's native sampler samples from them. Tokens the
+  grammar forces (``{"name":"`` ...) are not sampled at all but evaluated in one
+  batch.
 - **Tools.** Local models have no native tool calling, so Keel uses a small
   JSON protocol, enforced by the same grammar: the tool list goes into the
   system message, and the model must answer with exactly one of
@@ -53,6 +60,7 @@ import json
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -108,7 +116,7 @@ def _import_llama_cpp() -> Any:
 def _import_llguidance() -> Any:
     try:
         import llguidance
-        import llguidance.llamacpp  # noqa: F401 - needs llama_cpp too
+        import llguidance.llamacpp
     except ImportError as e:
         raise UserError(
             f"structured output from local models needs llguidance, which is not installed ({e.name or e})",
@@ -148,11 +156,16 @@ class _Loaded:
 
         if not os.path.isfile(self.path):
             raise _missing(self.path)
+        # One thread count for prompts and generation. (llama-cpp-python's default
+        # uses every core for prompts, which on a busy machine, where a core is
+        # taken, made prompt processing 40x slower in our measurements.)
+        threads = self.n_threads or max((os.cpu_count() or 2) // 2, 1)
         try:
             llm = llama_cpp.Llama(
                 model_path=self.path,
                 n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
+                n_threads=threads,
+                n_threads_batch=threads,
                 verbose=False,
             )
         except Exception as e:
@@ -214,9 +227,11 @@ class _Loaded:
             vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
             eos = llama_cpp.llama_vocab_eos(vocab)
             eos_tokens = [eos, *sorted(self.eog - {eos})] if eos >= 0 else sorted(self.eog)
-            self.lltokenizer = lltokenizer_from_vocab(
-                vocab, n_vocab=self.n_vocab, eos_token=eos_tokens or None
-            )
+            with warnings.catch_warnings():  # it calls llama_token_get_attr, deprecated
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.lltokenizer = lltokenizer_from_vocab(
+                    vocab, n_vocab=self.n_vocab, eos_token=eos_tokens or None
+                )
         return self.lltokenizer
 
     def close(self) -> None:
@@ -274,10 +289,9 @@ def _one_line(message: str) -> str:
 
 def _json_rule(schema: dict[str, Any]) -> str:
     """A Lark ``%json`` rule body for ``schema``, compact JSON."""
-    guidance = {**schema.get("x-guidance", {}), **_JSON_OPTIONS} if isinstance(
-        schema.get("x-guidance"), dict
-    ) else dict(_JSON_OPTIONS)
-    return "%json " + json.dumps({**schema, "x-guidance": guidance}, ensure_ascii=True)
+    guidance = schema.get("x-guidance")
+    options = {**guidance, **_JSON_OPTIONS} if isinstance(guidance, dict) else _JSON_OPTIONS
+    return "%json " + json.dumps({**schema, "x-guidance": options}, ensure_ascii=True)
 
 
 def _literal(text: str) -> str:
@@ -325,7 +339,9 @@ def _request_grammar(request: ModelRequest) -> str | None:
         return None
     # Key order matters: llguidance emits properties in the schema's order.
     schema_json = json.dumps(request.output_schema) if request.output_schema is not None else None
-    tools_json = json.dumps([[t.name, t.parameters] for t in request.tools]) if request.tools else None
+    tools_json = (
+        json.dumps([[t.name, t.parameters] for t in request.tools]) if request.tools else None
+    )
     return _grammar(schema_json, tools_json)
 
 
@@ -341,13 +357,17 @@ def _instructions(request: ModelRequest) -> str | None:
         lines = ["You can call these tools:"]
         for tool in request.tools:
             desc = f" {tool.description}" if tool.description else ""
-            lines.append(f"- {tool.name}:{desc} Arguments (JSON schema): {_compact(tool.parameters)}")
+            lines.append(
+                f"- {tool.name}:{desc} Arguments (JSON schema): {_compact(tool.parameters)}"
+            )
         lines.append(
             'Reply with exactly one JSON object: {"tool":"<name>","arguments":{...}} to call a '
             'tool, or {"answer":...} with your final answer.'
         )
         if request.output_schema is not None:
-            lines.append(f"The answer must match this JSON schema: {_compact(request.output_schema)}")
+            lines.append(
+                f"The answer must match this JSON schema: {_compact(request.output_schema)}"
+            )
         return "\n".join(lines)
     if request.output_schema is not None:
         return f"Reply with JSON matching this JSON schema: {_compact(request.output_schema)}"
@@ -402,7 +422,13 @@ _Emit = Callable[[tuple[str, Any]], None]
 
 
 class LocalModel(Model):
-    """A GGUF model run in-process by llama.cpp; see the module docs."""
+    """A GGUF model run in-process by llama.cpp; see the module docs.
+
+    ``path`` is the model file (also the model's name: ``local:<path>``);
+    ``n_ctx`` the context window in tokens (prompt plus output); ``n_threads``
+    the CPU threads for prompt processing and generation (default: half the
+    cores).
+    """
 
     provider = "local"
     structured_mode = "grammar"
@@ -479,9 +505,7 @@ def _run(entry: _Loaded, request: ModelRequest, stop: threading.Event, emit: _Em
         response = _generate(entry, request, stop, emit)
     except BaseException as e:
         if not isinstance(e, KeelError):
-            e = ProviderError(
-                f"local inference failed: {type(e).__name__}: {e}", provider="local"
-            )
+            e = ProviderError(f"local inference failed: {type(e).__name__}: {e}", provider="local")
         emit(("error", e))
         return
     if response is not None:
@@ -506,9 +530,19 @@ def _prompt_tokens(entry: _Loaded, request: ModelRequest) -> list[int]:
     return tokens
 
 
+def _logits_address_fn(llama_cpp: Any) -> Any:
+    """``llama_get_logits_ith`` returning a plain address (cheaper than a float pointer)."""
+    fn = llama_cpp.llama_get_logits_ith
+    proto = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)
+    return proto(ctypes.cast(fn, ctypes.c_void_p).value)
+
+
 def _generate(
     entry: _Loaded, request: ModelRequest, stop: threading.Event, emit: _Emit
 ) -> ModelResponse | None:
+    import llama_cpp
+    import numpy as np
+
     grammar = _request_grammar(request)  # SchemaError before the model is even loaded
     entry.ensure_loaded()
     llm = entry.llm
@@ -521,12 +555,11 @@ def _generate(
             hint="shorten the conversation or construct LocalModel with a larger n_ctx",
         )
     max_tokens = min(settings.max_tokens or DEFAULT_MAX_TOKENS, room)
+    n_vocab = entry.n_vocab
 
     matcher = None
-    logits_processor = None
     if grammar is not None:
         import llguidance
-        import numpy as np
 
         matcher = llguidance.LLMatcher(entry.get_lltokenizer(), grammar, log_level=0)
         if matcher.is_error():
@@ -534,64 +567,102 @@ def _generate(
                 f"the local model cannot enforce the schema: {_one_line(matcher.get_error())}",
                 hint="simplify the schema",
             )
-        n_vocab = entry.n_vocab
+        compute_mask = matcher.unsafe_compute_mask_ptr
         bitmask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
         bitmask_bytes = bitmask.view(np.uint8)
-        ptr, size = bitmask.ctypes.data, bitmask.nbytes
-        neg_inf = np.float32(-np.inf)
-        compute = matcher.unsafe_compute_mask_ptr
-        unpack = np.unpackbits
-        copyto = np.copyto
-
-        def logits_processor(_input_ids: Any, scores: Any) -> Any:
-            compute(ptr, size)  # llguidance fills the allowed-token bitmask (GIL released)
-            allowed = unpack(bitmask_bytes, count=n_vocab, bitorder="little").view(bool)
-            copyto(scores, neg_inf, where=~allowed)
-            return scores
-
-    llm.set_seed(settings.seed if settings.seed is not None else 0xFFFFFFFF)  # default: random
-    temperature = settings.temperature if settings.temperature is not None else DEFAULT_TEMPERATURE
-    tokens = llm.generate(
-        prompt,
-        temp=temperature,
-        top_p=settings.top_p if settings.top_p is not None else DEFAULT_TOP_P,
-        top_k=DEFAULT_TOP_K,
-        min_p=DEFAULT_MIN_P,
-        repeat_penalty=1.0,
-        logits_processor=[logits_processor] if logits_processor else None,
-    )
-
+        mask_ptr, mask_size = bitmask.ctypes.data, bitmask.nbytes
+    mask_bias = np.array([-np.inf, 0.0], dtype=np.float32)
+    logits_address = _logits_address_fn(llama_cpp)
+    sample = llama_cpp.llama_sampler_sample
+    sampler = _sampler_chain(llama_cpp, settings)
+    ctx = llm.ctx
     stream_text = request.stream and not request.tools
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     parts: list[str] = []
     n_out = 0
     finish: FinishReason = "length"
     eog = entry.eog
+    logits_addr = None
+    logits = None
+
+    def add_text(token: int) -> None:
+        piece = decoder.decode(entry.piece(token))
+        if piece:
+            parts.append(piece)
+            if stream_text:
+                emit(("delta", piece))
+
     try:
-        for token in tokens:
+        pending = list(prompt)
+        if matcher is not None:
+            # Tokens the grammar forces at the start ('{"name":"' ...) need no sampling:
+            # they are evaluated with the prompt in one batch.
+            forced = matcher.compute_ff_tokens()[:max_tokens]
+            if forced and matcher.consume_tokens(forced):
+                pending += forced
+                for t in forced:
+                    add_text(t)
+                n_out += len(forced)
+            if matcher.is_stopped():  # the schema admits one document only
+                finish = "stop"
+                max_tokens = n_out
+        if n_out < max_tokens:
+            _eval_prompt(llm, pending)
+        while n_out < max_tokens:
             if stop.is_set():
                 return None  # cancelled: nobody waits for the result
+            token = sample(sampler, ctx, -1)
+            if matcher is not None and not (
+                matcher.is_accepting() if token in eog else matcher.try_consume_tokens([token])
+            ):
+                # The token breaks the grammar: mask the logits and sample again. (As in
+                # llama.cpp's own grammar sampling, the unconstrained sample is tried
+                # first: from a model that follows the format it is nearly always
+                # allowed, and checking one token is far cheaper than the full mask.)
+                # llguidance writes the allowed-token bitmask (GIL released); forbidden
+                # tokens get -inf in llama.cpp's logits buffer; the native sampler chain
+                # samples again from there.
+                compute_mask(mask_ptr, mask_size)
+                allowed = np.unpackbits(bitmask_bytes, count=n_vocab, bitorder="little")
+                addr = logits_address(ctx, -1)
+                if addr != logits_addr:
+                    logits = np.ctypeslib.as_array(
+                        ctypes.cast(addr, ctypes.POINTER(ctypes.c_float)), shape=(n_vocab,)
+                    )
+                    logits_addr = addr
+                # logits += (-inf where forbidden, 0 where allowed): a gather and an add,
+                # 4x faster than a masked copy on a 150k vocabulary.
+                np.add(logits, mask_bias.take(allowed), out=logits)
+                token = sample(sampler, ctx, -1)
+                if token not in eog and not matcher.consume_token(token):
+                    raise ProviderError(
+                        f"constrained decoding failed: {_one_line(matcher.get_error())}",
+                        provider="local",
+                    )
             n_out += 1
             if token in eog:
                 finish = "stop"
                 break
-            if matcher is not None and not matcher.consume_token(token):
-                raise ProviderError(
-                    f"constrained decoding failed: {_one_line(matcher.get_error())}",
-                    provider="local",
-                )
-            piece = decoder.decode(entry.piece(token))
-            if piece:
-                parts.append(piece)
-                if stream_text:
-                    emit(("delta", piece))
-            if matcher is not None and matcher.is_stopped():
-                finish = "stop"  # the document is complete; nothing but EOS could follow
-                break
+            batch = [token]
+            add_text(token)
+            if matcher is not None:
+                if matcher.is_stopped():
+                    finish = "stop"  # the document is complete; nothing but EOS could follow
+                    break
+                forced = matcher.compute_ff_tokens()[: max_tokens - n_out]
+                if forced and matcher.consume_tokens(forced):
+                    batch += forced
+                    for t in forced:
+                        add_text(t)
+                    n_out += len(forced)
+                    if matcher.is_stopped():
+                        finish = "stop"
+                        break
             if n_out >= max_tokens:
                 break
+            llm.eval(batch)
     finally:
-        tokens.close()
+        llama_cpp.llama_sampler_free(sampler)
     tail = decoder.decode(b"", final=True)
     if tail:
         parts.append(tail)
@@ -602,6 +673,40 @@ def _generate(
     if request.tools:
         return _tool_response(text, finish, usage, request, emit)
     return ModelResponse(text=text, usage=usage, finish_reason=finish)
+
+
+def _sampler_chain(llama_cpp: Any, settings: Any) -> Any:
+    """llama.cpp's native sampler chain for ``settings`` (free it with llama_sampler_free)."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    add = llama_cpp.llama_sampler_chain_add
+    temperature = settings.temperature if settings.temperature is not None else DEFAULT_TEMPERATURE
+    if temperature == 0:
+        add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+    top_p = settings.top_p if settings.top_p is not None else DEFAULT_TOP_P
+    seed = settings.seed if settings.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED  # random
+    add(chain, llama_cpp.llama_sampler_init_top_k(DEFAULT_TOP_K))
+    add(chain, llama_cpp.llama_sampler_init_top_p(top_p, 1))
+    add(chain, llama_cpp.llama_sampler_init_min_p(DEFAULT_MIN_P, 1))
+    add(chain, llama_cpp.llama_sampler_init_temp(temperature))
+    add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
+
+
+def _eval_prompt(llm: Any, prompt: list[int]) -> None:
+    """Evaluate ``prompt``, reusing the KV cache for the prefix it shares with the last one."""
+    common = 0
+    recurrent = getattr(llm, "_is_recurrent", True) or getattr(llm, "_is_hybrid", True)
+    if not recurrent and llm.n_tokens > 0:
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        limit = min(len(cached), len(prompt) - 1)  # evaluate at least one token for fresh logits
+        while common < limit and cached[common] == prompt[common]:
+            common += 1
+    if common == 0:
+        llm.reset()
+    else:
+        llm.n_tokens = common  # Llama.eval drops the KV cache from n_tokens on
+    llm.eval(prompt[common:])
 
 
 def _tool_response(
@@ -629,4 +734,3 @@ def _tool_response(
     if request.stream and answer_text:
         emit(("delta", answer_text))
     return ModelResponse(text=answer_text, usage=usage, finish_reason=finish)
-
