@@ -77,6 +77,8 @@ class OpenAIStub:
                     time.sleep(planned.delay)
                 if planned.status != 200:
                     self._json(planned.status, planned.body or {}, planned.headers)
+                elif self.path.endswith("/responses"):
+                    self._json(200, _response(body, planned))
                 elif body.get("stream"):
                     self._stream(body, planned)
                 else:
@@ -117,13 +119,21 @@ class OpenAIStub:
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout test) leaves a broken pipe: expected, not news.
+        pass
 
 
 def _usage(text: str) -> dict[str, Any]:
@@ -145,4 +155,22 @@ def _completion(body: dict[str, Any], planned: Planned) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message,
                      "finish_reason": "tool_calls" if planned.tool_calls else "stop"}],
         "usage": planned.usage or _usage(planned.content),
+    }
+
+
+def _response(body: dict[str, Any], planned: Planned) -> dict[str, Any]:
+    """A Responses API answer (non-streaming)."""
+    output: list[dict[str, Any]] = []
+    if planned.content:
+        output.append({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                       "content": [{"type": "output_text", "text": planned.content, "annotations": []}]})
+    for n, (name, args) in enumerate(planned.tool_calls):
+        output.append({"type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}", "name": name,
+                       "arguments": args, "status": "completed"})
+    return {
+        "id": "resp_stub", "object": "response", "created_at": 0, "status": "completed",
+        "model": body.get("model", "stub"), "output": output,
+        "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13,
+                  "input_tokens_details": {"cached_tokens": 1},
+                  "output_tokens_details": {"reasoning_tokens": 2}},
     }

@@ -180,10 +180,19 @@ async def test_openai_key_and_base_url_reach_the_server(openai_stub: OpenAIStub,
     assert r.cost_usd is not None and r.cost_usd > 0  # a known price
 
 
-async def test_responses_api(openai_stub: OpenAIStub) -> None:
-    # The stub speaks Chat Completions only: a 404 on /responses shows the right path is used.
-    openai_stub.status(404, "no responses api here")
-    with pytest.raises(ProviderHTTPError):
-        await model_for(openai_stub, api="responses").generate("hi")
-    assert openai_stub.requests[0].path.endswith("/responses")
-    assert openai_stub.requests[0].body["input"] == [{"role": "user", "content": "hi"}]
+async def test_responses_api_round_trip(openai_stub: OpenAIStub) -> None:
+    openai_stub.answer('{"label": "ham"}')
+    openai_stub.answer(tool_calls=[("lookup", '{"q": "x"}')])
+    model = model_for(openai_stub, api="responses")
+    r = await model.generate("classify", output_schema=SCHEMA)
+    assert r.parsed == {"label": "ham"}
+    assert (r.usage.input_tokens, r.usage.cached_tokens, r.usage.reasoning_tokens) == (9, 1, 2)
+    sent = openai_stub.requests[0]
+    assert sent.path.endswith("/responses")
+    assert sent.body["input"] == [{"role": "user", "content": "classify"}]
+    assert sent.body["text"]["format"]["type"] == "json_schema"
+    assert sent.body["text"]["format"]["strict"] is True
+    tool = Tool(name="lookup", parameters={"type": "object", "properties": {"q": {"type": "string"}}})
+    r = await model.generate("find", tools=[tool])
+    assert r.tool_calls[0].arguments == {"q": "x"} and r.finish_reason == "tool_calls"
+    assert openai_stub.requests[1].body["tools"][0]["name"] == "lookup"
