@@ -48,6 +48,11 @@ How it works:
 Sampling defaults follow llama.cpp: temperature 0.8, top-p 0.95, top-k 40,
 min-p 0.05; ``max_tokens`` defaults to 256. Without ``seed`` every call samples
 differently; with it, a call is reproducible.
+
+(This module is longer than most: loading, grammar, prompt rendering and the
+sampling loop share llama.cpp handles and a worker thread, and splitting them
+would turn those into a wide internal interface. Split it when a second local
+engine arrives.)
 """
 
 from __future__ import annotations
