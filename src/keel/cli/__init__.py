@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from keel.cli import chat, doctor, version
+from keel.cli import approvals, chat, doctor, run, runs, version, workflows
 from keel.errors import KeelError
 
 __all__ = ["app", "main"]
@@ -29,6 +29,10 @@ app = typer.Typer(
 app.command("version")(version.version)
 app.command("doctor")(doctor.doctor)
 app.command("chat", epilog=chat.EPILOG)(chat.chat)
+app.command("run", epilog=run.EPILOG)(run.run)
+app.add_typer(workflows.app, name="workflows")
+app.add_typer(runs.app, name="runs")
+app.add_typer(approvals.app, name="approvals")
 
 
 def main() -> None:

@@ -57,3 +57,171 @@ MIGRATIONS: list[Migration] = [
         ),
     ),
 ]
+
+MIGRATIONS.append(
+    Migration(
+        "0002_workflows",
+        (
+            # Published versions are immutable: rows are inserted, never updated.
+            """
+            CREATE TABLE workflow_versions (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL,
+                source_file TEXT,
+                digest TEXT NOT NULL,
+                published_at DOUBLE PRECISION NOT NULL,
+                UNIQUE (name, version)
+            )
+            """,
+            """
+            CREATE TABLE workflow_runs (
+                id TEXT PRIMARY KEY,
+                workflow TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                version_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                input TEXT,
+                output TEXT,
+                error TEXT,
+                current_node TEXT,
+                seq BIGINT NOT NULL,
+                context TEXT NOT NULL,
+                trace_id TEXT NOT NULL,
+                owner TEXT,
+                lease_until DOUBLE PRECISION,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION
+            )
+            """,
+            "CREATE INDEX workflow_runs_status ON workflow_runs (status, updated_at)",
+            "CREATE INDEX workflow_runs_created ON workflow_runs (created_at)",
+            # One row per completed node step: the checkpoint a resumed run continues after.
+            """
+            CREATE TABLE workflow_steps (
+                run_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                node_id TEXT NOT NULL,
+                node_type TEXT NOT NULL,
+                port TEXT,
+                next_node TEXT,
+                output TEXT,
+                error TEXT,
+                started_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, seq)
+            )
+            """,
+            # Results of model and tool calls inside a step, so a re-executed step replays them.
+            """
+            CREATE TABLE workflow_memos (
+                run_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, key)
+            )
+            """,
+            """
+            CREATE TABLE workflow_approvals (
+                id TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                node_id TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                status TEXT NOT NULL,
+                message TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                decided_at DOUBLE PRECISION,
+                decided_by TEXT,
+                comment TEXT,
+                UNIQUE (run_id, seq)
+            )
+            """,
+            "CREATE INDEX workflow_approvals_status ON workflow_approvals (status, created_at)",
+            # Spans of a trace (OpenTelemetry GenAI attribute names in `attributes`, JSON).
+            """
+            CREATE TABLE trace_spans (
+                span_id TEXT PRIMARY KEY,
+                trace_id TEXT NOT NULL,
+                parent_id TEXT,
+                run_id TEXT,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                ended_at DOUBLE PRECISION,
+                status TEXT NOT NULL,
+                error TEXT,
+                attributes TEXT
+            )
+            """,
+            "CREATE INDEX trace_spans_trace ON trace_spans (trace_id, started_at)",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
+        "0100_evals",
+        (
+            # A dataset version is immutable: importing again adds version + 1.
+            """
+            CREATE TABLE eval_datasets (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                source TEXT,
+                item_count BIGINT NOT NULL,
+                digest TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                UNIQUE (name, version)
+            )
+            """,
+            """
+            CREATE TABLE eval_dataset_items (
+                dataset_id TEXT NOT NULL,
+                idx BIGINT NOT NULL,
+                line BIGINT,
+                item TEXT NOT NULL,
+                sample TEXT,
+                PRIMARY KEY (dataset_id, idx)
+            )
+            """,
+            """
+            CREATE TABLE eval_runs (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                dataset_id TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION,
+                summary TEXT
+            )
+            """,
+            "CREATE INDEX eval_runs_created ON eval_runs (created_at)",
+            # One row per (run, target, item): written once the item is sampled and graded,
+            # so a resumed run skips exactly these.
+            """
+            CREATE TABLE eval_results (
+                run_id TEXT NOT NULL,
+                target TEXT NOT NULL,
+                idx BIGINT NOT NULL,
+                status TEXT NOT NULL,
+                score DOUBLE PRECISION,
+                passed INTEGER,
+                sample TEXT,
+                grades TEXT NOT NULL,
+                error TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, target, idx)
+            )
+            """,
+        ),
+    )
+)

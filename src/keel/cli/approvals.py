@@ -1,0 +1,64 @@
+"""``keel approvals ...``: list and answer Human approval nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import typer
+
+from keel.cli.run import print_event, print_result
+
+app = typer.Typer(help="List and answer pending Human approvals; answering continues the run.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_(all_: bool = typer.Option(False, "--all", help="Include answered and expired approvals."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List pending approvals (oldest first)."""
+    from dataclasses import asdict
+
+    from keel.workflows import approvals
+
+    rows = approvals(status=None if all_ else "pending")
+    if as_json:
+        print(json.dumps([asdict(a) for a in rows]))
+        return
+    if not rows:
+        print("no pending approvals")
+    for a in rows:
+        age = time.time() - a.created_at
+        print(f"{a.id}  {a.status:<8} {a.workflow}/{a.node_id}  run {a.run_id[:12]}  {age / 3600:.1f} h  {a.message}")
+
+
+def _answer(approval_id: str, approved: bool, by: str | None, comment: str | None, as_json: bool) -> None:
+    import sys
+
+    from keel.workflows import aapprove
+
+    result = asyncio.run(aapprove(approval_id, approved=approved, by=by, comment=comment,
+                                  on_event=lambda e: print_event(e, sys.stderr if as_json else sys.stdout)))
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print_result(result)
+
+
+@app.command("approve")
+def approve(approval_id: str = typer.Argument(..., help="Approval id (a unique prefix is enough)."),
+            by: str | None = typer.Option(None, "--by", help="Who approves (recorded)."),
+            comment: str | None = typer.Option(None, "--comment", help="A note, recorded with the decision."),
+            as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON.")) -> None:
+    """Approve, and continue the run here until it finishes or waits again."""
+    _answer(approval_id, True, by, comment, as_json)
+
+
+@app.command("reject")
+def reject(approval_id: str = typer.Argument(..., help="Approval id (a unique prefix is enough)."),
+           by: str | None = typer.Option(None, "--by", help="Who rejects (recorded)."),
+           comment: str | None = typer.Option(None, "--comment", help="A note, recorded with the decision."),
+           as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON.")) -> None:
+    """Reject, and continue the run along its 'rejected' edge."""
+    _answer(approval_id, False, by, comment, as_json)

@@ -1,0 +1,100 @@
+"""``keel workflows ...``: validate, publish, list, diff, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Validate, publish and compare workflow specs (YAML or JSON).", no_args_is_help=True)
+
+
+def print_spec_error(e: object) -> None:
+    """Every problem of a SpecError as error:/fix: lines on stderr."""
+    for p in e.problems:  # type: ignore[attr-defined]
+        print(f"error: {p}", file=sys.stderr)
+        print(f"  fix: {p.hint}", file=sys.stderr)
+
+
+@app.command("validate")
+def validate(files: list[Path] = typer.Argument(..., help="Spec files to check.")) -> None:  # noqa: B008
+    """Check specs completely (structure, edges, reachability, CEL, variables, tools) without publishing.
+
+    Every problem is printed as FILE:LINE (node ID): what is wrong, then a fix. Exit code 2 if any.
+    """
+    from keel.workflows import SpecError
+    from keel.workflows import validate as check
+
+    failed = False
+    for f in files:
+        try:
+            wf = check(f)
+        except SpecError as e:
+            print_spec_error(e)
+            failed = True
+            continue
+        print(f"{f}: ok ({wf.spec.name}: {len(wf.spec.nodes)} nodes, {len(wf.spec.edges)} edges)")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command("publish")
+def publish(file: Path = typer.Argument(..., help="The spec file to publish.")) -> None:  # noqa: B008
+    """Validate and publish a spec as the workflow's next immutable version.
+
+    Publishing an unchanged spec keeps the latest version (no new version is made).
+    """
+    from keel.store import open_store
+    from keel.workflows import SpecError
+    from keel.workflows import validate as check
+    from keel.workflows.loader import load_spec
+    from keel.workflows.versions import Versions
+
+    try:
+        loaded = load_spec(file)
+        check(loaded)
+    except SpecError as e:
+        print_spec_error(e)
+        raise typer.Exit(2) from None
+    version, created = Versions(open_store()).publish(loaded)
+    if created:
+        print(f"published {version.name} version {version.version}")
+    else:
+        print(f"{version.name} is unchanged: still version {version.version}")
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List published workflows with their latest version."""
+    from keel.store import open_store
+    from keel.workflows.versions import Versions
+
+    rows = Versions(open_store()).list()
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        print("no workflows published yet: `keel workflows publish FILE`")
+    for r in rows:
+        print(f"{r['name']:<30} v{r['latest']:<4} {r['description'][:60]}")
+
+
+@app.command("diff")
+def diff(name: str = typer.Argument(..., help="Workflow name."),
+         v1: int = typer.Argument(..., help="Older version."),
+         v2: int = typer.Argument(..., help="Newer version.")) -> None:
+    """Show what changed between two published versions: nodes and edges, then the text diff."""
+    from keel.store import open_store
+    from keel.workflows.versions import Versions
+
+    sys.stdout.write(Versions(open_store()).diff(name, v1, v2))
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of workflow specs (for editors; also docs/workflow.schema.json)."""
+    from keel.workflows.schema import spec_json_schema
+
+    print(json.dumps(spec_json_schema(), indent=2))

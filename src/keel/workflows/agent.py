@@ -1,0 +1,113 @@
+"""The Agent node: instructions, a model, Python function tools in a loop, strict output.
+
+Durability inside the node: every model response and every tool result is
+memoized in the store (``workflow_memos``) as soon as it exists. If the process
+dies mid-node, the re-executed node replays them instead of calling again, so a
+completed tool call is never repeated. A tool call that was *in flight* at the
+crash is made again with the same idempotency key, which is how a tool with side
+effects makes its effect exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from keel.errors import KeelError
+from keel.models import Message, ModelResponse, ModelSettings, call_context, use_recorder
+from keel.workflows.nodes import NodeFailure, StepOutcome
+from keel.workflows.spec import AgentNode
+from keel.workflows.tools import ToolContext
+from keel.workflows.tracing import Span
+
+if TYPE_CHECKING:
+    from keel.workflows.engine import Engine, _ActiveRun
+
+__all__ = ["run_agent"]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[str, Any],
+                    node_span: Span) -> StepOutcome:
+    wf, seq = run.wf, run.seq
+    try:
+        instructions = wf.templates[(node.id, "instructions")].render(env) if node.instructions else ""
+        user_text = _text(wf.expressions[(node.id, "input")].evaluate(env))
+    except Exception as e:  # CelError: a variable missing at run time
+        raise NodeFailure(f"cannot build the prompt: {e}", kind="cel") from None
+    history = [Message.model_validate(m) for m in run.ctx["history"]] if node.include_chat_history else []
+    messages = ([Message.system(instructions)] if instructions else []) + history + [Message.user(user_text)]
+    new_turns = [Message.user(user_text)]
+    tools = {wf.tools[ref].name: wf.tools[ref] for ref in node.tools}
+    tool_specs = [t.tool for t in tools.values()]
+    settings = ModelSettings(temperature=node.temperature, max_tokens=node.max_tokens)
+    model = engine.model(node.model)
+    node_span.attributes.update({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": node.id,
+                                 "gen_ai.request.model": node.model})
+    input_tokens = output_tokens = 0
+
+    for turn in range(node.max_turns):
+        key = f"{seq}:model:{turn}"
+        memo = engine.memo_get(run.id, key)
+        if memo is not None:
+            response = ModelResponse.model_validate_json(memo)
+        else:
+            span = Span(run.trace_id, f"chat {node.model}", "model", parent_id=node_span.span_id, run_id=run.id,
+                        attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": model.provider,
+                                    "gen_ai.request.model": model.name, "keel.turn": turn})
+            try:
+                with use_recorder(engine.model_calls), call_context(
+                        trace_id=run.trace_id, span_id=span.span_id,
+                        tags={"run_id": run.id, "node_id": node.id, "workflow": wf.spec.name}):
+                    response = await model.generate(messages, tools=tool_specs, output_schema=node.output_schema,
+                                                    settings=settings)
+            except KeelError as e:
+                engine.spans.write(span.end(error=f"{type(e).__name__}: {e.message}"))
+                raise NodeFailure(f"model call failed: {type(e).__name__}: {e.message}", kind="model") from None
+            span.attributes.update({
+                "gen_ai.response.model": response.model, "gen_ai.usage.input_tokens": response.usage.input_tokens,
+                "gen_ai.usage.output_tokens": response.usage.output_tokens,
+                "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
+                "keel.cost_usd": response.cost_usd})
+            engine.spans.write(span.end())
+            engine.memo_put(run.id, key, response.model_dump_json())
+        input_tokens += response.usage.input_tokens
+        output_tokens += response.usage.output_tokens
+        messages.append(response.to_message())
+        if not response.tool_calls:
+            node_span.attributes.update({"gen_ai.usage.input_tokens": input_tokens,
+                                         "gen_ai.usage.output_tokens": output_tokens, "keel.turns": turn + 1})
+            new_turns.append(Message.assistant(response.text))
+            return StepOutcome(
+                "next", {"output_text": response.text, "output_parsed": response.parsed},
+                history=run.ctx["history"] + [m.model_dump(mode="json", exclude_defaults=True) for m in new_turns])
+        for i, call in enumerate(response.tool_calls):
+            messages.append(Message.tool(call.id, await _call_tool(engine, run, node, node_span, tools, call,
+                                                                   f"{seq}:tool:{turn}:{i}")))
+    raise NodeFailure(f"no final answer within max_turns={node.max_turns} model calls", kind="turn_limit")
+
+
+async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span: Span, tools: dict,
+                     call: Any, key: str) -> str:
+    memo = engine.memo_get(run.id, key)
+    if memo is not None:
+        return memo
+    idempotency_key = f"{run.id}:{key}:{call.id}"
+    span = Span(run.trace_id, f"execute_tool {call.name}", "tool", parent_id=node_span.span_id, run_id=run.id,
+                attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
+                            "gen_ai.tool.call.id": call.id, "keel.tool.idempotency_key": idempotency_key,
+                            "keel.tool.arguments": json.dumps(call.arguments, ensure_ascii=False)})
+    tool = tools[call.name]  # the model layer already rejected unknown tool names
+    try:
+        result = await tool.call(call.arguments, ToolContext(run.id, node.id, idempotency_key, call.id))
+    except Exception as e:
+        engine.spans.write(span.end(error=f"{type(e).__name__}: {e}"))
+        raise NodeFailure(f"tool {call.name} failed: {type(e).__name__}: {e}", kind="tool") from None
+    text = _text(result)
+    span.attributes["keel.tool.result"] = text[:2000]
+    engine.spans.write(span.end())
+    engine.memo_put(run.id, key, text)
+    return text

@@ -1,0 +1,137 @@
+"""The Python API: validate, publish and run workflows, answer approvals.
+
+>>> from keel import workflows
+>>> workflows.validate("support.yaml")                 # raises SpecError listing every problem
+>>> v = workflows.publish("support.yaml")              # immutable version 1, 2, ...
+>>> result = workflows.run("support", "I want a refund")
+>>> result.status, result.output
+('waiting', None)
+>>> workflows.approve(result.approval.id)              # later, in any process
+RunResult(run_id=..., status='succeeded', output=...)
+
+Every function takes an optional ``store`` (default: the store under ``KEEL_HOME``);
+the async versions (``arun``, ``aapprove``...) are for code already in an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keel.store import SQLiteStore, open_store
+from keel.workflows.clock import Clock
+from keel.workflows.engine import Engine, NodeEvent
+from keel.workflows.loader import LoadedSpec, load_spec, parse_spec
+from keel.workflows.runs import ApprovalRecord, RunResult, Runs
+from keel.workflows.validate import CompiledWorkflow, compile_workflow
+from keel.workflows.versions import Versions, WorkflowVersion
+
+__all__ = [
+    "aapprove", "approvals", "approve", "arecover", "areject", "arun", "diff", "list_workflows", "load",
+    "publish", "recover", "reject", "run", "validate",
+]
+
+ToolMap = dict[str, Callable[..., Any]]
+
+
+def _store(store: SQLiteStore | None) -> SQLiteStore:
+    return store if store is not None else open_store()
+
+
+def load(spec: str | Path | LoadedSpec) -> LoadedSpec:
+    """A spec from a file path, from YAML/JSON text (anything containing a newline), or as given."""
+    if isinstance(spec, LoadedSpec):
+        return spec
+    if isinstance(spec, str) and "\n" in spec:
+        return parse_spec(spec)
+    return load_spec(spec)
+
+
+def validate(spec: str | Path | LoadedSpec, *, tools: ToolMap | None = None) -> CompiledWorkflow:
+    """Check a spec completely; raise :class:`SpecError` listing every problem."""
+    return compile_workflow(load(spec), tools=tools)
+
+
+def publish(spec: str | Path | LoadedSpec, *, tools: ToolMap | None = None,
+            store: SQLiteStore | None = None) -> WorkflowVersion:
+    """Validate and publish; an unchanged spec returns the latest version instead of a new one."""
+    loaded = load(spec)
+    compile_workflow(loaded, tools=tools)
+    return Versions(_store(store)).publish(loaded)[0]
+
+
+def list_workflows(*, store: SQLiteStore | None = None) -> list[dict[str, Any]]:
+    return Versions(_store(store)).list()
+
+
+def diff(name: str, a: int, b: int, *, store: SQLiteStore | None = None) -> str:
+    return Versions(_store(store)).diff(name, a, b)
+
+
+def _version(workflow: str | Path, version: int | None, tools: ToolMap | None,
+             store: SQLiteStore) -> WorkflowVersion:
+    """A published version by name, or (for a path to a spec file) its file published first."""
+    p = Path(workflow)
+    if version is None and (p.suffix in (".yaml", ".yml", ".json") or p.is_file()):
+        return publish(p, tools=tools, store=store)
+    return Versions(store).get(str(workflow), version)
+
+
+async def arun(workflow: str | Path, input: Any = "", *, version: int | None = None, tools: ToolMap | None = None,
+               store: SQLiteStore | None = None, clock: Clock | None = None,
+               on_event: Callable[[NodeEvent], None] | None = None) -> RunResult:
+    """Run ``workflow`` (a published name, or a spec file) until it finishes or waits."""
+    store = _store(store)
+    engine = Engine(store, tools=tools, clock=clock, on_event=on_event)
+    try:
+        return await engine.start(_version(workflow, version, tools, store), input)
+    finally:
+        await engine.aclose()
+
+
+def run(workflow: str | Path, input: Any = "", **kwargs: Any) -> RunResult:
+    """Blocking :func:`arun`."""
+    return asyncio.run(arun(workflow, input, **kwargs))
+
+
+def approvals(*, status: str | None = "pending", store: SQLiteStore | None = None) -> list[ApprovalRecord]:
+    return Runs(_store(store)).approvals(status=status)
+
+
+async def aapprove(approval_id: str, *, by: str | None = None, comment: str | None = None,
+                   approved: bool = True, tools: ToolMap | None = None, store: SQLiteStore | None = None,
+                   clock: Clock | None = None, on_event: Callable[[NodeEvent], None] | None = None) -> RunResult:
+    """Approve (or with ``approved=False`` reject) and continue the run in this process."""
+    engine = Engine(_store(store), tools=tools, clock=clock, on_event=on_event)
+    try:
+        return await engine.answer(approval_id, approved=approved, by=by, comment=comment)
+    finally:
+        await engine.aclose()
+
+
+async def areject(approval_id: str, **kwargs: Any) -> RunResult:
+    return await aapprove(approval_id, approved=False, **kwargs)
+
+
+def approve(approval_id: str, **kwargs: Any) -> RunResult:
+    return asyncio.run(aapprove(approval_id, **kwargs))
+
+
+def reject(approval_id: str, **kwargs: Any) -> RunResult:
+    return asyncio.run(areject(approval_id, **kwargs))
+
+
+async def arecover(*, tools: ToolMap | None = None, store: SQLiteStore | None = None, clock: Clock | None = None,
+                   on_event: Callable[[NodeEvent], None] | None = None, concurrency: int = 16) -> list[RunResult]:
+    """Resume runs left behind by dead processes, and approvals that timed out."""
+    engine = Engine(_store(store), tools=tools, clock=clock, on_event=on_event)
+    try:
+        return await engine.recover(concurrency=concurrency)
+    finally:
+        await engine.aclose()
+
+
+def recover(**kwargs: Any) -> list[RunResult]:
+    return asyncio.run(arecover(**kwargs))

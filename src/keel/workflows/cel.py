@@ -1,0 +1,100 @@
+"""CEL (Common Expression Language) for conditions, transforms and templates.
+
+Backed by ``cel-expr-python``, the CEL project's Python binding of cel-cpp (see
+docs/decisions/0003-cel.md). Expressions are parsed *and type-checked* when a
+workflow is validated, so syntax errors, undeclared variables and type errors
+such as ``'a' + 1`` are reported before any run starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["VARIABLES", "CelError", "Expression", "compile_expression", "parsed_fields", "referenced"]
+
+VARIABLES: tuple[str, ...] = ("input", "input_as_text", "state", "nodes", "workflow")
+"""Top-level names every expression may use (see :mod:`keel.workflows.spec`)."""
+
+_ERROR_RE = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
+_STRING_RE = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+_REF_RE = re.compile(r"(?<![\w.])(state|nodes)\s*\.\s*([A-Za-z_]\w*)")
+_PARSED_RE = re.compile(
+    r"(?<![\w.])(?:input|nodes\s*\.\s*([A-Za-z_]\w*))\s*\.\s*output_parsed\s*\.\s*([A-Za-z_]\w*)")
+
+
+class CelError(Exception):
+    """An expression does not compile, or failed to evaluate. ``column`` is 1-based."""
+
+    def __init__(self, message: str, *, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.column = column
+
+
+@functools.cache
+def _env() -> Any:
+    from cel_expr_python import cel
+    from cel_expr_python.ext import ext_math, ext_strings
+
+    dyn = cel.Type.DYN
+    return cel.NewEnv(
+        variables={"input": dyn, "input_as_text": cel.Type.STRING, "state": dyn, "nodes": dyn,
+                   "workflow": dyn},
+        extensions=[ext_strings.ExtStrings(), ext_math.ExtMath()],
+    )
+
+
+def _error_type() -> Any:
+    from cel_expr_python import cel
+
+    return cel.Type.ERROR
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled, checked expression; evaluate it as often as needed (thread-safe)."""
+
+    source: str
+    _program: Any
+
+    def evaluate(self, variables: dict[str, Any]) -> Any:
+        """The expression's value as plain Python (None, bool, int, float, str, list, dict)."""
+        try:
+            value = self._program.eval(data=variables)
+        except Exception as e:  # conversion of an unsupported Python value
+            raise CelError(f"cannot evaluate {self.source!r}: {e}") from None
+        if value.type() == _error_type():
+            raise CelError(f"{self.source!r} failed: {value.plain_value()}")
+        return value.plain_value()
+
+
+def compile_expression(source: str) -> Expression:
+    """Parse and type-check ``source``; raise :class:`CelError` with the column of the problem."""
+    if not source.strip():
+        raise CelError("the expression is empty")
+    try:
+        program = _env().compile(source)
+    except Exception as e:
+        text = str(e)
+        m = _ERROR_RE.search(text)
+        if m is None:
+            raise CelError(text.splitlines()[0]) from None
+        message = m.group(3).replace(" (in container '')", "")
+        return_col = int(m.group(2))
+        raise CelError(message, column=return_col) from None
+    return Expression(source, program)
+
+
+def referenced(source: str) -> list[tuple[str, str]]:
+    """``(root, name)`` pairs for ``state.<name>`` and ``nodes.<name>`` references in ``source``
+    (string literals ignored), so validation can check the names exist."""
+    return _REF_RE.findall(_STRING_RE.sub('""', source))
+
+
+def parsed_fields(source: str) -> list[tuple[str | None, str]]:
+    """``(node_id, field)`` for ``nodes.<id>.output_parsed.<field>``, and ``(None, field)`` for
+    ``input.output_parsed.<field>``, in ``source`` (string literals ignored)."""
+    return [(node or None, f) for node, f in _PARSED_RE.findall(_STRING_RE.sub('""', source))]

@@ -1,0 +1,487 @@
+"""The durable engine: runs workflows one checkpointed step at a time.
+
+Every completed node step is committed to the store in one transaction (the
+step row, its span, and the run's new position and variables). A process that
+dies — even by ``kill -9`` — loses at most the step in flight; :meth:`Engine.recover`
+(``keel runs resume``) continues every orphaned run from its last completed step.
+
+Ownership: a run being executed has an ``owner`` (host, pid) and a lease. Another
+engine takes a run over only when its lease has expired or its owner process is
+dead; every checkpoint is a compare-and-set on ``(owner, seq)``, so a step is
+committed at most once even if two engines race.
+
+Steps of *pure* nodes (Start, Transform, Set state, If/else, While, End: no side
+effects, same outcome when re-executed) each get their checkpoint row, but their
+commits are grouped with the next step that has effects, or the run's end: a
+crash can only lose pure steps, which re-execute identically. A Start -> Transform
+-> End run is therefore one transaction (see docs/decisions/0004-durable-execution.md).
+
+Human approval is a durable wait: the run is stored as ``waiting`` with no owner
+and no process holds anything; :meth:`Engine.answer` resumes it, whenever that is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from keel.store import ModelCalls, SQLiteStore
+from keel.workflows.clock import Clock, SystemClock
+from keel.workflows.errors import ApprovalError, WorkflowError
+from keel.workflows.leases import LEASE_SECONDS, may_take_over, owner_id
+from keel.workflows.nodes import (
+    NodeFailure,
+    StepOutcome,
+    chat_history_of,
+    run_simple_node,
+    variables,
+)
+from keel.workflows.runs import ApprovalRecord, RunResult, Runs
+from keel.workflows.spec import (
+    AgentNode,
+    EndNode,
+    HumanApprovalNode,
+    IfElseNode,
+    SetStateNode,
+    StartNode,
+    TransformNode,
+    WhileNode,
+)
+from keel.workflows.tracing import INSERT_SQL, Span, Spans, span_row, stable_span_id
+from keel.workflows.validate import CompiledWorkflow, compile_workflow
+from keel.workflows.versions import Versions, WorkflowVersion
+
+__all__ = ["Engine", "NodeEvent"]
+
+_PURE = (StartNode, TransformNode, SetStateNode, IfElseNode, WhileNode, EndNode)
+"""Node types without side effects: re-executing one gives the same outcome."""
+_MAX_PENDING = 64
+"""Most pure steps committed together (a long pure loop still checkpoints regularly)."""
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """Progress of a run, for streaming to a user (``keel run`` prints these)."""
+
+    kind: Literal["node_started", "node_finished", "node_failed", "waiting", "run_finished"]
+    run_id: str
+    node_id: str | None = None
+    node_type: str | None = None
+    port: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class _ActiveRun:
+    id: str
+    version: WorkflowVersion
+    wf: CompiledWorkflow
+    ctx: dict[str, Any]
+    seq: int
+    current: str
+    trace_id: str
+    root_span: str
+    committed_seq: int = 0
+    """``seq`` as last committed; the compare-and-set of the next commit checks it."""
+    pending: list[tuple[tuple, tuple]] = field(default_factory=list)
+    """Step and span rows of pure steps executed but not committed yet."""
+    new: tuple | None = None
+    """The run's row, when the run itself is not in the store yet (see :meth:`Engine.start`)."""
+    status: str = "running"
+    output: Any = None
+    error: str | None = None
+
+
+class _LostRun(Exception):
+    """Another engine took the run over; this one stops executing it."""
+
+
+class Engine:
+    """Runs, resumes and answers workflow runs against one store.
+
+    ``tools`` maps bare tool names used in specs to functions (import paths need no entry).
+    ``clock`` decides when approvals time out. ``on_event`` receives :class:`NodeEvent` values.
+    """
+
+    def __init__(self, store: SQLiteStore, *, clock: Clock | None = None,
+                 tools: dict[str, Callable[..., Any]] | None = None,
+                 on_event: Callable[[NodeEvent], None] | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.tools = tools
+        self.on_event = on_event
+        self.owner = owner_id()
+        self.versions = Versions(store)
+        self.runs = Runs(store)
+        self.spans = Spans(store)
+        self.model_calls = ModelCalls(store)
+        self._compiled: dict[str, CompiledWorkflow] = {}
+        self._models: dict[str, Any] = {}
+        self._active: set[str] = set()
+        """Runs this engine is driving right now (never claimed a second time)."""
+
+    # -- helpers used by node executors ------------------------------------------------------
+
+    def model(self, model_string: str) -> Any:
+        from keel.models import get_model
+
+        if model_string not in self._models:
+            self._models[model_string] = get_model(model_string)
+        return self._models[model_string]
+
+    def memo_get(self, run_id: str, key: str) -> str | None:
+        rows = self.store.query("SELECT value FROM workflow_memos WHERE run_id = ? AND key = ?", (run_id, key))
+        return rows[0]["value"] if rows else None
+
+    def memo_put(self, run_id: str, key: str, value: str) -> None:
+        with self.store.transaction():
+            self.store.execute(
+                "INSERT INTO workflow_memos (run_id, key, value, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO NOTHING", (run_id, key, value, time.time()))
+            # Progress inside a long step renews the lease.
+            self.store.execute("UPDATE workflow_runs SET lease_until = ? WHERE id = ? AND owner = ?",
+                               (time.time() + LEASE_SECONDS, run_id, self.owner))
+
+    async def aclose(self) -> None:
+        for m in self._models.values():
+            await m.aclose()
+        self._models.clear()
+
+    def compiled(self, version: WorkflowVersion) -> CompiledWorkflow:
+        wf = self._compiled.get(version.id)
+        if wf is None:
+            wf = self._compiled[version.id] = compile_workflow(version.loaded(), tools=self.tools)
+        return wf
+
+    def _emit(self, event: NodeEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- starting and resuming ---------------------------------------------------------------
+
+    async def start(self, version: WorkflowVersion, input: Any, *, run_id: str | None = None) -> RunResult:
+        """Start a run of ``version`` with ``input`` (text or JSON) and drive it as far as it goes."""
+        run = self.create(version, input, run_id=run_id, _defer=True)
+        return await self._drive(run)
+
+    def create(self, version: WorkflowVersion, input: Any, *, run_id: str | None = None,
+               _defer: bool = False) -> _ActiveRun:
+        """Record a new run (owned by this engine) without executing it.
+
+        With ``_defer`` the run's row is written with its first commit instead (a run
+        nobody has seen yet has nothing to lose before then).
+        """
+        wf = self.compiled(version)
+        start = wf.nodes[wf.start_id]
+        if start.input_schema is not None:
+            from keel.models.structured import validate_instance
+
+            problem = validate_instance(input, start.input_schema)
+            if problem:
+                raise WorkflowError(f"the input does not match the start node's input_schema: {problem}",
+                                    hint="pass JSON that satisfies it, e.g. --input '{\"...\": ...}'")
+        now = time.time()
+        run_id = run_id or uuid.uuid4().hex
+        trace_id = uuid.uuid4().hex
+        text = input if isinstance(input, str) else json.dumps(input, ensure_ascii=False)
+        history = chat_history_of(input)
+        if history:  # a conversation in: its last user message is the input text
+            text = history.pop()["content"]
+        ctx = {"input": input, "input_as_text": text, "state": dict(start.state), "nodes": {},
+               "last": {"output_text": text, "output_parsed": None if isinstance(input, str) else input},
+               "history": history, "loops": {}}
+        root = Span(trace_id, f"workflow {version.name}", "workflow", span_id=stable_span_id(run_id, "root"),
+                    run_id=run_id, started_at=now,
+                    attributes={"keel.workflow.name": version.name, "keel.workflow.version": version.version,
+                                "keel.run.id": run_id})
+        row = (run_id, version.name, version.version, version.id, json.dumps(input), trace_id, now)
+        run = _ActiveRun(run_id, version, wf, ctx, 0, wf.start_id, trace_id, root.span_id,
+                         new=(row, span_row(root)))
+        if not _defer:
+            self._flush(run)
+        return run
+
+    def _claim(self, run_id: str, *, from_status: str = "running") -> _ActiveRun | None:
+        """Take ownership of ``run_id`` if nobody live holds it; None if it is not ours to run."""
+        if run_id in self._active:
+            return None
+        rows = self.store.query("SELECT * FROM workflow_runs WHERE id = ?", (run_id,))
+        if not rows or rows[0]["status"] != from_status:
+            return None
+        r = rows[0]
+        if from_status == "running" and r["owner"] != self.owner \
+                and not may_take_over(r["owner"], r["lease_until"]):
+            return None
+        changed = self.store.execute(
+            "UPDATE workflow_runs SET owner = ?, lease_until = ?, status = 'running', updated_at = ?"
+            " WHERE id = ? AND status = ? AND seq = ? AND COALESCE(owner, '') = ?",
+            (self.owner, time.time() + LEASE_SECONDS, time.time(), run_id, from_status, r["seq"],
+             r["owner"] or ""))
+        if changed != 1:
+            return None
+        version = self.versions.by_id(r["version_id"])
+        return _ActiveRun(run_id, version, self.compiled(version), json.loads(r["context"]), r["seq"],
+                          r["current_node"], r["trace_id"], stable_span_id(run_id, "root"), committed_seq=r["seq"])
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Continue one run from its last checkpoint (if it is orphaned, or due after a wait)."""
+        rec = self.runs.get(run_id)
+        run = self._claim(rec.id) if rec.status == "running" else None
+        if run is None and rec.status == "waiting" and self._wait_is_over(rec.id):
+            run = self._claim(rec.id, from_status="waiting")
+        if run is None:
+            return self._result(rec.id)
+        return await self._drive(run)
+
+    def _wait_is_over(self, run_id: str) -> bool:
+        for a in self.runs.approvals(status=None, run_id=run_id):
+            if a.status != "pending" or (a.expires_at is not None and a.expires_at <= self.clock.now()):
+                return True
+        return False
+
+    async def recover(self, *, concurrency: int = 16) -> list[RunResult]:
+        """Resume every run left behind by a dead process, and every wait that is over.
+
+        Call it when a worker starts (``keel runs resume`` does); it is safe to call
+        from several processes at once.
+        """
+        rows = self.store.query("SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at")
+        waiting = self.store.query(
+            "SELECT DISTINCT r.id FROM workflow_runs r JOIN workflow_approvals a ON a.run_id = r.id"
+            " WHERE r.status = 'waiting' AND (a.status <> 'pending' OR a.expires_at <= ?)", (self.clock.now(),))
+        sem = asyncio.Semaphore(concurrency)
+        results: list[RunResult] = []
+
+        async def one(run_id: str, status: str) -> None:
+            async with sem:
+                run = self._claim(run_id, from_status=status)
+                if run is not None:
+                    results.append(await self._drive(run))
+
+        await asyncio.gather(*(one(r["id"], "running") for r in rows),
+                             *(one(r["id"], "waiting") for r in waiting))
+        return results
+
+    async def serve(self, *, interval: float = 5.0, stop: asyncio.Event | None = None,
+                    concurrency: int = 16) -> None:
+        """Be a worker: :meth:`recover` every ``interval`` seconds until ``stop`` is set, so
+        crashed runs resume and approval timeouts fire without anyone asking."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            await self.recover(concurrency=concurrency)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def answer(self, approval_id: str, *, approved: bool, by: str | None = None,
+                     comment: str | None = None) -> RunResult:
+        """Approve or reject a pending approval, then continue its run."""
+        approval = self.runs.approval(approval_id)
+        if approval is None:
+            raise ApprovalError(f"no approval with id {approval_id!r}",
+                                hint="list pending approvals with `keel approvals list`")
+        if approval.status != "pending":
+            raise ApprovalError(f"approval {approval.id} was already answered: {approval.status}",
+                                hint="each approval is answered once")
+        with self.store.transaction():
+            changed = self.store.execute(
+                "UPDATE workflow_approvals SET status = ?, decided_at = ?, decided_by = ?, comment = ?"
+                " WHERE id = ? AND status = 'pending'",
+                ("approved" if approved else "rejected", self.clock.now(), by, comment, approval.id))
+            if changed != 1:
+                raise ApprovalError(f"approval {approval.id} was answered meanwhile", hint="check `keel runs show`")
+        run = self._claim(approval.run_id, from_status="waiting")
+        if run is None:
+            return self._result(approval.run_id)
+        return await self._drive(run)
+
+    def _result(self, run_id: str) -> RunResult:
+        rec = self.runs.get(run_id)
+        approval = None
+        if rec.status == "waiting":
+            pending = self.runs.approvals(status="pending", run_id=run_id)
+            approval = pending[-1] if pending else None
+        return RunResult(rec.id, rec.status, rec.output, rec.error, approval)
+
+    # -- the step loop -----------------------------------------------------------------------
+
+    async def _drive(self, run: _ActiveRun) -> RunResult:
+        self._active.add(run.id)
+        try:
+            while True:
+                result = await self._step(run)
+                if result is not None:
+                    return result
+                if not run.pending:
+                    await asyncio.sleep(0)  # after each commit, let other runs go on
+        except _LostRun:
+            return self._result(run.id)
+        finally:
+            self._active.discard(run.id)
+
+    async def _step(self, run: _ActiveRun) -> RunResult | None:
+        node = run.wf.nodes[run.current]
+        started = time.time()
+        self._emit(NodeEvent("node_started", run.id, node.id, node.type))
+        span = Span(run.trace_id, f"node {node.id}", "node", span_id=stable_span_id(run.id, run.seq),
+                    parent_id=run.root_span, run_id=run.id, started_at=started,
+                    attributes={"keel.node.id": node.id, "keel.node.type": node.type, "keel.step": run.seq})
+        env = variables(run.ctx, run.id, run.version.name)
+        error: str | None = None
+        try:
+            outcome = await self._execute(run, node, env, span)
+        except NodeFailure as e:
+            error = e.message
+            span.attributes["error.type"] = e.kind
+            if run.wf.target(node.id, "error") is None:
+                self._emit(NodeEvent("node_failed", run.id, node.id, node.type, error=error,
+                                     duration_ms=(time.time() - started) * 1000))
+                return self._checkpoint(run, node, span.end(error=error), None, None, error=error,
+                                        started=started)
+            outcome = StepOutcome("error", {"output_text": error, "output_parsed": {"error": error,
+                                                                                     "type": e.kind}})
+        if outcome.wait is not None:
+            self._emit(NodeEvent("waiting", run.id, node.id, node.type))
+            return self._result(run.id)
+        span.attributes.update(outcome.attributes)
+        span.attributes["keel.node.port"] = outcome.port
+        self._emit(NodeEvent("node_finished" if error is None else "node_failed", run.id, node.id, node.type,
+                             port=outcome.port, error=error, duration_ms=(time.time() - started) * 1000))
+        return self._checkpoint(run, node, span.end(error=error), outcome, outcome.port, error=error,
+                                started=started)
+
+    async def _execute(self, run: _ActiveRun, node: Any, env: dict[str, Any], span: Span) -> StepOutcome:
+        if isinstance(node, AgentNode):
+            from keel.workflows.agent import run_agent
+
+            return await run_agent(self, run, node, env, span)
+        if isinstance(node, HumanApprovalNode):
+            return self._approval(run, node, env)
+        return run_simple_node(run.wf, node, run.ctx, env)
+
+    def _approval(self, run: _ActiveRun, node: HumanApprovalNode, env: dict[str, Any]) -> StepOutcome:
+        rows = self.store.query("SELECT * FROM workflow_approvals WHERE run_id = ? AND seq = ?", (run.id, run.seq))
+        if not rows:
+            try:
+                message = run.wf.templates[(node.id, "message")].render(env)
+            except Exception as e:
+                raise NodeFailure(f"cannot build the approval message: {e}", kind="cel") from None
+            now = self.clock.now()
+            approval = ApprovalRecord(uuid.uuid4().hex, run.id, run.seq, node.id, run.version.name, "pending",
+                                      message, now, now + node.timeout if node.timeout else None, None, None, None)
+            with self.store.transaction():
+                self.store.execute(
+                    "INSERT INTO workflow_approvals (id, run_id, seq, node_id, workflow, status, message,"
+                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (approval.id, run.id, run.seq, node.id, run.version.name, message, now, approval.expires_at))
+                self._park(run)
+            return StepOutcome(None, run.ctx["last"], wait=approval)
+        a = ApprovalRecord(**rows[0])
+        status = a.status
+        if status == "pending":
+            if a.expires_at is None or a.expires_at > self.clock.now():
+                with self.store.transaction():
+                    self._park(run)
+                return StepOutcome(None, run.ctx["last"], wait=a)
+            self.store.execute("UPDATE workflow_approvals SET status = 'expired', decided_at = ? WHERE id = ?"
+                               " AND status = 'pending'", (self.clock.now(), a.id))
+            status = "expired"
+        port = {"approved": "approved", "rejected": "rejected"}.get(status)
+        if port is None:
+            port = "timeout" if run.wf.target(node.id, "timeout") else "rejected"
+        decision = {"decision": status, "approval_id": a.id, "by": a.decided_by, "comment": a.comment}
+        return StepOutcome(port, {"output_text": status, "output_parsed": decision},
+                           attributes={"keel.approval.id": a.id, "keel.approval.decision": status})
+
+    def _park(self, run: _ActiveRun) -> None:
+        """Store the run as waiting and let go of it (inside a transaction)."""
+        changed = self.store.execute(
+            "UPDATE workflow_runs SET status = 'waiting', owner = NULL, lease_until = NULL, updated_at = ?"
+            " WHERE id = ? AND owner = ? AND seq = ?", (time.time(), run.id, self.owner, run.seq))
+        if changed != 1:
+            raise _LostRun
+
+    def _checkpoint(self, run: _ActiveRun, node: Any, span: Span, outcome: StepOutcome | None, port: str | None,
+                    *, error: str | None, started: float) -> RunResult | None:
+        """Record one completed step; commit it now unless it and the next node are pure."""
+        ctx = run.ctx
+        if outcome is not None:
+            ctx = dict(ctx)
+            ctx["last"] = outcome.output
+            ctx["nodes"] = {**ctx["nodes"], node.id: outcome.output}
+            if outcome.state is not None:
+                ctx["state"] = outcome.state
+            if outcome.loops is not None:
+                ctx["loops"] = outcome.loops
+            if outcome.history is not None:
+                ctx["history"] = outcome.history
+        next_node = run.wf.target(node.id, port) if port else None
+        if outcome is None:
+            status, run_output = "failed", None
+        elif isinstance(node, EndNode):
+            status, run_output = "succeeded", outcome.run_output
+        elif next_node is None:  # validation makes every required port lead somewhere
+            status, run_output, error = "failed", None, f"no edge from {node.id!r} through port {port!r}"
+        else:
+            status, run_output = "running", None
+        now = time.time()
+        run.pending.append((
+            (run.id, run.seq, node.id, node.type, port, next_node,
+             json.dumps(outcome.output) if outcome else None, error, started, now),
+            span_row(span)))
+        run.seq += 1
+        run.ctx = ctx
+        run.status, run.output, run.error = status, run_output, error if status == "failed" else None
+        finished = status != "running"
+        if not finished:
+            run.current = next_node  # type: ignore[assignment]
+        if finished or len(run.pending) >= _MAX_PENDING or not isinstance(
+                node, _PURE) or not isinstance(run.wf.nodes[next_node], _PURE):
+            self._flush(run)
+        if not finished:
+            return None
+        self._emit(NodeEvent("run_finished", run.id, status=status, error=error))
+        return RunResult(run.id, status, run_output, run.error)  # type: ignore[arg-type]
+
+    def _flush(self, run: _ActiveRun) -> None:
+        """Commit the run's position, variables, and pending step and span rows, in one transaction."""
+        finished = run.status != "running"
+        now = time.time()
+        fields = (None if finished else run.current, json.dumps(run.ctx), run.status,
+                  json.dumps(run.output) if finished else None, run.error, now, now + LEASE_SECONDS,
+                  now if finished else None, None if finished else self.owner)
+        with self.store.transaction():
+            if run.new is not None:
+                (rid, name, number, version_id, input_json, trace_id, created), root = run.new
+                self.store.execute(
+                    "INSERT INTO workflow_runs (id, workflow, version, version_id, input, trace_id, created_at,"
+                    " seq, current_node, context, status, output, error, updated_at, lease_until, finished_at,"
+                    " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields))
+                self.store.execute(INSERT_SQL, root)
+            else:
+                changed = self.store.execute(
+                    "UPDATE workflow_runs SET seq = ?, current_node = ?, context = ?, status = ?, output = ?,"
+                    " error = ?, updated_at = ?, lease_until = ?, finished_at = ?, owner = ?"
+                    " WHERE id = ? AND owner = ? AND seq = ?",
+                    (run.seq, *fields, run.id, self.owner, run.committed_seq))
+                if changed != 1:
+                    raise _LostRun
+            if run.pending:
+                self.store.executemany(
+                    "INSERT INTO workflow_steps (run_id, seq, node_id, node_type, port, next_node, output, error,"
+                    " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p[0] for p in run.pending])
+                self.store.executemany(INSERT_SQL, [p[1] for p in run.pending])
+            if finished:
+                self.store.execute("UPDATE trace_spans SET ended_at = ?, status = ? WHERE span_id = ?",
+                                   (now, "ok" if run.status == "succeeded" else "error", run.root_span))
+        run.new = None
+        run.pending.clear()
+        run.committed_seq = run.seq

@@ -1,0 +1,157 @@
+"""Read a spec from YAML or JSON text, keeping the line of every value for error messages.
+
+JSON is read by the YAML parser too (a JSON document is YAML), so both get line
+numbers. A malformed document or a value of the wrong shape becomes a
+:class:`SpecError` naming file, line, node id and field — never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from keel.workflows.errors import Problem, SpecError
+from keel.workflows.spec import NODE_TYPES, WorkflowSpec
+
+__all__ = ["LoadedSpec", "SourceMap", "load_spec", "parse_spec"]
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Where each value of the document came from: field path -> 1-based line."""
+
+    file: str | None = None
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line(self, path: PathKey) -> int | None:
+        """Line of ``path``, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+    def node_line(self, spec: WorkflowSpec, node_id: str) -> int | None:
+        for i, n in enumerate(spec.nodes):
+            if n.id == node_id:
+                return self.line(("nodes", i))
+        return None
+
+
+@dataclass
+class LoadedSpec:
+    """A spec with its source text and line map."""
+
+    spec: WorkflowSpec
+    source: str
+    where: SourceMap
+
+
+def _to_python(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) \
+                else _scalar(key_node)
+            out[key] = _to_python(value_node, (*path, str(key)), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    return yaml.SafeLoader("").construct_object(node, deep=True)  # type: ignore[arg-type]
+
+
+def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
+    """Parse and type-check a spec (structure only; see :func:`keel.workflows.validate`)."""
+    where = SourceMap(file=file)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError([Problem(f"malformed YAML/JSON: {what}", "fix the syntax at that line",
+                                 file=file, line=line)]) from None
+    if root is None:
+        raise SpecError([Problem("the spec is empty", "start from `keel workflows schema` or docs/workflows.md",
+                                 file=file, line=1)])
+    data = _to_python(root, (), where.lines)
+    if not isinstance(data, dict):
+        raise SpecError([Problem("the spec must be a mapping with name, nodes and edges",
+                                 "see docs/workflows.md for an example", file=file, line=1)])
+    problems = _type_problems(data, where)
+    if problems:
+        raise SpecError(problems)
+    spec = WorkflowSpec.model_validate(data)
+    return LoadedSpec(spec, text, where)
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and parse the spec file at ``path``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem(f"{p} does not exist", "check the path", file=str(p))]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError([Problem(f"cannot read {p}: {e}", "check the file", file=str(p))]) from None
+    return parse_spec(text, file=str(p))
+
+
+def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
+    problems: list[Problem] = []
+    nodes = data.get("nodes")
+    # Unknown node types get their own message: pydantic's union error lists every member.
+    if isinstance(nodes, list):
+        for i, n in enumerate(nodes):
+            if isinstance(n, dict) and n.get("type") not in NODE_TYPES:
+                t = n.get("type")
+                close = difflib.get_close_matches(str(t), NODE_TYPES, n=1)
+                problems.append(Problem(
+                    f"unknown node type {t!r}" if t is not None else "node has no type",
+                    (f"did you mean {close[0]!r}? " if close else "") + f"types: {', '.join(NODE_TYPES)}",
+                    file=where.file, line=where.line(("nodes", i, "type")),
+                    node_id=str(n.get("id")) if n.get("id") is not None else None, path=f"nodes[{i}].type",
+                ))
+    if problems:
+        return problems
+    try:
+        WorkflowSpec.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            # pydantic puts the union tag in the path (nodes.2.agent.model); drop it.
+            clean: list[str | int] = []
+            for part in loc:
+                if clean and clean[-1] != "nodes" and isinstance(clean[-1], int) and part in NODE_TYPES \
+                        and len(clean) == 2:
+                    continue
+                clean.append(part)
+            node_id = None
+            if len(clean) >= 2 and clean[0] == "nodes" and isinstance(clean[1], int) \
+                    and isinstance(nodes, list) and clean[1] < len(nodes) and isinstance(nodes[clean[1]], dict):
+                node_id = nodes[clean[1]].get("id")
+            field_path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in clean).lstrip(".")
+            msg = err["msg"]
+            hint = "see `keel workflows schema` for the fields each node type takes"
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown field {clean[-1]!r}"
+                hint = "remove it, or check its spelling against `keel workflows schema`"
+            elif err["type"] == "missing":
+                msg = f"missing required field {clean[-1]!r}"
+            problems.append(Problem(f"{field_path}: {msg}", hint, file=where.file,
+                                    line=where.line(tuple(str(p) if not isinstance(p, int) else p for p in clean)),
+                                    node_id=str(node_id) if node_id is not None else None, path=field_path))
+    return problems

@@ -1,0 +1,151 @@
+"""Run records: what the store keeps about each run, its steps and its approvals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from keel.store import SQLiteStore
+from keel.workflows.errors import RunNotFoundError
+
+__all__ = ["ApprovalRecord", "RunRecord", "RunResult", "RunStatus", "Runs", "StepRecord"]
+
+RunStatus = Literal["running", "waiting", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one workflow version."""
+
+    id: str
+    workflow: str
+    version: int
+    status: RunStatus
+    input: Any
+    output: Any
+    error: str | None
+    current_node: str | None
+    """The node to execute next (None once finished)."""
+    seq: int
+    """Number of completed steps."""
+    trace_id: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One completed node step: the checkpoint a resumed run continues after."""
+
+    run_id: str
+    seq: int
+    node_id: str
+    node_type: str
+    port: str | None
+    next_node: str | None
+    output: Any
+    error: str | None
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """A Human approval node waiting for (or given) an answer."""
+
+    id: str
+    run_id: str
+    seq: int
+    node_id: str
+    workflow: str
+    status: Literal["pending", "approved", "rejected", "expired"]
+    message: str
+    created_at: float
+    expires_at: float | None
+    decided_at: float | None
+    decided_by: str | None
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run stands after a call returns: finished, failed, or waiting for approval."""
+
+    run_id: str
+    status: RunStatus
+    output: Any = None
+    error: str | None = None
+    approval: ApprovalRecord | None = None
+    """The pending approval, when ``status == "waiting"``."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The document ``keel run --json`` prints."""
+        doc: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "output": self.output}
+        if self.error:
+            doc["error"] = self.error
+        if self.approval:
+            doc["approval_id"] = self.approval.id
+        return doc
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Runs:
+    """Read runs, steps and approvals."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def get(self, run_id: str) -> RunRecord:
+        rows = self.store.query("SELECT * FROM workflow_runs WHERE id = ?", (run_id,))
+        if not rows:
+            rows = self.store.query("SELECT * FROM workflow_runs WHERE id LIKE ? LIMIT 2", (run_id + "%",))
+            if len(rows) != 1:
+                raise RunNotFoundError(f"no run with id {run_id!r}", hint="list runs with `keel runs list`")
+        return _run(rows[0])
+
+    def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+        sql, params = "SELECT * FROM workflow_runs WHERE 1 = 1", []
+        if workflow:
+            sql += " AND workflow = ?"
+            params.append(workflow)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        rows = self.store.query(sql + " ORDER BY created_at DESC LIMIT ?", (*params, limit))
+        return [_run(r) for r in rows]
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        rows = self.store.query("SELECT * FROM workflow_steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [StepRecord(**{**r, "output": _loads(r["output"])}) for r in rows]
+
+    def approvals(self, *, status: str | None = "pending", run_id: str | None = None) -> list[ApprovalRecord]:
+        sql, params = "SELECT * FROM workflow_approvals WHERE 1 = 1", []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if run_id:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        return [ApprovalRecord(**r) for r in self.store.query(sql + " ORDER BY created_at", tuple(params))]
+
+    def approval(self, approval_id: str) -> ApprovalRecord | None:
+        rows = self.store.query("SELECT * FROM workflow_approvals WHERE id = ?", (approval_id,))
+        if not rows:
+            rows = self.store.query("SELECT * FROM workflow_approvals WHERE id LIKE ? LIMIT 2",
+                                    (approval_id + "%",))
+            if len(rows) != 1:
+                return None
+        return ApprovalRecord(**rows[0])
+
+
+def _run(r: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        id=r["id"], workflow=r["workflow"], version=r["version"], status=r["status"], input=_loads(r["input"]),
+        output=_loads(r["output"]), error=r["error"], current_node=r["current_node"], seq=r["seq"],
+        trace_id=r["trace_id"], created_at=r["created_at"], updated_at=r["updated_at"],
+        finished_at=r["finished_at"])

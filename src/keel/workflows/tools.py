@@ -1,0 +1,127 @@
+"""Python function tools for Agent nodes.
+
+A tool is a plain function (sync or async) with type-annotated parameters; its
+JSON schema comes from the annotations and its description from the docstring.
+A parameter annotated :class:`ToolContext` is not shown to the model: Keel fills
+it in with the run id and an **idempotency key** that stays the same if the call
+is retried after a crash. Tools with side effects should use the key to do their
+effect at most once (e.g. ``INSERT ... ON CONFLICT DO NOTHING``, or the
+``Idempotency-Key`` header of a payment API).
+
+Agent nodes name tools either by import path (``myapp.tools:refund``, which any
+process can resolve, so a resumed run finds its tools) or by a name registered
+with :func:`function_tool`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from pydantic import ConfigDict, create_model
+
+from keel.models import Tool
+
+__all__ = ["FunctionTool", "ToolContext", "ToolNotFound", "function_tool", "resolve_tool"]
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know about the call it serves."""
+
+    run_id: str
+    node_id: str
+    idempotency_key: str
+    """Stable across retries of the same call: the same key means the same call."""
+    call_id: str
+    """The model's id for this tool call."""
+
+
+class ToolNotFound(LookupError):
+    """The tool reference names no registered tool and no importable function."""
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """A Python function the model may call."""
+
+    name: str
+    fn: Callable[..., Any]
+    tool: Tool
+    """Name, description and JSON schema of the parameters, as sent to the model."""
+    context_param: str | None
+    """Name of the parameter that receives a :class:`ToolContext`, if any."""
+
+    async def call(self, arguments: dict[str, Any], ctx: ToolContext) -> Any:
+        kwargs = dict(arguments)
+        if self.context_param:
+            kwargs[self.context_param] = ctx
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(**kwargs)
+        # A blocking tool runs in a thread so that other runs go on meanwhile.
+        result = await asyncio.to_thread(self.fn, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+_registry: dict[str, FunctionTool] = {}
+
+
+def _make(fn: Callable[..., Any], name: str | None = None, description: str | None = None) -> FunctionTool:
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    context_param = None
+    for pname, param in inspect.signature(fn).parameters.items():
+        annotation = hints.get(pname, Any)
+        if annotation is ToolContext:
+            context_param = pname
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    model = create_model(f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    tool_name = name or fn.__name__
+    doc = description if description is not None else inspect.getdoc(fn) or ""
+    return FunctionTool(tool_name, fn, Tool(name=tool_name, description=doc, parameters=schema), context_param)
+
+
+def function_tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,
+                  description: str | None = None) -> Any:
+    """Register ``fn`` as a tool Agent nodes can name (decorator, with or without arguments)."""
+
+    def register(f: Callable[..., Any]) -> Callable[..., Any]:
+        t = _make(f, name, description)
+        _registry[t.name] = t
+        return f
+
+    return register(fn) if fn is not None else register
+
+
+def resolve_tool(ref: str, extra: dict[str, Callable[..., Any]] | None = None) -> FunctionTool:
+    """The tool ``ref`` names: a name in ``extra`` or the registry, or ``module:function``."""
+    if extra and ref in extra:
+        return _make(extra[ref], ref)
+    if ref in _registry:
+        return _registry[ref]
+    module_name, sep, attr = ref.partition(":")
+    if not sep:
+        raise ToolNotFound(f"no tool registered as {ref!r}")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ToolNotFound(f"cannot import {ref!r}: {e}") from None
+    if not callable(fn):
+        raise ToolNotFound(f"{ref!r} is not a function")
+    # A decorated function keeps its registered name; otherwise the tool is named after it.
+    for t in _registry.values():
+        if t.fn is fn:
+            return t
+    return _make(fn)

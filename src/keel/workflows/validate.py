@@ -1,0 +1,373 @@
+"""Validation: everything about a spec that can be checked before a run starts.
+
+:func:`compile_workflow` returns a :class:`CompiledWorkflow` (edges indexed,
+CEL parsed and type-checked, tools resolved) or raises one :class:`SpecError`
+listing every problem, each with file, line, node id and a hint:
+
+- one Start node, at least one End node, unique node ids;
+- edges that name unknown nodes or ports (dangling), and nodes missing a
+  required edge (every branch of an If/else, ``body`` and ``next`` of a While...);
+- nodes no path from Start reaches (unreachable), and While bodies that never
+  return to their While node;
+- CEL syntax and type errors, undeclared variables, ``state.<name>`` never
+  declared and ``nodes.<id>`` naming no node;
+- Agent model strings, tools and output schemas; node types not available yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.errors import KeelError
+from keel.workflows.cel import CelError, Expression, compile_expression, parsed_fields, referenced
+from keel.workflows.errors import Problem, SpecError
+from keel.workflows.loader import LoadedSpec, SourceMap
+from keel.workflows.spec import (
+    AgentNode,
+    EndNode,
+    FileSearchNode,
+    GuardrailsNode,
+    HumanApprovalNode,
+    IfElseNode,
+    McpNode,
+    NoteNode,
+    SetStateNode,
+    StartNode,
+    TransformNode,
+    WhileNode,
+    WorkflowSpec,
+)
+from keel.workflows.tools import FunctionTool, ToolNotFound, resolve_tool
+
+__all__ = ["CompiledWorkflow", "Template", "compile_workflow"]
+
+_TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+#: Ports a node must have an edge for (beyond these, edges are optional).
+_REQUIRED_PORTS: dict[type, tuple[str, ...]] = {
+    StartNode: ("next",), AgentNode: ("next",), TransformNode: ("next",), SetStateNode: ("next",),
+    WhileNode: ("body", "next"), HumanApprovalNode: ("approved", "rejected"),
+    GuardrailsNode: ("pass", "fail"), FileSearchNode: ("next",), McpNode: ("next",),
+}
+
+
+@dataclass(frozen=True)
+class Template:
+    """Text with ``{{ expr }}`` holes, compiled."""
+
+    parts: tuple[str | Expression, ...]
+
+    def render(self, variables: dict[str, Any]) -> str:
+        import json
+
+        out = []
+        for p in self.parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                v = p.evaluate(variables)
+                out.append(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+        return "".join(out)
+
+
+@dataclass
+class CompiledWorkflow:
+    """A validated spec, ready to run: edges by ``(node, port)``, expressions compiled."""
+
+    spec: WorkflowSpec
+    edges: dict[tuple[str, str], str]
+    expressions: dict[tuple[str, str], Expression] = field(default_factory=dict)
+    """``(node_id, field)`` -> compiled CEL; field is e.g. ``condition``, ``fields.total``."""
+    templates: dict[tuple[str, str], Template] = field(default_factory=dict)
+    tools: dict[str, FunctionTool] = field(default_factory=dict)
+    nodes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def start_id(self) -> str:
+        return next(n.id for n in self.spec.nodes if isinstance(n, StartNode))
+
+    def target(self, node_id: str, port: str = "next") -> str | None:
+        return self.edges.get((node_id, port))
+
+
+class _Checker:
+    def __init__(self, loaded: LoadedSpec, tools: dict[str, Callable[..., Any]] | None) -> None:
+        self.spec = loaded.spec
+        self.where: SourceMap = loaded.where
+        self.extra_tools = tools
+        self.problems: list[Problem] = []
+        self.index = {n.id: i for i, n in enumerate(self.spec.nodes)}
+        self.out = CompiledWorkflow(self.spec, {})
+        self.state_names: set[str] = set()
+        self.bad_sources: set[str] = set()
+
+    def problem(self, message: str, hint: str, *, node: str | None = None, path: tuple = ()) -> None:
+        full: tuple = (("nodes", self.index[node], *path) if node in self.index else path)
+        self.problems.append(Problem(
+            message, hint, file=self.where.file, line=self.where.line(full), node_id=node,
+            path="".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in full).lstrip(".") or None,
+        ))
+
+    # -- structure ----------------------------------------------------------------------
+
+    def check_nodes(self) -> None:
+        seen: set[str] = set()
+        for n in self.spec.nodes:
+            if n.id in seen:
+                self.problem(f"duplicate node id {n.id!r}", "give every node its own id", node=n.id, path=("id",))
+            seen.add(n.id)
+            self.out.nodes[n.id] = n
+        starts = [n for n in self.spec.nodes if isinstance(n, StartNode)]
+        if len(starts) != 1:
+            self.problem(f"a workflow needs exactly one start node, found {len(starts)}",
+                         "add `- {id: start, type: start}` (and remove extras)", path=("nodes",))
+        if not any(isinstance(n, EndNode) for n in self.spec.nodes):
+            self.problem("the workflow has no end node", "add `- {id: end, type: end}` and an edge to it",
+                         path=("nodes",))
+        for n in starts:
+            self.state_names.update(n.state)
+        for n in self.spec.nodes:
+            if isinstance(n, SetStateNode):
+                self.state_names.update(n.assign)
+
+    def check_edges(self) -> None:
+        for i, e in enumerate(self.spec.edges):
+            where = ("edges", i)
+            line = self.where.line(where)
+            for end, attr in ((e.source, "from"), (e.target, "to")):
+                if end not in self.out.nodes:
+                    import difflib
+
+                    close = difflib.get_close_matches(end, list(self.out.nodes), n=1)
+                    self.problems.append(Problem(
+                        f"edge {attr} unknown node {end!r} (dangling edge)",
+                        (f"did you mean {close[0]!r}? " if close else "") + "edges connect node ids",
+                        file=self.where.file, line=self.where.line((*where, attr)) or line,
+                        path=f"edges[{i}].{attr}"))
+            if e.source not in self.out.nodes or e.target not in self.out.nodes:
+                self.bad_sources.add(e.source)  # its "missing edge" would only repeat this problem
+                continue
+            src, dst = self.out.nodes[e.source], self.out.nodes[e.target]
+            if isinstance(src, NoteNode) or isinstance(dst, NoteNode):
+                self.problems.append(Problem("notes take no edges", "remove this edge", file=self.where.file,
+                                             line=line, node_id=e.source, path=f"edges[{i}]"))
+                continue
+            if isinstance(dst, StartNode):
+                self.problems.append(Problem("no edge may enter the start node",
+                                             "loop with a while node instead", file=self.where.file, line=line,
+                                             node_id=e.target, path=f"edges[{i}].to"))
+            allowed = src.allowed_ports()
+            if e.port not in allowed:
+                self.problems.append(Problem(
+                    f"a {src.type} node has no port {e.port!r}",
+                    f"ports of {e.source}: {', '.join(allowed) or 'none (it ends the run)'}",
+                    file=self.where.file, line=self.where.line((*where, "port")) or line, node_id=e.source,
+                    path=f"edges[{i}].port"))
+                self.bad_sources.add(e.source)
+                continue
+            if (e.source, e.port) in self.out.edges:
+                self.problems.append(Problem(
+                    f"two edges leave {e.source!r} through port {e.port!r}",
+                    "a port leads to exactly one node: remove one edge", file=self.where.file, line=line,
+                    node_id=e.source, path=f"edges[{i}]"))
+            self.out.edges[(e.source, e.port)] = e.target
+        for n in self.spec.nodes:
+            if n.id in self.bad_sources:
+                continue
+            required = _REQUIRED_PORTS.get(type(n), ())
+            if isinstance(n, IfElseNode):
+                required = n.allowed_ports()
+            for port in required:
+                if (n.id, port) not in self.out.edges:
+                    self.problem(f"missing edge from {n.id!r} through port {port!r}",
+                                 f"add `- {{from: {n.id}, port: {port}, to: ...}}` to edges", node=n.id)
+
+    def check_reachability(self) -> None:
+        starts = [n.id for n in self.spec.nodes if isinstance(n, StartNode)]
+        if not starts:
+            return
+        seen = self._reach(starts[0])
+        for n in self.spec.nodes:
+            if n.id not in seen and not isinstance(n, NoteNode):
+                self.problem(f"node {n.id!r} is unreachable from start",
+                             "add an edge into it, or delete it", node=n.id)
+        for n in self.spec.nodes:
+            body = self.out.edges.get((n.id, "body")) if isinstance(n, WhileNode) else None
+            if body and n.id not in self._reach(body):
+                self.problem(f"the body of while node {n.id!r} never returns to it",
+                             f"add an edge from the last node of the body back to {n.id!r}", node=n.id)
+
+    def _reach(self, start: str) -> set[str]:
+        seen, todo = {start}, deque([start])
+        while todo:
+            cur = todo.popleft()
+            for (src, _), dst in self.out.edges.items():
+                if src == cur and dst not in seen:
+                    seen.add(dst)
+                    todo.append(dst)
+        return seen
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def expr(self, node: Any, key: str, source: str, path: tuple) -> None:
+        try:
+            compiled = compile_expression(source)
+        except CelError as e:
+            col = f" (column {e.column})" if e.column else ""
+            hint = "variables: input, input_as_text, state.<name>, nodes.<id>, workflow.input"
+            if "Syntax error" not in e.message and "undeclared" not in e.message:
+                hint = "CEL is typed: compare like with like, convert with int(), string(), double()"
+            self.problem(f"CEL error in {key}{col}: {e.message} — in {source!r}", hint, node=node.id, path=path)
+            return
+        self._refs(node, key, source, path)
+        self.out.expressions[(node.id, key)] = compiled
+
+    def _refs(self, node: Any, key: str, source: str, path: tuple) -> None:
+        for root, name in referenced(source):
+            if root == "state" and name not in self.state_names:
+                self.problem(f"unknown variable state.{name} in {key}",
+                             f"declare it under `state:` on the start node (known: "
+                             f"{', '.join(sorted(self.state_names)) or 'none'})", node=node.id, path=path)
+            if root == "nodes" and (name not in self.out.nodes or isinstance(self.out.nodes[name], NoteNode)):
+                self.problem(f"unknown variable nodes.{name} in {key}: no node has id {name!r}",
+                             "refer to an earlier node by its id", node=node.id, path=path)
+        for source_node, name in parsed_fields(source):
+            schemas = self._parsed_schemas(source_node, node.id)
+            if schemas and all(name not in props for props in schemas):
+                where = f"nodes.{source_node}" if source_node else "input"
+                known = sorted({p for props in schemas for p in props})
+                self.problem(f"unknown variable {where}.output_parsed.{name} in {key}: the output schema has no "
+                             f"field {name!r}", f"fields: {', '.join(known) or 'none'}", node=node.id, path=path)
+
+    def _parsed_schemas(self, source_node: str | None, at: str) -> list[set[str]]:
+        """Field names of the strict output schemas ``output_parsed`` can come from; [] when unknown.
+
+        ``nodes.<id>`` is that node; ``input`` is every node with an edge into ``at``, looking
+        through nodes that pass their input on (If/else, While, Set state).
+        """
+        if source_node is not None:
+            props = self._schema_fields(self.out.nodes.get(source_node))
+            return [props] if props is not None else []
+        found: list[set[str]] = []
+        seen: set[str] = set()
+        todo = [at]
+        while todo:
+            cur = todo.pop()
+            for (src, _), dst in self.out.edges.items():
+                if dst != cur or src in seen:
+                    continue
+                seen.add(src)
+                n = self.out.nodes[src]
+                if isinstance(n, IfElseNode | WhileNode | SetStateNode):
+                    todo.append(src)
+                    continue
+                props = self._schema_fields(n)
+                if props is None:
+                    return []  # some way in gives an output we know nothing about
+                found.append(props)
+        return found
+
+    @staticmethod
+    def _schema_fields(n: Any) -> set[str] | None:
+        schema = n.output_schema if isinstance(n, AgentNode) else None
+        if not isinstance(schema, dict) or schema.get("additionalProperties") is not False \
+                or not isinstance(schema.get("properties"), dict):
+            return None
+        return set(schema["properties"])
+
+    def template(self, node: Any, key: str, text: str, path: tuple) -> None:
+        parts: list[str | Expression] = []
+        pos = 0
+        ok = True
+        for m in _TEMPLATE_RE.finditer(text):
+            parts.append(text[pos:m.start()])
+            pos = m.end()
+            before = len(self.problems)
+            self.expr(node, f"{key} template {{{{{m.group(1).strip()}}}}}", m.group(1).strip(), path)
+            if len(self.problems) > before:
+                ok = False
+                continue
+            parts.append(self.out.expressions.pop((node.id, f"{key} template {{{{{m.group(1).strip()}}}}}")))
+        parts.append(text[pos:])
+        if ok:
+            self.out.templates[(node.id, key)] = Template(tuple(p for p in parts if p != ""))
+
+    def check_node_fields(self) -> None:
+        for n in self.spec.nodes:
+            if isinstance(n, IfElseNode):
+                names = [b.name for b in n.branches]
+                if len(set(names)) != len(names) or "else" in names:
+                    self.problem("branch names must be unique and not 'else'", "rename the branches", node=n.id,
+                                 path=("branches",))
+                for i, b in enumerate(n.branches):
+                    self.expr(n, f"branches.{b.name}", b.condition, ("branches", i, "condition"))
+            elif isinstance(n, WhileNode):
+                self.expr(n, "condition", n.condition, ("condition",))
+            elif isinstance(n, TransformNode):
+                if (n.expression is None) == (not n.fields):
+                    self.problem("a transform node needs `expression` or `fields` (one of them)",
+                                 "e.g. fields: {total: 'input.output_parsed.price * 2'}", node=n.id)
+                if n.expression is not None:
+                    self.expr(n, "expression", n.expression, ("expression",))
+                for k, v in n.fields.items():
+                    self.expr(n, f"fields.{k}", v, ("fields", k))
+            elif isinstance(n, SetStateNode):
+                for k, v in n.assign.items():
+                    self.expr(n, f"assign.{k}", v, ("assign", k))
+            elif isinstance(n, EndNode) and n.output is not None:
+                self.expr(n, "output", n.output, ("output",))
+            elif isinstance(n, HumanApprovalNode):
+                self.template(n, "message", n.message, ("message",))
+            elif isinstance(n, AgentNode):
+                self.check_agent(n)
+            elif isinstance(n, FileSearchNode | McpNode | GuardrailsNode):
+                self.problem(f"{n.type} nodes are not available yet in this version of Keel",
+                             "remove the node for now, or use an agent node with a Python function tool",
+                             node=n.id, path=("type",))
+
+    def check_agent(self, n: AgentNode) -> None:
+        from keel.models import parse_model_string
+        from keel.models.structured import check_schema
+
+        self.expr(n, "input", n.input, ("input",))
+        self.template(n, "instructions", n.instructions, ("instructions",))
+        try:
+            from keel.config import get_settings
+
+            parse_model_string(get_settings().resolve_alias(n.model))
+        except KeelError as e:
+            self.problem(e.message, e.hint or "", node=n.id, path=("model",))
+        if n.output_schema is not None:
+            try:
+                check_schema(n.output_schema, where=f"output_schema of {n.id}")
+            except KeelError as e:
+                self.problem(e.message, e.hint or "", node=n.id, path=("output_schema",))
+        for i, ref in enumerate(n.tools):
+            try:
+                self.out.tools[ref] = resolve_tool(ref, self.extra_tools)
+            except ToolNotFound as e:
+                self.problem(f"tool {ref!r}: {e}",
+                             "name an importable function as `package.module:function`, or register it with "
+                             "keel.workflows.function_tool", node=n.id, path=("tools", i))
+            except Exception as e:  # a tool whose signature cannot become a schema
+                self.problem(f"tool {ref!r} cannot be described to a model: {e}",
+                             "annotate every parameter with a JSON-compatible type", node=n.id, path=("tools", i))
+
+
+def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]] | None = None
+                     ) -> CompiledWorkflow:
+    """Validate ``loaded`` completely; return it compiled or raise :class:`SpecError`."""
+    c = _Checker(loaded, tools)
+    c.check_nodes()
+    c.check_edges()
+    if not c.problems:
+        c.check_reachability()
+    c.check_node_fields()
+    if c.problems:
+        c.problems.sort(key=lambda p: (p.line or 0))
+        raise SpecError(c.problems)
+    return c.out

@@ -1,0 +1,143 @@
+"""Published versions: immutable, numbered 1, 2, 3... per workflow name.
+
+Publishing validates the spec, then stores its source text and canonical JSON.
+Publishing an unchanged spec returns the latest version instead of a new one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from keel.store import SQLiteStore
+from keel.workflows.errors import WorkflowNotFoundError
+from keel.workflows.loader import LoadedSpec, parse_spec
+from keel.workflows.spec import WorkflowSpec
+
+__all__ = ["Versions", "WorkflowVersion"]
+
+
+@dataclass(frozen=True)
+class WorkflowVersion:
+    """One published version of a workflow."""
+
+    id: str
+    name: str
+    version: int
+    spec: WorkflowSpec
+    source: str
+    """The spec text as published (YAML or JSON), so errors can still name lines."""
+    source_file: str | None
+    digest: str
+    """SHA-256 of the canonical JSON of the spec."""
+    published_at: float
+
+    def loaded(self) -> LoadedSpec:
+        return parse_spec(self.source, file=self.source_file or f"{self.name}@v{self.version}")
+
+
+def _canonical(spec: WorkflowSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
+
+
+class Versions:
+    """Read and publish workflow versions in a store."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def publish(self, loaded: LoadedSpec) -> tuple[WorkflowVersion, bool]:
+        """Store ``loaded`` (already validated) as the next version; ``(version, created)``."""
+        canonical = _canonical(loaded.spec)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        name = loaded.spec.name
+        with self.store.transaction():
+            latest = self.store.query(
+                "SELECT * FROM workflow_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
+            if latest and latest[0]["digest"] == digest:
+                return _version(latest[0]), False
+            number = (latest[0]["version"] if latest else 0) + 1
+            row = {"id": uuid.uuid4().hex, "name": name, "version": number, "spec": canonical,
+                   "source": loaded.source, "source_file": loaded.where.file, "digest": digest,
+                   "published_at": time.time()}
+            self.store.execute(
+                f"INSERT INTO workflow_versions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()))
+        return _version(row), True
+
+    def get(self, name: str, version: int | None = None) -> WorkflowVersion:
+        """Version ``version`` of ``name``, or the latest one."""
+        if version is None:
+            rows = self.store.query(
+                "SELECT * FROM workflow_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
+        else:
+            rows = self.store.query(
+                "SELECT * FROM workflow_versions WHERE name = ? AND version = ?", (name, version))
+        if not rows:
+            known = self.store.query("SELECT version FROM workflow_versions WHERE name = ? ORDER BY version",
+                                     (name,))
+            if known:
+                raise WorkflowNotFoundError(
+                    f"workflow {name!r} has no version {version}",
+                    hint=f"published versions: {', '.join(str(r['version']) for r in known)}")
+            names = [r["name"] for r in self.store.query("SELECT DISTINCT name FROM workflow_versions")]
+            close = difflib.get_close_matches(name, names, n=1)
+            raise WorkflowNotFoundError(
+                f"no published workflow named {name!r}",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + "publish it with `keel workflows publish FILE`, or pass the spec file's path")
+        return _version(rows[0])
+
+    def by_id(self, version_id: str) -> WorkflowVersion:
+        rows = self.store.query("SELECT * FROM workflow_versions WHERE id = ?", (version_id,))
+        if not rows:
+            raise WorkflowNotFoundError(f"no workflow version with id {version_id}")
+        return _version(rows[0])
+
+    def list(self) -> list[dict[str, Any]]:
+        """One row per workflow: name, latest version, when published, description."""
+        rows = self.store.query(
+            "SELECT v.name, v.version, v.published_at, v.spec FROM workflow_versions v JOIN ("
+            " SELECT name, MAX(version) AS version FROM workflow_versions GROUP BY name) m"
+            " ON v.name = m.name AND v.version = m.version ORDER BY v.name")
+        return [{"name": r["name"], "latest": r["version"], "published_at": r["published_at"],
+                 "description": json.loads(r["spec"]).get("description", "")} for r in rows]
+
+    def diff(self, name: str, a: int, b: int) -> str:
+        """Unified diff of the published sources of versions ``a`` and ``b``, after a summary
+        of nodes and edges added, removed and changed."""
+        va, vb = self.get(name, a), self.get(name, b)
+        return structural_diff(va.spec, vb.spec) + "".join(difflib.unified_diff(
+            va.source.splitlines(keepends=True), vb.source.splitlines(keepends=True),
+            fromfile=f"{name}@v{a}", tofile=f"{name}@v{b}"))
+
+
+def structural_diff(a: WorkflowSpec, b: WorkflowSpec) -> str:
+    na = {n.id: n.model_dump(mode="json") for n in a.nodes}
+    nb = {n.id: n.model_dump(mode="json") for n in b.nodes}
+    ea = {(e.source, e.port, e.target) for e in a.edges}
+    eb = {(e.source, e.port, e.target) for e in b.edges}
+    lines = []
+    lines += [f"+ node {i} ({nb[i]['type']})" for i in sorted(nb.keys() - na.keys())]
+    lines += [f"- node {i} ({na[i]['type']})" for i in sorted(na.keys() - nb.keys())]
+    for i in sorted(na.keys() & nb.keys()):
+        if na[i] != nb[i]:
+            changed = sorted(k for k in na[i].keys() | nb[i].keys() if na[i].get(k) != nb[i].get(k))
+            lines.append(f"~ node {i}: {', '.join(changed)}")
+    lines += [f"+ edge {s} -[{p}]-> {t}" for s, p, t in sorted(eb - ea)]
+    lines += [f"- edge {s} -[{p}]-> {t}" for s, p, t in sorted(ea - eb)]
+    if a.description != b.description:
+        lines.append("~ description")
+    return ("\n".join(lines) + "\n\n") if lines else "no change in nodes or edges\n\n"
+
+
+def _version(row: dict[str, Any]) -> WorkflowVersion:
+    return WorkflowVersion(
+        id=row["id"], name=row["name"], version=row["version"],
+        spec=WorkflowSpec.model_validate_json(row["spec"]), source=row["source"],
+        source_file=row["source_file"], digest=row["digest"], published_at=row["published_at"])

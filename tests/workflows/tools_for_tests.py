@@ -1,0 +1,24 @@
+"""Function tools importable by path (``tests.workflows.tools_for_tests:NAME``), as a real project's are."""
+
+from __future__ import annotations
+
+from keel.workflows import ToolContext
+
+CALLS: list[tuple[str, dict]] = []
+
+
+def lookup_order(order_id: int) -> dict:
+    """Look an order up by id."""
+    CALLS.append(("lookup_order", {"order_id": order_id}))
+    return {"order_id": order_id, "total": 42.5, "status": "delivered"}
+
+
+async def refund(order_id: int, amount: float, ctx: ToolContext) -> str:
+    """Refund part of an order."""
+    CALLS.append(("refund", {"order_id": order_id, "amount": amount, "key": ctx.idempotency_key}))
+    return f"refunded {amount} on order {order_id}"
+
+
+def explode(reason: str) -> str:
+    """Always fails."""
+    raise RuntimeError(f"tool exploded: {reason}")
