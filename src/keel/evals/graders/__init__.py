@@ -1,0 +1,240 @@
+"""Graders with OpenAI's semantics: define them as OpenAI does, grade with any model.
+
+>>> from keel.evals.graders import Graders, parse_grader
+>>> g = parse_grader({"type": "string_check", "name": "exact", "operation": "eq",
+...                   "input": "{{sample.output_text}}", "reference": "{{item.answer}}"})
+>>> result = await Graders().grade(g, item={"answer": "4"}, sample={"output_text": "4"})
+>>> result.score, result.passed
+(1.0, True)
+
+A grade never raises: whatever goes wrong for one item (a template naming a
+missing field, a judge timing out, a python grader crashing) comes back as a
+:class:`GradeResult` with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from keel.errors import KeelError
+from keel.evals.errors import EvalSpecError, GraderFailure
+from keel.evals.graders import similarity
+from keel.evals.graders.formula import FormulaError, check_formula, evaluate
+from keel.evals.graders.judges import run_judge
+from keel.evals.graders.python_grader import PythonGraderPool
+from keel.evals.graders.specs import (
+    Grader,
+    LabelModelGrader,
+    MultiGrader,
+    PythonGrader,
+    ScoreModelGrader,
+    StringCheckGrader,
+    TextSimilarityGrader,
+)
+from keel.evals.templates import render
+
+__all__ = [
+    "GradeResult",
+    "Grader",
+    "Graders",
+    "LabelModelGrader",
+    "MultiGrader",
+    "PythonGrader",
+    "ScoreModelGrader",
+    "StringCheckGrader",
+    "TextSimilarityGrader",
+    "parse_grader",
+    "string_check",
+]
+
+_ADAPTER: TypeAdapter[Grader] = TypeAdapter(Grader)
+GRADER_TYPES = ("string_check", "text_similarity", "score_model", "label_model", "python", "multi")
+
+
+class GradeResult(BaseModel):
+    """One grader's verdict on one item."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """The grader's name."""
+    score: float | None = None
+    """The grade (``None`` when ``error`` is set)."""
+    passed: bool | None = None
+    """Whether the item passes this grader; ``None`` for an error or a grader without a threshold."""
+    error: str | None = None
+    """Why the item could not be graded."""
+    label: str | None = None
+    """``label_model``: the label the judge chose."""
+    reasoning: str | None = None
+    """Judges: the judge's explanation."""
+    parts: dict[str, float | None] | None = None
+    """``multi``: each sub-grader's score."""
+
+
+def _describe(e: ValidationError, where: str) -> str:
+    err = e.errors()[0]
+    # Drop the discriminator tags pydantic puts in the path ("string_check", ...).
+    loc = ".".join(str(p) for p in err["loc"] if str(p) not in GRADER_TYPES and not str(p).startswith("function-"))
+    if err["type"] == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return f"{where}: unknown grader type {tag!r} (known: {', '.join(GRADER_TYPES)})"
+    if err["type"] == "union_tag_not_found":
+        return f"{where}: no grader type (add \"type\": one of {', '.join(GRADER_TYPES)})"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown field {loc!r}"
+    return f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}"
+
+
+def parse_grader(data: Any, *, where: str = "grader") -> Grader:
+    """Validate one grader definition; problems raise :class:`EvalSpecError` naming the field."""
+    try:
+        grader = _ADAPTER.validate_python(data)
+    except ValidationError as e:
+        raise EvalSpecError(_describe(e, where), hint="see docs/evals.md for each grader's fields") from None
+    _check(grader, where)
+    return grader
+
+
+def _check(grader: Grader, where: str) -> None:
+    if isinstance(grader, MultiGrader):
+        try:
+            check_formula(grader.calculate_output, frozenset(grader.graders))
+        except FormulaError as e:
+            raise EvalSpecError(f"{where}.calculate_output: {e}") from None
+        for key, sub in grader.graders.items():
+            _check(sub, f"{where}.graders.{key}")
+    if isinstance(grader, PythonGrader):
+        try:
+            compile(grader.source, f"<{grader.name}>", "exec")
+        except SyntaxError as e:
+            raise EvalSpecError(f"{where}.source: line {e.lineno}: {e.msg}",
+                                hint="the source must define def grade(sample, item) -> float") from None
+
+
+def string_check(operation: str, text: str, reference: str) -> float:
+    """OpenAI's string check: 1.0 when it holds, else 0.0."""
+    if operation == "eq":
+        return float(text == reference)
+    if operation == "ne":
+        return float(text != reference)
+    if operation == "like":
+        return float(reference in text)
+    if operation == "ilike":
+        return float(reference.casefold() in text.casefold())
+    raise ValueError(f"unknown operation {operation!r}")
+
+
+@asynccontextmanager
+async def _no_limit(provider: str) -> AsyncIterator[None]:
+    yield
+
+
+def _passed(score: float, threshold: float | None) -> bool | None:
+    return None if threshold is None else score >= threshold
+
+
+class Graders:
+    """Runs graders; holds what lasts across items (python workers, shared limits).
+
+    ``limit(provider)`` is an async context manager the judges enter around each
+    model call (the eval runner passes its per-provider rate limiter).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: Callable[[str], AbstractAsyncContextManager[Any]] | None = None,
+        python_workers: int = 2,
+    ) -> None:
+        self._limit = limit or _no_limit
+        self._python_workers = python_workers
+        self._pools: dict[int, PythonGraderPool] = {}
+
+    async def grade(self, grader: Grader, *, item: Mapping[str, Any], sample: Mapping[str, Any]) -> GradeResult:
+        """Grade one item; never raises for a per-item problem."""
+        namespaces = {"item": item, "sample": sample}
+        try:
+            return await self._grade(grader, namespaces)
+        except KeelError as e:
+            return GradeResult(name=grader.name, error=e.message)
+        except FormulaError as e:
+            return GradeResult(name=grader.name, error=str(e))
+
+    def grade_sync_only(self, grader: Grader, *, item: Mapping[str, Any], sample: Mapping[str, Any]) -> GradeResult | None:
+        """The grade without an event-loop hop for graders that need no I/O, else ``None``."""
+        if isinstance(grader, StringCheckGrader) or (
+            isinstance(grader, TextSimilarityGrader) and grader.evaluation_metric != "cosine"
+        ):
+            namespaces = {"item": item, "sample": sample}
+            try:
+                return self._grade_local(grader, namespaces)
+            except KeelError as e:
+                return GradeResult(name=grader.name, error=e.message)
+        return None
+
+    def _grade_local(self, grader: StringCheckGrader | TextSimilarityGrader, ns: Mapping[str, Any]) -> GradeResult:
+        text, reference = render(grader.input, ns), render(grader.reference, ns)
+        if isinstance(grader, StringCheckGrader):
+            score = string_check(grader.operation, text, reference)
+            return GradeResult(name=grader.name, score=score, passed=score == 1.0)
+        score = similarity.score(grader.evaluation_metric, text, reference)
+        return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold))
+
+    async def _grade(self, grader: Grader, ns: Mapping[str, Any]) -> GradeResult:
+        if isinstance(grader, StringCheckGrader):
+            return self._grade_local(grader, ns)
+        if isinstance(grader, TextSimilarityGrader):
+            if grader.evaluation_metric != "cosine":
+                return self._grade_local(grader, ns)
+            text, reference = render(grader.input, ns), render(grader.reference, ns)
+            score = await asyncio.to_thread(
+                similarity.cosine_similarity, text, reference, embedder=grader.embedding_model
+            )
+            return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold))
+        if isinstance(grader, LabelModelGrader):
+            answer = await run_judge(grader, ns, limit=self._limit)
+            label = answer["label"]
+            passed = label in grader.passing_labels
+            return GradeResult(name=grader.name, score=float(passed), passed=passed, label=label,
+                               reasoning=answer.get("reasoning"))
+        if isinstance(grader, ScoreModelGrader):
+            answer = await run_judge(grader, ns, limit=self._limit)
+            score = float(answer["result"])
+            if math.isnan(score) or not grader.range[0] <= score <= grader.range[1]:  # pragma: no cover
+                raise GraderFailure(f"judge gave {score}, outside {list(grader.range)}")
+            return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold),
+                               reasoning=answer.get("reasoning"))
+        if isinstance(grader, PythonGrader):
+            pool = self._pools.get(id(grader))
+            if pool is None:
+                pool = self._pools[id(grader)] = PythonGraderPool(grader, size=self._python_workers)
+            score = await pool.grade(dict(ns["sample"]), dict(ns["item"]))
+            return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold))
+        if isinstance(grader, MultiGrader):
+            subs = await asyncio.gather(*(self._grade(g, ns) for g in grader.graders.values()),
+                                        return_exceptions=True)
+            parts: dict[str, float | None] = {}
+            for key, sub in zip(grader.graders, subs, strict=True):
+                if isinstance(sub, BaseException):
+                    if isinstance(sub, KeelError | FormulaError):
+                        reason = sub.message if isinstance(sub, KeelError) else str(sub)
+                        raise GraderFailure(f"sub-grader {key!r}: {reason}")
+                    raise sub
+                parts[key] = sub.score
+            score = evaluate(grader.calculate_output, {k: v for k, v in parts.items() if v is not None})
+            return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold),
+                               parts=parts)
+        raise EvalSpecError(f"unknown grader {grader!r}")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        """Stop python grader workers."""
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
