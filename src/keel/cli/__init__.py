@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from keel.cli import approvals, chat, doctor, run, runs, version, workflows
+from keel.cli import approvals, chat, context, doctor, run, runs, version, workflows
 from keel.cli import datasets as datasets_cli
 from keel.cli import evals as evals_cli
 from keel.errors import KeelError
@@ -35,6 +35,7 @@ app.command("run", epilog=run.EPILOG)(run.run)
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(runs.app, name="runs")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(context.app, name="context")
 app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(evals_cli.app, name="eval")
 

@@ -1,0 +1,178 @@
+"""``keel context``: ingest, search, fork and benchmark collections."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from keel.errors import UserError
+
+app = typer.Typer(
+    name="context",
+    help=(
+        "The context engine: collections of chunks with hybrid search (dense + BM25 + regex + "
+        "metadata filters), rerank and forks. Collections live in KEEL_HOME/collections."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _meta_value(v: str) -> object:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def _parse_meta(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--meta {item!r} is not KEY=VALUE", hint="e.g. --meta team=search --meta year=2024")
+        out[key.strip()] = _meta_value(value)
+    return out
+
+
+@app.command("add")
+def add(
+    collection: str = typer.Argument(..., help="Collection name (created on first use)."),
+    paths: list[Path] = typer.Argument(..., help="Files and directories to ingest (directories recursively)."),  # noqa: B008
+    meta: list[str] = typer.Option([], "--meta", "-m", help="User metadata KEY=VALUE attached to every chunk; repeatable."),  # noqa: B008
+    embedder: str | None = typer.Option(None, "--embedder", help="Embedder for a new collection: minilm (default), openai:MODEL, ollama:MODEL, openai-compatible:URL#MODEL."),
+    max_mb: float = typer.Option(10.0, "--max-mb", min=0.001, help="Skip files larger than this many megabytes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Ingest files into a collection. Unchanged files are skipped; deleted files leave the index."""
+    from keel.context import Collection
+    from keel.context.ingest import report_json
+
+    metadata = _parse_meta(meta)
+    with Collection.open(collection, embedder=embedder) as col:
+        report = col.add(paths, metadata=metadata, progress=not quiet and not as_json and sys.stderr.isatty(),
+                         max_bytes=int(max_mb * 1024 * 1024))
+    if as_json:
+        print(json.dumps(report_json(report)))
+        return
+    print(f"{collection}: {report.files_indexed} files indexed ({report.chunks_written} chunks, "
+          f"{report.chunks_embedded} embedded), {report.files_unchanged} unchanged, "
+          f"{report.files_removed} removed, {len(report.skipped)} skipped in {report.seconds:.1f}s")
+    for s in report.skipped:
+        print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
+
+
+@app.command("search")
+def search(
+    collection: str = typer.Argument(..., help="Collection name."),
+    query: str = typer.Argument(..., help="What to look for ('' with --regex lists regex matches)."),
+    mode: str = typer.Option("hybrid", "--mode", help="dense | bm25 | hybrid."),
+    k: int = typer.Option(10, "--k", "-k", min=1, max=1000, help="How many results."),
+    where: str | None = typer.Option(None, "--where", "-w", help="Metadata filter: 'lang = python and start_line < 100', 'kind in [code, markdown]', or JSON."),
+    regex: str | None = typer.Option(None, "--regex", help="Keep only chunks matching this regular expression (Python syntax)."),
+    rerank: str | None = typer.Option(None, "--rerank", help="Rerank with this model (an LLM reranker through any Keel model string)."),
+    pool: int = typer.Option(200, "--pool", min=1, help="Candidate pool size of the first stage."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Search a collection."""
+    from keel.context import Collection
+    from keel.context.filters import parse_where
+
+    flt = parse_where(where) if where else None
+    with Collection.open(collection, create=False) as col:
+        hits = col.search(query, mode=mode, k=k, where=flt, regex=regex, rerank=rerank, pool=pool)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps({"collection": collection, "query": query, "mode": mode,
+                          "hits": [h.to_json() for h in hits]}, ensure_ascii=False))
+        return
+    if not hits:
+        print("no results")
+        return
+    for i, h in enumerate(hits, 1):
+        snippet = " ".join(h.text.split())[:200]
+        print(f"{i:>2}. {h.citation}  [{h.score:.4f}]")
+        if h.citation.heading_path:
+            print(f"    {' > '.join(h.citation.heading_path)}")
+        print(f"    {snippet}")
+
+
+@app.command("stats")
+def stats(
+    collection: str | None = typer.Argument(None, help="Collection name; all collections when omitted."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show documents, chunks, kinds, sizes and lineage of collections."""
+    from keel.context import Collection, list_collections
+
+    names = [collection] if collection else list_collections()
+    out = []
+    for name in names:
+        with Collection.open(name, create=False) as col:
+            out.append(col.stats())
+    if as_json:
+        print(json.dumps([s.to_json() for s in out] if collection is None else out[0].to_json()))
+        return
+    if not out:
+        print("no collections yet: create one with `keel context add NAME PATH...`")
+    for s in out:
+        kinds = ", ".join(f"{k} {v}" for k, v in s.kinds.items()) or "-"
+        lineage = f", forked from {s.parent}" if s.parent else ""
+        print(f"{s.name}: {s.documents} documents, {s.chunks} chunks ({kinds}); embedder {s.embedder}; "
+              f"{s.bytes_collection / 1e6:.1f} MB own + {s.bytes_shared / 1e6:.1f} MB shared{lineage}")
+
+
+@app.command("fork")
+def fork(
+    collection: str = typer.Argument(..., help="The collection to fork."),
+    new_name: str = typer.Argument(..., help="Name of the fork (e.g. the git branch)."),
+) -> None:
+    """Make a cheap copy-on-write fork of a collection (chunk content and vectors are shared)."""
+    import time
+
+    from keel.context import Collection
+
+    t = time.perf_counter()
+    with Collection.open(collection, create=False) as col, col.fork(new_name) as child:
+        st = child.stats()
+    print(f"forked {collection} -> {new_name} in {(time.perf_counter() - t) * 1000:.0f} ms "
+          f"({st.bytes_collection / 1e6:.1f} MB new, {st.bytes_linked / 1e6:.1f} MB of indexes shared by hard link)")
+
+
+@app.command("drop")
+def drop(collection: str = typer.Argument(..., help="The collection to delete.")) -> None:
+    """Delete a collection."""
+    from keel.context import Collection
+
+    Collection.open(collection, create=False).drop()
+    print(f"dropped {collection}")
+
+
+@app.command("bench")
+def bench(
+    dataset: Path = typer.Option(..., "--dataset", help="Folder of a test collection with judgments (e.g. ../shared/datasets/adi)."),  # noqa: B008
+    fmt: str = typer.Option("smart", "--format", help="Dataset format (smart)."),
+    rerank: str | None = typer.Option(None, "--rerank", help="Also score hybrid+rerank with this model."),
+    embedder: str | None = typer.Option(None, "--embedder", help="Embedder (default minilm)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Score dense, BM25 and hybrid search on a test collection: nDCG@10, Recall@100, MRR@10."""
+    from keel.context.bench import run_bench
+
+    if fmt != "smart":
+        raise UserError(f"unknown dataset format {fmt!r}", hint="supported: smart")
+    result = run_bench(dataset, rerank=rerank, embedder=embedder, progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    print(f"{result.dataset}: {result.docs} documents, {result.queries} queries")
+    print(f"{'mode':<15}{'nDCG@10':>9}{'R@100':>9}{'MRR@10':>9}{'p50 ms':>9}")
+    for m, s in result.modes.items():
+        print(f"{m:<15}{s['ndcg@10']:>9.4f}{s['recall@100']:>9.4f}{s['mrr@10']:>9.4f}{result.latency_ms[m]:>9.1f}")

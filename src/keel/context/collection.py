@@ -1,0 +1,420 @@
+"""A collection: a named, persistent, searchable set of chunks.
+
+>>> from keel.context import Collection
+>>> docs = Collection.open("docs")            # created on first use, in KEEL_HOME
+>>> docs.add(["./handbook"])                   # incremental: unchanged files cost nothing
+>>> hits = docs.search("how do I rotate keys?", where={"kind": "markdown"}, k=10)
+>>> hits[0].citation                           # handbook/security.md#rotation (lines 40-58)
+
+Search runs a hybrid first stage (dense + BM25 over the rows allowed by the
+metadata filter and regex), fuses the rankings with reciprocal rank fusion into
+a candidate pool (200 by default), optionally reranks, and returns the top ``k``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from keel.context._store import (
+    CollectionDB,
+    CollectionNotFoundError,
+    SharedChunks,
+    collections_root,
+    validate_name,
+)
+from keel.context.bm25 import BM25Index
+from keel.context.dense import HNSW_MIN, DenseIndex
+from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
+from keel.context.filters import Filter, compile_filter
+from keel.context.fusion import rrf
+from keel.context.lexical import ANALYZER, analyze
+from keel.context.types import Citation, Hit, IngestReport
+from keel.errors import UserError
+
+if TYPE_CHECKING:
+    from keel.context.rerank import Reranker
+
+__all__ = ["DEFAULT_POOL", "Collection", "CollectionStats", "RegexError", "SearchMode", "list_collections"]
+
+SearchMode = Literal["dense", "bm25", "hybrid"]
+DEFAULT_POOL = 200
+_MODES = ("dense", "bm25", "hybrid")
+
+
+class RegexError(UserError):
+    """A ``regex`` argument is not a valid regular expression."""
+
+
+@dataclass
+class CollectionStats:
+    """What ``keel context stats`` shows."""
+
+    name: str
+    documents: int
+    chunks: int
+    kinds: dict[str, int]
+    embedder: str
+    generation: int
+    bytes_collection: int
+    """Bytes only this collection holds (its SQLite file, and index files no fork shares)."""
+    bytes_shared: int
+    """Size of the content store shared by every collection in this home."""
+    parent: str | None = None
+    """The collection this one was forked from, if any."""
+    created_at: float = 0.0
+    bytes_linked: int = 0
+    """Index files hard-linked with a fork or parent: on disk once, however many collections use them."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Indexes:
+    generation: int
+    ids: np.ndarray  # row -> chunk id
+    bm25: BM25Index
+    dense: DenseIndex
+    row_of: dict[int, int] = field(default_factory=dict)
+
+
+def _dir_size(path: Path, *, linked: bool | None = None) -> int:
+    """Bytes of the files under ``path``; ``linked`` True/False counts only files that
+    are / are not hard-linked elsewhere (a fork's index files share their parent's)."""
+    if not path.exists():
+        return 0
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            if linked is None or (st.st_nlink > 1) == linked:
+                total += st.st_size
+    return total
+
+
+def list_collections(home: Path | None = None) -> list[str]:
+    root = collections_root(home)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "collection.db").is_file())
+
+
+class Collection:
+    """A named collection under ``$KEEL_HOME/collections/``. Open with :meth:`open`."""
+
+    hnsw_min: int = HNSW_MIN
+    """Chunk count from which dense search uses the HNSW graph instead of exact search."""
+
+    def __init__(self, name: str, directory: Path, db: CollectionDB, shared: SharedChunks,
+                 embedder: Embedder) -> None:
+        self.name = name
+        self.directory = directory
+        self.db = db
+        self.shared = shared
+        self.embedder = embedder
+        self._indexes: _Indexes | None = None
+
+    # -- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, name: str, *, home: Path | None = None, create: bool = True,
+             embedder: str | Embedder | None = None) -> Collection:
+        """Open ``name``, creating it when ``create`` (the embedder is fixed at creation).
+
+        ``embedder`` may be an embedder string (see :mod:`keel.context.embedders`) or
+        an object; when omitted, the collection's recorded embedder is used.
+        """
+        validate_name(name)
+        root = collections_root(home)
+        directory = root / name
+        if not (directory / "collection.db").is_file() and not create:
+            existing = list_collections(home)
+            raise CollectionNotFoundError(
+                f"no collection named {name!r}",
+                hint=f"create it with `keel context add {name} PATH...`"
+                + (f"; existing: {', '.join(existing)}" if existing else ""),
+            )
+        shared = SharedChunks(root)
+        db = CollectionDB(directory)
+        db.conn.execute("ATTACH DATABASE ? AS shared", (str(shared.path),))
+        recorded = db.get_meta("embedder")
+        analyzer = db.get_meta("analyzer")
+        if analyzer is not None and analyzer != ANALYZER:
+            raise UserError(
+                f"collection {name!r} was indexed with the {analyzer!r} analyzer; this process has {ANALYZER!r}",
+                hint="install PyStemmer (pip install 'keel[context]') or re-create the collection",
+            )
+        emb_obj = embedder if embedder is not None and not isinstance(embedder, str) else None
+        wanted = embedder.name if emb_obj is not None else embedder  # type: ignore[union-attr]
+        if recorded is None:
+            spec = wanted or DEFAULT_EMBEDDER
+            emb = emb_obj or get_embedder(spec)
+            with db.write() as c:
+                db.set_meta(c, "embedder", emb.name)
+                db.set_meta(c, "embedder_spec", spec if isinstance(spec, str) else emb.name)
+                db.set_meta(c, "analyzer", ANALYZER)
+        else:
+            if wanted is not None and wanted not in (recorded, db.get_meta("embedder_spec")):
+                raise UserError(
+                    f"collection {name!r} uses the embedder {recorded!r}, not {wanted!r}",
+                    hint="omit --embedder, or fork/re-create the collection to change embedders",
+                )
+            emb = emb_obj or get_embedder(db.get_meta("embedder_spec") or recorded)
+        return cls(name, directory, db, shared, emb)
+
+    def close(self) -> None:
+        self.db.close()
+        self.shared.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add(self, paths: Iterable[str | os.PathLike[str]], *, metadata: Mapping[str, Any] | None = None,
+            progress: bool = False, max_bytes: int | None = None) -> IngestReport:
+        """Ingest files and directories (see :mod:`keel.context.ingest`)."""
+        from keel.context.ingest import ingest_paths
+
+        return ingest_paths(self, [Path(p) for p in paths], metadata=dict(metadata or {}),
+                            progress=progress, max_bytes=max_bytes)
+
+    def add_records(self, records: Sequence[tuple[str, str, str, Mapping[str, Any]]], *,
+                    progress: bool = False) -> IngestReport:
+        """Ingest ``(id, title, text, metadata)`` records, one chunk each (test collections, rows)."""
+        from keel.context.ingest import ingest_records
+
+        return ingest_records(self, records, progress=progress)
+
+    def remove(self, sources: Iterable[str]) -> int:
+        """Remove documents by source path; returns how many were removed."""
+        n = 0
+        with self.db.write() as c:
+            for s in sources:
+                n += c.execute("DELETE FROM documents WHERE source = ? OR abs_path = ?", (s, s)).rowcount
+            if n:
+                self.db.bump(c)
+        return n
+
+    # -- indexes ---------------------------------------------------------------------
+
+    def _load(self) -> _Indexes:
+        gen = self.db.generation()
+        if self._indexes is not None and self._indexes.generation == gen:
+            return self._indexes
+        with self.db.snapshot() as c:
+            gen = int(c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            rows = c.execute(
+                "SELECT c.id, t.terms, v.vec FROM chunks c JOIN shared.texts t ON t.hash = c.hash"
+                " LEFT JOIN shared.vectors v ON v.hash = c.hash AND v.model = ? ORDER BY c.id",
+                (self.embedder.name,),
+            ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        dim = self.embedder.dim if rows else 0
+        zero = bytes(4 * dim)
+        vecs = np.frombuffer(b"".join(r[2] or zero for r in rows), dtype=np.float32).reshape(len(rows), dim) \
+            if rows else np.zeros((0, 1), dtype=np.float32)
+        bm25 = BM25Index([r[1] for r in rows])
+        dense = DenseIndex(vecs, cache_dir=self.directory / "index", tag=f"{gen}:{self.embedder.name}",
+                           hnsw_min=self.hnsw_min)
+        self._indexes = _Indexes(gen, ids, bm25, dense, {int(i): r for r, i in enumerate(ids)})
+        return self._indexes
+
+    def _allowed(self, idx: _Indexes, where: Filter | None, regex: str | None) -> tuple[np.ndarray | None,
+                                                                                          dict[int, int]]:
+        """Row mask for the filter and regex (``None`` = all rows), and regex match counts."""
+        if where is None and regex is None:
+            return None, {}
+        pattern = None
+        if regex is not None:
+            try:
+                pattern = re.compile(regex, re.MULTILINE)
+            except re.error as e:
+                raise RegexError(f"invalid regex {regex!r}: {e.msg} at position {e.pos}",
+                                 hint="regexes use Python's syntax; escape literal characters like ( [ ? with \\"
+                                 ) from None
+        sql = "SELECT c.id" + (", t.text" if pattern else "") + " FROM chunks c JOIN documents d ON d.id = c.doc_id"
+        if pattern:
+            sql += " JOIN shared.texts t ON t.hash = c.hash"
+        params: list[Any] = []
+        if where is not None:
+            cond, params = compile_filter(where, self.db.meta_keys())
+            sql += f" WHERE {cond}"
+        try:
+            rows = self.db.query(sql, params)
+        except sqlite3.Error as e:
+            raise UserError(f"filter failed: {e}", hint="check the --where values") from None
+        mask = np.zeros(len(idx.ids), dtype=bool)
+        counts: dict[int, int] = {}
+        for r in rows:
+            if pattern is not None:
+                n = sum(1 for _ in pattern.finditer(r[1]))
+                if not n:
+                    continue
+                counts[r[0]] = n
+            row = idx.row_of.get(r[0])
+            if row is not None:
+                mask[row] = True
+        return mask, counts
+
+    # -- searching -------------------------------------------------------------------
+
+    def search(self, query: str, *, mode: SearchMode = "hybrid", k: int = 10, where: Filter | None = None,
+               regex: str | None = None, pool: int = DEFAULT_POOL, weights: Mapping[str, float] | None = None,
+               rerank: Reranker | str | None = None, rerank_depth: int | None = None,
+               query_vector: np.ndarray | None = None) -> list[Hit]:
+        """The top ``k`` chunks for ``query``.
+
+        ``mode`` picks the first-stage signals; ``where`` is a metadata filter
+        (:mod:`keel.context.filters`); ``regex`` keeps only chunks that match it
+        (and, with an empty query, ranks them by match count). ``pool`` is the
+        candidate pool size after fusion; ``weights`` weighs the RRF signals
+        (``{"dense": 1, "bm25": 1}`` by default). ``rerank`` is a
+        :class:`~keel.context.rerank.Reranker` or a model string for the LLM
+        reranker; it sees the top ``rerank_depth`` candidates (default: its own).
+        """
+        if mode not in _MODES:
+            raise UserError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(_MODES)}")
+        if k < 1 or pool < 1:
+            raise UserError("k and pool must be at least 1")
+        idx = self._load()
+        allowed, regex_counts = self._allowed(idx, where, regex)
+        pool = max(pool, k)
+        rankings: dict[str, list[int]] = {}
+        scores: dict[str, dict[int, float]] = {}
+        if query.strip():
+            if mode in ("dense", "hybrid") and idx.dense.n:
+                qv = query_vector if query_vector is not None else self.embedder.embed([query])[0]
+                rows, sc = idx.dense.search(qv, pool, allowed)
+                rankings["dense"] = [int(r) for r in rows]
+                scores["dense"] = dict(zip(rankings["dense"], map(float, sc), strict=True))
+            if mode in ("bm25", "hybrid"):
+                term_ids = self.shared.lookup_terms(list(dict.fromkeys(analyze(query))))
+                top, sc = idx.bm25.top(list(term_ids.values()), pool, allowed)
+                rankings["bm25"] = top.tolist()
+                scores["bm25"] = dict(zip(rankings["bm25"], sc.tolist(), strict=True))
+        elif regex_counts:
+            order = sorted(regex_counts.items(), key=lambda kv: -kv[1])[:pool]
+            rankings["regex"] = [idx.row_of[cid] for cid, _ in order if cid in idx.row_of]
+            scores["regex"] = {idx.row_of[cid]: float(n) for cid, n in order if cid in idx.row_of}
+        if len(rankings) == 1:
+            name, ranking = next(iter(rankings.items()))
+            fused = [(r, scores[name][r]) for r in ranking]
+        else:
+            fused = rrf(rankings, weights=weights)[:pool]
+        depth = len(fused) if rerank is None else (rerank_depth or getattr(rerank, "depth", 50))
+        hits = self._hits(idx, fused[: max(k, depth) if rerank is not None else k], rankings, scores)
+        if rerank is not None:
+            from keel.context.rerank import get_reranker
+
+            reranker = get_reranker(rerank) if isinstance(rerank, str) else rerank
+            # candidates beyond the reranker's depth keep their first-stage order after it
+            hits = reranker.rerank(query, hits[:depth]) + hits[depth:]
+        return hits[:k]
+
+    def _hits(self, idx: _Indexes, fused: list[tuple[int, float]], rankings: Mapping[str, list[int]],
+              scores: Mapping[str, Mapping[int, float]]) -> list[Hit]:
+        if not fused:
+            return []
+        ids = [int(idx.ids[r]) for r, _ in fused]
+        marks = ",".join("?" * len(ids))
+        rows = self.db.query(
+            "SELECT c.id, t.text, d.source, c.anchor, c.start_line, c.end_line, c.title, c.heading_path,"
+            " c.kind, c.symbols, c.signature, c.meta, c.hash FROM chunks c JOIN documents d ON d.id = c.doc_id"
+            f" JOIN shared.texts t ON t.hash = c.hash WHERE c.id IN ({marks})", ids)
+        by_id = {r[0]: r for r in rows}
+        rank_of = {name: {row: i + 1 for i, row in enumerate(rk)} for name, rk in rankings.items()}
+        hits = []
+        for row, score in fused:
+            cid = int(idx.ids[row])
+            r = by_id.get(cid)
+            if r is None:  # removed since the index was loaded
+                continue
+            meta = json.loads(r[11])
+            meta.update(kind=r[8], symbols=json.loads(r[9]), signature=r[10])
+            hits.append(Hit(
+                chunk_id=cid, text=r[1], score=float(score), hash=r[12],
+                citation=Citation(source=r[2], anchor=r[3], start_line=r[4], end_line=r[5], title=r[6],
+                                  heading_path=tuple(json.loads(r[7]))),
+                scores={n: s[row] for n, s in scores.items() if row in s} | (
+                    {"rrf": float(score)} if len(rankings) > 1 else {}),
+                ranks={n: rk[row] for n, rk in rank_of.items() if row in rk},
+                meta=meta,
+            ))
+        return hits
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def stats(self) -> CollectionStats:
+        docs = self.db.query("SELECT COUNT(*) FROM documents")[0][0]
+        kinds = dict(self.db.query("SELECT kind, COUNT(*) FROM chunks GROUP BY kind ORDER BY 2 DESC"))
+        return CollectionStats(
+            name=self.name, documents=docs, chunks=sum(kinds.values()), kinds=kinds,
+            embedder=self.embedder.name, generation=self.db.generation(),
+            bytes_collection=_dir_size(self.directory, linked=False),
+            bytes_linked=_dir_size(self.directory, linked=True),
+            bytes_shared=_dir_size(self.shared.path.parent),
+            parent=self.db.get_meta("parent"), created_at=float(self.db.get_meta("created_at") or 0),
+        )
+
+    def sources(self) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT source FROM documents ORDER BY source")]
+
+    def fork(self, name: str) -> Collection:
+        """A copy-on-write fork named ``name``: a snapshot now, independent afterwards.
+
+        Chunk text, terms and vectors are shared (content-addressed); only the
+        collection file is copied (SQLite's online backup, consistent even while
+        another process writes) and the derived index files are hard-linked.
+        """
+        validate_name(name)
+        target = self.directory.parent / name
+        if target.exists():
+            raise UserError(f"collection {name!r} already exists", hint="pick another name for the fork")
+        tmp = self.directory.parent / f".{name}.forking{os.getpid()}"
+        tmp.mkdir(parents=True)
+        try:
+            dst = sqlite3.connect(tmp / "collection.db")
+            with self.db.lock:
+                self.db.conn.backup(dst, name="main")
+            dst.execute("PRAGMA journal_mode=WAL")
+            dst.execute("INSERT INTO meta VALUES ('parent', ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                        (self.name,))
+            dst.execute("INSERT INTO meta VALUES ('created_at', ?) ON CONFLICT (key) DO UPDATE SET"
+                        " value=excluded.value", (str(time.time()),))
+            dst.commit()
+            dst.close()
+            src_index = self.directory / "index"
+            if src_index.is_dir():
+                (tmp / "index").mkdir()
+                for f in src_index.iterdir():
+                    if f.is_file() and ".tmp" not in f.name:
+                        try:
+                            os.link(f, tmp / "index" / f.name)
+                        except OSError:
+                            shutil.copy2(f, tmp / "index" / f.name)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Collection.open(name, home=self.directory.parent.parent, create=False, embedder=self.embedder)
+
+    def drop(self) -> None:
+        """Delete this collection (its shared chunk content stays for other collections)."""
+        self.close()
+        shutil.rmtree(self.directory)
+

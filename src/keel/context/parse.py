@@ -1,0 +1,102 @@
+"""From a file on disk to chunks: type detection, bad-file checks, the right chunker.
+
+A file is skipped (with a reason, never an exception that stops the ingest) when
+it is empty, binary, not valid UTF-8, larger than ``max_bytes``, of a type no
+chunker handles, or when its parser fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keel.context.chunk_code import chunk_python
+from keel.context.chunk_html import chunk_html
+from keel.context.chunk_markdown import chunk_markdown
+from keel.context.chunk_text import chunk_text
+from keel.context.types import ChunkDraft
+
+__all__ = ["DEFAULT_MAX_BYTES", "SUFFIXES", "SkipFile", "chunk_file"]
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+SUFFIXES: dict[str, str] = {
+    ".md": "markdown", ".markdown": "markdown", ".mdx": "markdown",
+    ".txt": "text", ".text": "text", ".rst": "text", "": "text",
+    ".html": "html", ".htm": "html",
+    ".py": "python", ".pyi": "python",
+    ".pdf": "pdf",
+}
+"""File suffix -> chunker. Anything else is skipped as an unsupported type."""
+
+
+class SkipFile(Exception):
+    """This file cannot be ingested; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _read_text(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise SkipFile("binary file (contains NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SkipFile(f"not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+    if not text.strip():
+        raise SkipFile("empty file")
+    return text
+
+
+def _chunk_pdf(data: bytes, max_chars: int) -> list[ChunkDraft]:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PyPdfError
+    except ImportError:
+        raise SkipFile("PDF support needs pypdf (pip install 'keel[context]')") from None
+    import io
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        chunks: list[ChunkDraft] = []
+        title = (reader.metadata.title if reader.metadata else None) or ""
+        for n, page in enumerate(reader.pages, 1):
+            for c in chunk_text(page.extract_text() or "", max_chars=max_chars, kind="pdf", title=title,
+                                anchor=f"page={n}", meta={"page": n}):
+                chunks.append(c)
+    except (PyPdfError, ValueError, KeyError, TypeError) as e:
+        raise SkipFile(f"unreadable PDF: {e}") from None
+    if not chunks:
+        raise SkipFile("PDF has no extractable text (scanned images need OCR)")
+    return chunks
+
+
+def chunk_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_chars: int = 1200) -> list[ChunkDraft]:
+    """Chunks of ``path``, or :class:`SkipFile` with the reason it cannot be ingested."""
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise SkipFile(f"unsupported file type {path.suffix!r}")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise SkipFile(f"too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit)")
+        data = path.read_bytes()
+    except OSError as e:
+        raise SkipFile(f"unreadable: {e.strerror or e}") from None
+    if not data:
+        raise SkipFile("empty file")
+    if kind == "pdf":
+        return _chunk_pdf(data, max_chars)
+    text = _read_text(data)
+    if kind == "markdown":
+        chunks = chunk_markdown(text, max_chars=max_chars)
+    elif kind == "html":
+        chunks = chunk_html(text, max_chars=max_chars)
+    elif kind == "python":
+        chunks = chunk_python(text, module=path.stem, max_chars=max(max_chars, 1500))
+    else:
+        chunks = chunk_text(text, max_chars=max_chars)
+    if not chunks:
+        raise SkipFile("no text to index")
+    return chunks
