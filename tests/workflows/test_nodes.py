@@ -6,7 +6,7 @@ import pytest
 
 from keel.errors import ProviderHTTPError
 from keel.testing import scripted
-from keel.workflows import ManualClock, Runs, Spans, SpecError, aapprove, arecover, arun, publish
+from keel.workflows import ManualClock, Runs, Spans, aapprove, arecover, arun
 from tests.workflows import tools_for_tests
 
 
@@ -266,24 +266,6 @@ async def test_an_answered_approval_cannot_be_answered_again(spec_file, store) -
         await aapprove(waiting.approval.id, store=store)
     with pytest.raises(ApprovalError, match="no approval"):
         await aapprove("nope", store=store)
-
-
-def test_unavailable_nodes_fail_at_validate_time(spec_file, store) -> None:
-    for node in ("{id: g, type: guardrails, checks: [pii]}", "{id: g, type: mcp, server: 'stdio:x', tool: t}"):
-        text = f"""
-        name: n
-        nodes:
-          - {{id: start, type: start}}
-          - {node}
-          - {{id: done, type: end}}
-        edges:
-          - {{from: start, to: g}}
-          - {{from: g, port: {'pass' if 'guardrails' in node else 'next'}, to: done}}
-        """
-        if "guardrails" in node:
-            text += "  - {from: g, port: fail, to: done}\n"
-        with pytest.raises(SpecError, match="not available yet"):
-            publish(spec_file(text), store=store)
 
 
 async def test_recover_never_drives_a_run_this_engine_is_already_driving(spec_file, store) -> None:

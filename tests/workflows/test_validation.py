@@ -108,12 +108,13 @@ def test_start_and_end_are_required(spec_file) -> None:
     assert "exactly one start node" in msgs and "no end node" in msgs
 
 
-def test_nodes_not_available_yet(spec_file) -> None:
+def test_file_search_query_is_checked(spec_file) -> None:
     text = GOOD.replace("  - {id: done, type: end}\n",
-                        "  - {id: done, type: end}\n  - {id: fs, type: file_search, collection: docs}\n")
+                        "  - {id: done, type: end}\n  - {id: fs, type: file_search, collection: docs,"
+                        " query: 'input_as_text + nodes.nope.output_text'}\n")
     text = text.replace("{from: bump, to: done}", "{from: bump, to: fs}\n  - {from: fs, to: done}")
     [p] = problems(spec_file, text)
-    assert "not available yet" in p.message and p.node_id == "fs"
+    assert "nodes.nope" in p.message and p.node_id == "fs"
 
 
 def test_agent_checks_model_tools_and_schema(spec_file) -> None:

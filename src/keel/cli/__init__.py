@@ -10,6 +10,7 @@ import typer
 from keel.cli import approvals, chat, context, doctor, run, runs, version, workflows
 from keel.cli import datasets as datasets_cli
 from keel.cli import evals as evals_cli
+from keel.cli import init as init_cli
 from keel.errors import KeelError
 
 __all__ = ["app", "main"]
@@ -32,6 +33,7 @@ app.command("version")(version.version)
 app.command("doctor")(doctor.doctor)
 app.command("chat", epilog=chat.EPILOG)(chat.chat)
 app.command("run", epilog=run.EPILOG)(run.run)
+app.command("init", epilog=init_cli.EPILOG)(init_cli.init)
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(runs.app, name="runs")
 app.add_typer(approvals.app, name="approvals")

@@ -1,4 +1,4 @@
-"""``keel approvals ...``: list and answer Human approval nodes."""
+"""``keel approvals ...``: list and answer Human approval nodes and tool calls that need approval."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 
 from keel.cli.run import print_event, print_result
 
-app = typer.Typer(help="List and answer pending Human approvals; answering continues the run.",
+app = typer.Typer(help="List and answer pending approvals (Human approval nodes, MCP tool calls); "
+                       "answering continues the run.",
                   no_args_is_help=True)
 
 
@@ -60,5 +61,6 @@ def reject(approval_id: str = typer.Argument(..., help="Approval id (a unique pr
            by: str | None = typer.Option(None, "--by", help="Who rejects (recorded)."),
            comment: str | None = typer.Option(None, "--comment", help="A note, recorded with the decision."),
            as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON.")) -> None:
-    """Reject, and continue the run along its 'rejected' edge."""
+    """Reject, and continue the run: a Human approval node takes its 'rejected' edge, an MCP node
+    fails (its 'error' edge); an Agent's tool call is not made and its model is told so."""
     _answer(approval_id, False, by, comment, as_json)

@@ -98,3 +98,26 @@ def schema() -> None:
     from keel.workflows.schema import spec_json_schema
 
     print(json.dumps(spec_json_schema(), indent=2))
+
+
+@app.command("export")
+def export(name: str = typer.Argument(..., help="Published workflow name."),
+           python: bool = typer.Option(False, "--python", help="Write a standalone Python script."),
+           output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),  # noqa: B008
+           version: int | None = typer.Option(None, "--version", "-v", help="Version to export (default: latest).")
+           ) -> None:
+    """Export a published workflow; with --python, as a script that builds the same graph with
+    Keel's Python API and runs it (python SCRIPT --input ...)."""
+    from keel.store import open_store
+    from keel.workflows import WorkflowError
+    from keel.workflows.export import export_python
+    from keel.workflows.versions import Versions
+
+    if not python:
+        raise WorkflowError("say what to export to", hint="keel workflows export NAME --python [-o FILE]")
+    source = export_python(Versions(open_store()).get(name, version))
+    if output is None:
+        sys.stdout.write(source)
+        return
+    output.write_text(source, encoding="utf-8")
+    print(f"wrote {output}: run it with `python {output} --input ...`")

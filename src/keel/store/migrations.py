@@ -225,3 +225,39 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        "0003_workflow_approval_keys",
+        (
+            # One step may wait for several approvals (an Agent node's tool calls, each needing
+            # approval): approvals are keyed by (run, step, key); a Human approval node's key is ''.
+            # Rebuilt rather than altered, because a UNIQUE constraint cannot be dropped portably.
+            """
+            CREATE TABLE workflow_approvals_new (
+                id TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                node_id TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                status TEXT NOT NULL,
+                message TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                decided_at DOUBLE PRECISION,
+                decided_by TEXT,
+                comment TEXT,
+                key TEXT NOT NULL DEFAULT '',
+                UNIQUE (run_id, seq, key)
+            )
+            """,
+            "INSERT INTO workflow_approvals_new (id, run_id, seq, node_id, workflow, status, message, created_at,"
+            " expires_at, decided_at, decided_by, comment) SELECT id, run_id, seq, node_id, workflow, status,"
+            " message, created_at, expires_at, decided_at, decided_by, comment FROM workflow_approvals",
+            "DROP TABLE workflow_approvals",
+            "ALTER TABLE workflow_approvals_new RENAME TO workflow_approvals",
+            "CREATE INDEX workflow_approvals_status_2 ON workflow_approvals (status, created_at)",
+            "CREATE INDEX workflow_approvals_run ON workflow_approvals (run_id)",
+        ),
+    )
+)

@@ -1,4 +1,4 @@
-"""The Agent node: instructions, a model, Python function tools in a loop, strict output.
+"""The Agent node: instructions, a model, Python function and MCP tools in a loop, strict output.
 
 Durability inside the node: every model response and every tool result is
 memoized in the store (``workflow_memos``) as soon as it exists. If the process
@@ -23,15 +23,60 @@ from keel.workflows.tracing import Span
 if TYPE_CHECKING:
     from keel.workflows.engine import Engine, _ActiveRun
 
-__all__ = ["run_agent"]
+__all__ = ["call_model", "run_agent"]
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
+async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: Span, model_string: str,
+                     messages: list[Message], key: str, *, tools: list[Any] | None = None,
+                     output_schema: dict[str, Any] | None = None,
+                     settings: ModelSettings | None = None) -> ModelResponse:
+    """One model call of a node, memoized under ``key`` (a re-executed step replays it), with its
+    ``model`` span and ``model_calls`` row. A failed call raises :class:`NodeFailure`."""
+    memo = engine.memo_get(run.id, key)
+    if memo is not None:
+        return ModelResponse.model_validate_json(memo)
+    model = engine.model(model_string)
+    span = Span(run.trace_id, f"chat {model_string}", "model", parent_id=node_span.span_id, run_id=run.id,
+                attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": model.provider,
+                            "gen_ai.request.model": model.name, "keel.memo": key})
+    try:
+        with use_recorder(engine.model_calls), call_context(
+                trace_id=run.trace_id, span_id=span.span_id,
+                tags={"run_id": run.id, "node_id": node_id, "workflow": run.wf.spec.name}):
+            response = await model.generate(messages, tools=tools or [], output_schema=output_schema,
+                                            settings=settings or ModelSettings())
+    except KeelError as e:
+        engine.spans.write(span.end(error=f"{type(e).__name__}: {e.message}"))
+        raise NodeFailure(f"model call failed: {type(e).__name__}: {e.message}", kind="model") from None
+    span.attributes.update({
+        "gen_ai.response.model": response.model, "gen_ai.usage.input_tokens": response.usage.input_tokens,
+        "gen_ai.usage.output_tokens": response.usage.output_tokens,
+        "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
+        "keel.cost_usd": response.cost_usd})
+    engine.spans.write(span.end())
+    engine.memo_put(run.id, key, response.model_dump_json())
+    return response
+
+
 async def run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[str, Any],
                     node_span: Span) -> StepOutcome:
+    from keel.workflows.mcp_tools import McpSessions, WaitForApproval
+
+    sessions = McpSessions()
+    try:
+        return await _run_agent(engine, run, node, env, node_span, sessions)
+    except WaitForApproval as e:
+        return StepOutcome(None, run.ctx["last"], wait=e.approval)
+    finally:
+        await sessions.aclose()
+
+
+async def _run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[str, Any], node_span: Span,
+                     sessions: Any) -> StepOutcome:
     wf, seq = run.wf, run.seq
     try:
         instructions = wf.templates[(node.id, "instructions")].render(env) if node.instructions else ""
@@ -41,39 +86,24 @@ async def run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[
     history = [Message.model_validate(m) for m in run.ctx["history"]] if node.include_chat_history else []
     messages = ([Message.system(instructions)] if instructions else []) + history + [Message.user(user_text)]
     new_turns = [Message.user(user_text)]
-    tools = {wf.tools[ref].name: wf.tools[ref] for ref in node.tools}
+    tools: dict[str, Any] = {wf.tools[ref].name: wf.tools[ref] for ref in node.tools}
+    if node.mcp:
+        from keel.workflows.mcp_tools import list_tools
+
+        for t in await list_tools(engine, run, node.mcp, sessions, f"{seq}:mcp_tools"):
+            if t.name in tools:
+                raise NodeFailure(f"two tools are named {t.name!r} (MCP server {t.server.server!r} and another)",
+                                  kind="mcp")
+            tools[t.name] = t
     tool_specs = [t.tool for t in tools.values()]
     settings = ModelSettings(temperature=node.temperature, max_tokens=node.max_tokens)
-    model = engine.model(node.model)
     node_span.attributes.update({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": node.id,
                                  "gen_ai.request.model": node.model})
     input_tokens = output_tokens = 0
 
     for turn in range(node.max_turns):
-        key = f"{seq}:model:{turn}"
-        memo = engine.memo_get(run.id, key)
-        if memo is not None:
-            response = ModelResponse.model_validate_json(memo)
-        else:
-            span = Span(run.trace_id, f"chat {node.model}", "model", parent_id=node_span.span_id, run_id=run.id,
-                        attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": model.provider,
-                                    "gen_ai.request.model": model.name, "keel.turn": turn})
-            try:
-                with use_recorder(engine.model_calls), call_context(
-                        trace_id=run.trace_id, span_id=span.span_id,
-                        tags={"run_id": run.id, "node_id": node.id, "workflow": wf.spec.name}):
-                    response = await model.generate(messages, tools=tool_specs, output_schema=node.output_schema,
-                                                    settings=settings)
-            except KeelError as e:
-                engine.spans.write(span.end(error=f"{type(e).__name__}: {e.message}"))
-                raise NodeFailure(f"model call failed: {type(e).__name__}: {e.message}", kind="model") from None
-            span.attributes.update({
-                "gen_ai.response.model": response.model, "gen_ai.usage.input_tokens": response.usage.input_tokens,
-                "gen_ai.usage.output_tokens": response.usage.output_tokens,
-                "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
-                "keel.cost_usd": response.cost_usd})
-            engine.spans.write(span.end())
-            engine.memo_put(run.id, key, response.model_dump_json())
+        response = await call_model(engine, run, node.id, node_span, node.model, messages, f"{seq}:model:{turn}",
+                                    tools=tool_specs, output_schema=node.output_schema, settings=settings)
         input_tokens += response.usage.input_tokens
         output_tokens += response.usage.output_tokens
         messages.append(response.to_message())
@@ -95,14 +125,32 @@ async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span
     memo = engine.memo_get(run.id, key)
     if memo is not None:
         return memo
+    tool = tools[call.name]  # the model layer already rejected unknown tool names
+    if getattr(tool, "needs_approval", False):
+        from keel.workflows.mcp_tools import WaitForApproval, approval_message
+
+        a = engine.gate(run, node.id, f"tool:{key}",
+                        lambda: approval_message(call.name, tool.server.server, call.arguments),
+                        tool.server.approval_timeout)
+        if a.status == "pending":
+            raise WaitForApproval(a)
+        if a.status != "approved":
+            why = f": {a.comment}" if a.comment else ""
+            text = f"error: this call was not run: a person {'declined' if a.status == 'rejected' else 'did not approve'} it{why}"
+            engine.memo_put(run.id, key, text)
+            return text
     idempotency_key = f"{run.id}:{key}:{call.id}"
     span = Span(run.trace_id, f"execute_tool {call.name}", "tool", parent_id=node_span.span_id, run_id=run.id,
                 attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
                             "gen_ai.tool.call.id": call.id, "keel.tool.idempotency_key": idempotency_key,
                             "keel.tool.arguments": json.dumps(call.arguments, ensure_ascii=False)})
-    tool = tools[call.name]  # the model layer already rejected unknown tool names
+    if hasattr(tool, "server"):
+        span.attributes["keel.mcp.server"] = tool.server.server
     try:
         result = await tool.call(call.arguments, ToolContext(run.id, node.id, idempotency_key, call.id))
+    except NodeFailure as e:
+        engine.spans.write(span.end(error=e.message))
+        raise
     except Exception as e:
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e}"))
         raise NodeFailure(f"tool {call.name} failed: {type(e).__name__}: {e}", kind="tool") from None

@@ -25,6 +25,7 @@ from keel.workflows.clock import Clock
 from keel.workflows.engine import Engine, NodeEvent
 from keel.workflows.loader import LoadedSpec, load_spec, parse_spec
 from keel.workflows.runs import ApprovalRecord, RunResult, Runs
+from keel.workflows.spec import WorkflowSpec
 from keel.workflows.validate import CompiledWorkflow, compile_workflow
 from keel.workflows.versions import Versions, WorkflowVersion
 
@@ -40,21 +41,28 @@ def _store(store: SQLiteStore | None) -> SQLiteStore:
     return store if store is not None else open_store()
 
 
-def load(spec: str | Path | LoadedSpec) -> LoadedSpec:
-    """A spec from a file path, from YAML/JSON text (anything containing a newline), or as given."""
+def load(spec: str | Path | LoadedSpec | WorkflowSpec) -> LoadedSpec:
+    """A spec from a file path, from YAML/JSON text (anything containing a newline), from a
+    :class:`WorkflowSpec` built in Python, or as given."""
     if isinstance(spec, LoadedSpec):
         return spec
+    if isinstance(spec, WorkflowSpec):
+        import yaml
+
+        from keel.workflows.spec import compact
+
+        return parse_spec(yaml.safe_dump(compact(spec), sort_keys=False, allow_unicode=True), file=f"<python:{spec.name}>")
     if isinstance(spec, str) and "\n" in spec:
         return parse_spec(spec)
     return load_spec(spec)
 
 
-def validate(spec: str | Path | LoadedSpec, *, tools: ToolMap | None = None) -> CompiledWorkflow:
+def validate(spec: str | Path | LoadedSpec | WorkflowSpec, *, tools: ToolMap | None = None) -> CompiledWorkflow:
     """Check a spec completely; raise :class:`SpecError` listing every problem."""
     return compile_workflow(load(spec), tools=tools)
 
 
-def publish(spec: str | Path | LoadedSpec, *, tools: ToolMap | None = None,
+def publish(spec: str | Path | LoadedSpec | WorkflowSpec, *, tools: ToolMap | None = None,
             store: SQLiteStore | None = None) -> WorkflowVersion:
     """Validate and publish; an unchanged spec returns the latest version instead of a new one."""
     loaded = load(spec)
@@ -70,19 +78,22 @@ def diff(name: str, a: int, b: int, *, store: SQLiteStore | None = None) -> str:
     return Versions(_store(store)).diff(name, a, b)
 
 
-def _version(workflow: str | Path, version: int | None, tools: ToolMap | None,
+def _version(workflow: str | Path | LoadedSpec | WorkflowSpec, version: int | None, tools: ToolMap | None,
              store: SQLiteStore) -> WorkflowVersion:
-    """A published version by name, or (for a path to a spec file) its file published first."""
+    """A published version by name, or (for a spec file or object) the spec published first."""
+    if isinstance(workflow, LoadedSpec | WorkflowSpec):
+        return publish(workflow, tools=tools, store=store)
     p = Path(workflow)
     if version is None and (p.suffix in (".yaml", ".yml", ".json") or p.is_file()):
         return publish(p, tools=tools, store=store)
     return Versions(store).get(str(workflow), version)
 
 
-async def arun(workflow: str | Path, input: Any = "", *, version: int | None = None, tools: ToolMap | None = None,
+async def arun(workflow: str | Path | LoadedSpec | WorkflowSpec, input: Any = "", *, version: int | None = None, tools: ToolMap | None = None,
                store: SQLiteStore | None = None, clock: Clock | None = None,
                on_event: Callable[[NodeEvent], None] | None = None) -> RunResult:
-    """Run ``workflow`` (a published name, or a spec file) until it finishes or waits."""
+    """Run ``workflow`` (a published name, a spec file, or a spec object, published first)
+    until it finishes or waits."""
     store = _store(store)
     engine = Engine(store, tools=tools, clock=clock, on_event=on_event)
     try:
@@ -91,7 +102,7 @@ async def arun(workflow: str | Path, input: Any = "", *, version: int | None = N
         await engine.aclose()
 
 
-def run(workflow: str | Path, input: Any = "", **kwargs: Any) -> RunResult:
+def run(workflow: str | Path | LoadedSpec | WorkflowSpec, input: Any = "", **kwargs: Any) -> RunResult:
     """Blocking :func:`arun`."""
     return asyncio.run(arun(workflow, input, **kwargs))
 

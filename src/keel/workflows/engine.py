@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -46,8 +47,11 @@ from keel.workflows.runs import ApprovalRecord, RunResult, Runs
 from keel.workflows.spec import (
     AgentNode,
     EndNode,
+    FileSearchNode,
+    GuardrailsNode,
     HumanApprovalNode,
     IfElseNode,
+    McpNode,
     SetStateNode,
     StartNode,
     TransformNode,
@@ -61,6 +65,16 @@ __all__ = ["Engine", "NodeEvent"]
 
 _PURE = (StartNode, TransformNode, SetStateNode, IfElseNode, WhileNode, EndNode)
 """Node types without side effects: re-executing one gives the same outcome."""
+
+
+def _is_pure(node: Any) -> bool:
+    """Whether re-executing ``node`` gives the same outcome with no side effect (so its commit may
+    wait): the pure node types, and Guardrails nodes that call no model."""
+    if isinstance(node, GuardrailsNode):
+        return not any(getattr(c, "model", None) for c in node.resolved_checks())
+    return isinstance(node, _PURE)
+
+
 _MAX_PENDING = 64
 """Most pure steps committed together (a long pure loop still checkpoints regularly)."""
 
@@ -127,6 +141,10 @@ class Engine:
         self._models: dict[str, Any] = {}
         self._active: set[str] = set()
         """Runs this engine is driving right now (never claimed a second time)."""
+        from keel.workflows.otlp import exporter_from_env
+
+        self.otlp = exporter_from_env()
+        """The OTLP exporter when ``KEEL_OTLP_ENDPOINT`` is set (see :mod:`keel.workflows.otlp`)."""
 
     # -- helpers used by node executors ------------------------------------------------------
 
@@ -154,6 +172,8 @@ class Engine:
         for m in self._models.values():
             await m.aclose()
         self._models.clear()
+        if self.otlp is not None:
+            await asyncio.to_thread(self.otlp.flush)
 
     def compiled(self, version: WorkflowVersion) -> CompiledWorkflow:
         wf = self._compiled.get(version.id)
@@ -242,10 +262,10 @@ class Engine:
         return await self._drive(run)
 
     def _wait_is_over(self, run_id: str) -> bool:
-        for a in self.runs.approvals(status=None, run_id=run_id):
-            if a.status != "pending" or (a.expires_at is not None and a.expires_at <= self.clock.now()):
-                return True
-        return False
+        # A waiting run has one current approval, the pending one; earlier ones of the run are
+        # answered and were used already. No pending approval means it was answered.
+        pending = self.runs.approvals(status="pending", run_id=run_id)
+        return not pending or any(a.expires_at is not None and a.expires_at <= self.clock.now() for a in pending)
 
     async def recover(self, *, concurrency: int = 16) -> list[RunResult]:
         """Resume every run left behind by a dead process, and every wait that is over.
@@ -255,8 +275,10 @@ class Engine:
         """
         rows = self.store.query("SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at")
         waiting = self.store.query(
-            "SELECT DISTINCT r.id FROM workflow_runs r JOIN workflow_approvals a ON a.run_id = r.id"
-            " WHERE r.status = 'waiting' AND (a.status <> 'pending' OR a.expires_at <= ?)", (self.clock.now(),))
+            "SELECT r.id FROM workflow_runs r WHERE r.status = 'waiting' AND ("
+            " NOT EXISTS (SELECT 1 FROM workflow_approvals a WHERE a.run_id = r.id AND a.status = 'pending')"
+            " OR EXISTS (SELECT 1 FROM workflow_approvals a WHERE a.run_id = r.id AND a.status = 'pending'"
+            " AND a.expires_at <= ?))", (self.clock.now(),))
         sem = asyncio.Semaphore(concurrency)
         results: list[RunResult] = []
 
@@ -314,10 +336,13 @@ class Engine:
 
     async def _drive(self, run: _ActiveRun) -> RunResult:
         self._active.add(run.id)
+        began = time.time()
         try:
             while True:
                 result = await self._step(run)
                 if result is not None:
+                    if self.otlp is not None:
+                        self._export(run, began)
                     return result
                 if not run.pending:
                     await asyncio.sleep(0)  # after each commit, let other runs go on
@@ -325,6 +350,13 @@ class Engine:
             return self._result(run.id)
         finally:
             self._active.discard(run.id)
+
+    def _export(self, run: _ActiveRun, since: float) -> None:
+        """Queue the spans of ``run``'s trace that ended during this drive for OTLP export."""
+        rows = self.store.query("SELECT * FROM trace_spans WHERE trace_id = ? AND ended_at >= ?"
+                                " ORDER BY started_at", (run.trace_id, since - 0.001))
+        self.otlp.submit([Span(**{**r, "attributes": json.loads(r["attributes"] or "{}")})  # type: ignore[union-attr]
+                          for r in rows])
 
     async def _step(self, run: _ActiveRun) -> RunResult | None:
         node = run.wf.nodes[run.current]
@@ -362,43 +394,72 @@ class Engine:
             from keel.workflows.agent import run_agent
 
             return await run_agent(self, run, node, env, span)
+        if isinstance(node, McpNode):
+            from keel.workflows.mcp_tools import run_mcp_node
+
+            return await run_mcp_node(self, run, node, env, span)
+        if isinstance(node, GuardrailsNode):
+            from keel.workflows.guardrails import run_guardrails
+
+            return await run_guardrails(self, run, node, env, span)
+        if isinstance(node, FileSearchNode):
+            from keel.workflows.file_search import run_file_search
+
+            return await run_file_search(self, run, node, env, span)
         if isinstance(node, HumanApprovalNode):
             return self._approval(run, node, env)
         return run_simple_node(run.wf, node, run.ctx, env)
 
     def _approval(self, run: _ActiveRun, node: HumanApprovalNode, env: dict[str, Any]) -> StepOutcome:
-        rows = self.store.query("SELECT * FROM workflow_approvals WHERE run_id = ? AND seq = ?", (run.id, run.seq))
-        if not rows:
+        def message() -> str:
             try:
-                message = run.wf.templates[(node.id, "message")].render(env)
+                return run.wf.templates[(node.id, "message")].render(env)
             except Exception as e:
                 raise NodeFailure(f"cannot build the approval message: {e}", kind="cel") from None
+
+        a = self.gate(run, node.id, "", message, node.timeout)
+        if a.status == "pending":
+            return StepOutcome(None, run.ctx["last"], wait=a)
+        port = {"approved": "approved", "rejected": "rejected"}.get(a.status)
+        if port is None:
+            port = "timeout" if run.wf.target(node.id, "timeout") else "rejected"
+        decision = {"decision": a.status, "approval_id": a.id, "by": a.decided_by, "comment": a.comment}
+        return StepOutcome(port, {"output_text": a.status, "output_parsed": decision},
+                           attributes={"keel.approval.id": a.id, "keel.approval.decision": a.status})
+
+    def gate(self, run: _ActiveRun, node_id: str, key: str, message: Callable[[], str],
+             timeout: float | None) -> ApprovalRecord:
+        """The approval ``key`` of the run's current step, as it stands.
+
+        The first call creates it and parks the run (status ``pending``: the caller returns a
+        waiting :class:`StepOutcome`); once answered it comes back ``approved``, ``rejected`` or
+        ``expired``. Human approval nodes and tool calls that need approval both wait here.
+        """
+        rows = self.store.query("SELECT * FROM workflow_approvals WHERE run_id = ? AND seq = ? AND key = ?",
+                                (run.id, run.seq, key))
+        if not rows:
+            text = message()
             now = self.clock.now()
-            approval = ApprovalRecord(uuid.uuid4().hex, run.id, run.seq, node.id, run.version.name, "pending",
-                                      message, now, now + node.timeout if node.timeout else None, None, None, None)
+            approval = ApprovalRecord(uuid.uuid4().hex, run.id, run.seq, node_id, run.version.name, "pending",
+                                      text, now, now + timeout if timeout else None, None, None, None, key)
             with self.store.transaction():
                 self.store.execute(
                     "INSERT INTO workflow_approvals (id, run_id, seq, node_id, workflow, status, message,"
-                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (approval.id, run.id, run.seq, node.id, run.version.name, message, now, approval.expires_at))
+                    " created_at, expires_at, key) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    (approval.id, run.id, run.seq, node_id, run.version.name, text, now, approval.expires_at,
+                     key))
                 self._park(run)
-            return StepOutcome(None, run.ctx["last"], wait=approval)
+            return approval
         a = ApprovalRecord(**rows[0])
-        status = a.status
-        if status == "pending":
+        if a.status == "pending":
             if a.expires_at is None or a.expires_at > self.clock.now():
                 with self.store.transaction():
                     self._park(run)
-                return StepOutcome(None, run.ctx["last"], wait=a)
+                return a
             self.store.execute("UPDATE workflow_approvals SET status = 'expired', decided_at = ? WHERE id = ?"
                                " AND status = 'pending'", (self.clock.now(), a.id))
-            status = "expired"
-        port = {"approved": "approved", "rejected": "rejected"}.get(status)
-        if port is None:
-            port = "timeout" if run.wf.target(node.id, "timeout") else "rejected"
-        decision = {"decision": status, "approval_id": a.id, "by": a.decided_by, "comment": a.comment}
-        return StepOutcome(port, {"output_text": status, "output_parsed": decision},
-                           attributes={"keel.approval.id": a.id, "keel.approval.decision": status})
+            a = dataclasses.replace(a, status="expired", decided_at=self.clock.now())
+        return a
 
     def _park(self, run: _ActiveRun) -> None:
         """Store the run as waiting and let go of it (inside a transaction)."""
@@ -442,8 +503,8 @@ class Engine:
         finished = status != "running"
         if not finished:
             run.current = next_node  # type: ignore[assignment]
-        if finished or len(run.pending) >= _MAX_PENDING or not isinstance(
-                node, _PURE) or not isinstance(run.wf.nodes[next_node], _PURE):
+        if finished or len(run.pending) >= _MAX_PENDING or not _is_pure(node) \
+                or not _is_pure(run.wf.nodes[next_node]):
             self._flush(run)
         if not finished:
             return None

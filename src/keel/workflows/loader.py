@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from keel.workflows.errors import Problem, SpecError
-from keel.workflows.spec import NODE_TYPES, WorkflowSpec
+from keel.workflows.spec import CHECK_TYPES, NODE_TYPES, WorkflowSpec
 
 __all__ = ["LoadedSpec", "SourceMap", "load_spec", "parse_spec"]
 
@@ -125,6 +125,8 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
                     file=where.file, line=where.line(("nodes", i, "type")),
                     node_id=str(n.get("id")) if n.get("id") is not None else None, path=f"nodes[{i}].type",
                 ))
+    if isinstance(nodes, list):
+        problems += _check_type_problems(nodes, where)
     if problems:
         return problems
     try:
@@ -132,6 +134,12 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
     except ValidationError as e:
         for err in e.errors():
             loc = tuple(err["loc"])
+            # A Guardrails check is a name or an object: for an object, the error of the name branch
+            # says nothing useful; the object branch's tag is noise in the path.
+            if any(isinstance(part, str) and part.startswith("literal[") for part in loc) \
+                    and not isinstance(_at(data, loc), str):
+                continue
+            loc = _drop_check_tag(loc)
             # pydantic puts the union tag in the path (nodes.2.agent.model); drop it.
             clean: list[str | int] = []
             for part in loc:
@@ -154,4 +162,70 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
             problems.append(Problem(f"{field_path}: {msg}", hint, file=where.file,
                                     line=where.line(tuple(str(p) if not isinstance(p, int) else p for p in clean)),
                                     node_id=str(node_id) if node_id is not None else None, path=field_path))
+    return problems
+
+
+def _at(data: Any, loc: tuple) -> Any:
+    """The value at pydantic error location ``loc`` (skipping union tags), or None."""
+    value = data
+    for part in loc:
+        if (isinstance(part, int) and isinstance(value, list) and part < len(value)) or (isinstance(part, str) and isinstance(value, dict) and part in value):
+            value = value[part]
+        elif isinstance(part, str) and (part in NODE_TYPES or part in CHECK_TYPES or "[" in part):
+            continue
+        else:
+            return None
+    return value
+
+
+def _drop_check_tag(loc: tuple) -> tuple:
+    """``(..., 'checks', 1, 'tagged-union[...]', 'pii', 'entities', 0)`` -> ``(..., 'checks', 1, 'entities', 0)``."""
+    out: list[Any] = []
+    skip = 0
+    for part in loc:
+        if skip:
+            skip -= 1
+            continue
+        if isinstance(part, str) and part.startswith("tagged-union["):
+            skip = 1
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _check_type_problems(nodes: list, where: SourceMap) -> list[Problem]:
+    """Unknown Guardrails checks, named plainly (pydantic's union error lists every member)."""
+    problems: list[Problem] = []
+    named = CHECK_TYPES[:3]
+    for i, n in enumerate(nodes):
+        if not isinstance(n, dict) or n.get("type") != "guardrails" or not isinstance(n.get("checks"), list):
+            continue
+        for j, c in enumerate(n["checks"]):
+            if isinstance(c, str):
+                if c in named:
+                    continue
+                what, known, path = c, named, ("nodes", i, "checks", j)
+                hint_tail = f"checks by name: {', '.join(named)}; others take an object, e.g. " \
+                            "`{type: hallucination, sources: ...}`"
+                if c in CHECK_TYPES:
+                    problems.append(Problem(
+                        f"checks[{j}]: the {c} check needs options", f"write it as an object: `{{type: {c}, ...}}` "
+                        "(see docs/workflows.md#guardrails)", file=where.file, line=where.line(path),
+                        node_id=str(n.get("id")), path=f"nodes[{i}].checks[{j}]"))
+                    continue
+            elif isinstance(c, dict) and c.get("type") not in CHECK_TYPES:
+                what, known, path = c.get("type"), CHECK_TYPES, ("nodes", i, "checks", j, "type")
+                hint_tail = f"check types: {', '.join(CHECK_TYPES)}"
+                if what is None:
+                    problems.append(Problem(f"checks[{j}]: a guardrails check has no type", hint_tail, file=where.file,
+                                            line=where.line(path), node_id=str(n.get("id")),
+                                            path=f"nodes[{i}].checks[{j}]"))
+                    continue
+            else:
+                continue
+            close = difflib.get_close_matches(str(what), known, n=1)
+            problems.append(Problem(
+                f"checks[{j}]: unknown guardrails check {what!r}", (f"did you mean {close[0]!r}? " if close else "") + hint_tail,
+                file=where.file, line=where.line(path), node_id=str(n.get("id")),
+                path=f"nodes[{i}].checks[{j}]"))
     return problems

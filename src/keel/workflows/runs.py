@@ -67,6 +67,8 @@ class ApprovalRecord:
     decided_at: float | None
     decided_by: str | None
     comment: str | None
+    key: str = ""
+    """Which wait of the step this is: ``''`` for a Human approval node, ``tool:...`` for a tool call."""
 
 
 @dataclass(frozen=True)

@@ -45,21 +45,30 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "NODE_TYPES",
     "AgentNode",
+    "ApprovalPolicy",
     "Branch",
+    "CustomCheck",
     "Edge",
     "EndNode",
     "FileSearchNode",
+    "GuardrailCheck",
     "GuardrailsNode",
+    "HallucinationCheck",
     "HumanApprovalNode",
     "IfElseNode",
+    "JailbreakCheck",
     "McpNode",
+    "McpServer",
+    "ModerationCheck",
     "Node",
     "NoteNode",
+    "PiiCheck",
     "SetStateNode",
     "StartNode",
     "TransformNode",
     "WhileNode",
     "WorkflowSpec",
+    "compact",
 ]
 
 _ID = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -93,6 +102,33 @@ class StartNode(_NodeBase):
     """Optional JSON schema the run's input must satisfy (then the input is JSON)."""
 
 
+ApprovalPolicy = Literal["always", "never"]
+"""``always``: a call waits (durably) until a person approves it; ``never``: calls go ahead."""
+
+
+class McpServer(_Spec):
+    """An MCP server whose tools an Agent node may call."""
+
+    server: str
+    """``stdio:COMMAND ARGS`` (a subprocess speaking MCP on stdin/stdout) or an ``http(s)://``
+    streamable-HTTP URL."""
+    tools: list[str] | None = None
+    """Tool names the model may call (default: every tool the server lists)."""
+    approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
+    """Tool name -> ``always`` | ``never``; the key ``*`` sets the policy of the others (default
+    ``never``). A call that needs approval pauses the run like a Human approval node; a rejected
+    call is reported to the model as declined."""
+    approval_timeout: float | None = Field(default=None, gt=0)
+    """Seconds an approval may wait before the call counts as declined (None waits forever)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for a ``stdio:`` server (it does not inherit Keel's secrets)."""
+    timeout: float = Field(default=60, gt=0)
+    """Seconds one tool call may take."""
+
+    def policy(self, tool: str) -> ApprovalPolicy:
+        return self.approval.get(tool, self.approval.get("*", "never"))
+
+
 class AgentNode(_NodeBase):
     """Ask a model, letting it call tools in a loop, optionally with a strict output schema."""
 
@@ -116,6 +152,8 @@ class AgentNode(_NodeBase):
     """Sampling temperature (the provider's default when unset)."""
     max_tokens: int | None = Field(default=None, gt=0)
     """Cap on tokens generated per model call."""
+    mcp: list[McpServer] = Field(default_factory=list)
+    """MCP servers whose tools the model may call, each with its approval policy."""
 
     can_fail: ClassVar[bool] = True
 
@@ -129,7 +167,10 @@ class NoteNode(_NodeBase):
 
 
 class FileSearchNode(_NodeBase):
-    """Retrieve passages from a context-engine collection (not available yet)."""
+    """Retrieve passages from a collection of Keel's context engine (``keel context add``).
+    Output: ``output_parsed`` is ``{query, results: [{index, text, source, anchor, title,
+    start_line, end_line, score}]}``, best first; ``output_text`` the passages numbered
+    ``[1]``, ``[2]``... with their sources, ready to cite."""
 
     type: Literal["file_search"] = "file_search"
     collection: str
@@ -138,23 +179,108 @@ class FileSearchNode(_NodeBase):
     """CEL expression for the query text."""
     max_results: int = Field(default=10, ge=1, le=200)
     """Passages returned, best first."""
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    """First-stage signals: dense vectors and BM25 fused (default), or one of them."""
+    where: dict[str, Any] | None = None
+    """Metadata filter (the context engine's language, e.g. ``{kind: markdown}`` or
+    ``{source: {$in: [a.md, b.md]}}``)."""
     can_fail: ClassVar[bool] = True
 
 
+PiiEntity = Literal["credit_card", "email", "phone", "iban", "us_ssn", "ip_address"]
+PII_ENTITIES: tuple[str, ...] = ("credit_card", "email", "phone", "iban", "us_ssn", "ip_address")
+ModerationCategory = Literal["violence", "self_harm", "hate", "sexual", "harassment", "illicit"]
+MODERATION_CATEGORIES: tuple[str, ...] = ("violence", "self_harm", "hate", "sexual", "harassment", "illicit")
+
+
+class PiiCheck(_Spec):
+    """Personal data, found by patterns and validated (Luhn for cards, mod-97 for IBANs...)."""
+
+    type: Literal["pii"] = "pii"
+    entities: list[PiiEntity] = Field(default_factory=lambda: list(PII_ENTITIES))
+    """Kinds of personal data that fail the check."""
+
+
+class JailbreakCheck(_Spec):
+    """Jailbreak and prompt-injection attempts: local heuristics, then a model judge if configured."""
+
+    type: Literal["jailbreak"] = "jailbreak"
+    threshold: float = Field(default=1.0, gt=0)
+    """Heuristic score at which the text fails (one strong signal scores 1)."""
+    model: str | None = None
+    """Model that judges text the heuristics let through (none: heuristics only)."""
+
+
+class ModerationCheck(_Spec):
+    """Harmful content: local category word lists, then a model judge if configured."""
+
+    type: Literal["moderation"] = "moderation"
+    categories: list[ModerationCategory] = Field(default_factory=lambda: list(MODERATION_CATEGORIES))
+    """Categories that fail the check."""
+    blocklist: list[str] = Field(default_factory=list)
+    """Extra words or phrases that fail the check (matched case-insensitively, whole words)."""
+    model: str | None = None
+    """Model that judges text the word lists let through (none: word lists only)."""
+
+
+class HallucinationCheck(_Spec):
+    """Is the text supported by its sources? Each sentence is checked against the sources it cites
+    (``[1]``, ``[2]``... by position, or every source when it cites none)."""
+
+    type: Literal["hallucination"] = "hallucination"
+    sources: str
+    """CEL expression for the sources: a list of strings, or of objects with a ``text`` (or
+    ``content``) field, e.g. ``nodes.search.output_parsed.results``."""
+    min_overlap: float = Field(default=0.5, ge=0, le=1)
+    """Share of a sentence's content words that must appear in its sources."""
+    model: str | None = None
+    """Model that judges an answer the lexical check let through (none: lexical check only)."""
+
+
+class CustomCheck(_Spec):
+    """A check you describe in words, judged by a model with a strict structured output."""
+
+    type: Literal["custom"] = "custom"
+    name: str = Field(pattern=_ID)
+    """Name shown in the node's output when the check fails."""
+    model: str
+    """The judge model."""
+    instructions: str
+    """What the text must satisfy to pass, e.g. "The reply only discusses our products."."""
+
+
+CHECK_TYPES: tuple[str, ...] = ("pii", "jailbreak", "moderation", "hallucination", "custom")
+"""The ``type`` of every Guardrails check; the first three may also be given by name alone."""
+
+GuardrailCheck = Annotated[
+    PiiCheck | JailbreakCheck | ModerationCheck | HallucinationCheck | CustomCheck, Field(discriminator="type")]
+"""One check of a Guardrails node, told apart by its ``type``."""
+
+
 class GuardrailsNode(_NodeBase):
-    """Check text for PII, jailbreaks, moderation or hallucination (not available yet)."""
+    """Check text for PII, jailbreaks, harmful content, unsupported claims, or a custom rule;
+    leave through ``pass`` or ``fail``. Local checks run first; model judges run only when every
+    local check passed. ``output_parsed``: ``{passed, failed: [names], reason, checks: [...]}``;
+    ``output_text``: the text checked."""
 
     type: Literal["guardrails"] = "guardrails"
-    checks: list[str] = Field(default_factory=list)
-    """Checks to run, e.g. ``pii``, ``jailbreak``, ``moderation``, ``hallucination``."""
+    checks: list[Literal["pii", "jailbreak", "moderation"] | GuardrailCheck] = Field(min_length=1)
+    """Checks to run: a name (``pii``, ``jailbreak``, ``moderation``) for the defaults, or an
+    object with a ``type`` and options."""
     text: str = "input.output_text"
     """CEL expression for the text to check."""
     ports: ClassVar[tuple[str, ...]] = ("pass", "fail")
     can_fail: ClassVar[bool] = True
 
+    def resolved_checks(self) -> list[Any]:
+        """The checks as objects (names become their default check)."""
+        named = {"pii": PiiCheck, "jailbreak": JailbreakCheck, "moderation": ModerationCheck}
+        return [named[c]() if isinstance(c, str) else c for c in self.checks]
+
 
 class McpNode(_NodeBase):
-    """Call one tool on an MCP server (not available yet)."""
+    """Call one tool on an MCP server. Output: the tool's text as ``output_text`` and its
+    structured content (or its text parsed as JSON) as ``output_parsed``."""
 
     type: Literal["mcp"] = "mcp"
     server: str
@@ -163,6 +289,14 @@ class McpNode(_NodeBase):
     """Name of the tool on that server."""
     arguments: dict[str, str] = Field(default_factory=dict)
     """Tool argument name -> CEL expression."""
+    approval: ApprovalPolicy = "never"
+    """``always``: wait for a person to approve the call first (a rejection fails the node)."""
+    approval_timeout: float | None = Field(default=None, gt=0)
+    """Seconds the approval may wait before it counts as rejected (None waits forever)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for a ``stdio:`` server."""
+    timeout: float = Field(default=60, gt=0)
+    """Seconds the tool call may take."""
     can_fail: ClassVar[bool] = True
 
 
@@ -281,3 +415,25 @@ class WorkflowSpec(_Spec):
             if n.id == node_id:
                 return n
         raise KeyError(node_id)
+
+
+def compact(model: BaseModel) -> dict[str, Any]:
+    """``model`` as plain data with fields at their defaults left out, keeping every ``type``
+    (the discriminator a reader needs to tell nodes and checks apart)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, BaseModel):
+            return compact(v)
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name != "type" and not info.is_required() and value == info.get_default(call_default_factory=True):
+            continue
+        out[info.alias or name] = plain(value)
+    return out

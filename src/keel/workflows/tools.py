@@ -9,8 +9,8 @@ effect at most once (e.g. ``INSERT ... ON CONFLICT DO NOTHING``, or the
 ``Idempotency-Key`` header of a payment API).
 
 Agent nodes name tools either by import path (``myapp.tools:refund``, which any
-process can resolve, so a resumed run finds its tools) or by a name registered
-with :func:`function_tool`.
+process can resolve, so a resumed run finds its tools; modules are also looked up in
+the current directory) or by a name registered with :func:`function_tool`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -105,6 +107,19 @@ def function_tool(fn: Callable[..., Any] | None = None, *, name: str | None = No
     return register(fn) if fn is not None else register
 
 
+def _import(module_name: str) -> Any:
+    """Import ``module_name`` from sys.path, else from the current directory (a project's own
+    tools module, as ``python -m`` and uvicorn's ``--app-dir`` would find it)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        if e.name != module_name.split(".")[0] or cwd in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
+
+
 def resolve_tool(ref: str, extra: dict[str, Callable[..., Any]] | None = None) -> FunctionTool:
     """The tool ``ref`` names: a name in ``extra`` or the registry, or ``module:function``."""
     if extra and ref in extra:
@@ -115,7 +130,7 @@ def resolve_tool(ref: str, extra: dict[str, Callable[..., Any]] | None = None) -
     if not sep:
         raise ToolNotFound(f"no tool registered as {ref!r}")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
+        fn = getattr(_import(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ToolNotFound(f"cannot import {ref!r}: {e}") from None
     if not callable(fn):

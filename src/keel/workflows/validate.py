@@ -11,7 +11,8 @@ listing every problem, each with file, line, node id and a hint:
   return to their While node;
 - CEL syntax and type errors, undeclared variables, ``state.<name>`` never
   declared and ``nodes.<id>`` naming no node;
-- Agent model strings, tools and output schemas; node types not available yet.
+- Agent model strings, tools, MCP servers and output schemas; Guardrails checks; File search
+  needs the context engine.
 """
 
 from __future__ import annotations
@@ -324,23 +325,76 @@ class _Checker:
                 self.template(n, "message", n.message, ("message",))
             elif isinstance(n, AgentNode):
                 self.check_agent(n)
-            elif isinstance(n, FileSearchNode | McpNode | GuardrailsNode):
-                self.problem(f"{n.type} nodes are not available yet in this version of Keel",
-                             "remove the node for now, or use an agent node with a Python function tool",
-                             node=n.id, path=("type",))
+            elif isinstance(n, McpNode):
+                self.check_mcp_server(n, n.server, ("server",))
+                for k, v in n.arguments.items():
+                    self.expr(n, f"arguments.{k}", v, ("arguments", k))
+            elif isinstance(n, GuardrailsNode):
+                self.check_guardrails(n)
+            elif isinstance(n, FileSearchNode):
+                self.check_file_search(n)
+
+    def check_model(self, n: Any, model: str, path: tuple) -> None:
+        from keel.models import parse_model_string
+
+        try:
+            from keel.config import get_settings
+
+            parse_model_string(get_settings().resolve_alias(model))
+        except KeelError as e:
+            self.problem(e.message, e.hint or "", node=n.id, path=path)
+
+    def check_mcp_server(self, n: Any, server: str, path: tuple) -> None:
+        from keel.workflows.mcp_tools import check_server
+
+        problem = check_server(server)
+        if problem:
+            missing = "not found on PATH" in problem or "not an executable" in problem
+            hint = ("install it, or give its full path: `stdio:/path/to/server --flag`" if missing
+                    else "e.g. `stdio:python my_server.py` or `http://127.0.0.1:8000/mcp`")
+            self.problem(problem, hint, node=n.id, path=path)
+        try:
+            import mcp  # noqa: F401
+        except ImportError:
+            self.problem("MCP needs the `mcp` package, which is not installed", "pip install mcp", node=n.id,
+                         path=path)
+
+    def check_guardrails(self, n: GuardrailsNode) -> None:
+        self.expr(n, "text", n.text, ("text",))
+        names: set[str] = set()
+        for i, c in enumerate(n.resolved_checks()):
+            name = getattr(c, "name", c.type)
+            if name in names:
+                self.problem(f"two checks are named {name!r}", "give each custom check its own name, and list "
+                             "each built-in check once", node=n.id, path=("checks", i))
+            names.add(name)
+            if getattr(c, "model", None):
+                self.check_model(n, c.model, ("checks", i, "model"))
+            if c.type == "hallucination":
+                self.expr(n, f"checks.{i}.sources", c.sources, ("checks", i, "sources"))
+
+    def check_file_search(self, n: FileSearchNode) -> None:
+        from keel.workflows.file_search import unavailable_reason
+
+        self.expr(n, "query", n.query, ("query",))
+        reason = unavailable_reason()
+        if reason:
+            self.problem(f"file_search nodes need Keel's context engine: {reason}",
+                         "pip install 'keel[context]'", node=n.id, path=("type",))
 
     def check_agent(self, n: AgentNode) -> None:
-        from keel.models import parse_model_string
         from keel.models.structured import check_schema
 
         self.expr(n, "input", n.input, ("input",))
         self.template(n, "instructions", n.instructions, ("instructions",))
-        try:
-            from keel.config import get_settings
-
-            parse_model_string(get_settings().resolve_alias(n.model))
-        except KeelError as e:
-            self.problem(e.message, e.hint or "", node=n.id, path=("model",))
+        self.check_model(n, n.model, ("model",))
+        for i, server in enumerate(n.mcp):
+            self.check_mcp_server(n, server.server, ("mcp", i, "server"))
+            for tool in server.approval:
+                if tool != "*" and server.tools is not None and tool not in server.tools:
+                    self.problem(f"approval names tool {tool!r}, which is not in this server's `tools`",
+                                 f"tools: {', '.join(server.tools)}; use `*` for every other tool", node=n.id,
+                                 path=("mcp", i, "approval", tool))
         if n.output_schema is not None:
             try:
                 check_schema(n.output_schema, where=f"output_schema of {n.id}")

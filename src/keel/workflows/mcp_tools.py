@@ -1,0 +1,252 @@
+"""MCP: the MCP node, and MCP servers' tools inside Agent nodes, through the official ``mcp`` SDK.
+
+A server is named by a string: ``stdio:COMMAND ARGS`` starts a subprocess that speaks MCP on
+its stdin/stdout (it gets a minimal environment plus the spec's ``env``, never Keel's secrets);
+an ``http://`` or ``https://`` URL is a streamable-HTTP server. Connections live for one node
+step and are opened only when needed: a re-executed step replays memoized results and tool
+lists without connecting.
+
+Exactly once: each call's result is memoized as soon as it arrives, and the call carries the
+step's idempotency key in its request ``_meta`` (``dev.keel/idempotency-key``), so a server
+with side effects can make its effect once even if a call in flight at a crash is repeated.
+
+Approval: a tool whose policy is ``always`` waits for a person through the same durable
+approvals as a Human approval node (``keel approvals approve``); the run holds nothing in
+memory meanwhile, and continues from the memoized turns when the call is answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keel.models import Tool
+from keel.workflows.nodes import NodeFailure, StepOutcome
+from keel.workflows.spec import McpNode, McpServer
+from keel.workflows.tracing import Span
+
+if TYPE_CHECKING:
+    from keel.workflows.engine import Engine, _ActiveRun
+
+__all__ = ["IDEMPOTENCY_META_KEY", "McpSessions", "McpTool", "WaitForApproval", "check_server",
+           "run_mcp_node"]
+
+IDEMPOTENCY_META_KEY = "dev.keel/idempotency-key"
+"""Key of the idempotency key in a tool call's ``_meta``."""
+
+
+class WaitForApproval(Exception):
+    """A tool call needs a person's approval first; the run is parked."""
+
+    def __init__(self, approval: Any) -> None:
+        super().__init__(approval.id)
+        self.approval = approval
+
+
+def check_server(server: str) -> str | None:
+    """What is wrong with a server string, or None: its form, and for ``stdio:`` whether the
+    command can be started here (found on PATH, or an executable file)."""
+    if server.startswith("stdio:"):
+        try:
+            argv = shlex.split(server[len("stdio:"):])
+        except ValueError as e:
+            return f"cannot split the stdio command: {e}"
+        if not argv:
+            return "the stdio: server names no command"
+        command = argv[0]
+        if os.sep in command or (os.altsep and os.altsep in command):
+            if not os.path.isfile(command) or not os.access(command, os.X_OK):
+                return f"the MCP server command {command!r} is not an executable file"
+        elif shutil.which(command) is None:
+            return f"the MCP server command {command!r} is not found on PATH"
+        return None
+    if server.startswith(("http://", "https://")):
+        return None
+    return f"MCP server {server!r} is neither `stdio:COMMAND ARGS` nor an http(s):// URL"
+
+
+def _target(server: str, env: dict[str, str]) -> Any:
+    from mcp import StdioServerParameters
+
+    if server.startswith("stdio:"):
+        argv = shlex.split(server[len("stdio:"):])
+        return StdioServerParameters(command=argv[0], args=argv[1:], env=env or None)
+    return server
+
+
+class McpSessions:
+    """MCP clients opened lazily during one node step; :meth:`aclose` closes them all.
+
+    Open and close in the same task (the SDK's transports are anyio task groups).
+    """
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._errlog: Any = None
+
+    async def client(self, server: str, env: dict[str, str]) -> Any:
+        key = json.dumps([server, sorted(env.items())])
+        if key not in self._clients:
+            from mcp import Client
+            from mcp.client.stdio import stdio_client
+
+            target = _target(server, env)
+            try:
+                if isinstance(target, str):
+                    client = Client(target, cache=None)
+                else:
+                    # The server's stderr goes to a file (shown when it fails), not over our output.
+                    if self._errlog is None:
+                        self._errlog = self._stack.enter_context(tempfile.TemporaryFile("w+"))  # noqa: SIM115
+                    client = Client(stdio_client(target, errlog=self._errlog), cache=None)
+                self._clients[key] = await self._stack.enter_async_context(client)
+            except Exception as e:
+                raise NodeFailure(f"cannot connect to MCP server {server!r}: {_describe(e)}{self._stderr()}",
+                                  kind="mcp") from None
+        return self._clients[key]
+
+    def _stderr(self) -> str:
+        if self._errlog is None:
+            return ""
+        self._errlog.seek(0)
+        tail = self._errlog.read()[-500:].strip()
+        return f" (server stderr: {tail})" if tail else ""
+
+    async def aclose(self) -> None:
+        # A server that already went away must not turn a finished step into a failure.
+        with contextlib.suppress(Exception):
+            await self._stack.aclose()
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(_describe(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}"
+
+
+async def call(sessions: McpSessions, server: str, env: dict[str, str], tool: str, arguments: dict[str, Any],
+               *, idempotency_key: str, timeout: float) -> dict[str, Any]:
+    """Call ``tool``; ``{"text": ..., "structured": ..., "is_error": bool}``. Transport errors raise
+    :class:`NodeFailure`; a tool that reports an error returns ``is_error`` (it is data for the model)."""
+    client = await sessions.client(server, env)
+    try:
+        result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout,
+                                        meta={IDEMPOTENCY_META_KEY: idempotency_key})
+    except Exception as e:
+        raise NodeFailure(f"MCP tool {tool} on {server!r} failed: {_describe(e)}{sessions._stderr()}",
+                          kind="tool") from None
+    texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
+    return {"text": "\n".join(texts), "structured": result.structured_content, "is_error": bool(result.is_error)}
+
+
+@dataclass
+class McpTool:
+    """One MCP server tool offered to an Agent node's model (same interface as a function tool)."""
+
+    name: str
+    tool: Tool
+    server: McpServer
+    sessions: McpSessions
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.server.policy(self.name) == "always"
+
+    async def call(self, arguments: dict[str, Any], ctx: Any) -> str:
+        out = await call(self.sessions, self.server.server, self.server.env, self.name, arguments,
+                         idempotency_key=ctx.idempotency_key, timeout=self.server.timeout)
+        text = out["text"] or json.dumps(out["structured"], ensure_ascii=False)
+        return f"error: {text}" if out["is_error"] else text
+
+
+async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], sessions: McpSessions,
+                     memo_key: str) -> list[McpTool]:
+    """The tools of ``servers`` an Agent node offers, memoized for the step (a re-executed step
+    offers the same tools without connecting)."""
+    memo = engine.memo_get(run.id, memo_key)
+    if memo is not None:
+        listed = json.loads(memo)
+    else:
+        listed = []
+        for i, s in enumerate(servers):
+            client = await sessions.client(s.server, s.env)
+            try:
+                result = await client.list_tools()
+            except Exception as e:
+                raise NodeFailure(f"cannot list the tools of MCP server {s.server!r}: {_describe(e)}",
+                                  kind="mcp") from None
+            names = {t.name for t in result.tools}
+            for wanted in s.tools or []:
+                if wanted not in names:
+                    raise NodeFailure(f"MCP server {s.server!r} has no tool {wanted!r} (it has: "
+                                      f"{', '.join(sorted(names))})", kind="mcp")
+            for t in result.tools:
+                if s.tools is None or t.name in s.tools:
+                    schema = {k: v for k, v in (t.input_schema or {}).items() if k != "title"}
+                    listed.append({"server": i, "name": t.name, "description": t.description or "",
+                                   "parameters": schema or {"type": "object", "properties": {}}})
+        engine.memo_put(run.id, memo_key, json.dumps(listed))
+    tools: list[McpTool] = []
+    for t in listed:
+        tools.append(McpTool(t["name"], Tool(name=t["name"], description=t["description"],
+                                             parameters=t["parameters"]), servers[t["server"]], sessions))
+    return tools
+
+
+def approval_message(tool: str, server: str, arguments: dict[str, Any]) -> str:
+    return f"Allow the tool call {tool}({json.dumps(arguments, ensure_ascii=False)}) on MCP server {server}?"
+
+
+async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict[str, Any],
+                       node_span: Span) -> StepOutcome:
+    key = f"{run.seq}:mcp"
+    node_span.attributes.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": node.tool,
+                                 "keel.mcp.server": node.server})
+    memo = engine.memo_get(run.id, key)
+    if memo is not None:
+        out = json.loads(memo)
+    else:
+        try:
+            arguments = {k: run.wf.expressions[(node.id, f"arguments.{k}")].evaluate(env) for k in node.arguments}
+        except Exception as e:  # CelError: a variable missing at run time
+            raise NodeFailure(f"cannot build the arguments: {e}", kind="cel") from None
+        if node.approval == "always":
+            a = engine.gate(run, node.id, "mcp", lambda: approval_message(node.tool, node.server, arguments),
+                            node.approval_timeout)
+            if a.status == "pending":
+                return StepOutcome(None, run.ctx["last"], wait=a)
+            if a.status != "approved":
+                raise NodeFailure(f"the call of {node.tool} was not approved ({a.status})", kind="rejected")
+        idempotency_key = f"{run.id}:{key}"
+        span = Span(run.trace_id, f"execute_tool {node.tool}", "tool", parent_id=node_span.span_id, run_id=run.id,
+                    attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": node.tool,
+                                "keel.tool.idempotency_key": idempotency_key, "keel.mcp.server": node.server,
+                                "keel.tool.arguments": json.dumps(arguments, ensure_ascii=False, default=str)})
+        sessions = McpSessions()
+        try:
+            out = await call(sessions, node.server, node.env, node.tool, arguments,
+                             idempotency_key=idempotency_key, timeout=node.timeout)
+        except NodeFailure as e:
+            engine.spans.write(span.end(error=e.message))
+            raise
+        finally:
+            await sessions.aclose()
+        span.attributes["keel.tool.result"] = out["text"][:2000]
+        engine.spans.write(span.end(error=out["text"][:2000] if out["is_error"] else None))
+        engine.memo_put(run.id, key, json.dumps(out))
+    if out["is_error"]:
+        raise NodeFailure(f"MCP tool {node.tool} reported an error: {out['text']}", kind="tool")
+    parsed = out["structured"]
+    if parsed is None:
+        try:
+            parsed = json.loads(out["text"])
+        except ValueError:
+            parsed = None
+    return StepOutcome("next", {"output_text": out["text"], "output_parsed": parsed})
