@@ -340,3 +340,23 @@ async def test_a_serving_worker_fires_approval_timeouts(spec_file, store) -> Non
     stop.set()
     await worker
     assert Runs(store).get(waiting.run_id).output == "timed out"
+
+
+async def test_a_model_without_credentials_fails_its_node_and_the_run(spec_file, store, monkeypatch) -> None:
+    """No API key: the Agent node fails with the fix in its error; the run ends `failed`, never hangs
+    in `running`."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    path = spec_file("""
+    name: nokey
+    nodes:
+      - {id: start, type: start}
+      - {id: agent, type: agent, model: "openai:gpt-4.1-mini", instructions: Answer.}
+      - {id: end, type: end}
+    edges:
+      - {from: start, to: agent}
+      - {from: agent, to: end}
+    """)
+    result = await arun(path, "hi", store=store)
+    assert result.status == "failed"
+    assert "no API key for openai" in result.error and "OPENAI_API_KEY" in result.error
+    assert [r.status for r in Runs(store).list()] == ["failed"]

@@ -1,4 +1,5 @@
-"""``keel eval ...``: run evals (with a CI gate), resume, list, show, compare."""
+"""``keel eval ...``: run evals (with a CI gate), resume, list, show, compare; retrieval evals and
+generative benchmarking of context collections."""
 
 from __future__ import annotations
 
@@ -126,7 +127,11 @@ def show(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enou
          as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (usable as --baseline)."),
          errors: bool = typer.Option(False, "--errors", help="List the errored items."),
          html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report here.")) -> None:  # noqa: B008
-    """Show a run's summary, its errored items, or write its HTML report."""
+    """Show a run's summary, its errored items, or write its HTML report.
+
+    Results of workflow targets (and of datasets built from runs) carry the workflow run's id:
+    `keel runs show ID` prints its trace.
+    """
     from keel.evals import iter_results, summarize
     from keel.evals.report import print_summary, summary_json
     from keel.store import open_store
@@ -140,7 +145,8 @@ def show(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enou
     if errors:
         for r in iter_results(store, summary.run_id):
             if r.status == "error":
-                print(f"{r.target} item {r.idx}: {r.error}")
+                run = f" [workflow run {r.workflow_run_id}]" if r.workflow_run_id and r.workflow_run_id not in (r.error or "") else ""
+                print(f"{r.target} item {r.idx}: {r.error}{run}")
     if html:
         from keel.evals.html import render_html
 
@@ -174,3 +180,167 @@ def compare(run_a: str = typer.Argument(..., help="The baseline run."),
         print(f"wrote {html}", file=sys.stderr)
     if max_regression is not None:
         raise_for_gate(check_gate(summary_b, baseline=summarize(store, cmp.run_a), max_regression=max_regression))
+
+
+RETRIEVAL_EPILOG = (
+    "Judgments (--judgments): a JSONL file with one query per line, "
+    '{"id": "q1", "query": "how do I rotate keys?", "relevant": {"security.md": 2, "keys.md": 1}} '
+    "(or a list of ids; grade 1 = relevant, higher = more); a Keel dataset NAME[@VERSION] of such items, "
+    "e.g. one made by `keel eval generate-queries`; or a SMART test-collection folder (Cranfield, ADI). "
+    "Ids are sources (the paths or record ids ingested) or chunk hashes (what generate-queries writes). "
+    "Metrics follow trec_eval: recall@K, precision@K, mrr@K or mrr, ndcg@K, map@K or map, hit@K. "
+    "Exit codes: 0 done (and the gate passed); 1 a --fail-under threshold was missed; 2 bad options or judgments."
+)
+
+
+def _gate_pairs(values: list[str]) -> dict[str, float]:
+    from keel.evals.errors import EvalSpecError
+
+    out = {}
+    for v in values:
+        metric, eq, number = v.partition("=")
+        try:
+            out[metric.strip().lower()] = float(number)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise EvalSpecError(f"--fail-under {v!r} is not METRIC=VALUE", hint="e.g. --fail-under ndcg@10=0.6")
+    return out
+
+
+@app.command("retrieval", epilog=RETRIEVAL_EPILOG)
+def retrieval(collection: str = typer.Argument(..., help="The context collection to search (`keel context list`)."),
+              judgments: str = typer.Option(..., "--judgments", "-j", help="JSONL file, dataset NAME[@VERSION], or SMART folder."),
+              metric: list[str] = typer.Option([], "--metric", help="Metric to report; repeatable or comma-separated (default: recall@5,recall@10,precision@10,mrr@10,ndcg@10,map@10)."),  # noqa: B008
+              mode: str = typer.Option("hybrid", "--mode", help="Search mode: hybrid, dense or bm25."),
+              unit: str = typer.Option("auto", "--unit", help="What the judgment ids name: source, chunk, or auto (chunk hashes -> chunk)."),
+              depth: int | None = typer.Option(None, "--depth", min=1, help="Results per query (default: 100, or the largest @K)."),
+              where: str | None = typer.Option(None, "--where", "-w", help="Metadata filter on the collection, as in `keel context search`."),
+              rerank: str | None = typer.Option(None, "--rerank", help="Rerank with this model before scoring."),
+              fail_under: list[str] = typer.Option([], "--fail-under", help="METRIC=VALUE: exit 1 if the mean is below it; repeatable."),  # noqa: B008
+              worst: int = typer.Option(5, "--worst", min=0, help="Show this many lowest-scoring queries."),
+              as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (with --per-query, every query)."),
+              per_query: bool = typer.Option(False, "--per-query", help="With --json: include each query's scores and ranking.")) -> None:
+    """Score a context collection's retrieval against relevance judgments (IR metrics).
+
+    Searches the collection for every judged query and reports the mean of each metric
+    over the queries that have a relevant document, plus the queries that scored worst.
+    Use it to compare search modes, embedders (fork the collection) or rerankers on your
+    own documents; `keel eval generate-queries` writes judgments when you have none.
+
+    Example: keel eval retrieval handbook --judgments gold.jsonl --mode bm25 --fail-under ndcg@10=0.6
+    """
+    import json
+
+    from keel.context import Collection
+    from keel.evals.errors import EvalGateFailed, EvalSpecError
+    from keel.evals.retrieval import DEFAULT_METRICS, evaluate_collection, load_gold, parse_metrics
+    from keel.store import open_store
+
+    if mode not in ("hybrid", "dense", "bm25"):
+        raise EvalSpecError(f"unknown search mode {mode!r}", hint="use hybrid, dense or bm25")
+    if unit not in ("auto", "chunk", "source"):
+        raise EvalSpecError(f"unknown unit {unit!r}", hint="use auto, chunk or source")
+    metrics = metric or list(DEFAULT_METRICS)
+    labels = [label for label, _, _ in parse_metrics(metrics)]
+    gates = _gate_pairs(fail_under)
+    for m in gates:
+        if m not in labels:
+            raise EvalSpecError(f"--fail-under {m}: not among the metrics reported ({', '.join(labels)})",
+                                hint=f"add --metric {m}")
+    gold = load_gold(judgments, store=open_store())
+    flt = None
+    if where:
+        from keel.context.filters import parse_where
+
+        flt = parse_where(where)
+    with Collection.open(collection, create=False) as col:
+        report = evaluate_collection(col, gold, metrics=metrics, mode=mode, unit=unit, depth=depth,  # type: ignore[arg-type]
+                                     where=flt, rerank=rerank, progress=_progress)
+    if as_json:
+        print(json.dumps(report.to_json(per_query=per_query), indent=2, ensure_ascii=False))
+    else:
+        print(f"{report.collection} ({report.mode}, judged by {report.unit}): {len(report.queries)} queries"
+              + (f", {report.skipped} without a relevant document skipped" if report.skipped else "")
+              + (f", median search {report.latency_ms_p50:g} ms" if report.latency_ms_p50 is not None else ""))
+        width = max(len(k) for k in report.metrics)
+        for k, v in report.metrics.items():
+            print(f"  {k:<{width}}  {v:.4f}")
+        if worst and report.queries:
+            key = next((lab for lab in labels if lab.startswith("ndcg")), labels[0])
+            print(f"lowest {key}:")
+            for q in report.worst(key, worst):
+                rank = q.first_relevant_rank
+                print(f"  {q.id}  {q.scores[key]:.3f}  first relevant at "
+                      f"{rank if rank else f'> {report.depth}'}  {q.query[:70]}")
+    missed = [f"{m} {report.metrics[m]:.4f} < {v:g}" for m, v in gates.items() if report.metrics[m] < v]
+    if missed:
+        raise EvalGateFailed("retrieval gate failed: " + "; ".join(missed),
+                             hint="see the lowest-scoring queries above")
+
+
+GENERATE_EPILOG = (
+    "Chroma's generative benchmarking: (1) the model keeps only chunks a user could ask about "
+    "(--criteria; --no-filter keeps all), (2) writes --per-chunk queries for each, in the style of "
+    "your users (--context, --example), (3) each query is checked without a model: --min-words to "
+    "--max-words words, no run of --max-copied-words words copied from its chunk, no near-duplicates. "
+    "Every kept query is judged relevant to the chunk it came from (its content hash). The gold set is "
+    "stored as a versioned dataset (--name, default COLLECTION-gold) and, with --out, written as JSONL; "
+    "then run `keel eval retrieval COLLECTION --judgments NAME`."
+)
+
+
+@app.command("generate-queries", epilog=GENERATE_EPILOG)
+def generate_queries(collection: str = typer.Argument(..., help="The context collection whose chunks the queries are written for."),
+                     model: str = typer.Option(..., "--model", "-m", help="Model that filters chunks and writes queries (any Keel model string)."),
+                     per_chunk: int = typer.Option(1, "--per-chunk", min=1, max=20, help="Queries per kept chunk."),
+                     max_chunks: int | None = typer.Option(None, "--max-chunks", min=1, help="Sample this many chunks (seeded)."),
+                     context: str = typer.Option("", "--context", help="Who your users are and what they ask; steers the style."),
+                     example: list[str] = typer.Option([], "--example", help="A real user query to imitate; repeatable."),  # noqa: B008
+                     criteria: str | None = typer.Option(None, "--criteria", help="Which chunks to keep (replaces the default criteria)."),
+                     no_filter: bool = typer.Option(False, "--no-filter", help="Write queries for every chunk (no model filter)."),
+                     min_words: int = typer.Option(3, "--min-words", min=1, help="Drop queries shorter than this."),
+                     max_words: int = typer.Option(40, "--max-words", min=1, help="Drop queries longer than this."),
+                     max_copied_words: int = typer.Option(8, "--max-copied-words", min=2, help="Drop queries that copy this many consecutive words of their chunk."),
+                     seed: int = typer.Option(0, "--seed", help="Seed for the chunk sample and the model."),
+                     concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Model calls in flight."),
+                     name: str | None = typer.Option(None, "--name", "-n", help="Dataset to store the gold set as (default COLLECTION-gold)."),
+                     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the gold set as JSONL here.")) -> None:  # noqa: B008
+    """Write a gold set of queries from a collection's own chunks (generative benchmarking).
+
+    Example: keel eval generate-queries handbook -m openai:gpt-4.1 --max-chunks 200
+    --context "support engineers searching the product handbook" --example "sso login loop"
+    """
+    import json
+
+    from keel.context import Collection
+    from keel.evals.datasets import DatasetRow, Datasets
+    from keel.evals.errors import DatasetError
+    from keel.evals.generative import DEFAULT_CRITERIA, GenerationOptions, collection_chunks
+    from keel.evals.generative import generate_queries as generate
+    from keel.store import open_store
+
+    options = GenerationOptions(model=model, per_chunk=per_chunk, context=context, examples=tuple(example),
+                                filter_chunks=not no_filter, criteria=criteria or DEFAULT_CRITERIA,
+                                max_chunks=max_chunks, seed=seed, min_words=min_words, max_words=max_words,
+                                max_copied_words=max_copied_words, concurrency=concurrency)
+    with Collection.open(collection, create=False) as col:
+        chunks = collection_chunks(col)
+    if not chunks:
+        raise DatasetError(f"collection {collection!r} has no chunks", hint=f"add documents: `keel context add {collection} PATH`")
+    report = asyncio.run(generate(chunks, options, progress=_progress))
+    print(report.summary())
+    for label, why in report.failures[:5]:
+        print(f"  failed: {label}: {why}", file=sys.stderr)
+    if not report.queries:
+        raise DatasetError("no query passed the checks, so there is no gold set",
+                           hint="see the reasons above; loosen --criteria, --max-copied-words or --min-words")
+    items = [q.to_item() for q in report.queries]
+    if out:
+        out.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    dataset = name or f"{collection}-gold"
+    info = Datasets(open_store()).import_rows(dataset, (DatasetRow(i, item) for i, item in enumerate(items)),
+                                              source=f"generate-queries {collection} --model {model}")
+    print(f"gold set {info.ref}: {info.item_count} queries; score it with "
+          f"`keel eval retrieval {collection} --judgments {info.ref}`")

@@ -9,7 +9,12 @@
   and resume;
 - :mod:`keel.evals.results` — summaries and run-to-run comparison;
 - :mod:`keel.evals.report` / :mod:`keel.evals.html` — terminal, JSON and HTML reports;
-- :mod:`keel.evals.openai_import` — run OpenAI Evals definitions locally.
+- :mod:`keel.evals.openai_import` — run OpenAI Evals definitions locally;
+- :mod:`keel.evals.workflow_target` — a pinned workflow version as the target;
+- :mod:`keel.evals.traces` — a workflow run's trace as trace graders see it;
+- :mod:`keel.evals.from_runs` — datasets built from stored workflow runs;
+- :mod:`keel.evals.retrieval` — IR metrics of a context collection against judgments;
+- :mod:`keel.evals.generative` — judgments written by a model from your own documents.
 """
 
 from keel.evals.datasets import DatasetInfo, DatasetRow, Datasets, ImportReport, RowProblem
@@ -20,6 +25,13 @@ from keel.evals.errors import (
     EvalSpecError,
     GraderFailure,
     TemplateError,
+)
+from keel.evals.from_runs import RunFilter, dataset_from_runs
+from keel.evals.generative import (
+    GenerationOptions,
+    GenerationReport,
+    collection_chunks,
+    generate_queries,
 )
 from keel.evals.graders import Grader, GradeResult, Graders, parse_grader
 from keel.evals.results import (
@@ -32,8 +44,23 @@ from keel.evals.results import (
     list_runs,
     summarize,
 )
+from keel.evals.retrieval import (
+    GoldQuery,
+    RetrievalReport,
+    evaluate_collection,
+    evaluate_run,
+    load_gold,
+)
 from keel.evals.runner import resume_eval, run_eval
-from keel.evals.spec import EvalSpec, ModelTarget, PrecomputedTarget, load_eval, parse_eval
+from keel.evals.spec import (
+    EvalSpec,
+    ModelTarget,
+    PrecomputedTarget,
+    WorkflowTarget,
+    load_eval,
+    parse_eval,
+)
+from keel.evals.traces import RunTrace, TraceStep, load_trace
 
 __all__ = [
     "Comparison",
@@ -45,6 +72,9 @@ __all__ = [
     "EvalRunNotFound",
     "EvalSpec",
     "EvalSpecError",
+    "GenerationOptions",
+    "GenerationReport",
+    "GoldQuery",
     "GradeResult",
     "Grader",
     "GraderFailure",
@@ -53,14 +83,26 @@ __all__ = [
     "ItemResult",
     "ModelTarget",
     "PrecomputedTarget",
+    "RetrievalReport",
     "RowProblem",
+    "RunFilter",
     "RunSummary",
+    "RunTrace",
     "TemplateError",
+    "TraceStep",
+    "WorkflowTarget",
+    "collection_chunks",
     "compare_runs",
+    "dataset_from_runs",
+    "evaluate_collection",
+    "evaluate_run",
+    "generate_queries",
     "get_run",
     "iter_results",
     "list_runs",
     "load_eval",
+    "load_gold",
+    "load_trace",
     "parse_eval",
     "parse_grader",
     "resume_eval",

@@ -76,7 +76,8 @@ def _items_table(rows: list[ItemResult]) -> str:
             f"{_e(g['name'])}: {g.get('score', '–') if g.get('error') is None else 'error'}"
             + (f" ({_e(g['label'])})" if g.get("label") else "") for g in r.grades)
         text = (r.sample or {}).get("output_text", "")
-        out.append(f"<tr><td>{_e(r.target)}</td><td class=n>{r.idx}</td><td><pre>{_e(str(text)[:600])}</pre></td>"
+        run = f"<br><small>run {_e(r.workflow_run_id)}</small>" if r.workflow_run_id else ""
+        out.append(f"<tr><td>{_e(r.target)}</td><td class=n>{r.idx}{run}</td><td><pre>{_e(str(text)[:600])}</pre></td>"
                    f"<td>{grades}</td><td class=bad>{_e(r.error or '')}</td></tr>")
     out.append("</table>")
     return "".join(out)

@@ -42,6 +42,10 @@ def print_summary(summary: RunSummary, console=None) -> None:
     tail = f"{errored} of {items} items errored (see `keel eval show {summary.run_id} --errors`)" if errored \
         else f"{items} items, none errored"
     console.print(f"{summary.status}: {tail}")
+    if summary.skipped_rows:
+        console.print(f"{summary.skipped_rows} dataset row{'s' if summary.skipped_rows != 1 else ''} skipped "
+                      f"(malformed, not graded): " + "; ".join(summary.skipped[:5])
+                      + (" ..." if summary.skipped_rows > 5 else ""), markup=False)
 
 
 def print_comparison(cmp: Comparison, console=None) -> None:

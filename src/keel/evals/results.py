@@ -36,6 +36,9 @@ class ItemResult(BaseModel):
     sample: dict[str, Any] | None
     grades: list[dict[str, Any]]
     error: str | None
+    workflow_run_id: str | None = None
+    """The workflow run graded (workflow targets, datasets built from runs): its trace is
+    ``keel runs show ID``."""
 
 
 class GraderSummary(BaseModel):
@@ -71,6 +74,10 @@ class RunSummary(BaseModel):
     created_at: float
     finished_at: float | None = None
     targets: list[TargetSummary] = Field(default_factory=list)
+    skipped_rows: int = 0
+    """Rows of the dataset file that could not be read (malformed), so are not items."""
+    skipped: list[str] = Field(default_factory=list)
+    """The first of them, with their line numbers: ``line 3: not valid JSON: ...``."""
 
     @property
     def errored(self) -> int:
@@ -131,7 +138,7 @@ def iter_results(store: SQLiteStore, run_id: str, *, target: str | None = None, 
                 target=r["target"], idx=int(r["idx"]), status=r["status"], score=r["score"],
                 passed=None if r["passed"] is None else bool(r["passed"]),
                 sample=json.loads(r["sample"]) if r["sample"] else None,
-                grades=json.loads(r["grades"]), error=r["error"],
+                grades=json.loads(r["grades"]), error=r["error"], workflow_run_id=r.get("workflow_run_id"),
             )
         last = (rows[-1]["target"], int(rows[-1]["idx"]))
 
@@ -179,7 +186,9 @@ def summarize(store: SQLiteStore, run_id: str) -> RunSummary:
     except Exception:
         dataset = run.dataset_id
     summary = RunSummary(run_id=run.id, name=run.name, dataset=dataset, status=run.status,
-                         created_at=run.created_at, finished_at=run.finished_at)
+                         created_at=run.created_at, finished_at=run.finished_at,
+                         skipped_rows=int(run.spec.get("_skipped_rows", 0)),
+                         skipped=list(run.spec.get("_skipped", [])))
     order = [t for t in run.spec.get("_targets", [])]
     current: TargetSummary | None = None
     accs: dict[str, _Acc] = {}

@@ -23,8 +23,10 @@ from keel.evals.errors import EvalSpecError
 from keel.evals.graders import GradeResult, Graders
 from keel.evals.limits import ProviderLimits
 from keel.evals.results import RunSummary, get_run, summarize
-from keel.evals.spec import EvalSpec, ModelTarget, PrecomputedTarget, parse_eval
+from keel.evals.spec import EvalSpec, ModelTarget, PrecomputedTarget, WorkflowTarget, parse_eval
 from keel.evals.templates import render
+from keel.evals.traces import TraceCache
+from keel.evals.workflow_target import WorkflowSampler, workflow_run_id
 from keel.store import SQLiteStore
 
 __all__ = ["Progress", "resume_eval", "run_eval"]
@@ -59,7 +61,7 @@ class _Writer:
         self.last = time.monotonic()
 
     def add(self, target: str, row: DatasetRow, sample: dict[str, Any] | None, grades: list[GradeResult],
-            error: str | None) -> None:
+            error: str | None, workflow_run: str | None = None) -> None:
         errors = [f"{g.name}: {g.error}" for g in grades if g.error]
         if error is None and errors:
             error = "; ".join(errors)
@@ -69,7 +71,7 @@ class _Writer:
         self.rows.append((
             self.run_id, target, row.idx, "error" if error else "ok", score, int(passed),
             _json(sample) if sample is not None else None,
-            _json([g.model_dump(exclude_none=True) for g in grades]), error, time.time(),
+            _json([g.model_dump(exclude_none=True) for g in grades]), error, time.time(), workflow_run,
         ))
         if len(self.rows) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             self.flush()
@@ -79,14 +81,18 @@ class _Writer:
             with self.store.transaction():
                 self.store.executemany(
                     "INSERT OR REPLACE INTO eval_results (run_id, target, idx, status, score, passed, sample,"
-                    " grades, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows,
+                    " grades, error, created_at, workflow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    self.rows,
                 )
             self.rows.clear()
         self.last = time.monotonic()
 
 
-def _target_name(target: PrecomputedTarget | ModelTarget) -> str:
-    return target.label if isinstance(target, ModelTarget) else target.name
+AnyTarget = PrecomputedTarget | ModelTarget | WorkflowTarget
+
+
+def _target_name(target: AnyTarget) -> str:
+    return target.name if isinstance(target, PrecomputedTarget) else target.label
 
 
 class _Run:
@@ -99,7 +105,10 @@ class _Run:
         self.concurrency = concurrency
         self.progress = progress
         self.limits = ProviderLimits(spec.rate_limits, per_provider_concurrency=concurrency)
-        self.graders = Graders(limit=self.limits.limit, python_workers=min(concurrency, 4))
+        self.graders = Graders(limit=self.limits.limit, python_workers=min(concurrency, 4),
+                               traces=TraceCache(store))
+        self.workflows = WorkflowSampler(store)
+        self.models: dict[str, Any] = {}
         self.writer = _Writer(store, run_id)
         self.done = 0
         self.total = 0
@@ -151,7 +160,9 @@ class _Run:
         messages = [Message(role=m.role, content=render(m.content, ns)) for m in target.messages()]
         settings = ModelSettings(temperature=target.temperature, max_tokens=target.max_tokens,
                                  seed=target.seed, timeout=target.timeout)
-        model = get_model(target.model)
+        model = self.models.get(target.model)
+        if model is None:  # one per model string for the run: building one reads the settings
+            model = self.models[target.model] = get_model(target.model)
         async with self.limits.limit(model.provider):
             try:
                 response = await asyncio.wait_for(
@@ -165,26 +176,34 @@ class _Run:
             usage=response.usage.model_dump(exclude_none=True), latency_ms=round(response.latency_ms, 1),
         )
 
-    async def _one(self, target: PrecomputedTarget | ModelTarget, row: DatasetRow) -> None:
+    async def _one(self, target: AnyTarget, row: DatasetRow) -> None:
         name = _target_name(target)
         sample: dict[str, Any] | None = None
         grades: list[GradeResult] = []
         error = self._item_problem(row)
+        workflow_run = workflow_run_id(self.run_id, name, row.idx) if isinstance(target, WorkflowTarget) else None
         if error is None:
             try:
                 if isinstance(target, ModelTarget):
                     sample = await self._model_sample(target, row)
+                elif isinstance(target, WorkflowTarget):
+                    sample = await self.workflows.sample(target, row.item, workflow_run)  # type: ignore[arg-type]
                 else:
                     sample = self._precomputed_sample(target, row)
             except KeelError as e:
-                error = f"{'model ' + target.model if isinstance(target, ModelTarget) else 'sample'}: {e.message}"
+                if isinstance(target, WorkflowTarget):
+                    error = e.message
+                else:
+                    error = f"{'model ' + target.model if isinstance(target, ModelTarget) else 'sample'}: {e.message}"
         if sample is not None:
             sync = [self.graders.grade_sync_only(g, item=row.item, sample=sample) for g in self.spec.graders]
             pending = [g for g, r in zip(self.spec.graders, sync, strict=True) if r is None]
             done_async = iter(await asyncio.gather(*(self.graders.grade(g, item=row.item, sample=sample)
                                                      for g in pending))) if pending else iter(())
             grades = [r if r is not None else next(done_async) for r in sync]
-        self.writer.add(name, row, sample, grades, error)
+        if workflow_run is None and sample is not None and isinstance(sample.get("workflow_run_id"), str):
+            workflow_run = sample["workflow_run_id"]  # a dataset built from runs
+        self.writer.add(name, row, sample, grades, error, workflow_run)
         self._tick()
 
     def _one_sync(self, target: PrecomputedTarget, row: DatasetRow) -> None:
@@ -199,7 +218,9 @@ class _Run:
                 error = f"sample: {e.message}"
         if sample is not None:
             grades = [self.graders.grade_sync_only(g, item=row.item, sample=sample) for g in self.spec.graders]  # type: ignore[misc]
-        self.writer.add(target.name, row, sample, grades, error)
+        workflow_run = sample.get("workflow_run_id") if sample is not None else None
+        self.writer.add(target.name, row, sample, grades, error,
+                        workflow_run if isinstance(workflow_run, str) else None)
         self._tick()
 
     def _tick(self) -> None:
@@ -215,6 +236,9 @@ class _Run:
         datasets = Datasets(self.store)
         item_count = datasets.get(self.dataset_id).item_count
         targets = self.spec.all_targets()
+        for t in targets:
+            if isinstance(t, WorkflowTarget):
+                self.workflows.check(t)
         try:
             for target in targets:
                 name = _target_name(target)
@@ -226,7 +250,7 @@ class _Run:
                 local = isinstance(target, PrecomputedTarget) and all(_is_local(g) for g in self.spec.graders)
                 queue: asyncio.Queue[DatasetRow | None] = asyncio.Queue(maxsize=self.concurrency * 2)
 
-                async def worker(t: PrecomputedTarget | ModelTarget = target,
+                async def worker(t: AnyTarget = target,
                                  q: asyncio.Queue[DatasetRow | None] = queue) -> None:
                     while (row := await q.get()) is not None:
                         await self._one(t, row)
@@ -258,6 +282,9 @@ class _Run:
         finally:
             self.writer.flush()
             await self.graders.aclose()
+            await self.workflows.aclose()
+            for model in self.models.values():
+                await model.aclose()
 
 
 def _is_local(grader: Any) -> bool:
@@ -268,7 +295,8 @@ def _is_local(grader: Any) -> bool:
     )
 
 
-def _dataset_for(store: SQLiteStore, spec: EvalSpec) -> str:
+def _dataset_for(store: SQLiteStore, spec: EvalSpec) -> tuple[str, list[str], int]:
+    """The dataset id, and the malformed rows of a file dataset (the first 20, and how many)."""
     datasets = Datasets(store)
     path = Path(spec.dataset)
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") and path.is_file():
@@ -277,14 +305,16 @@ def _dataset_for(store: SQLiteStore, spec: EvalSpec) -> str:
             import sys
 
             for p in report.problems[:20]:
-                print(f"warning: {path}: {p}", file=sys.stderr)
-        return report.dataset.id
-    return datasets.get(spec.dataset).id
+                print(f"warning: {path}: skipped {p}", file=sys.stderr)
+        return report.dataset.id, [str(p) for p in report.problems[:20]], len(report.problems)
+    return datasets.get(spec.dataset).id, [], 0
 
 
-def _stored_spec(spec: EvalSpec) -> dict[str, Any]:
+def _stored_spec(spec: EvalSpec, skipped: list[str] | None = None, skipped_rows: int = 0) -> dict[str, Any]:
     data = spec.model_dump(mode="json", by_alias=False)
     data["_targets"] = [_target_name(t) for t in spec.all_targets()]
+    if skipped_rows:
+        data["_skipped"], data["_skipped_rows"] = skipped or [], skipped_rows
     return data
 
 
@@ -309,12 +339,12 @@ async def _execute(store: SQLiteStore, spec: EvalSpec, run_id: str, dataset_id: 
 async def run_eval(store: SQLiteStore, spec: EvalSpec, *, concurrency: int | None = None,
                    progress: Progress | None = None, run_id: str | None = None) -> RunSummary:
     """Run ``spec`` as a new eval run; returns its summary (``summary.run_id`` to resume or compare)."""
-    dataset_id = _dataset_for(store, spec)
+    dataset_id, skipped, skipped_rows = _dataset_for(store, spec)
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
     now = time.time()
     store.execute(
         "INSERT INTO eval_runs (id, name, dataset_id, spec, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (run_id, spec.name, dataset_id, _json(_stored_spec(spec)), "running", now, now),
+        (run_id, spec.name, dataset_id, _json(_stored_spec(spec, skipped, skipped_rows)), "running", now, now),
     )
     return await _execute(store, spec, run_id, dataset_id, concurrency=concurrency, progress=progress)
 

@@ -9,6 +9,7 @@
          input: "{{sample.output_text}}", reference: "{{item.answer}}"}
     targets:
       - {type: precomputed, field: output}      # outputs already in the items
+      - {type: workflow, workflow: refunds@3, input: "{{item.input}}"}   # a pinned workflow
     matrix:                                     # or: every model x every prompt
       models: [openai:gpt-4.1-mini, ollama:llama3.2]
       prompts:
@@ -36,7 +37,8 @@ from pydantic import (
 from keel.evals.errors import EvalSpecError
 from keel.evals.graders import Grader, parse_grader
 
-__all__ = ["EvalSpec", "Matrix", "ModelTarget", "PrecomputedTarget", "PromptMessage", "Target", "load_eval"]
+__all__ = ["EvalSpec", "Matrix", "ModelTarget", "PrecomputedTarget", "PromptMessage", "Target", "WorkflowTarget",
+           "load_eval"]
 
 
 class _Spec(BaseModel):
@@ -89,7 +91,48 @@ class ModelTarget(_Spec):
         return [PromptMessage(content=self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
 
 
-Target = Annotated[PrecomputedTarget | ModelTarget, Field(discriminator="type")]
+class WorkflowTarget(_Spec):
+    """Run a pinned workflow version on each item; grade the run's output (and, with trace
+    graders, its trace). The run id is stored with the result as ``sample.workflow_run_id``."""
+
+    type: Literal["workflow"] = "workflow"
+    workflow: str
+    """``NAME@VERSION``: a published version, pinned so the eval is reproducible."""
+    input: str | dict[str, Any] | list[Any] = "{{item.input}}"
+    """The run's input: a template (one whole reference such as ``{{item.input}}`` passes the
+    value as it is, text or JSON), or a JSON object/list whose strings are templates."""
+    name: str | None = None
+    """Shown in reports; defaults to ``NAME@VERSION``."""
+    timeout: float = Field(default=600.0, gt=0)
+    """Seconds one run may take before the item is recorded as an error."""
+    grade_failed: bool = False
+    """Grade failed runs too (their error is ``sample.output_text``), e.g. to check with a
+    trace grader that a bad input fails the way it should; by default a failed run is the
+    item's error."""
+
+    @field_validator("workflow")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        name, _, version = value.partition("@")
+        if not name or not version.isdigit():
+            raise ValueError(f"{value!r} is not pinned: write NAME@VERSION, e.g. {name or 'refunds'}@1 "
+                             "(`keel workflows list` shows versions)")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.workflow
+
+    @property
+    def workflow_name(self) -> str:
+        return self.workflow.partition("@")[0]
+
+    @property
+    def version(self) -> int:
+        return int(self.workflow.partition("@")[2])
+
+
+Target = Annotated[PrecomputedTarget | ModelTarget | WorkflowTarget, Field(discriminator="type")]
 
 
 class Matrix(_Spec):
@@ -133,15 +176,15 @@ class EvalSpec(_Spec):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"grader names must be unique: {', '.join(dupes)} repeats")
-        labels = [t.label if isinstance(t, ModelTarget) else t.name for t in self.all_targets()]
+        labels = [t.name if isinstance(t, PrecomputedTarget) else t.label for t in self.all_targets()]
         dupes = sorted({n for n in labels if labels.count(n) > 1})
         if dupes:
             raise ValueError(f"target names must be unique: {', '.join(dupes)} repeats (set name: on each)")
         return self
 
-    def all_targets(self) -> list[PrecomputedTarget | ModelTarget]:
+    def all_targets(self) -> list[PrecomputedTarget | ModelTarget | WorkflowTarget]:
         """The targets, with the matrix expanded; precomputed samples when none are given."""
-        targets: list[PrecomputedTarget | ModelTarget] = list(self.targets)
+        targets: list[PrecomputedTarget | ModelTarget | WorkflowTarget] = list(self.targets)
         if self.matrix:
             many = len(self.matrix.prompts) > 1
             for model in self.matrix.models:
@@ -159,7 +202,7 @@ def _describe(e: ValidationError, where: str) -> str:
     parts: list[str] = []
     for i, p in enumerate(err["loc"]):
         # pydantic puts the discriminator tag after a list index: targets.0.model.prompt
-        if i and isinstance(err["loc"][i - 1], int) and p in ("model", "precomputed"):
+        if i and isinstance(err["loc"][i - 1], int) and p in ("model", "precomputed", "workflow"):
             continue
         parts.append(f"[{p}]" if isinstance(p, int) else f".{p}")
     loc = "".join(parts).lstrip(".")

@@ -261,3 +261,15 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        "0101_eval_results_workflow_run",
+        (
+            # The workflow run an eval result came from (a workflow target, or a dataset built from
+            # runs), so a result links to its trace and a trace to the evals that graded it.
+            "ALTER TABLE eval_results ADD COLUMN workflow_run_id TEXT",
+            "CREATE INDEX eval_results_workflow_run ON eval_results (workflow_run_id)",
+        ),
+    )
+)

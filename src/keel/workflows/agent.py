@@ -39,7 +39,11 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
     memo = engine.memo_get(run.id, key)
     if memo is not None:
         return ModelResponse.model_validate_json(memo)
-    model = engine.model(model_string)
+    try:
+        model = engine.model(model_string)
+    except KeelError as e:  # unknown model string, no API key: the node fails, the run does not hang
+        hint = f" ({e.hint})" if getattr(e, "hint", None) else ""
+        raise NodeFailure(f"model {model_string!r}: {e.message}{hint}", kind="model") from None
     span = Span(run.trace_id, f"chat {model_string}", "model", parent_id=node_span.span_id, run_id=run.id,
                 attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": model.provider,
                             "gen_ai.request.model": model.name, "keel.memo": key})

@@ -36,7 +36,10 @@ from keel.evals.graders.specs import (
     ScoreModelGrader,
     StringCheckGrader,
     TextSimilarityGrader,
+    TraceCheckGrader,
+    TraceJudgeGrader,
 )
+from keel.evals.graders.trace_graders import TraceLoader, check_trace, judge_trace, load, run_id_for
 from keel.evals.templates import render
 
 __all__ = [
@@ -49,12 +52,15 @@ __all__ = [
     "ScoreModelGrader",
     "StringCheckGrader",
     "TextSimilarityGrader",
+    "TraceCheckGrader",
+    "TraceJudgeGrader",
     "parse_grader",
     "string_check",
 ]
 
 _ADAPTER: TypeAdapter[Grader] = TypeAdapter(Grader)
-GRADER_TYPES = ("string_check", "text_similarity", "score_model", "label_model", "python", "multi")
+GRADER_TYPES = ("string_check", "text_similarity", "score_model", "label_model", "python", "multi",
+                "trace_check", "trace_judge")
 
 
 class GradeResult(BaseModel):
@@ -144,7 +150,9 @@ class Graders:
     """Runs graders; holds what lasts across items (python workers, shared limits).
 
     ``limit(provider)`` is an async context manager the judges enter around each
-    model call (the eval runner passes its per-provider rate limiter).
+    model call (the eval runner passes its per-provider rate limiter). ``traces(run_id)``
+    loads a workflow run's trace for the trace graders (the runner passes a
+    :class:`keel.evals.traces.TraceCache` over its store).
     """
 
     def __init__(
@@ -152,10 +160,13 @@ class Graders:
         *,
         limit: Callable[[str], AbstractAsyncContextManager[Any]] | None = None,
         python_workers: int = 2,
+        traces: TraceLoader | None = None,
     ) -> None:
         self._limit = limit or _no_limit
+        self._traces = traces
         self._python_workers = python_workers
         self._pools: dict[int, PythonGraderPool] = {}
+        self._models: dict[str, Any] = {}
 
     async def grade(self, grader: Grader, *, item: Mapping[str, Any], sample: Mapping[str, Any]) -> GradeResult:
         """Grade one item; never raises for a per-item problem."""
@@ -199,13 +210,13 @@ class Graders:
             )
             return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold))
         if isinstance(grader, LabelModelGrader):
-            answer = await run_judge(grader, ns, limit=self._limit)
+            answer = await run_judge(grader, ns, limit=self._limit, models=self.model)
             label = answer["label"]
             passed = label in grader.passing_labels
             return GradeResult(name=grader.name, score=float(passed), passed=passed, label=label,
                                reasoning=answer.get("reasoning"))
         if isinstance(grader, ScoreModelGrader):
-            answer = await run_judge(grader, ns, limit=self._limit)
+            answer = await run_judge(grader, ns, limit=self._limit, models=self.model)
             score = float(answer["result"])
             if math.isnan(score) or not grader.range[0] <= score <= grader.range[1]:  # pragma: no cover
                 raise GraderFailure(f"judge gave {score}, outside {list(grader.range)}")
@@ -217,6 +228,25 @@ class Graders:
                 pool = self._pools[id(grader)] = PythonGraderPool(grader, size=self._python_workers)
             score = await pool.grade(dict(ns["sample"]), dict(ns["item"]))
             return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold))
+        if isinstance(grader, TraceCheckGrader):
+            trace = load(self._traces, run_id_for(grader.run, ns))
+            verdicts, reasons = check_trace(grader, trace)
+            score = sum(verdicts.values()) / len(verdicts)
+            return GradeResult(name=grader.name, score=score, passed=score >= grader.pass_threshold,
+                               parts=dict(verdicts),
+                               reasoning="; ".join(reasons) or f"all {len(verdicts)} checks hold")
+        if isinstance(grader, TraceJudgeGrader):
+            trace = load(self._traces, run_id_for(grader.run, ns))
+            judge = grader.judge
+
+            async def grade_step(step_ns: Mapping[str, Any]) -> GradeResult:
+                try:
+                    return await self._grade(judge, step_ns)
+                except KeelError as e:
+                    return GradeResult(name=judge.name, error=e.message)
+
+            score, passed, parts, account = await judge_trace(grader, trace, ns, grade_step)
+            return GradeResult(name=grader.name, score=score, passed=passed, parts=parts, reasoning=account)
         if isinstance(grader, MultiGrader):
             subs = await asyncio.gather(*(self._grade(g, ns) for g in grader.graders.values()),
                                         return_exceptions=True)
@@ -233,8 +263,21 @@ class Graders:
                                parts=parts)
         raise EvalSpecError(f"unknown grader {grader!r}")  # pragma: no cover
 
+    def model(self, name: str) -> Any:
+        """The judge model for a model string, made once per ``Graders`` (building one reads
+        the settings, which costs more than a scripted or cached call)."""
+        from keel.models import get_model
+
+        model = self._models.get(name)
+        if model is None:
+            model = self._models[name] = get_model(name)
+        return model
+
     async def aclose(self) -> None:
-        """Stop python grader workers."""
+        """Stop python grader workers; close judge models."""
         for pool in self._pools.values():
             await pool.aclose()
         self._pools.clear()
+        models, self._models = list(self._models.values()), {}
+        for m in models:
+            await m.aclose()

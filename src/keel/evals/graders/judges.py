@@ -66,11 +66,13 @@ async def run_judge(
     namespaces: Mapping[str, Any],
     *,
     limit: Callable[[str], AbstractAsyncContextManager[Any]],
+    models: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """Ask the judge; return its parsed answer (valid under :func:`judge_schema`).
 
     ``limit(provider)`` wraps the call, so judges share the run's per-provider
-    rate limits. Failures raise :class:`GraderFailure` with the reason.
+    rate limits; ``models(name)``, if given, supplies the model (a run reuses one per string).
+    Failures raise :class:`GraderFailure` with the reason.
     """
     from keel.models import Message, ModelSettings, get_model
 
@@ -89,7 +91,7 @@ async def run_judge(
     )
     name = model_string(grader.model)
     try:
-        model = get_model(name)
+        model = (models or get_model)(name)
         async with limit(model.provider):
             response = await asyncio.wait_for(
                 model.generate(messages, output_schema=judge_schema(grader), settings=settings).response(),

@@ -19,10 +19,14 @@ __all__ = [
     "LabelModelGrader",
     "MultiGrader",
     "PythonGrader",
+    "Range",
     "SamplingParams",
     "ScoreModelGrader",
+    "StepSelector",
     "StringCheckGrader",
     "TextSimilarityGrader",
+    "TraceCheckGrader",
+    "TraceJudgeGrader",
 ]
 
 SIMILARITY_METRICS = (
@@ -178,8 +182,132 @@ class MultiGrader(_Spec):
     pass_threshold: float | None = None
 
 
+class Range(_Spec):
+    """Bounds a trajectory total must lie within (both inclusive); give one or both."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Range:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+_RUN = "{{sample.workflow_run_id}}"
+
+
+class TraceCheckGrader(_Spec):
+    """Keel: checks over a whole workflow run's trajectory; score = the share of checks that hold.
+
+    Give any of the checks; each one counts once. The trace is the run whose id the
+    ``run`` template yields (a workflow target puts it in ``sample.workflow_run_id``;
+    datasets built from runs put it there too).
+    """
+
+    type: Literal["trace_check"] = "trace_check"
+    name: str
+    run: str = _RUN
+    """Template giving the workflow run id whose trace is checked."""
+    status: Literal["succeeded", "failed", "waiting", "running"] | None = None
+    """The run's status must be this."""
+    tools_called: list[str] = Field(default_factory=list)
+    """Each of these tools was called at least once."""
+    tools_not_called: list[str] = Field(default_factory=list)
+    """None of these tools was called."""
+    tool_order: list[str] = Field(default_factory=list)
+    """These tools were called in this order (other calls may come between)."""
+    tool_sequence: list[str] | None = None
+    """The tool calls were exactly this sequence (``[]``: no tool was called)."""
+    nodes_visited: list[str] = Field(default_factory=list)
+    """Each of these nodes ran at least once."""
+    nodes_not_visited: list[str] = Field(default_factory=list)
+    node_order: list[str] = Field(default_factory=list)
+    """These nodes ran in this order (others may come between)."""
+    guardrails: dict[str, Literal["pass", "fail"]] = Field(default_factory=dict)
+    """Guardrails node id -> the outcome it must have had (``*``: every Guardrails node)."""
+    steps: Range | None = None
+    """Node steps executed."""
+    model_calls: Range | None = None
+    turns: Range | None = None
+    """The most model calls any one Agent node step made (its turns)."""
+    tool_calls: Range | None = None
+    tool_errors: Range | None = None
+    """Tool calls that raised."""
+    input_tokens: Range | None = None
+    output_tokens: Range | None = None
+    total_tokens: Range | None = None
+    cost_usd: Range | None = None
+    """Total price of the model calls (an error when a model's price is unknown)."""
+    pass_threshold: float = Field(default=1.0, ge=0, le=1)
+    """The item passes when at least this share of the checks hold (default: all)."""
+
+    @model_validator(mode="after")
+    def _some_check(self) -> TraceCheckGrader:
+        if not self.checks():
+            raise ValueError("give at least one check (tools_called, tool_order, model_calls, cost_usd, ...)")
+        return self
+
+    def checks(self) -> list[str]:
+        """The names of the checks given, in declaration order."""
+        skip = {"type", "name", "run", "pass_threshold"}
+        return [k for k in type(self).model_fields if (k not in skip and getattr(self, k) not in (None, [], {}))
+                or (k == "tool_sequence" and self.tool_sequence == [])]
+
+
+class StepSelector(_Spec):
+    """Which steps of a trace a per-step judge grades; every field given must match."""
+
+    kind: Literal["node", "model", "tool"] = "node"
+    """Node steps, model calls or tool calls."""
+    node: list[str] | None = None
+    """Node ids (model and tool calls: of their Agent node)."""
+    node_type: list[str] | None = None
+    """Node types, e.g. ``[agent]``."""
+    tool: list[str] | None = None
+    """Tool calls: tool names."""
+    status: Literal["ok", "error"] | None = None
+
+
+class TraceJudgeGrader(_Spec):
+    """Keel: a ``score_model`` or ``label_model`` judge applied to each selected step of a trace.
+
+    The judge's templates see ``{{step.*}}`` (see :class:`keel.evals.traces.TraceStep`:
+    ``step.input``, ``step.output_text``, ``step.tool``, ``step.arguments``...) besides
+    ``{{item.*}}`` and ``{{sample.*}}``. Each step's grade is kept in ``parts``.
+    """
+
+    type: Literal["trace_judge"] = "trace_judge"
+    name: str
+    run: str = _RUN
+    """Template giving the workflow run id whose trace is judged."""
+    select: StepSelector = Field(default_factory=StepSelector)
+    judge: Annotated[ScoreModelGrader | LabelModelGrader, Field(discriminator="type")]
+    """The judge for one step; its ``name`` defaults to this grader's."""
+    aggregate: Literal["mean", "min"] = "mean"
+    """How step scores combine into the item's score."""
+    pass_threshold: float | None = None
+    """The item passes when the combined score is at least this; without it, when every step
+    passes the judge (its ``pass_threshold`` or ``passing_labels``)."""
+    if_no_steps: Literal["error", "pass", "fail"] = "error"
+    """What a trace with no matching step gets."""
+    max_steps: int = Field(default=50, ge=1)
+    """At most this many steps are judged per run (the first ones); more is an error."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_name(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("judge"), dict) and "name" not in data["judge"]:
+            data = {**data, "judge": {**data["judge"], "name": data.get("name", "judge")}}
+        return data
+
+
 Grader = Annotated[
-    StringCheckGrader | TextSimilarityGrader | ScoreModelGrader | LabelModelGrader | PythonGrader | MultiGrader,
+    StringCheckGrader | TextSimilarityGrader | ScoreModelGrader | LabelModelGrader | PythonGrader | MultiGrader
+    | TraceCheckGrader | TraceJudgeGrader,
     Field(discriminator="type"),
 ]
 """Any grader, chosen by its ``type``."""
