@@ -110,3 +110,14 @@ async def test_cancellation_is_recorded_and_propagates() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert ModelCalls(open_store()).recent()[0].status == "cancelled"
+
+
+async def test_a_long_lived_model_keeps_only_recent_calls(monkeypatch) -> None:
+    """`calls` is bounded, so a server answering with a scripted model does not grow without end."""
+    with scripted("many") as m:
+        monkeypatch.setattr(m, "KEEP_CALLS", 5)
+        for i in range(8):
+            m.reply("ok")
+            await get_model("scripted:many").generate(f"q{i}")
+    assert m.call_count == 8
+    assert [c.messages[-1].content for c in m.calls] == ["q3", "q4", "q5", "q6", "q7"]

@@ -11,6 +11,10 @@ from keel.cli import approvals, chat, context, doctor, run, runs, version, workf
 from keel.cli import datasets as datasets_cli
 from keel.cli import evals as evals_cli
 from keel.cli import init as init_cli
+from keel.cli import keys as keys_cli
+from keel.cli import mcp as mcp_cli
+from keel.cli import serve as serve_cli
+from keel.cli import up as up_cli
 from keel.errors import KeelError
 
 __all__ = ["app", "main"]
@@ -40,6 +44,10 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(context.app, name="context")
 app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(evals_cli.app, name="eval")
+app.command("serve", epilog=serve_cli.EPILOG)(serve_cli.serve)
+app.add_typer(keys_cli.app, name="keys")
+app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
+app.command("up", epilog=up_cli.EPILOG)(up_cli.up)
 
 
 def main() -> None:

@@ -78,6 +78,9 @@ class ScriptedModel(Model):
     provider = "scripted"
     structured_mode = "validate"
 
+    KEEP_CALLS = 1000
+    """How many recent requests :attr:`calls` keeps."""
+
     def __init__(self, name: str = "default", *, default: Callable[[ModelRequest], str] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
@@ -85,6 +88,8 @@ class ScriptedModel(Model):
         self._lock = threading.Lock()
         self.default = default
         self.calls: list[ModelRequest] = []
+        self.call_count = 0
+        """Calls made in all; :attr:`calls` keeps only the last :attr:`KEEP_CALLS` of them."""
 
     def reply(self, text: str | None = None, **fields: Any) -> ScriptedModel:
         """Queue one reply (see :class:`Reply` for the fields); returns ``self`` for chaining."""
@@ -113,11 +118,14 @@ class ScriptedModel(Model):
     async def _attempt(self, request: ModelRequest) -> AsyncIterator[TextDelta | ModelResponse]:
         with self._lock:
             self.calls.append(request)
+            self.call_count += 1
+            if len(self.calls) > self.KEEP_CALLS:  # a long-lived server must not grow without bound
+                del self.calls[: len(self.calls) - self.KEEP_CALLS]
             reply = self._queue.popleft() if self._queue else None
         if reply is None:
             if self.default is None:
                 raise ScriptError(
-                    f"scripted:{self.name} was called {len(self.calls)} times but has no reply left",
+                    f"scripted:{self.name} was called {self.call_count} times but has no reply left",
                     hint=f"queue another with scripted({self.name!r}).reply(...)",
                 )
             reply = Reply(respond=self.default)

@@ -273,3 +273,130 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        "0200_serve_keys",
+        (
+            # API keys of `keel serve`: only a SHA-256 of the key is kept; `id` is the key's public
+            # prefix (shown in lists and logs). Scopes and caps are JSON / numbers; NULL = no cap.
+            """
+            CREATE TABLE serve_keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                key_hash TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                daily_tokens BIGINT,
+                daily_cost_usd DOUBLE PRECISION,
+                user_daily_tokens BIGINT,
+                user_daily_cost_usd DOUBLE PRECISION,
+                created_at DOUBLE PRECISION NOT NULL,
+                revoked_at DOUBLE PRECISION,
+                last_used_at DOUBLE PRECISION
+            )
+            """,
+            # One row per served request that ran a workflow: what it cost, for daily caps.
+            """
+            CREATE TABLE serve_usage (
+                id TEXT PRIMARY KEY,
+                key_id TEXT,
+                end_user TEXT,
+                day TEXT NOT NULL,
+                run_id TEXT,
+                workflow TEXT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX serve_usage_key_day ON serve_usage (key_id, day)",
+            "CREATE INDEX serve_usage_user_day ON serve_usage (key_id, end_user, day)",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
+        "0201_serve_requests",
+        (
+            # One row per HTTP request `keel serve` answered (the access log, without bodies or
+            # secrets): what the service-health dashboard reads for requests/min, latency, time
+            # to first byte and response codes. `workflow` is set when the request ran one.
+            """
+            CREATE TABLE serve_requests (
+                id TEXT PRIMARY KEY,
+                started_at DOUBLE PRECISION NOT NULL,
+                method TEXT NOT NULL,
+                path TEXT NOT NULL,
+                route TEXT,
+                workflow TEXT,
+                version INTEGER,
+                key_id TEXT,
+                status INTEGER NOT NULL,
+                latency_ms DOUBLE PRECISION NOT NULL,
+                ttfb_ms DOUBLE PRECISION,
+                input_tokens BIGINT,
+                output_tokens BIGINT,
+                streamed INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            "CREATE INDEX serve_requests_started ON serve_requests (started_at)",
+            "CREATE INDEX serve_requests_workflow ON serve_requests (workflow, started_at)",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
+        "0203_chatkit",
+        (
+            # ChatKit threads as the chatkit package's ThreadMetadata JSON (`doc`), with the
+            # columns lists and scoping need: `owner` is who may see the thread (the API key id and
+            # end user that created it; '' in open mode), `workflow` the workflow that answers it.
+            """
+            CREATE TABLE chatkit_threads (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                workflow TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                doc TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX chatkit_threads_owner ON chatkit_threads (owner, created_at)",
+            # Items of a thread (user and assistant messages, widgets, workflow progress) as
+            # ThreadItem JSON; `seq` keeps insertion order among items created in the same instant.
+            """
+            CREATE TABLE chatkit_items (
+                id TEXT PRIMARY KEY,
+                thread_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                type TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                doc TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX chatkit_items_thread ON chatkit_items (thread_id, seq)",
+            """
+            CREATE TABLE chatkit_attachments (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                doc TEXT NOT NULL
+            )
+            """,
+        ),
+    )
+)
+
+
+MIGRATIONS.append(
+    Migration(
+        "0202_serve_usage_run",
+        (
+            # `keel serve` reads a run's recorded usage when an approval continues it: by run id.
+            "CREATE INDEX serve_usage_run ON serve_usage (run_id)",
+        ),
+    )
+)

@@ -1,0 +1,85 @@
+"""``keel serve``: the HTTP server (workflows API, OpenAI-compatible endpoints, UI, ChatKit, MCP)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from keel.errors import UserError
+
+EPILOG = """Examples:
+
+  keel serve                                  # http://127.0.0.1:8000, open to local clients
+
+  keel keys create web --workflow support     # then, on a network address:
+
+  keel serve --host 0.0.0.0 --port 8080
+
+  curl -s localhost:8000/v1/workflows/support/runs -d '{"input": "hello"}' -H 'content-type: application/json'
+
+Settings also come from [serve] in keel.toml and KEEL_SERVE_* variables (docs/serve.md)."""
+
+
+class ServeError(UserError):
+    """The server cannot start as asked."""
+
+
+def serve(host: str | None = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1). "
+                                          "A non-loopback address needs an API key (keel keys create)."),
+          port: int | None = typer.Option(None, "--port", "-p", min=0, max=65535,
+                                          help="Port (default 8000; 0 picks a free one)."),
+          reload: bool = typer.Option(False, "--reload/--no-reload",
+                                      help="Restart on code changes (development only)."),
+          workers: int = typer.Option(1, "--workers", min=1, help="Processes (each with its own engine)."),
+          cors_origin: list[str] = typer.Option([], "--cors-origin",  # noqa: B008
+                                                help="Allow this browser origin (repeatable)."),
+          max_body_bytes: int | None = typer.Option(None, "--max-body-bytes", min=1,
+                                                    help="Largest request body (default 1000000)."),
+          run_timeout: float | None = typer.Option(None, "--run-timeout", min=0.001,
+                                                   help="Seconds a synchronous run may take (default 120)."),
+          allow_provider_keys: bool | None = typer.Option(None, "--allow-provider-keys/--no-provider-keys",
+                                                          help="Accept callers' own provider keys "
+                                                               "(X-Keel-Provider-Key)."),
+          access_log: Path | None = typer.Option(None, "--access-log",  # noqa: B008
+                                                 help="Also append JSON access-log lines to this file."),
+          ) -> None:
+    """Serve published workflows over HTTP until interrupted.
+
+    With no API key created, the server answers only clients on loopback; once a key
+    exists, every request needs one.
+    """
+    from keel.operate.server.settings import is_loopback, load_serve_settings
+
+    settings = load_serve_settings(host=host, port=port, cors_origins=cors_origin or None,
+                                   max_body_bytes=max_body_bytes, run_timeout=run_timeout,
+                                   allow_provider_keys=allow_provider_keys, access_log=access_log)
+    if not is_loopback(settings.host):
+        from keel.operate.server.keys import Keys
+        from keel.store import open_store
+
+        if not Keys(open_store()).any_active():
+            raise ServeError(f"refusing to listen on {settings.host} without an API key: anyone on the network "
+                             "could run your workflows",
+                             hint="create one with `keel keys create NAME --workflow '*'`, or use --host 127.0.0.1")
+    run_server(settings, reload=reload, workers=workers)
+
+
+def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> None:
+    """Run uvicorn with ``settings`` (a ServeSettings); uvloop/httptools when installed."""
+    import importlib.util
+    import os
+
+    import uvicorn
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    # The factory re-reads settings in each worker process: pass ours through the environment.
+    os.environ["KEEL_SERVE_SETTINGS_JSON"] = settings.model_dump_json()  # type: ignore[attr-defined]
+    print(f"keel serve: http://{settings.host}:{settings.port}  (UI at /ui, API docs at /docs)",  # type: ignore[attr-defined]
+          file=sys.stderr, flush=True)
+    uvicorn.run("keel.operate.server.app:app_from_env", factory=True, host=settings.host,  # type: ignore[attr-defined]
+                port=settings.port, reload=reload, workers=None if reload else workers,  # type: ignore[attr-defined]
+                loop=loop, http=http, access_log=False, log_level="info", lifespan="on",
+                timeout_keep_alive=15, timeout_graceful_shutdown=10)

@@ -1,0 +1,215 @@
+"""``keel up [DIR]``: a working knowledge assistant in one command.
+
+In an empty (or new) folder it creates the ``knowledge-assistant`` project (a workflow
+that searches a docs folder with File search, answers with citations and checks the
+answer against its sources), ingests ``docs/`` into the workflow's collection, publishes
+the workflow, makes it ChatKit's default, and starts ``keel serve`` from the project
+folder. In a folder that already holds a Keel project (``workflow.yaml`` + ``keel.toml``)
+it does the same with that project: re-ingesting is incremental, and publishing an
+unchanged workflow keeps its version.
+
+Nothing here needs a model: ingest, search with citations, traces and the UI work
+without one; a chat answers in one line how to add a model until one is configured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keel.errors import UserError
+
+EPILOG = """Examples:
+
+  mkdir kb && cd kb && keel up        # demo project here, served on :8000
+
+  keel up my-assistant --model ollama:llama3.2
+
+  keel up kb --docs ~/handbook        # your documents, not the samples
+
+  keel up kb --no-serve               # all but starting the server
+
+Without a model key the server still ingests, searches and traces; the chat says how to
+add a model (export OPENAI_API_KEY=... or --model ollama:llama3.2). See docs/serve.md ("keel up").
+"""
+
+TEMPLATE = "knowledge-assistant"
+
+
+class UpError(UserError):
+    """``keel up`` cannot prepare the project as asked."""
+
+
+def up(
+    directory: Path = typer.Argument(Path("."), help="The project folder: empty or new (created), or an existing "  # noqa: B008
+                                     "Keel project (reused). Default: the current folder."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model string for the workflow's model aliases, "
+                                     "written to keel.toml (e.g. ollama:llama3.2, openai:gpt-4.1-mini)."),
+    docs: Path | None = typer.Option(None, "--docs", help="Ingest this folder instead of the project's docs/."),  # noqa: B008
+    embedder: str | None = typer.Option(None, "--embedder", help="Embedder of a new collection: minilm "
+                                        "(default, local), openai:MODEL, ollama:MODEL."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0 picks a free one)."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the server at the end (default) or stop "
+                               "after publishing."),
+) -> None:
+    """Create (or reuse) a knowledge-assistant project, ingest its docs, publish it and serve it."""
+    target = directory.expanduser().resolve()
+    docs_dir = docs.expanduser().resolve() if docs is not None else None
+    if docs_dir is not None and not docs_dir.is_dir():
+        raise UpError(f"--docs {docs} is not a folder", hint="give the folder of documents to ingest")
+    created = _prepare(target, directory)
+    here = Path.cwd().resolve()
+    os.chdir(target)
+    if model:
+        _set_model(target / "keel.toml", model)
+        print(f"model: every alias in keel.toml now names {model}")
+    from keel.workflows import load, publish
+
+    loaded = load(target / "workflow.yaml")
+    spec = loaded.spec
+    for collection in dict.fromkeys(n.collection for n in spec.nodes if n.type == "file_search"):
+        _ingest(collection, docs_dir or target / "docs", embedder)
+    version = publish(loaded)
+    print(f"published workflow {version.name} v{version.version}")
+    _set_chatkit_default(target / "keel.toml", version.name)
+    print(_model_status(spec))
+    if not serve:
+        where = "" if target == here else f"cd {target} && "
+        print(f"\nready{' (created ' + str(directory) + ')' if created else ''}: start it with "
+              f"`{where}keel serve`, or run once: keel run {version.name} --input \"How many holiday days do I get?\"")
+        return
+    _serve(host, port)
+
+
+# -- the project ------------------------------------------------------------------------------
+
+
+def _is_project(folder: Path) -> bool:
+    return (folder / "workflow.yaml").is_file() and (folder / "keel.toml").is_file()
+
+
+def _prepare(target: Path, shown: Path) -> bool:
+    """Create the project in ``target`` (True) or check that it holds one to reuse (False)."""
+    if target.exists() and not target.is_dir():
+        raise UpError(f"{shown} is a file, not a folder", hint="give a folder: keel up my-assistant")
+    if target.is_dir() and any(target.iterdir()):
+        if _is_project(target):
+            print(f"using the Keel project in {shown}")
+            return False
+        raise UpError(f"{shown} is not empty and is not a Keel project (no workflow.yaml and keel.toml)",
+                      hint="run keel up in an empty folder, or name a new one: keel up my-assistant")
+    from keel.workflows.templates import create_project
+
+    create_project(TEMPLATE, target)
+    print(f"created {shown} from the {TEMPLATE} template (workflow.yaml, keel.toml, docs/)")
+    return True
+
+
+_ALIAS_LINE = re.compile(r'^(\s*[A-Za-z0-9_.-]+\s*=\s*)"[^"\n]*"(.*)$')
+
+
+def _set_model(path: Path, model: str) -> None:
+    """Point every alias under ``[models]`` in ``path`` at ``model`` (other lines untouched)."""
+    from keel.models import parse_model_string
+
+    parse_model_string(model)  # a malformed string fails here, with a hint
+    lines, section, changed = path.read_text(encoding="utf-8").splitlines(), None, 0
+    for i, line in enumerate(lines):
+        head = re.match(r"^\s*\[([^\]]+)\]\s*$", line)
+        if head:
+            section = head.group(1).strip()
+            continue
+        m = _ALIAS_LINE.match(line) if section == "models" else None
+        if m:
+            lines[i] = f'{m.group(1)}"{model}"{m.group(2)}'
+            changed += 1
+    if not changed:
+        lines += ["", "[models]", f'default = "{model}"']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _set_chatkit_default(path: Path, workflow: str) -> None:
+    """Make ``workflow`` ChatKit's default (``[chatkit] workflow``) unless one is set."""
+    import tomllib
+
+    text = path.read_text(encoding="utf-8")
+    if "workflow" in tomllib.loads(text).get("chatkit", {}):
+        return
+    sep = "" if text.endswith("\n") else "\n"
+    path.write_text(f'{text}{sep}\n# The workflow that answers ChatKit front ends (docs/chatkit.md).\n[chatkit]\n'
+                    f'workflow = "{workflow}"\n', encoding="utf-8")
+
+
+def _ingest(collection: str, folder: Path, embedder: str | None) -> None:
+    if not folder.is_dir():
+        raise UpError(f"no docs folder at {folder} for collection {collection!r}",
+                      hint="add documents there, or point at yours: keel up --docs PATH")
+    try:
+        from keel.context import Collection
+    except ImportError as e:
+        raise UpError(f"the context engine is not installed ({e.name} is missing)",
+                      hint="pip install 'keel[context,embeddings]'") from None
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    print(f"ingesting {len(files)} files from {folder} into collection {collection!r}...", flush=True)
+    with Collection.open(collection, embedder=embedder) as col:
+        report = col.add([folder], progress=sys.stderr.isatty())
+        stats = col.stats()
+    print(f"  {report.files_indexed} indexed ({report.chunks_written} chunks), {report.files_unchanged} unchanged, "
+          f"{len(report.skipped)} skipped in {report.seconds:.1f}s; {collection!r} holds {stats.documents} "
+          f"documents, {stats.chunks} chunks", flush=True)
+    for s in report.skipped:
+        print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
+
+
+def _model_status(spec: Any) -> str:
+    """One line: the models the workflow uses are ready, or how to add one."""
+    from keel.config import get_settings
+    from keel.errors import KeelError
+    from keel.models import parse_model_string
+    from keel.models.providers import provider_for
+
+    settings = get_settings()
+    models = [settings.resolve_alias(n.model) for n in spec.nodes if n.type == "agent" and getattr(n, "model", None)]
+    missing = []
+    for m in dict.fromkeys(models):
+        try:
+            ms = parse_model_string(m)
+            if ms.prefix in ("openai", "openrouter", "openai-compatible"):
+                provider_for(ms.prefix, settings, base_url=ms.base_url).check_credentials()
+        except KeelError:
+            missing.append(m)
+    if not missing:
+        return f"models: {', '.join(dict.fromkeys(models)) or 'none needed'}"
+    return (f"models: {', '.join(missing)} has no key yet, so chat answers how to add one; search, ingest and "
+            f"traces work now. Add a model: export OPENAI_API_KEY=... or keel up --model ollama:llama3.2")
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _serve(host: str, port: int) -> None:
+    from keel.cli.serve import run_server
+    from keel.operate.server.settings import is_loopback, load_serve_settings
+
+    if not is_loopback(host):
+        raise UpError(f"keel up serves on loopback only, not {host}",
+                      hint="keel up --no-serve, create a key (keel keys create), then keel serve --host ...")
+    port = port or _free_port(host)
+    settings = load_serve_settings(host=host, port=port)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    print(f"\nKeel is up:\n  UI       {base}/ui\n  API      {base}/v1  (OpenAPI docs at {base}/docs)\n"
+          f"  ChatKit  {base}/chatkit\n  MCP      {base}/mcp/\nCtrl-C stops it.", flush=True)
+    run_server(settings)

@@ -1,0 +1,209 @@
+"""The ``keel serve`` application: :func:`create_app` builds the FastAPI app.
+
+What is mounted where::
+
+    /healthz, /readyz          liveness (no auth, no store access) / readiness (store reachable)
+    /openapi.json, /docs       the OpenAPI spec and its browser
+    /v1/workflows..., /v1/runs..., /v1/approvals...   the workflows API  (routes_workflows.py)
+    /v1/chat/completions, /v1/responses, /v1/models   OpenAI-compatible (routes_openai.py)
+    /ui, /ui/api/...           the web UI: ``keel.operate.ui.router(store=..., dependencies=[auth])``
+    /                          redirects to /ui
+    /chatkit...                ChatKit, when ``keel.operate.server.chatkit_routes`` exists
+    /mcp                       MCP streamable HTTP, when ``keel.operate.server.mcp_server``
+                               has ``http_app`` and ``settings.mcp`` is true
+
+Shared objects (the contract other modules code against)
+--------------------------------------------------------
+``app.state.keel`` is a :class:`Services` with:
+
+- ``settings``: :class:`~keel.operate.server.settings.ServeSettings`;
+- ``store``: the :class:`~keel.store.SQLiteStore` (``$KEEL_HOME/keel.db`` unless one was passed);
+- ``keys``: :class:`~keel.operate.server.keys.Keys`;
+- ``budgets``: :class:`~keel.operate.server.budgets.Budgets` (``check(key, end_user)`` raises 429);
+- ``runner``: :class:`~keel.operate.server.runner.Runner` (one shared engine; ``start``, ``wait``,
+  ``answer``, ``hub`` for live events, ``versions``, ``runs``);
+- ``auth``: the FastAPI dependency :func:`~keel.operate.server.auth.authenticate`: use it as
+  ``Depends(services.auth)``; it returns a :class:`~keel.operate.server.auth.Caller`
+  (``.key``, ``.end_user``, ``.provider_key``, ``.allow(workflow)`` raises 403,
+  ``.may_see(workflow)``) or raises an :class:`~keel.operate.server.errors.ApiError` (401/403);
+- ``requests``: the :class:`~keel.operate.server.requestlog.RequestLog` (serve_requests rows).
+
+The same objects are also at ``app.state.store``, ``app.state.runner``, ``app.state.settings``
+and ``app.state.auth`` for convenience.
+
+Hooks for optional modules (imported inside :func:`create_app`; absent modules are skipped):
+
+- ``keel.operate.server.chatkit_routes.router(services) -> APIRouter`` is included as is:
+  its paths carry their own ``/chatkit`` prefix.
+- ``keel.operate.server.mcp_server.http_app(services) -> (asgi_app, lifespan)`` where
+  ``lifespan`` is an async context manager (or None) entered for the app's lifetime (e.g. the
+  session manager's ``run()``). ``asgi_app`` is mounted at ``/mcp`` behind a guard that
+  authenticates each HTTP request like the rest of the API and puts the
+  :class:`~keel.operate.server.auth.Caller` in ``scope["state"]["keel_caller"]``.
+
+Per-request values the access log records (set them on ``request.state`` in a route, or
+``scope["state"]`` in raw ASGI): ``workflow``, ``version``, ``run_id``, ``key_id``,
+``end_user``, ``input_tokens``, ``output_tokens``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from keel import __version__
+from keel.operate.server.auth import authenticate
+from keel.operate.server.budgets import Budgets
+from keel.operate.server.errors import ApiError, install_error_handlers
+from keel.operate.server.hygiene import AccessLog, BodyLimit, setup_logging
+from keel.operate.server.keys import Keys
+from keel.operate.server.requestlog import RequestLog
+from keel.operate.server.runner import Runner
+from keel.operate.server.settings import ServeSettings, load_serve_settings
+from keel.store import SQLiteStore, open_store
+
+__all__ = ["Services", "create_app"]
+
+log = logging.getLogger("keel.serve")
+
+
+@dataclass
+class Services:
+    """What every route shares; ``app.state.keel`` (see the module docstring)."""
+
+    settings: ServeSettings
+    store: SQLiteStore
+    keys: Keys
+    budgets: Budgets
+    runner: Runner
+    requests: RequestLog
+    auth: Any = authenticate
+
+
+class _McpGuard:
+    """Authenticate an MCP HTTP request like any API request, then pass it on."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            try:
+                caller = authenticate(Request(scope, receive))
+            except ApiError as e:
+                await e.response()(scope, receive, send)
+                return
+            scope.setdefault("state", {})["keel_caller"] = caller
+        await self.app(scope, receive, send)
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        if e.name and (e.name == name or name.startswith(e.name + ".")):
+            return None
+        log.warning("cannot load %s: %s", name, e)
+        return None
+
+
+def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | None = None) -> FastAPI:
+    """The ASGI app of ``keel serve``. ``settings`` default to :func:`load_serve_settings`
+    (``[serve]`` in keel.toml, ``KEEL_SERVE_*``); ``store`` to the one under ``KEEL_HOME``."""
+    settings = settings or load_serve_settings()
+    store = store or open_store()
+    budgets = Budgets(store, user_daily_tokens=settings.user_daily_tokens,
+                      user_daily_cost_usd=settings.user_daily_cost_usd)
+    runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers)
+    access = setup_logging(settings.access_log)
+    services = Services(settings, store, Keys(store), budgets, runner, RequestLog(store, access))
+
+    mcp_mod = _optional("keel.operate.server.mcp_server") if settings.mcp else None
+    mcp_app, mcp_lifespan = (None, None)
+    if mcp_mod is not None and hasattr(mcp_mod, "http_app"):
+        mcp_app, mcp_lifespan = mcp_mod.http_app(services)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        services.requests.start()
+        worker = asyncio.create_task(runner.worker(stop))
+        async with contextlib.AsyncExitStack() as stack:
+            if mcp_lifespan is not None:
+                await stack.enter_async_context(mcp_lifespan)
+            try:
+                yield
+            finally:
+                stop.set()
+                with contextlib.suppress(BaseException):
+                    await worker
+                await runner.aclose()
+                services.requests.stop()
+
+    app = FastAPI(title="Keel", version=__version__, lifespan=lifespan,
+                  description="Keel workflows over HTTP: the workflows API, OpenAI-compatible endpoints, "
+                              "ChatKit and MCP. Errors are `{\"error\": {type, code, message, field, hint}}`. "
+                              "See docs/serve.md.")
+    app.state.keel = services
+    app.state.store, app.state.runner, app.state.settings = store, runner, settings
+    app.state.auth = authenticate
+    install_error_handlers(app)
+
+    from keel.operate.server import routes_openai, routes_workflows
+
+    app.include_router(routes_workflows.router)
+    app.include_router(routes_openai.router)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: the store answers",
+             responses={503: {"description": "The store is unreachable"}})
+    def readyz() -> Any:
+        try:
+            store.query("SELECT 1")
+        except Exception as e:
+            return JSONResponse({"status": "unavailable", "error": str(e)}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui")
+
+    ui = _optional("keel.operate.ui")
+    if ui is not None:
+        app.include_router(ui.router(store=lambda: store, dependencies=[Depends(authenticate)]))
+    chatkit = _optional("keel.operate.server.chatkit_routes")
+    if chatkit is not None:
+        app.include_router(chatkit.router(services))
+    if mcp_app is not None:
+        app.mount("/mcp", _McpGuard(mcp_app))
+
+    # Outermost first: access log sees everything (413s included), then the body limit, then CORS.
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Keel-User",
+                                          "X-Keel-Provider-Key"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog, sink=services.requests)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for uvicorn's ``factory=True`` (what ``keel serve`` runs, one per worker):
+    settings from ``KEEL_SERVE_SETTINGS_JSON`` when ``keel serve`` set it, else as usual."""
+    import os
+
+    raw = os.environ.get("KEEL_SERVE_SETTINGS_JSON")
+    return create_app(ServeSettings.model_validate_json(raw) if raw else None)

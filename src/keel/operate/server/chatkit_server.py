@@ -1,0 +1,343 @@
+"""ChatKit's server protocol answered by Keel workflows (``openai-chatkit``'s :class:`ChatKitServer`).
+
+A ChatKit front end posts JSON requests to one endpoint (``/chatkit``); the ``chatkit``
+package parses them, calls the :class:`~chatkit.store.Store` (here
+:class:`~keel.operate.server.chatkit_store.KeelChatKitStore`) and, for a new user message,
+:meth:`KeelChatKitServer.respond`, whose events go back as Server-Sent Events.
+
+**Which workflow answers.** A thread is bound to one workflow when it is created, chosen
+by, in order: the request's ``metadata.workflow``, the ``X-Keel-Workflow`` header or the
+``?workflow=`` query parameter of the endpoint URL, ``workflow`` under ``[chatkit]`` in
+keel.toml (or ``KEEL_CHATKIT_WORKFLOW``), and finally the only published workflow, if
+there is exactly one. Later messages in the thread go to the same workflow (its latest
+version).
+
+**A turn.** The conversation so far becomes the run's input as ``{"messages": [...]}``
+(the chat-history convention of :mod:`keel.operate.server.routes_openai`), or, for a
+workflow whose Start node has an object ``input_schema``, the message parsed as JSON.
+While the run goes, each File search, Agent, Guardrails or MCP step shows as a progress
+update; then the answer arrives as an assistant message (its ``sources`` as annotations).
+A run that stops at a Human approval shows a card with Approve / Reject buttons; pressing
+one answers the approval (``threads.custom_action``) and the run continues in the same
+stream. A failed run answers with one line saying why, and how to fix it when Keel knows
+(e.g. no model configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tomllib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chatkit.errors import CustomStreamError
+from chatkit.server import ChatKitServer
+from chatkit.types import (
+    Annotation,
+    AssistantMessageContent,
+    AssistantMessageContentPartAdded,
+    AssistantMessageContentPartDone,
+    AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
+    FileSource,
+    ProgressUpdateEvent,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemReplacedEvent,
+    ThreadItemUpdatedEvent,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    UserMessageItem,
+    WidgetItem,
+)
+
+from keel.errors import ConfigError, KeelError, UserError
+from keel.operate.server.chatkit_store import ChatContext, KeelChatKitStore
+from keel.operate.server.chatkit_widgets import (
+    APPROVAL_ACTION,
+    approval_card,
+    approval_of,
+    decided_card,
+)
+from keel.operate.server.errors import ApiError
+from keel.workflows import RunResult, WorkflowError
+
+__all__ = ["KeelChatKitServer", "NoWorkflowError", "answer_text", "default_workflow"]
+
+_PROGRESS = {
+    "file_search": ("search", "Searching the documents…"),
+    "agent": ("sparkle", "Writing an answer…"),
+    "guardrails": ("check-circle", "Checking…"),
+    "mcp": ("bolt", "Calling a tool…"),
+}
+_ANSWER_KEYS = ("answer", "output_text", "text", "message", "reply", "content")
+_NO_MODEL_MARKERS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "no API key", "api key is not set", "credentials")
+
+
+class NoWorkflowError(UserError):
+    """No workflow was named for a new ChatKit thread and none could be chosen."""
+
+
+def default_workflow() -> str | None:
+    """``KEEL_CHATKIT_WORKFLOW``, else ``workflow`` under ``[chatkit]`` in ./keel.toml, else None."""
+    env = os.environ.get("KEEL_CHATKIT_WORKFLOW")
+    if env:
+        return env
+    path = Path("keel.toml")
+    if not path.is_file():
+        return None
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("chatkit", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {e}", hint="fix the TOML syntax (https://toml.io)") from None
+    value = table.get("workflow") if isinstance(table, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: [chatkit] workflow must be a string", hint='e.g. workflow = "support"')
+    return value
+
+
+def answer_text(output: Any) -> tuple[str, list[str]]:
+    """What a workflow's output says to a person, and the sources it cites.
+
+    A string is the answer; an object's ``answer`` (or ``output_text``, ``text``,
+    ``message``, ``reply``, ``content``) string is, with its ``sources`` list; anything
+    else is shown as JSON.
+    """
+    if isinstance(output, str):
+        return output, []
+    if isinstance(output, dict):
+        text = next((output[k] for k in _ANSWER_KEYS if isinstance(output.get(k), str)), None)
+        if text is not None:
+            sources = [s if isinstance(s, str) else json.dumps(s, ensure_ascii=False)
+                       for s in output.get("sources") or [] if s]
+            return text, list(dict.fromkeys(sources))
+    return "```json\n" + json.dumps(output, ensure_ascii=False, indent=2) + "\n```", []
+
+
+def _failure_text(error: str | None, workflow: str, run_id: str) -> str:
+    """One line for a person: why the run failed, and the fix when Keel knows it."""
+    error = error or "unknown error"
+    if isinstance(error, str) and any(m.lower() in error.lower() for m in _NO_MODEL_MARKERS):
+        return (f"No model is set up for workflow {workflow!r} yet: export OPENAI_API_KEY=sk-... and restart "
+                "`keel up` (or `keel serve`), or use a local model: `keel up --model ollama:llama3.2`.")
+    return f"Sorry, workflow {workflow!r} failed (run {run_id}): {error}"
+
+
+def _user_text(item: UserMessageItem) -> str:
+    parts = [c.text for c in item.content if getattr(c, "text", None)]
+    text = "\n".join(parts).strip()
+    if item.quoted_text:
+        text = f"> {item.quoted_text}\n\n{text}"
+    return text
+
+
+async def _until_done(events: AsyncIterator[dict[str, Any]], task: asyncio.Task) -> AsyncIterator[dict[str, Any]]:
+    """``events`` until they end or ``task`` does (a run that raised publishes no final event)."""
+    it = events.__aiter__()
+    try:
+        while True:
+            step = asyncio.ensure_future(it.__anext__())
+            await asyncio.wait({step, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                return
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await it.aclose()  # type: ignore[attr-defined]
+
+
+class KeelChatKitServer(ChatKitServer[ChatContext]):
+    """ChatKit's protocol over Keel's runner (``services.runner``) and store."""
+
+    def __init__(self, services: Any) -> None:
+        super().__init__(KeelChatKitStore(services.store))
+        self.services = services
+        self.runner = services.runner
+        self.kstore: KeelChatKitStore = self.store  # type: ignore[assignment]
+
+    # -- choosing the workflow ------------------------------------------------------------
+
+    def choose_workflow(self, requested: str | None) -> str:
+        """The workflow a new thread talks to (see the module docstring); raises
+        :class:`WorkflowNotFoundError` or :class:`NoWorkflowError`."""
+        name = requested or default_workflow()
+        if name:
+            self.runner.version(name, None)  # raises WorkflowNotFoundError, with a hint
+            return name
+        published = [r["name"] for r in self.runner.versions.list()]
+        if len(published) == 1:
+            return published[0]
+        raise NoWorkflowError(
+            "no workflow chosen for this ChatKit thread" + (f" (published: {', '.join(published)})"
+                                                            if published else " and none is published"),
+            hint=("send metadata.workflow in the request, add ?workflow=NAME to the ChatKit URL, or set "
+                  'workflow = "NAME" under [chatkit] in keel.toml') if published
+            else "publish one: keel workflows publish workflow.yaml")
+
+    def thread_workflow(self, thread: ThreadMetadata, context: ChatContext) -> str:
+        name = self.kstore.thread_workflow(thread.id, context)
+        if name is None:  # a thread created before any workflow was bound to it
+            name = self.choose_workflow(context.workflow)
+            self.kstore.set_thread_workflow(thread.id, name)
+        return name
+
+    # -- a turn -----------------------------------------------------------------------------
+
+    async def respond(self, thread: ThreadMetadata, input_user_message: UserMessageItem | None,
+                      context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+        if input_user_message is None:
+            return
+        try:
+            workflow = self.thread_workflow(thread, context)
+            version = self.runner.version(workflow, None)
+        except (WorkflowError, NoWorkflowError) as e:
+            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
+                                    allow_retry=False) from None
+        if not thread.title:
+            text = _user_text(input_user_message)
+            thread.title = text[:60] + ("…" if len(text) > 60 else "")
+        if thread.metadata.get("workflow") != workflow:  # stored with the thread (ChatKit keeps metadata server-side)
+            thread.metadata = {**thread.metadata, "workflow": workflow}
+        value = await self._run_input(thread, version, input_user_message, context)
+        started = await self._start(version, value, context)
+        async for event in self._follow(thread, started, workflow, context):
+            yield event
+
+    async def _run_input(self, thread: ThreadMetadata, version: Any, item: UserMessageItem,
+                         context: ChatContext) -> Any:
+        text = _user_text(item)
+        start = next(n for n in version.spec.nodes if n.type == "start")
+        schema = getattr(start, "input_schema", None)
+        if schema:
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise CustomStreamError(
+                    f"workflow {version.name!r} takes JSON input matching {json.dumps(schema)}; "
+                    "send the message as JSON", allow_retry=False) from None
+        return {"messages": await self._history(thread, item, context) + [{"role": "user", "content": text}]}
+
+    async def _history(self, thread: ThreadMetadata, current: UserMessageItem,
+                       context: ChatContext) -> list[dict[str, str]]:
+        """Earlier user and assistant messages of the thread, oldest first (the last 50)."""
+        page = await self.store.load_thread_items(thread.id, None, 51, "desc", context)
+        out = []
+        for item in reversed(page.data):
+            if item.id == current.id:
+                continue
+            if isinstance(item, UserMessageItem):
+                out.append({"role": "user", "content": _user_text(item)})
+            elif isinstance(item, AssistantMessageItem):
+                out.append({"role": "assistant", "content": "".join(c.text for c in item.content)})
+        return [m for m in out if m["content"]][-50:]
+
+    async def _start(self, version: Any, value: Any, context: ChatContext) -> Any:
+        caller = context.caller
+        try:
+            if caller is not None:
+                caller.allow(version.name)
+                self.services.budgets.check(caller.key, caller.end_user)
+            return await self.runner.start(version, value, key=getattr(caller, "key", None),
+                                           end_user=getattr(caller, "end_user", None),
+                                           provider_key=getattr(caller, "provider_key", None))
+        except ApiError as e:
+            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
+                                    allow_retry=e.status == 429) from None
+        except KeelError as e:
+            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
+                                    allow_retry=False) from None
+
+    async def _follow(self, thread: ThreadMetadata, started: Any, workflow: str,
+                      context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+        """Progress while the run goes, then what it came to."""
+        if self.runner.hub.known(started.run_id):
+            async for event in _until_done(self.runner.hub.follow(started.run_id), started.task):
+                if event.get("kind") == "node_started" and event.get("node_type") in _PROGRESS:
+                    icon, text = _PROGRESS[event["node_type"]]
+                    yield ProgressUpdateEvent(icon=icon, text=text)
+        try:
+            result: RunResult = await started.task
+        except KeelError as e:  # e.g. no key for the model's provider: the run could not go on
+            error = f"{e.message} ({e.hint})" if e.hint else e.message
+            async for event in self._message(thread, _failure_text(error, workflow, started.run_id), [], context):
+                yield event
+            return
+        async for event in self._outcome(thread, result, workflow, context):
+            yield event
+
+    async def _outcome(self, thread: ThreadMetadata, result: RunResult, workflow: str,
+                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+        if result.status == "waiting" and result.approval is not None:
+            a = result.approval
+            yield ThreadItemDoneEvent(item=WidgetItem(
+                id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
+                created_at=datetime.now(), widget=approval_card(a.id, a.message, workflow),
+                copy_text=f"Waiting for approval: {a.message}"))
+            return
+        if result.status == "succeeded":
+            text, sources = answer_text(result.output)
+        else:
+            text, sources = _failure_text(result.error, workflow, result.run_id), []
+        async for event in self._message(thread, text, sources, context):
+            yield event
+
+    async def _message(self, thread: ThreadMetadata, text: str, sources: list[str],
+                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+        """An assistant message, streamed as ChatKit streams one: added, text, annotations, done."""
+        item = AssistantMessageItem(id=self.store.generate_item_id("message", thread, context),
+                                    thread_id=thread.id, created_at=datetime.now(), content=[])
+        yield ThreadItemAddedEvent(item=item)
+        yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartAdded(
+            content_index=0, content=AssistantMessageContent(text="", annotations=[])))
+        yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartTextDelta(
+            content_index=0, delta=text))
+        annotations = [Annotation(source=FileSource(title=s, filename=s), index=i + 1) for i, s in enumerate(sources)]
+        content = AssistantMessageContent(text=text, annotations=annotations)
+        yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartDone(
+            content_index=0, content=content))
+        yield ThreadItemDoneEvent(item=item.model_copy(update={"content": [content]}))
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    async def action(self, thread: ThreadMetadata, action: Any, sender: WidgetItem | None,
+                     context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+        if action.type != APPROVAL_ACTION:
+            raise CustomStreamError(f"unknown action {action.type!r}: Keel handles only {APPROVAL_ACTION!r}",
+                                    allow_retry=False)
+        payload = action.payload if isinstance(action.payload, dict) else {}
+        # The approval id is read from the stored widget, never trusted from the client alone.
+        approval_id = approval_of(sender.widget) if sender is not None else None
+        if approval_id is None or payload.get("approval_id") != approval_id:
+            raise CustomStreamError("this action does not belong to an approval card of this thread",
+                                    allow_retry=False)
+        approved = bool(payload.get("approved"))
+        caller = context.caller
+        workflow = self.thread_workflow(thread, context)
+        try:
+            if caller is not None:
+                caller.allow(workflow)
+            by = getattr(caller, "end_user", None) or getattr(getattr(caller, "key", None), "name", None) or "chatkit"
+            result = await self.runner.answer(approval_id, approved=approved, by=by,
+                                              comment=None, key=getattr(caller, "key", None),
+                                              end_user=getattr(caller, "end_user", None))
+        except ApiError as e:
+            raise CustomStreamError(e.message, allow_retry=False) from None
+        except KeelError as e:
+            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
+                                    allow_retry=False) from None
+        assert sender is not None
+        yield ThreadItemReplacedEvent(item=sender.model_copy(update={"widget": decided_card(sender.widget, approved)}))
+        async for event in self._outcome(thread, result, workflow, context):
+            yield event
+

@@ -1,0 +1,56 @@
+"""The ChatKit widget a Human approval becomes: a card with Approve and Reject buttons.
+
+Widgets are built from plain JSON (``DynamicWidgetRoot``), the shape ChatKit's widget
+files produce, rather than from the deprecated named widget classes. Each button
+dispatches the server action ``keel.approval`` with ``{"approval_id", "approved"}``;
+:meth:`KeelChatKitServer.action` answers it. Once answered, the card is replaced by one
+without buttons that says what was decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatkit.widgets import DynamicWidgetRoot
+
+__all__ = ["APPROVAL_ACTION", "approval_card", "approval_of", "decided_card"]
+
+APPROVAL_ACTION = "keel.approval"
+
+
+def _button(label: str, approval_id: str, approved: bool, style: str) -> dict[str, Any]:
+    return {"type": "Button", "label": label, "style": style, "color": "success" if approved else "danger",
+            "onClickAction": {"type": APPROVAL_ACTION, "handler": "server",
+                              "payload": {"approval_id": approval_id, "approved": approved}}}
+
+
+def approval_card(approval_id: str, message: str, workflow: str) -> DynamicWidgetRoot:
+    """A card asking a person to approve ``message`` (a Human approval node's message)."""
+    return DynamicWidgetRoot.model_validate({
+        "type": "Card", "size": "md", "key": f"approval-{approval_id}",
+        "children": [
+            {"type": "Title", "value": "Approval needed", "size": "sm"},
+            {"type": "Text", "value": message},
+            {"type": "Caption", "value": f"workflow {workflow} · approval {approval_id}"},
+            {"type": "Row", "gap": 2, "children": [
+                _button("Approve", approval_id, True, "primary"),
+                _button("Reject", approval_id, False, "secondary"),
+            ]},
+        ],
+    })
+
+
+def approval_of(widget: Any) -> str | None:
+    """The approval id a card made by :func:`approval_card` asks about (None for other widgets)."""
+    key = getattr(widget, "key", None)
+    if isinstance(key, str) and key.startswith("approval-"):
+        return key.removeprefix("approval-")
+    return None
+
+
+def decided_card(widget: Any, approved: bool) -> DynamicWidgetRoot:
+    """The card after the decision: the same text, no buttons, and the outcome."""
+    doc = widget.model_dump(exclude_none=True)
+    children = [c for c in doc.get("children", []) if c.get("type") != "Row"]
+    children.append({"type": "Text", "value": "Approved." if approved else "Rejected.", "weight": "semibold"})
+    return DynamicWidgetRoot.model_validate({**doc, "children": children, "key": f"decided-{approval_of(widget)}"})

@@ -1,0 +1,117 @@
+"""API keys for ``keel serve``: stored hashed, scoped to workflows, revocable.
+
+A key reads ``keel_sk_<id>_<secret>``. Only ``id`` (public, shown in lists and access
+logs) and the SHA-256 of the whole key are stored, so a copy of the store gives no
+working key. ``scopes`` lists the workflow names a key may call (``*``: all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from keel.errors import UserError
+from keel.store import SQLiteStore
+
+__all__ = ["KEY_PATTERN", "ApiKey", "ApiKeyError", "Keys"]
+
+PREFIX = "keel_sk_"
+KEY_PATTERN = re.compile(r"keel_sk_[a-z0-9]{8}_[A-Za-z0-9_-]{20,}")
+"""What a Keel API key looks like (used to redact keys from logs)."""
+
+
+class ApiKeyError(UserError):
+    """No such key, or a key cannot be created as asked."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One API key as stored (never the secret itself)."""
+
+    id: str
+    """Public prefix id, e.g. ``a1b2c3d4``: appears in lists and logs."""
+    name: str
+    scopes: tuple[str, ...]
+    """Workflow names this key may call; ``*`` allows every workflow."""
+    daily_tokens: int | None
+    """Cap on input + output tokens per UTC day for this key (None: no cap)."""
+    daily_cost_usd: float | None
+    user_daily_tokens: int | None
+    """Cap per end user (``X-Keel-User`` or the OpenAI ``user`` field) per UTC day."""
+    user_daily_cost_usd: float | None
+    created_at: float
+    revoked_at: float | None
+    last_used_at: float | None
+
+    def allows(self, workflow: str) -> bool:
+        return "*" in self.scopes or workflow in self.scopes
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _row(r: dict) -> ApiKey:
+    return ApiKey(r["id"], r["name"], tuple(json.loads(r["scopes"])), r["daily_tokens"], r["daily_cost_usd"],
+                  r["user_daily_tokens"], r["user_daily_cost_usd"], r["created_at"], r["revoked_at"],
+                  r["last_used_at"])
+
+
+class Keys:
+    """Create, list, revoke and verify keys in a store."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def create(self, name: str, *, scopes: list[str], daily_tokens: int | None = None,
+               daily_cost_usd: float | None = None, user_daily_tokens: int | None = None,
+               user_daily_cost_usd: float | None = None) -> tuple[ApiKey, str]:
+        """A new key: ``(record, secret)``. The secret is returned once and never stored."""
+        if not scopes:
+            raise ApiKeyError("a key needs at least one workflow in its scope",
+                            hint="pass --workflow NAME (repeatable), or --workflow '*' for every workflow")
+        key_id = secrets.token_hex(4)
+        secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+        now = time.time()
+        self.store.execute(
+            "INSERT INTO serve_keys (id, name, key_hash, scopes, daily_tokens, daily_cost_usd, user_daily_tokens,"
+            " user_daily_cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key_id, name, _hash(secret), json.dumps(sorted(set(scopes))), daily_tokens, daily_cost_usd,
+             user_daily_tokens, user_daily_cost_usd, now))
+        return self.get(key_id), secret
+
+    def get(self, key_id: str) -> ApiKey:
+        rows = self.store.query("SELECT * FROM serve_keys WHERE id = ?", (key_id,))
+        if not rows:
+            raise ApiKeyError(f"no API key with id {key_id!r}", hint="list keys with `keel keys list`")
+        return _row(rows[0])
+
+    def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
+        sql = "SELECT * FROM serve_keys" + ("" if include_revoked else " WHERE revoked_at IS NULL")
+        return [_row(r) for r in self.store.query(sql + " ORDER BY created_at")]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        self.get(key_id)
+        self.store.execute("UPDATE serve_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                           (time.time(), key_id))
+        return self.get(key_id)
+
+    def any_active(self) -> bool:
+        return bool(self.store.query("SELECT 1 FROM serve_keys WHERE revoked_at IS NULL LIMIT 1"))
+
+    def verify(self, secret: str) -> ApiKey | None:
+        """The active key ``secret`` is, or None (unknown, malformed or revoked)."""
+        if not secret.startswith(PREFIX):
+            return None
+        key_id = secret[len(PREFIX):].split("_", 1)[0]
+        rows = self.store.query("SELECT * FROM serve_keys WHERE id = ?", (key_id,))
+        if not rows or rows[0]["revoked_at"] is not None:
+            return None
+        if not hmac.compare_digest(rows[0]["key_hash"], _hash(secret)):
+            return None
+        return _row(rows[0])

@@ -1,0 +1,273 @@
+"""Runs started over HTTP: one long-lived engine, runs as tasks, and their events fanned out.
+
+The server keeps one :class:`~keel.workflows.Engine` (compiled workflows and model
+clients are cached across requests) and drives each run in its own task, so a
+caller may wait for the result (sync) or come back later (async) while the run
+goes on either way. Node events go to an :class:`EventHub`, from which any number
+of Server-Sent-Event streams read; a run the hub never saw (started by another
+process, or long ago) is replayed from its checkpointed steps.
+
+A request that brings its own provider key gets an engine of its own whose models
+are built with that key, used only for the providers the deployment allows, and
+dropped when the request ends (an approval answered later continues with the
+deployment's keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.operate.server.budgets import Budgets, Usage
+from keel.operate.server.keys import ApiKey
+from keel.store import SQLiteStore
+from keel.workflows import (
+    Engine,
+    NodeEvent,
+    RunResult,
+    Runs,
+    Versions,
+    WorkflowError,
+    WorkflowVersion,
+)
+
+__all__ = ["EventHub", "Runner", "Started"]
+
+_FINAL = ("run_finished", "waiting")
+
+
+@dataclass
+class _Channel:
+    workflow: str
+    version: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    queues: set[asyncio.Queue] = field(default_factory=set)
+    done: bool = False
+
+
+class EventHub:
+    """Recent runs' events in memory (bounded), with live subscribers."""
+
+    def __init__(self, *, keep: int = 500) -> None:
+        self._channels: OrderedDict[str, _Channel] = OrderedDict()
+        self._keep = keep
+
+    def open(self, run_id: str, workflow: str, version: int = 0) -> None:
+        ch = self._channels.get(run_id)
+        if ch is None:
+            self._channels[run_id] = _Channel(workflow, version)
+        else:
+            ch.done = False
+            self._channels.move_to_end(run_id)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._channels) > self._keep:
+            oldest = next((k for k, c in self._channels.items() if c.done and not c.queues), None)
+            if oldest is None:
+                return
+            del self._channels[oldest]
+
+    def publish(self, event: NodeEvent) -> None:
+        ch = self._channels.get(event.run_id)
+        if ch is None:
+            ch = self._channels[event.run_id] = _Channel("")
+        # A shallow copy (NodeEvent holds only scalars): dataclasses.asdict was a tenth of a request.
+        doc = {k: v for k, v in vars(event).items() if v is not None}
+        doc["seq"] = len(ch.events)
+        doc["at"] = time.time()
+        ch.events.append(doc)
+        ch.done = event.kind in _FINAL
+        for q in ch.queues:
+            q.put_nowait(doc)
+
+    def known(self, run_id: str) -> bool:
+        return run_id in self._channels
+
+    def meta(self, run_id: str) -> tuple[str, int] | None:
+        ch = self._channels.get(run_id)
+        return None if ch is None else (ch.workflow, ch.version)
+
+    def in_flight(self, run_id: str) -> bool:
+        ch = self._channels.get(run_id)
+        return ch is not None and not ch.done
+
+    async def follow(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Events so far, then live ones, until the run finishes or waits."""
+        ch = self._channels[run_id]
+        q: asyncio.Queue = asyncio.Queue()
+        ch.queues.add(q)
+        try:
+            sent = 0
+            for doc in list(ch.events):
+                sent += 1
+                yield doc
+            if ch.done:
+                return
+            while True:
+                doc = await q.get()
+                if doc["seq"] < sent:
+                    continue
+                sent = doc["seq"] + 1
+                yield doc
+                if doc["kind"] in _FINAL:
+                    return
+        finally:
+            ch.queues.discard(q)
+
+
+class _KeyedEngine(Engine):
+    """An engine whose models use a caller's provider key (for allowed providers only)."""
+
+    def __init__(self, *args: Any, provider_key: str, providers: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._provider_key = provider_key
+        self._providers = providers
+
+    def model(self, model_string: str) -> Any:
+        from keel.config import get_settings
+        from keel.models import get_model, parse_model_string
+
+        settings = get_settings()
+        prefix = parse_model_string(settings.resolve_alias(model_string)).prefix
+        if prefix not in self._providers:
+            return super().model(model_string)
+        if model_string not in self._models:
+            from pydantic import SecretStr
+
+            key = SecretStr(self._provider_key)
+            settings = settings.model_copy(update={"openai_api_key": key, "openrouter_api_key": key,
+                                                   "openai_compatible_api_key": key})
+            self._models[model_string] = get_model(model_string, settings=settings)
+        return self._models[model_string]
+
+
+@dataclass
+class Started:
+    """A run started by :meth:`Runner.start`."""
+
+    run_id: str
+    workflow: str
+    version: int
+    task: asyncio.Task
+
+
+class Runner:
+    """Starts runs, answers approvals, and accounts usage against budgets."""
+
+    def __init__(self, store: SQLiteStore, budgets: Budgets, *, provider_key_providers: list[str]) -> None:
+        self.store = store
+        self.budgets = budgets
+        self.hub = EventHub()
+        self.engine = Engine(store, on_event=self.hub.publish)
+        self.versions = Versions(store)
+        self.runs = Runs(store)
+        self._providers = provider_key_providers
+        self._tasks: set[asyncio.Task] = set()
+        self._usage: OrderedDict[str, Usage] = OrderedDict()
+        """Total usage of recently finished runs, so answering one needs no second query."""
+
+    def version(self, workflow: str, version: int | None) -> WorkflowVersion:
+        return self.versions.get(workflow, version)
+
+    async def start(self, version: WorkflowVersion, input: Any, *, key: ApiKey | None, end_user: str | None,
+                    provider_key: str | None = None) -> Started:
+        """Start a run in a task. Input errors (a start node's ``input_schema``) raise here."""
+        run_id = uuid.uuid4().hex
+        self.hub.open(run_id, version.name, version.version)
+        if provider_key:
+            engine: Engine = _KeyedEngine(self.store, on_event=self.hub.publish, provider_key=provider_key,
+                                          providers=self._providers)
+        else:
+            engine = self.engine
+
+        async def go() -> RunResult:
+            try:
+                result = await engine.start(version, input, run_id=run_id)
+            finally:
+                if engine is not self.engine:
+                    await engine.aclose()
+            self._account(result, version.name, key, end_user, fresh=True)
+            return result
+
+        task = self._spawn(go())
+        # Engine.start validates the input before its first suspension: one turn of the loop
+        # lets a bad input surface as this request's error instead of a failed background task.
+        await asyncio.sleep(0)
+        if task.done() and isinstance(task.exception(), WorkflowError):
+            self.hub.publish(NodeEvent("run_finished", run_id, status="rejected"))
+            raise task.exception()  # type: ignore[misc]
+        return Started(run_id, version.name, version.version, task)
+
+    async def answer(self, approval_id: str, *, approved: bool, by: str | None, comment: str | None,
+                     key: ApiKey | None, end_user: str | None) -> RunResult:
+        approval = self.runs.approval(approval_id)
+        if approval is not None:
+            self.hub.open(approval.run_id, approval.workflow)
+        result = await self._spawn(self.engine.answer(approval_id, approved=approved, by=by, comment=comment))
+        if approval is not None:
+            self._account(result, approval.workflow, key, end_user)
+        return result
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # A caller that stops waiting (timeout, disconnect) must not turn the run's outcome into
+        # an "exception never retrieved" warning: the outcome is in the store.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    def _account(self, result: RunResult, workflow: str, key: ApiKey | None, end_user: str | None, *,
+                 fresh: bool = False) -> None:
+        try:
+            rec = self.runs.get(result.run_id)
+        except WorkflowError:
+            return
+        total = self.budgets.usage_of_trace(rec.trace_id)
+        self._usage[result.run_id] = total
+        while len(self._usage) > 1000:
+            self._usage.popitem(last=False)
+        # A run continued after an approval was accounted up to its wait: count only what is new.
+        before = Usage() if fresh else self.budgets.recorded_for_run(result.run_id)
+        self.budgets.record(key=key, end_user=end_user, run_id=result.run_id, workflow=workflow,
+                            usage=Usage(total.input_tokens - before.input_tokens,
+                                        total.output_tokens - before.output_tokens,
+                                        total.cost_usd - before.cost_usd))
+
+    def usage(self, run_id: str) -> Usage:
+        """A run's total usage (tokens and cost of its model calls)."""
+        cached = self._usage.get(run_id)
+        return cached if cached is not None else self.budgets.usage_of_trace(self.runs.get(run_id).trace_id)
+
+    async def wait(self, started: Started, timeout: float) -> RunResult | None:
+        """The run's result, or None if it is still going after ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(started.task), timeout)
+        except TimeoutError:
+            return None
+
+    async def worker(self, stop: asyncio.Event, *, interval: float = 5.0) -> None:
+        """Resume orphaned runs and fire approval timeouts, like ``keel runs resume``, until ``stop``."""
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await self.engine.recover()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def aclose(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+        await self.engine.aclose()
+
+
+EventSource = Callable[[str], AsyncIterator[dict[str, Any]]]

@@ -1,0 +1,138 @@
+"""Chat for the web UI: run a workflow (or answer its approval) and stream what happens as SSE.
+
+Events, in order (``event:`` name, JSON ``data:``):
+
+``run``       ``{"run_id"}`` — as soon as the run exists (retry by reading the run);
+``node``      a :class:`~keel.workflows.NodeEvent` (node started/finished/failed, waiting);
+``tool``      a tool call of the run: name, arguments, result, error;
+``citation``  a retrieved passage (File search nodes): index, source, anchor, title, text;
+``delta``     ``{"text"}`` — part of the answer;
+``approval``  ``{"id", "message", "node_id"}`` — the run waits for a person;
+``done``      ``{"run_id", "status", "output", "error"}`` — always the last event;
+``error``     ``{"message", "hint"}`` — the run could not start or continue (then ``done``
+              is not sent).
+
+Comments (``: ping``) keep the connection alive while a node runs, so a client can tell a
+slow model from a dead connection. A client that goes away does not stop the run: it
+finishes in the server and can be read with ``GET /ui/api/runs/{id}``.
+
+Node events stream live. The answer arrives as ``delta`` events when the node that made it
+finishes: the engine does not stream model tokens yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from keel.errors import KeelError
+from keel.store import SQLiteStore
+from keel.workflows import NodeEvent, RunResult, Runs, Spans
+
+__all__ = ["answer_text", "stream_run"]
+
+_PING_S = 5.0
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
+
+
+def answer_text(output: Any) -> str:
+    """The text to show for a run's output: a string as is, ``{"answer": ...}`` or a one-field
+    object by its value, anything else as JSON."""
+    if output is None:
+        return ""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, dict):
+        for key in ("answer", "output_text", "text", "content"):
+            if isinstance(output.get(key), str):
+                return output[key]
+        if len(output) == 1 and isinstance(next(iter(output.values())), str):
+            return next(iter(output.values()))
+    return json.dumps(output, indent=2, ensure_ascii=False)
+
+
+def _tools_and_citations(store: SQLiteStore, run_id: str) -> tuple[list[dict], list[dict]]:
+    runs = Runs(store)
+    run = runs.get(run_id)
+    tools = []
+    for span in Spans(store).for_trace(run.trace_id):
+        if span.kind != "tool":
+            continue
+        a = span.attributes
+        tools.append({"span_id": span.span_id, "name": a.get("gen_ai.tool.name"),
+                      "arguments": a.get("keel.tool.arguments"), "result": a.get("keel.tool.result"),
+                      "error": span.error, "duration_ms": span.duration_ms})
+    citations = []
+    for step in runs.steps(run_id):
+        if step.node_type == "file_search" and isinstance(step.output, dict):
+            for r in (step.output.get("output_parsed") or {}).get("results", []):
+                citations.append({k: r.get(k) for k in ("index", "source", "anchor", "title", "text")})
+    return tools, citations
+
+
+async def stream_run(store: SQLiteStore,
+                     start: Callable[[Callable[[NodeEvent], None]], Awaitable[RunResult]],
+                     *, run_id: str | None = None) -> AsyncIterator[str]:
+    """SSE text for one run: ``start(on_event)`` runs (or continues) it in this process."""
+    queue: asyncio.Queue[NodeEvent] = asyncio.Queue()
+    task = asyncio.ensure_future(start(queue.put_nowait))
+    announced = run_id
+    if run_id:
+        yield sse("run", {"run_id": run_id})
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, task}, timeout=_PING_S, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                event = getter.result()
+                if announced is None:
+                    announced = event.run_id
+                    yield sse("run", {"run_id": event.run_id})
+                yield sse("node", asdict(event))
+                continue
+            getter.cancel()
+            if task.done():
+                break
+            yield ": ping\n\n"
+        while not queue.empty():
+            yield sse("node", asdict(queue.get_nowait()))
+        try:
+            result = task.result()
+        except KeelError as e:
+            yield sse("error", {"message": e.message, "hint": e.hint})
+            return
+        except Exception as e:  # a bug, not the user's doing: say so without a traceback
+            yield sse("error", {"message": f"the run stopped with an internal error ({type(e).__name__})",
+                                "hint": "see the server's log; retry, or open the run's trace"})
+            return
+        if announced is None:
+            yield sse("run", {"run_id": result.run_id})
+        tools, citations = await asyncio.to_thread(_tools_and_citations, store, result.run_id)
+        for t in tools:
+            yield sse("tool", t)
+        for c in citations:
+            yield sse("citation", c)
+        text = answer_text(result.output)
+        if text:
+            yield sse("delta", {"text": text})
+        if result.approval is not None:
+            a = result.approval
+            yield sse("approval", {"id": a.id, "message": a.message, "node_id": a.node_id})
+        yield sse("done", {"run_id": result.run_id, "status": result.status, "output": result.output,
+                           "error": result.error})
+    finally:
+        # The client went away (or we are done): the run goes on to its end in the server.
+        if not task.done():
+            task.add_done_callback(_swallow)
+
+
+def _swallow(task: asyncio.Future) -> None:
+    with contextlib.suppress(BaseException):
+        task.result()

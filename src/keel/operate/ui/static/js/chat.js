@@ -1,0 +1,220 @@
+// Chat: pick a workflow, talk to it, see tools, citations and approvals inline.
+import { ApiError, empty, getJSON, h, postSSE, showError, statusBadge } from "./api.js";
+
+let state = { workflows: [], workflow: "", version: "", messages: [], busy: false };
+let root = null, abort = null;
+
+export async function mount(main, { params }) {
+  root = main;
+  main.append(h("h1.sr-only", {}, "Chat"));
+  const body = h("div.chat");
+  main.append(body);
+  let data;
+  try {
+    data = await getJSON("/ui/api/workflows");
+  } catch (e) {
+    showError(body, e, () => { main.replaceChildren(); mount(main, { params }); });
+    return;
+  }
+  state.workflows = data.workflows;
+  if (!state.workflows.length) {
+    body.append(empty("No workflows yet",
+      "Publish one to chat with it: ", h("code", {}, "keel workflows publish my-workflow.yaml"),
+      ". Then reload this page."));
+    return;
+  }
+  const wanted = params.get("workflow");
+  if (wanted && wanted !== state.workflow && state.workflows.some((w) => w.name === wanted)) {
+    state.workflow = wanted; state.version = ""; state.messages = [];
+  }
+  if (!state.workflows.some((w) => w.name === state.workflow)) { state.workflow = state.workflows[0].name; state.version = ""; state.messages = []; }
+  body.append(sidebar(), conversation());
+  renderThread();
+}
+
+export function unmount() {
+  if (abort) abort.abort();
+  root = null;
+}
+
+function sidebar() {
+  const wf = h("select", { id: "chat-workflow", onchange: (e) => { state.workflow = e.target.value; state.version = ""; newThread(); fillVersions(); } },
+    state.workflows.map((w) => h("option", { value: w.name, selected: w.name === state.workflow }, w.name)));
+  const ver = h("select", { id: "chat-version", onchange: (e) => { state.version = e.target.value; newThread(); } });
+  const fillVersions = () => {
+    const w = state.workflows.find((x) => x.name === state.workflow);
+    ver.replaceChildren(h("option", { value: "" }, `latest (v${w.versions[0]})`),
+      ...w.versions.map((v) => h("option", { value: String(v), selected: String(v) === state.version }, `v${v}`)));
+    const d = document.getElementById("chat-desc");
+    if (d) d.textContent = w.description || "";
+  };
+  const w = state.workflows.find((x) => x.name === state.workflow);
+  const aside = h("aside.chat-side", { "aria-label": "Conversation settings" },
+    h("div.field", {}, h("label", { for: "chat-workflow" }, "Workflow"), wf),
+    h("div.field", {}, h("label", { for: "chat-version" }, "Version"), ver),
+    h("p.muted.small", { id: "chat-desc" }, w.description || ""),
+    h("button.secondary", { type: "button", id: "new-thread", onclick: () => { newThread(); document.getElementById("chat-input")?.focus(); } }, "New thread"));
+  queueMicrotask(fillVersions);
+  return aside;
+}
+
+function conversation() {
+  const input = h("textarea", { id: "chat-input", rows: "2", placeholder: "Ask something…", "aria-describedby": "chat-help",
+    onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); } } });
+  const form = h("form.composer", { onsubmit: (e) => { e.preventDefault(); send(input.value); } },
+    h("label.sr-only", { for: "chat-input" }, "Message"),
+    input,
+    h("button", { type: "submit", id: "send" }, "Send"),
+    h("p.muted.small", { id: "chat-help" }, "Enter sends, Shift+Enter adds a line."));
+  return h("section.chat-main", { "aria-label": "Conversation" },
+    h("ol.thread", { id: "thread", "aria-label": "Messages" }), form);
+}
+
+function newThread() {
+  if (abort) abort.abort();
+  state.messages = []; state.busy = false;
+  renderThread();
+}
+
+function renderThread() {
+  const thread = document.getElementById("thread");
+  if (!thread) return;
+  thread.replaceChildren();
+  if (!state.messages.length) {
+    thread.append(h("li.thread-empty", {}, empty(`Start a conversation with ${state.workflow}`,
+      "Type a message below. The answer streams in here, with the tools it called and the sources it cited.")));
+  }
+  for (const m of state.messages) thread.append(bubble(m.role, m.content));
+}
+
+function bubble(role, text) {
+  return h(`li.msg.${role}`, {}, h("div.who", {}, role === "user" ? "You" : state.workflow), h("div.text", {}, text));
+}
+
+async function send(text) {
+  text = text.trim();
+  if (!text || state.busy) return;
+  const input = document.getElementById("chat-input");
+  input.value = "";
+  const thread = document.getElementById("thread");
+  thread.querySelector(".thread-empty")?.remove();
+  state.messages.push({ role: "user", content: text });
+  thread.append(bubble("user", text));
+  const turn = { messages: state.messages.map((m) => ({ role: m.role, content: m.content })) };
+  await stream("/ui/api/chat", { workflow: state.workflow, version: state.version ? Number(state.version) : null, ...turn });
+}
+
+/** One assistant turn: stream ``path`` into a new bubble. */
+async function stream(path, payload, into = null) {
+  const thread = document.getElementById("thread");
+  const li = into || h("li.msg.assistant", { "aria-busy": "true" });
+  if (!into) {
+    li.append(h("div.who", {}, state.workflow),
+      h("div.progress.muted.small", { role: "status" }, h("span.spinner", { "aria-hidden": "true" }), " Starting…"),
+      h("div.tools"), h("div.text", { "aria-live": "polite" }), h("ol.citations", { "aria-label": "Sources" }), h("div.after"));
+    thread.append(li);
+  }
+  li.setAttribute("aria-busy", "true");
+  const progress = li.querySelector(".progress"), text = li.querySelector(".text"), after = li.querySelector(".after");
+  state.busy = true; setBusy(true);
+  abort = new AbortController();
+  let runId = li.dataset.runId || null;
+  try {
+    for await (const { event, data } of postSSE(path, payload, { signal: abort.signal })) {
+      if (event === "run") { runId = data.run_id; li.dataset.runId = runId; }
+      else if (event === "node") onNode(progress, data);
+      else if (event === "tool") li.querySelector(".tools").append(toolCall(data));
+      else if (event === "citation") li.querySelector(".citations").append(citation(data));
+      else if (event === "delta") { text.textContent += data.text; thread.scrollTop = thread.scrollHeight; }
+      else if (event === "approval") after.append(approvalCard(data, li));
+      else if (event === "error") throw Object.assign(new ApiError("server", data.message, { hint: data.hint || "" }), { title: "The run could not go on." });
+      else if (event === "done") finish(li, data);
+    }
+  } catch (e) {
+    if (e.name === "AbortError" || !root) return;
+    progress.replaceChildren();
+    showError(after, e, () => (runId ? resume(li, runId) : stream(path, payload, li)));
+  } finally {
+    li.setAttribute("aria-busy", "false");
+    state.busy = false; setBusy(false);
+    abort = null;
+  }
+}
+
+function setBusy(on) {
+  const b = document.getElementById("send");
+  if (b) { b.disabled = on; b.textContent = on ? "Running…" : "Send"; }
+}
+
+function onNode(progress, ev) {
+  if (ev.kind === "run_finished" || !ev.node_id) return;
+  const what = { node_started: "Running", node_finished: "Finished", node_failed: "Failed at", waiting: "Waiting at" }[ev.kind] || ev.kind;
+  progress.replaceChildren(h("span.spinner", { "aria-hidden": "true" }), ` ${what} ${ev.node_id}${ev.node_type ? ` (${ev.node_type})` : ""}…`);
+}
+
+function finish(li, done) {
+  const progress = li.querySelector(".progress"), after = li.querySelector(".after"), text = li.querySelector(".text");
+  progress.replaceChildren(statusBadge(done.status), " ",
+    h("a", { href: `#/runs/${encodeURIComponent(done.run_id)}`, class: "trace-link" }, "Open trace"));
+  if (done.status === "failed") {
+    after.append(h("div.alert", { role: "alert" }, h("p", {}, h("strong", {}, "The run failed. "), done.error || "")));
+  }
+  if (done.status === "succeeded" && text.textContent) state.messages.push({ role: "assistant", content: text.textContent });
+  const approve = done.status === "waiting" && li.querySelector(".approval button:not([disabled])");
+  (approve || document.getElementById("chat-input"))?.focus();
+}
+
+function toolCall(t) {
+  const args = typeof t.arguments === "string" ? t.arguments : JSON.stringify(t.arguments ?? {}, null, 2);
+  const result = typeof t.result === "string" ? t.result : JSON.stringify(t.result ?? null, null, 2);
+  return h("details.tool", {},
+    h("summary", {}, h("span.tool-icon", { "aria-hidden": "true" }, "⚙"), " Called ", h("code", {}, t.name || "tool"),
+      t.error ? h("span.badge.bad", {}, "error") : "", t.duration_ms != null ? h("span.muted.small", {}, ` ${Math.round(t.duration_ms)} ms`) : ""),
+    h("div.kv", {}, h("div", {}, h("strong", {}, "Arguments"), h("pre", {}, args)),
+      h("div", {}, h("strong", {}, t.error ? "Error" : "Result"), h("pre", {}, t.error || result))));
+}
+
+function citation(c) {
+  return h("li.citation", {}, h("span.cite-n", {}, `[${c.index ?? "?"}]`), " ",
+    h("strong", {}, c.title || c.source || "source"), c.anchor ? h("span.muted", {}, ` · ${c.anchor}`) : "",
+    c.text ? h("blockquote", {}, c.text.length > 280 ? c.text.slice(0, 280) + "…" : c.text) : "");
+}
+
+function approvalCard(a, li) {
+  const card = h("div.approval", { role: "group", "aria-labelledby": `appr-${a.id}` },
+    h("p", { id: `appr-${a.id}` }, h("strong", {}, "Approval needed: "), a.message || "The workflow asks for a decision."));
+  const decide = async (decision) => {
+    card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    card.append(h("p.muted.small", { role: "status" }, decision === "approve" ? "Approved — continuing…" : "Rejected — continuing…"));
+    li.querySelector(".text").textContent = "";
+    await stream(`/ui/api/approvals/${encodeURIComponent(a.id)}/${decision}`, {}, li);
+  };
+  card.append(h("div.row", {},
+    h("button.approve", { type: "button", onclick: () => decide("approve") }, "Approve"),
+    h("button.danger", { type: "button", onclick: () => decide("reject") }, "Reject")));
+  return card;
+}
+
+/** After a lost connection: read the run, which went on in the server. */
+async function resume(li, runId) {
+  const progress = li.querySelector(".progress"), after = li.querySelector(".after");
+  progress.replaceChildren(h("span.spinner", { "aria-hidden": "true" }), " Checking the run…");
+  try {
+    const r = await getJSON(`/ui/api/runs/${encodeURIComponent(runId)}`);
+    if (r.run.status === "running") {
+      progress.replaceChildren(statusBadge("running"), " Still running in the server. ");
+      showError(after, Object.assign(new ApiError("network", "The run has not finished yet."), { title: "Still running." }), () => resume(li, runId));
+      return;
+    }
+    const out = r.run.output;
+    const text = out == null ? "" : typeof out === "string" ? out : out.answer || out.output_text || JSON.stringify(out, null, 2);
+    li.querySelector(".text").textContent = text;
+    const pending = r.approvals.find((a) => a.status === "pending");
+    if (pending) after.append(approvalCard(pending, li));
+    finish(li, { run_id: runId, status: r.run.status, error: r.run.error });
+  } catch (e) {
+    progress.replaceChildren();
+    showError(after, e, () => resume(li, runId));
+  }
+}
+

@@ -1,0 +1,89 @@
+"""The dashboard's numbers, from a real SQLite store with known rows."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from keel.operate.ui.metrics import dashboard, percentile
+from keel.store import ModelCallRecord, ModelCalls, open_store
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(keel_home: Path):
+    s = open_store(keel_home)
+    yield s
+    s.close()
+
+
+def request(store, *, ago: float, status: int = 200, latency: float = 100.0, ttfb: float | None = 10.0,
+            workflow: str | None = "bot", path: str = "/v1/chat/completions") -> None:
+    store.execute("INSERT INTO serve_requests (id, started_at, method, path, route, workflow, status, latency_ms, "
+                  "ttfb_ms, streamed) VALUES (?, ?, 'POST', ?, ?, ?, ?, ?, ?, 0)",
+                  (uuid.uuid4().hex, NOW - ago, path, path, workflow, status, latency, ttfb))
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50.0, 95.0, 99.0)
+    assert percentile([7.0], 99) == 7.0 and percentile([], 50) is None
+
+
+def test_requests_per_workflow_errors_are_5xx_and_ui_traffic_is_left_out(store) -> None:
+    for i in range(10):
+        request(store, ago=60 + i, latency=float(10 * (i + 1)))
+    request(store, ago=30, status=500, latency=5.0, workflow="other")
+    request(store, ago=30, status=401, latency=1.0, workflow="other")
+    request(store, ago=20, workflow=None, path="/ui/api/metrics")  # the dashboard polling itself
+    request(store, ago=20, workflow=None, path="/ui/static/app.css")
+    request(store, ago=20, workflow=None, path="/healthz")
+    request(store, ago=4000, workflow="bot")  # before the range
+    d = dashboard(store, range_s=3600, until=NOW, slo_target=0.9)
+    assert d.requests.total.count == 12 and d.requests.total.errors == 1
+    bot = next(g for g in d.requests.groups if g.key == "bot")
+    assert (bot.count, bot.latency_p50, bot.latency_p95, bot.latency_p99) == (10, 50.0, 100.0, 100.0)
+    assert bot.first_p50 == 10.0 and bot.per_min == pytest.approx(10 / 60)
+    other = next(g for g in d.requests.groups if g.key == "other")
+    assert other.error_rate == 0.5
+    codes = {}
+    for b in d.requests.series:
+        for code, n in b.codes.items():
+            codes[code] = codes.get(code, 0) + n
+    assert codes == {"200": 10, "500": 1, "401": 1}
+    assert sum(b.count for b in d.requests.series) == 12 and len(d.requests.series) == 30
+    # SLO: 11 good of 12 against 90%: the budget (1.2 requests) is 1/1.2 spent
+    assert (d.slo.total, d.slo.good, d.slo.met) == (12, 11, True)
+    assert d.slo.budget_left == pytest.approx(1 - (1 / 12) / 0.1)
+    assert d.workflows == ["bot", "other"]
+
+
+def test_filters_and_model_calls(store) -> None:
+    request(store, ago=10, workflow="bot")
+    request(store, ago=10, workflow="other")
+    calls = ModelCalls(store)
+    for i, (model, wf) in enumerate((("a", "bot"), ("a", "bot"), ("b", "other"))):
+        calls.record(ModelCallRecord(provider="scripted", model=model, status="ok", latency_ms=100.0 * (i + 1),
+                                     ttft_ms=20.0, input_tokens=10, output_tokens=20, tags={"workflow": wf},
+                                     started_at=NOW - 30))
+    d = dashboard(store, range_s=300, until=NOW, workflow="bot")
+    assert d.requests.total.count == 1 and d.models.total.count == 2
+    assert [g.key for g in d.models.groups] == ["scripted:a"]
+    assert d.models.total.tokens == 60 and d.models.total.tokens_per_min == pytest.approx(60 / 5)
+    assert d.models.total.first_p50 == 20.0
+    assert d.model_names == ["scripted:a", "scripted:b"] and d.workflows == ["bot", "other"]
+    d = dashboard(store, range_s=300, until=NOW, model="scripted:b")
+    assert d.models.total.count == 1 and d.requests.total.count == 2  # the model filter is for model calls
+
+
+def test_slo_with_a_latency_threshold_and_no_traffic(store) -> None:
+    request(store, ago=10, latency=50.0)
+    request(store, ago=10, latency=500.0)
+    d = dashboard(store, range_s=300, until=NOW, slo_target=0.99, slo_latency_ms=100.0)
+    assert (d.slo.good, d.slo.total, d.slo.current, d.slo.met) == (1, 2, 0.5, False)
+    assert d.slo.budget_left == pytest.approx(1 - 0.5 / 0.01)
+    empty = dashboard(store, range_s=300, until=NOW - 10_000)
+    assert empty.slo.current is None and empty.slo.budget_left is None and empty.requests.total.count == 0
