@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("llama_cpp", reason="the `local` extra is not installed")
 pytest.importorskip("llguidance", reason="the `local` extra is not installed")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from keel.cli import app  # noqa: E402
-from keel.models.structured import validate_instance  # noqa: E402
-from keel.testing import write_tiny_gguf  # noqa: E402
+from keel.cli import app
+from keel.models.structured import validate_instance
+from keel.testing import write_tiny_gguf
 
 SCHEMA = {
     "type": "object",

@@ -7,19 +7,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
 
-from keel.errors import StructuredOutputError  # noqa: E402
-from keel.models import ModelSettings, TextDelta, get_model  # noqa: E402
-from keel.models.openai_compat import OpenAICompatibleModel  # noqa: E402
-from keel.models.structured import validate_instance  # noqa: E402
-from keel.store import ModelCalls, open_store  # noqa: E402
-from keel.testing import write_tiny_gguf  # noqa: E402
+from keel.errors import StructuredOutputError
+from keel.models import ModelSettings, TextDelta, get_model
+from keel.models.openai_compat import OpenAICompatibleModel
+from keel.models.structured import validate_instance
+from keel.store import ModelCalls, open_store
+from keel.testing import write_tiny_gguf
 
 SCHEMA = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}},
           "required": ["answer"], "additionalProperties": False}

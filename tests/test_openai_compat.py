@@ -43,7 +43,7 @@ async def test_chat_round_trip_maps_usage_and_records_the_call(openai_stub: Open
     r = await model_for(openai_stub).generate("hi", settings=ModelSettings(temperature=0.2, max_tokens=10))
     assert r.text == "Hello there"
     assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.cached_tokens) == (11, 2, 3)
-    assert r.model == f"openai-compatible:stub-model"
+    assert r.model == "openai-compatible:stub-model"
     sent = openai_stub.requests[0].body
     assert sent["messages"] == [{"role": "user", "content": "hi"}]
     assert (sent["temperature"], sent["max_tokens"]) == (0.2, 10)

@@ -31,9 +31,8 @@ def test_leftover_replies_fail_the_block() -> None:
 
 
 async def test_running_out_of_replies_fails_the_call() -> None:
-    with scripted("short"):
-        with pytest.raises(ScriptError, match="no reply left"):
-            await get_model("scripted:short").generate("hi")
+    with scripted("short"), pytest.raises(ScriptError, match="no reply left"):
+        await get_model("scripted:short").generate("hi")
 
 
 async def test_echo_is_built_in() -> None:

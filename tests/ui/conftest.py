@@ -28,7 +28,7 @@ def need_browser() -> None:
     pytest.importorskip("playwright.sync_api", reason="browser tests need the `playwright` package (the dev extra)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from keel.store import open_store
 
@@ -38,12 +38,12 @@ def ui_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def evals_made(ui_store: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return run_evals(ui_store, tmp_path_factory.mktemp("ui-evals"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(ui_store: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     publish_demo(ui_store, tmp_path_factory.mktemp("ui-specs"))
     srv = Server(make_app(ui_store)).start()
@@ -51,8 +51,10 @@ def server(ui_store: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """Package scope, not session: while Playwright's sync API lives it keeps an event loop
+    running in this thread, and async tests that run after tests/ui need their own."""
     need_browser()
     from playwright.sync_api import sync_playwright
 

@@ -29,7 +29,7 @@ def chat(
     model: str = typer.Argument(..., help="Model string (e.g. openai:gpt-4.1-mini, ollama:llama3.2, local:m.gguf) or an alias from keel.toml."),
     message: str = typer.Argument(..., help="The user message; '-' reads it from standard input."),
     system: str | None = typer.Option(None, "--system", "-s", help="A system message to send first."),
-    schema: Path | None = typer.Option(None, "--schema", help="JSON Schema file: the reply is one JSON document valid under it."),
+    schema: Path | None = typer.Option(None, "--schema", help="JSON Schema file: the reply is one JSON document valid under it."),  # noqa: B008
     stream: bool = typer.Option(False, "--stream", help="Print the reply as it arrives."),
     temperature: float | None = typer.Option(None, "--temperature", "-t", min=0, max=2, help="Sampling temperature (provider default if unset)."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Cap on generated tokens."),
@@ -62,9 +62,7 @@ async def _chat(model_string: str, messages: list[Message], output_schema: dict 
             if isinstance(event, TextDelta):
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
-            elif isinstance(event, StreamRestart):  # a tool call was invalid; a retry follows
-                sys.stdout.write("\n")
-            elif isinstance(event, ResponseDone):
+            elif isinstance(event, (StreamRestart, ResponseDone)):  # a retry follows, or the reply ended
                 sys.stdout.write("\n")
     finally:
         await model.aclose()

@@ -33,7 +33,7 @@ from keel.models._retry import RetryPolicy
 from keel.models.base import Model, ModelRequest
 from keel.models.providers import Provider
 from keel.models.structured import UNPARSEABLE_ARGUMENTS, is_strict_compatible
-from keel.models.types import FinishReason, Message, ModelResponse, TextDelta, ToolCall, Usage
+from keel.models.types import FinishReason, ModelResponse, TextDelta, ToolCall, Usage
 
 __all__ = ["OpenAICompatibleModel"]
 
