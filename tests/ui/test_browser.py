@@ -93,7 +93,9 @@ def test_runs_list_filters_by_status(page: Page, server) -> None:
     page.get_by_label("Status").select_option("waiting")
     expect(page).to_have_url(re.compile(r"#/runs\?status=waiting$"))
     rows = page.locator("table.data tbody tr")
-    expect(rows.first).to_be_visible()
+    # the unfiltered list may still be on screen for a moment: wait for the filtered one
+    expect(rows.locator(".badge").filter(has_not_text=re.compile(r"^waiting$"))).to_have_count(0)
+    expect(rows.locator(".badge", has_text="waiting").first).to_be_visible()
     badges = rows.locator(".badge").all_inner_texts()
     assert badges and set(badges) == {"waiting"}, badges
     page.get_by_label("Workflow").select_option("echo-bot")
