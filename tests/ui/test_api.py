@@ -36,6 +36,22 @@ def test_chat_streams_run_node_delta_done_in_order(client) -> None:
     assert bot["children"][0]["kind"] == "model" and bot["output"]["output_text"] == "hi"
 
 
+def test_the_answer_streams_in_pieces_before_the_run_ends(client) -> None:
+    """An Agent node's text reaches the page as `token` events while the model writes it (the
+    scripted model streams 8-character pieces); the final `delta` carries the whole answer."""
+    message = "The quick brown fox jumps over the lazy dog, twice."
+    r = client.post("/ui/api/chat", json={"workflow": "echo-bot", "messages": [{"role": "user", "content": message}]})
+    evs = events(r.text)
+    names = [e for e, _ in evs]
+    tokens = [d["text"] for e, d in evs if e == "token"]
+    assert len(tokens) > 3 and "".join(tokens) == message
+    assert all(d["node_id"] == "bot" for e, d in evs if e == "token")
+    finished = next(i for i, (e, d) in enumerate(evs) if e == "node" and d["kind"] == "node_finished"
+                    and d["node_id"] == "bot")
+    assert names.index("token") < finished < names.index("delta") < names.index("done")
+    assert ("delta", {"text": message}) in evs
+
+
 def test_bad_input_is_a_clear_error_not_a_traceback(client) -> None:
     r = client.post("/ui/api/chat", json={"workflow": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 404 and "nope" in r.json()["error"]["message"]

@@ -224,3 +224,48 @@ def test_keyboard_skip_link_and_labelled_controls(page: Page) -> None:
     unlabelled = page.evaluate("""[...document.querySelectorAll('main input, main select, main textarea')]
         .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).length""")
     assert unlabelled == 0
+
+
+KB = """
+name: kb
+description: Answers from the handbook collection, with its sources.
+nodes:
+  - {id: start, type: start}
+  - {id: search, type: file_search, collection: handbook, query: "input_as_text", max_results: 2}
+  - id: answer
+    type: agent
+    model: scripted:kb
+    input: "input.output_text"
+  - {id: done, type: end}
+edges:
+  - {from: start, to: search}
+  - {from: search, to: answer}
+  - {from: answer, to: done}
+"""
+
+
+def test_file_search_citations_show_under_the_answer(page: Page, ui_store, keel_home, tmp_path) -> None:
+    """A real collection (hashing embedder, no model download) searched by a File search node:
+    the passages it retrieved are listed, numbered, under the streamed answer."""
+    pytest.importorskip("keel.context")
+    from keel.context import Collection
+    from keel.testing import get_script
+    from keel.workflows import publish
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "time-off.md").write_text("# Time off\n\n## Holidays\n\nEveryone gets 27 days of paid holiday a year.\n")
+    (docs / "laptops.md").write_text("# Security\n\n## Laptops\n\nLock your laptop screen when you leave.\n")
+    with Collection.open("handbook", embedder="test-hashing") as col:
+        col.add([str(docs)])
+    spec = tmp_path / "kb.yaml"
+    spec.write_text(KB)
+    publish(spec, store=ui_store)
+    get_script("kb").reply("You get 27 days of paid holiday [1].")
+    open_chat(page, "kb")
+    send(page, "How many holiday days do I get?")
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator(".text")).to_have_text("You get 27 days of paid holiday [1].")
+    first = answer.locator("ol.citations li.citation").first
+    expect(first).to_contain_text("[1]")
+    expect(answer.locator("ol.citations")).to_contain_text("27 days")

@@ -360,3 +360,36 @@ async def test_a_model_without_credentials_fails_its_node_and_the_run(spec_file,
     assert result.status == "failed"
     assert "no API key for openai" in result.error and "OPENAI_API_KEY" in result.error
     assert [r.status for r in Runs(store).list()] == ["failed"]
+
+
+async def test_stream_text_passes_agent_answers_to_the_listener_as_they_are_written(spec_file, store) -> None:
+    """With ``stream_text``, an Agent node without an output schema streams its answer as
+    ``text_delta`` events (tools still work in the same loop); a structured Agent node does not
+    (partial JSON is not an answer); without ``stream_text`` nothing but node events is sent."""
+    tools_for_tests.CALLS.clear()
+    answer = "Refunded 42.5 on order 7, expect it within five days."
+
+    def script(triage, clerk) -> None:
+        triage.reply(parsed={"kind": "refund", "order_id": 7})
+        clerk.reply(tool_calls=[("lookup_order", {"order_id": 7})])
+        clerk.reply(tool_calls=[("refund", {"order_id": 7, "amount": 42.5})])
+        clerk.reply(answer)
+
+    events: list = []
+    with scripted("triage") as triage, scripted("clerk") as clerk:
+        script(triage, clerk)
+        result = await arun(spec_file(AGENT), "money back for order 7", store=store, on_event=events.append,
+                            stream_text=True)
+    assert result.status == "succeeded", result.error
+    deltas = [e for e in events if e.kind == "text_delta"]
+    assert len(deltas) > 3 and "".join(e.text for e in deltas) == answer
+    assert {e.node_id for e in deltas} == {"act"}  # not the structured triage node
+    act_finished = next(i for i, e in enumerate(events) if e.kind == "node_finished" and e.node_id == "act")
+    assert events.index(deltas[-1]) < act_finished
+    assert clerk.calls[-1].stream and not triage.calls[0].stream
+
+    quiet: list = []
+    with scripted("triage") as triage, scripted("clerk") as clerk:
+        script(triage, clerk)
+        await arun(spec_file(AGENT), "money back for order 7", store=store, on_event=quiet.append)
+    assert quiet and not [e for e in quiet if e.kind == "text_delta"] and not clerk.calls[-1].stream

@@ -51,8 +51,11 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
         with use_recorder(engine.model_calls), call_context(
                 trace_id=run.trace_id, span_id=span.span_id,
                 tags={"run_id": run.id, "node_id": node_id, "workflow": run.wf.spec.name}):
-            response = await model.generate(messages, tools=tools or [], output_schema=output_schema,
-                                            settings=settings or ModelSettings())
+            call = model.generate(messages, tools=tools or [], output_schema=output_schema,
+                                  settings=settings or ModelSettings(),
+                                  stream=engine.stream_text and output_schema is None)
+            response = await (_relay(engine, run.id, node_id, call) if engine.stream_text and output_schema is None
+                              else call)
     except KeelError as e:
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e.message}"))
         raise NodeFailure(f"model call failed: {type(e).__name__}: {e.message}", kind="model") from None
@@ -64,6 +67,21 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
     engine.spans.write(span.end())
     engine.memo_put(run.id, key, response.model_dump_json())
     return response
+
+
+async def _relay(engine: Engine, run_id: str, node_id: str, call: Any) -> ModelResponse:
+    """Drive a streamed model call, passing its text to the engine's listener as it comes."""
+    from keel.models import ResponseDone, StreamRestart, TextDelta
+    from keel.workflows.engine import NodeEvent
+
+    async for event in call:
+        if isinstance(event, TextDelta):
+            engine._emit(NodeEvent("text_delta", run_id, node_id, "agent", text=event.text))
+        elif isinstance(event, StreamRestart):
+            engine._emit(NodeEvent("text_restart", run_id, node_id, "agent"))
+        elif isinstance(event, ResponseDone):
+            return event.response
+    raise NodeFailure("the model's stream ended without a response", kind="model")
 
 
 async def run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[str, Any],

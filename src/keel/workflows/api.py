@@ -91,11 +91,12 @@ def _version(workflow: str | Path | LoadedSpec | WorkflowSpec, version: int | No
 
 async def arun(workflow: str | Path | LoadedSpec | WorkflowSpec, input: Any = "", *, version: int | None = None, tools: ToolMap | None = None,
                store: SQLiteStore | None = None, clock: Clock | None = None,
-               on_event: Callable[[NodeEvent], None] | None = None) -> RunResult:
+               on_event: Callable[[NodeEvent], None] | None = None, stream_text: bool = False) -> RunResult:
     """Run ``workflow`` (a published name, a spec file, or a spec object, published first)
-    until it finishes or waits."""
+    until it finishes or waits. With ``stream_text``, Agent nodes' answers also reach
+    ``on_event`` piece by piece as ``text_delta`` events."""
     store = _store(store)
-    engine = Engine(store, tools=tools, clock=clock, on_event=on_event)
+    engine = Engine(store, tools=tools, clock=clock, on_event=on_event, stream_text=stream_text)
     try:
         return await engine.start(_version(workflow, version, tools, store), input)
     finally:
@@ -113,9 +114,11 @@ def approvals(*, status: str | None = "pending", store: SQLiteStore | None = Non
 
 async def aapprove(approval_id: str, *, by: str | None = None, comment: str | None = None,
                    approved: bool = True, tools: ToolMap | None = None, store: SQLiteStore | None = None,
-                   clock: Clock | None = None, on_event: Callable[[NodeEvent], None] | None = None) -> RunResult:
-    """Approve (or with ``approved=False`` reject) and continue the run in this process."""
-    engine = Engine(_store(store), tools=tools, clock=clock, on_event=on_event)
+                   clock: Clock | None = None, on_event: Callable[[NodeEvent], None] | None = None,
+                   stream_text: bool = False) -> RunResult:
+    """Approve (or with ``approved=False`` reject) and continue the run in this process
+    (``stream_text``: as in :func:`arun`)."""
+    engine = Engine(_store(store), tools=tools, clock=clock, on_event=on_event, stream_text=stream_text)
     try:
         return await engine.answer(approval_id, approved=approved, by=by, comment=comment)
     finally:

@@ -83,7 +83,8 @@ _MAX_PENDING = 64
 class NodeEvent:
     """Progress of a run, for streaming to a user (``keel run`` prints these)."""
 
-    kind: Literal["node_started", "node_finished", "node_failed", "waiting", "run_finished"]
+    kind: Literal["node_started", "node_finished", "node_failed", "waiting", "run_finished", "text_delta",
+                  "text_restart"]
     run_id: str
     node_id: str | None = None
     node_type: str | None = None
@@ -91,6 +92,10 @@ class NodeEvent:
     duration_ms: float | None = None
     error: str | None = None
     status: str | None = None
+    text: str | None = None
+    """For ``text_delta``: a piece of an Agent node's answer as the model writes it (only from an
+    engine made with ``stream_text=True``). ``text_restart``: discard the pieces shown so far for this
+    node (the model's attempt was rejected and a new one follows)."""
 
 
 @dataclass
@@ -127,8 +132,10 @@ class Engine:
 
     def __init__(self, store: SQLiteStore, *, clock: Clock | None = None,
                  tools: dict[str, Callable[..., Any]] | None = None,
-                 on_event: Callable[[NodeEvent], None] | None = None) -> None:
+                 on_event: Callable[[NodeEvent], None] | None = None, stream_text: bool = False) -> None:
         self.store = store
+        self.stream_text = stream_text and on_event is not None
+        """Stream Agent nodes' answers (without an output schema) to ``on_event`` as ``text_delta``."""
         self.clock = clock or SystemClock()
         self.tools = tools
         self.on_event = on_event

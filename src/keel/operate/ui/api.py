@@ -167,7 +167,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
         account = _accountant(request, caller, s, fresh=True)
 
         async def start(on_event: Callable) -> Any:
-            result = await arun(body.workflow, conversation, version=body.version, store=s, on_event=on_event)
+            result = await arun(body.workflow, conversation, version=body.version, store=s, on_event=on_event,
+                                stream_text=True)
             account(result, body.workflow)
             return result
 
@@ -192,7 +193,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
 
         async def start(on_event: Callable) -> Any:
             result = await aapprove(a.id, approved=decision == "approve", by=body.by or "web UI",
-                                    comment=body.comment, store=s, on_event=on_event)
+                                    comment=body.comment, store=s, on_event=on_event, stream_text=True)
             account(result, a.workflow)
             return result
 

@@ -6,7 +6,11 @@ Events, in order (``event:`` name, JSON ``data:``):
 ``node``      a :class:`~keel.workflows.NodeEvent` (node started/finished/failed, waiting);
 ``tool``      a tool call of the run: name, arguments, result, error;
 ``citation``  a retrieved passage (File search nodes): index, source, anchor, title, text;
-``delta``     ``{"text"}`` — part of the answer;
+``token``     ``{"text", "node_id"}`` — a piece of an Agent node's answer as the model writes it
+              (Agent nodes without an output schema); ``token_reset``: drop that node's pieces
+              so far (a rejected attempt, a new one follows);
+``delta``     ``{"text"}`` — the run's answer (its End output), once it is known; a client that
+              showed ``token`` pieces replaces them with it;
 ``approval``  ``{"id", "message", "node_id"}`` — the run waits for a person;
 ``done``      ``{"run_id", "status", "output", "error"}`` — always the last event;
 ``error``     ``{"message", "hint"}`` — the run could not start or continue (then ``done``
@@ -16,8 +20,8 @@ Comments (``: ping``) keep the connection alive while a node runs, so a client c
 slow model from a dead connection. A client that goes away does not stop the run: it
 finishes in the server and can be read with ``GET /ui/api/runs/{id}``.
 
-Node events stream live. The answer arrives as ``delta`` events when the node that made it
-finishes: the engine does not stream model tokens yet.
+Node events and model tokens stream live; the final ``delta`` is the authoritative answer
+(an End node may reshape what the agents wrote).
 """
 
 from __future__ import annotations
@@ -77,6 +81,15 @@ def _tools_and_citations(store: SQLiteStore, run_id: str) -> tuple[list[dict], l
     return tools, citations
 
 
+def _event(event: NodeEvent) -> str:
+    """A node event as SSE: an Agent node's answer pieces are ``token`` / ``token_reset``."""
+    if event.kind == "text_delta":
+        return sse("token", {"text": event.text, "node_id": event.node_id})
+    if event.kind == "text_restart":
+        return sse("token_reset", {"node_id": event.node_id})
+    return sse("node", asdict(event))
+
+
 async def stream_run(store: SQLiteStore,
                      start: Callable[[Callable[[NodeEvent], None]], Awaitable[RunResult]],
                      *, run_id: str | None = None) -> AsyncIterator[str]:
@@ -95,14 +108,14 @@ async def stream_run(store: SQLiteStore,
                 if announced is None:
                     announced = event.run_id
                     yield sse("run", {"run_id": event.run_id})
-                yield sse("node", asdict(event))
+                yield _event(event)
                 continue
             getter.cancel()
             if task.done():
                 break
             yield ": ping\n\n"
         while not queue.empty():
-            yield sse("node", asdict(queue.get_nowait()))
+            yield _event(queue.get_nowait())
         try:
             result = task.result()
         except KeelError as e:

@@ -125,7 +125,16 @@ async function stream(path, payload, into = null) {
       else if (event === "node") onNode(progress, data);
       else if (event === "tool") li.querySelector(".tools").append(toolCall(data));
       else if (event === "citation") li.querySelector(".citations").append(citation(data));
-      else if (event === "delta") { text.textContent += data.text; thread.scrollTop = thread.scrollHeight; }
+      else if (event === "token") {
+        if (!li.dataset.streamed) { text.textContent = ""; li.dataset.streamed = "1"; }
+        text.textContent += data.text; thread.scrollTop = thread.scrollHeight;
+      }
+      else if (event === "token_reset") { text.textContent = ""; }
+      else if (event === "delta") {
+        // the run's answer: it replaces the pieces streamed so far
+        if (li.dataset.streamed) { text.textContent = data.text; delete li.dataset.streamed; } else text.textContent += data.text;
+        thread.scrollTop = thread.scrollHeight;
+      }
       else if (event === "approval") after.append(approvalCard(data, li));
       else if (event === "error") throw Object.assign(new ApiError("server", data.message, { hint: data.hint || "" }), { title: "The run could not go on." });
       else if (event === "done") finish(li, data);
