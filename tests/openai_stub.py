@@ -26,6 +26,10 @@ class Planned:
     tool_calls: list[tuple[str, str]] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     delay: float = 0.0
+    gate: threading.Event | None = None
+    """When set: a streamed answer pauses after its first chunk until the gate opens (at most 20 s)."""
+    paused: bool = False
+    """True while the stream waits at its gate."""
 
 
 @dataclass
@@ -48,8 +52,9 @@ class OpenAIStub:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def answer(self, content: str = "", *, tool_calls: list[tuple[str, str]] | None = None,
-               usage: dict[str, Any] | None = None, delay: float = 0.0) -> OpenAIStub:
-        self.plan.append(Planned(content=content, tool_calls=tool_calls or [], usage=usage, delay=delay))
+               usage: dict[str, Any] | None = None, delay: float = 0.0,
+               gate: threading.Event | None = None) -> OpenAIStub:
+        self.plan.append(Planned(content=content, tool_calls=tool_calls or [], usage=usage, delay=delay, gate=gate))
         return self
 
     def status(self, code: int, message: str = "error", headers: dict[str, str] | None = None) -> OpenAIStub:
@@ -106,6 +111,10 @@ class OpenAIStub:
                                                   "finish_reason": None}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
+                    if i == 0 and planned.gate is not None:
+                        planned.paused = True
+                        planned.gate.wait(20)
+                        planned.paused = False
                 for n, (name, args) in enumerate(planned.tool_calls):
                     chunk = {**base, "choices": [{"index": 0, "delta": {"tool_calls": [
                         {"index": n, "id": f"call_{n}", "type": "function",

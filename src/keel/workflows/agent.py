@@ -74,12 +74,17 @@ async def _relay(engine: Engine, run_id: str, node_id: str, call: Any) -> ModelR
     from keel.models import ResponseDone, StreamRestart, TextDelta
     from keel.workflows.engine import NodeEvent
 
+    wrote = False
     async for event in call:
         if isinstance(event, TextDelta):
+            wrote = wrote or bool(event.text)
             engine._emit(NodeEvent("text_delta", run_id, node_id, "agent", text=event.text))
         elif isinstance(event, StreamRestart):
+            wrote = False
             engine._emit(NodeEvent("text_restart", run_id, node_id, "agent"))
         elif isinstance(event, ResponseDone):
+            if wrote and event.response.tool_calls:  # words before tool calls: not the node's answer
+                engine._emit(NodeEvent("text_restart", run_id, node_id, "agent"))
             return event.response
     raise NodeFailure("the model's stream ended without a response", kind="model")
 

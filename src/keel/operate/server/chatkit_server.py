@@ -25,8 +25,6 @@ stream. A failed run answers with one line saying why, and how to fix it when Ke
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import tomllib
@@ -65,6 +63,7 @@ from keel.operate.server.chatkit_widgets import (
     decided_card,
 )
 from keel.operate.server.errors import ApiError
+from keel.operate.server.runner import AnswerTokens
 from keel.workflows import RunResult, WorkflowError
 
 __all__ = ["KeelChatKitServer", "NoWorkflowError", "answer_text", "default_workflow"]
@@ -134,27 +133,6 @@ def _user_text(item: UserMessageItem) -> str:
     if item.quoted_text:
         text = f"> {item.quoted_text}\n\n{text}"
     return text
-
-
-async def _until_done(events: AsyncIterator[dict[str, Any]], task: asyncio.Task) -> AsyncIterator[dict[str, Any]]:
-    """``events`` until they end or ``task`` does (a run that raised publishes no final event)."""
-    it = events.__aiter__()
-    try:
-        while True:
-            step = asyncio.ensure_future(it.__anext__())
-            await asyncio.wait({step, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
-                return
-            try:
-                yield step.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await it.aclose()  # type: ignore[attr-defined]
 
 
 class KeelChatKitServer(ChatKitServer[ChatContext]):
@@ -250,7 +228,8 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                 self.services.budgets.check(caller.key, caller.end_user)
             return await self.runner.start(version, value, key=getattr(caller, "key", None),
                                            end_user=getattr(caller, "end_user", None),
-                                           provider_key=getattr(caller, "provider_key", None))
+                                           provider_key=getattr(caller, "provider_key", None),
+                                           stream_text=bool(self.runner.answer_nodes(version)))
         except ApiError as e:
             raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
                                     allow_retry=e.status == 429) from None
@@ -260,25 +239,43 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
 
     async def _follow(self, thread: ThreadMetadata, started: Any, workflow: str,
                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
-        """Progress while the run goes, then what it came to."""
-        if self.runner.hub.known(started.run_id):
-            async for event in _until_done(self.runner.hub.follow(started.run_id), started.task):
-                if event.get("kind") == "node_started" and event.get("node_type") in _PROGRESS:
-                    icon, text = _PROGRESS[event["node_type"]]
-                    yield ProgressUpdateEvent(icon=icon, text=text)
+        """Progress while the run goes, the answer as it is written (when an Agent node writes
+        it, see :mod:`keel.workflows.answer`), then what the run came to."""
+        version = self.runner.version(workflow, started.version)
+        tokens = AnswerTokens(self.runner.answer_nodes(version))
+        message: AssistantMessageItem | None = None
+        async for event in self.runner.events(started):
+            piece = tokens.feed(event)
+            if piece:
+                if message is None:
+                    message = self._new_message(thread, context)
+                    for e in self._open(message):
+                        yield e
+                yield ThreadItemUpdatedEvent(item_id=message.id, update=AssistantMessageContentPartTextDelta(
+                    content_index=0, delta=piece))
+            elif event.get("kind") == "node_started" and event.get("node_type") in _PROGRESS:
+                icon, text = _PROGRESS[event["node_type"]]
+                yield ProgressUpdateEvent(icon=icon, text=text)
+        if message is not None:  # what the client shows so far
+            message = message.model_copy(update={"content": [AssistantMessageContent(text=tokens.sent)]})
         try:
             result: RunResult = await started.task
         except KeelError as e:  # e.g. no key for the model's provider: the run could not go on
             error = f"{e.message} ({e.hint})" if e.hint else e.message
-            async for event in self._message(thread, _failure_text(error, workflow, started.run_id), [], context):
+            async for event in self._message(thread, _failure_text(error, workflow, started.run_id), [], context,
+                                             streamed=message):
                 yield event
             return
-        async for event in self._outcome(thread, result, workflow, context):
+        async for event in self._outcome(thread, result, workflow, context, streamed=message):
             yield event
 
-    async def _outcome(self, thread: ThreadMetadata, result: RunResult, workflow: str,
-                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+    async def _outcome(self, thread: ThreadMetadata, result: RunResult, workflow: str, context: ChatContext,
+                       streamed: AssistantMessageItem | None = None) -> AsyncIterator[ThreadStreamEvent]:
         if result.status == "waiting" and result.approval is not None:
+            if streamed is not None:  # words written before a tool call that waits for a person
+                text = "".join(c.text for c in streamed.content)
+                async for event in self._message(thread, text, [], context, streamed=streamed):
+                    yield event
             a = result.approval
             yield ThreadItemDoneEvent(item=WidgetItem(
                 id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
@@ -289,19 +286,32 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             text, sources = answer_text(result.output)
         else:
             text, sources = _failure_text(result.error, workflow, result.run_id), []
-        async for event in self._message(thread, text, sources, context):
+        async for event in self._message(thread, text, sources, context, streamed=streamed):
             yield event
 
-    async def _message(self, thread: ThreadMetadata, text: str, sources: list[str],
-                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
-        """An assistant message, streamed as ChatKit streams one: added, text, annotations, done."""
-        item = AssistantMessageItem(id=self.store.generate_item_id("message", thread, context),
+    def _new_message(self, thread: ThreadMetadata, context: ChatContext) -> AssistantMessageItem:
+        return AssistantMessageItem(id=self.store.generate_item_id("message", thread, context),
                                     thread_id=thread.id, created_at=datetime.now(), content=[])
-        yield ThreadItemAddedEvent(item=item)
-        yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartAdded(
-            content_index=0, content=AssistantMessageContent(text="", annotations=[])))
-        yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartTextDelta(
-            content_index=0, delta=text))
+
+    @staticmethod
+    def _open(item: AssistantMessageItem) -> list[ThreadStreamEvent]:
+        return [ThreadItemAddedEvent(item=item), ThreadItemUpdatedEvent(
+            item_id=item.id, update=AssistantMessageContentPartAdded(
+                content_index=0, content=AssistantMessageContent(text="", annotations=[])))]
+
+    async def _message(self, thread: ThreadMetadata, text: str, sources: list[str], context: ChatContext,
+                       streamed: AssistantMessageItem | None = None) -> AsyncIterator[ThreadStreamEvent]:
+        """An assistant message, streamed as ChatKit streams one: added, text, annotations, done.
+
+        ``streamed``: the message whose words were already sent as the model wrote them; its
+        ``content_part.done`` carries the whole answer, which is what the client keeps."""
+        item = streamed
+        if item is None:
+            item = self._new_message(thread, context)
+            for e in self._open(item):
+                yield e
+            yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartTextDelta(
+                content_index=0, delta=text))
         annotations = [Annotation(source=FileSource(title=s, filename=s), index=i + 1) for i, s in enumerate(sources)]
         content = AssistantMessageContent(text=text, annotations=annotations)
         yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartDone(

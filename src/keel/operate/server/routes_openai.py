@@ -6,13 +6,15 @@ history convention: the last user message is ``input_as_text``), and the run's o
 is the assistant's answer (JSON outputs are sent as JSON text). A run that stops at a
 Human approval answers with one line naming the approval, and ``keel.approval_id``.
 
-Streaming sends the role (or ``response.created``) at once, then the answer when the
-run ends: Keel streams workflow *events*, and an Agent node's tokens are not
-forwarded yet.
+Streaming sends the role (or ``response.created``) at once, then the answer: token by
+token as the model writes it when an Agent node's text is the run's answer whichever way
+the run goes on (see :mod:`keel.workflows.answer`), otherwise in one go when the run ends
+(a Guardrails check or an End expression may still change it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +29,7 @@ from keel.operate.server.auth import Caller
 from keel.operate.server.auth import caller as caller_dependency
 from keel.operate.server.errors import ApiError, keel_error
 from keel.operate.server.routes_workflows import _ERRORS, ListOut
+from keel.operate.server.runner import AnswerTokens
 from keel.workflows import RunResult, WorkflowError
 
 __all__ = ["router"]
@@ -115,13 +118,15 @@ def _messages(items: list[tuple[str, str]], field: str) -> dict[str, Any]:
     return {"messages": msgs}
 
 
-async def _run(request: Request, caller: Caller, model: str, input: dict[str, Any]) -> tuple[Any, Any]:
+async def _run(request: Request, caller: Caller, model: str, input: dict[str, Any], *,
+               stream: bool = False) -> tuple[Any, Any]:
     services = request.app.state.keel
     version = _workflow(services, caller, model)
     services.budgets.check(caller.key, caller.end_user)
+    stream_text = stream and bool(services.runner.answer_nodes(version))
     try:
         started = await services.runner.start(version, input, key=caller.key, end_user=caller.end_user,
-                                              provider_key=caller.provider_key)
+                                              provider_key=caller.provider_key, stream_text=stream_text)
     except WorkflowError as e:
         raise ApiError(400, e.message, field="messages", hint=e.hint) from None
     request.state.run_id = started.run_id
@@ -129,13 +134,34 @@ async def _run(request: Request, caller: Caller, model: str, input: dict[str, An
     return version, started
 
 
-async def _result(request: Request, started: Any) -> RunResult:
+async def _result(request: Request, started: Any, timeout: float | None = None) -> RunResult:
     services = request.app.state.keel
-    result = await services.runner.wait(started, services.settings.run_timeout)
+    result = await services.runner.wait(started, services.settings.run_timeout if timeout is None else timeout)
     if result is None:
         raise ApiError(504, f"run {started.run_id} is still going after {services.settings.run_timeout:g} s",
                        type="timeout", hint=f"it goes on: follow GET /v1/runs/{started.run_id}/events")
     return result
+
+
+async def _streamed(request: Request, version: Any, started: Any) -> AsyncIterator[str | RunResult]:
+    """Pieces of the answer as the run writes them, the rest of it, then the result (last).
+
+    A failed run, or one still going after the run timeout, raises :class:`ApiError`."""
+    runner = request.app.state.keel.runner
+    tokens = AnswerTokens(runner.answer_nodes(version))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.app.state.keel.settings.run_timeout
+    async for event in runner.events(started, timeout=request.app.state.keel.settings.run_timeout):
+        piece = tokens.feed(event)
+        if piece:
+            yield piece
+    result = await _result(request, started, max(0.0, deadline - loop.time()))  # 504 if still going
+    if result.status == "failed":
+        raise _failed(result)
+    rest = tokens.rest(_answer(result))
+    for piece in (_pieces(rest) if rest else []):
+        yield piece
+    yield result
 
 
 def _answer(result: RunResult) -> str:
@@ -193,7 +219,7 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def chat_completions(request: Request, body: ChatRequest, caller: CallerDep) -> Any:
     caller = caller.with_user(body.user)
     items = [(m.role, _text(m.content, f"messages[{i}].content")) for i, m in enumerate(body.messages)]
-    version, started = await _run(request, caller, body.model, _messages(items, "messages"))
+    version, started = await _run(request, caller, body.model, _messages(items, "messages"), stream=body.stream)
     cid, created, model = f"chatcmpl-{started.run_id}", int(time.time()), f"{version.name}@{version.version}"
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -217,14 +243,14 @@ async def chat_completions(request: Request, body: ChatRequest, caller: CallerDe
     async def stream() -> AsyncIterator[bytes]:
         yield _data(chunk({"role": "assistant", "content": ""}))
         try:
-            result = await _result(request, started)
-            if result.status == "failed":
-                raise _failed(result)
+            async for piece in _streamed(request, version, started):
+                if isinstance(piece, str):
+                    yield _data(chunk({"content": piece}))
+                else:
+                    result = piece
         except Exception as e:
             yield _data(_stream_error(e))
             return
-        for piece in _pieces(_answer(result)):
-            yield _data(chunk({"content": piece}))
         yield _data(chunk({}, "stop", keel=_keel(result)))
         u = _usage(request, result.run_id)
         if include_usage:
@@ -276,7 +302,7 @@ def _response_doc(rid: str, created: int, model: str, status: str, text: str | N
                                "events when stream is true"}})
 async def responses(request: Request, body: ResponsesRequest, caller: CallerDep) -> Any:
     caller = caller.with_user(body.safety_identifier or body.user)
-    version, started = await _run(request, caller, body.model, _responses_input(body))
+    version, started = await _run(request, caller, body.model, _responses_input(body), stream=body.stream)
     rid, created, model = f"resp_{started.run_id}", int(time.time()), f"{version.name}@{version.version}"
     if not body.stream:
         result = await _result(request, started)
@@ -297,22 +323,31 @@ async def responses(request: Request, body: ResponsesRequest, caller: CallerDep)
         pending = _response_doc(rid, created, model, "in_progress", None, None, body.instructions)
         yield event("response.created", response=pending)
         yield event("response.in_progress", response=pending)
+        mid = f"msg_{started.run_id}"
+        item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}
+        opened, text = False, ""
         try:
-            result = await _result(request, started)
-            if result.status == "failed":
-                raise _failed(result)
+            async for piece in _streamed(request, version, started):
+                if not isinstance(piece, str):
+                    result = piece
+                    continue
+                if not opened:  # the message begins with its first words
+                    opened = True
+                    yield event("response.output_item.added", output_index=0, item=item)
+                    part = {"type": "output_text", "text": "", "annotations": []}
+                    yield event("response.content_part.added", item_id=mid, output_index=0, content_index=0,
+                                part=part)
+                text += piece
+                yield event("response.output_text.delta", item_id=mid, output_index=0, content_index=0,
+                            delta=piece, logprobs=[])
         except Exception as e:
             err = _stream_error(e)["error"]
             yield event("error", code=err["code"], message=err["message"], param=err["param"])
             return
-        text, mid = _answer(result), f"msg_{started.run_id}"
-        item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}
-        yield event("response.output_item.added", output_index=0, item=item)
-        part = {"type": "output_text", "text": "", "annotations": []}
-        yield event("response.content_part.added", item_id=mid, output_index=0, content_index=0, part=part)
-        for piece in _pieces(text):
-            yield event("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=piece,
-                        logprobs=[])
+        if not opened:
+            yield event("response.output_item.added", output_index=0, item=item)
+            yield event("response.content_part.added", item_id=mid, output_index=0, content_index=0,
+                        part={"type": "output_text", "text": "", "annotations": []})
         yield event("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text,
                     logprobs=[])
         done_part = {"type": "output_text", "text": text, "annotations": []}

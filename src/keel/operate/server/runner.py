@@ -36,10 +36,12 @@ from keel.workflows import (
     WorkflowError,
     WorkflowVersion,
 )
+from keel.workflows.answer import answer_nodes
 
-__all__ = ["EventHub", "Runner", "Started"]
+__all__ = ["AnswerTokens", "EventHub", "Runner", "Started"]
 
 _FINAL = ("run_finished", "waiting")
+_TOKENS = ("text_delta", "text_restart")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class _Channel:
     events: list[dict[str, Any]] = field(default_factory=list)
     queues: set[asyncio.Queue] = field(default_factory=set)
     done: bool = False
+    next_seq: int = 0
 
 
 class EventHub:
@@ -80,10 +83,13 @@ class EventHub:
             ch = self._channels[event.run_id] = _Channel("")
         # A shallow copy (NodeEvent holds only scalars): dataclasses.asdict was a tenth of a request.
         doc = {k: v for k, v in vars(event).items() if v is not None}
-        doc["seq"] = len(ch.events)
+        doc["seq"] = ch.next_seq
+        ch.next_seq += 1
         doc["at"] = time.time()
         ch.events.append(doc)
         ch.done = event.kind in _FINAL
+        if ch.done:  # tokens are for live readers: a finished run's history keeps only its steps
+            ch.events = [e for e in ch.events if e["kind"] not in _TOKENS]
         for q in ch.queues:
             q.put_nowait(doc)
 
@@ -104,17 +110,17 @@ class EventHub:
         q: asyncio.Queue = asyncio.Queue()
         ch.queues.add(q)
         try:
-            sent = 0
+            last = -1
             for doc in list(ch.events):
-                sent += 1
+                last = doc["seq"]
                 yield doc
             if ch.done:
                 return
             while True:
                 doc = await q.get()
-                if doc["seq"] < sent:
+                if doc["seq"] <= last:
                     continue
-                sent = doc["seq"] + 1
+                last = doc["seq"]
                 yield doc
                 if doc["kind"] in _FINAL:
                     return
@@ -166,6 +172,9 @@ class Runner:
         self.budgets = budgets
         self.hub = EventHub()
         self.engine = Engine(store, on_event=self.hub.publish)
+        self.streaming = Engine(store, on_event=self.hub.publish, stream_text=True)
+        """For callers that show an answer as it is written: Agent nodes' tokens reach the hub."""
+        self._answer_nodes: dict[str, frozenset[str]] = {}
         self.versions = Versions(store)
         self.runs = Runs(store)
         self._providers = provider_key_providers
@@ -176,22 +185,31 @@ class Runner:
     def version(self, workflow: str, version: int | None) -> WorkflowVersion:
         return self.versions.get(workflow, version)
 
+    def answer_nodes(self, version: WorkflowVersion) -> frozenset[str]:
+        """The version's Agent nodes whose tokens are its answer (see :mod:`keel.workflows.answer`)."""
+        nodes = self._answer_nodes.get(version.id)
+        if nodes is None:
+            nodes = self._answer_nodes[version.id] = answer_nodes(self.engine.compiled(version))
+        return nodes
+
     async def start(self, version: WorkflowVersion, input: Any, *, key: ApiKey | None, end_user: str | None,
-                    provider_key: str | None = None) -> Started:
-        """Start a run in a task. Input errors (a start node's ``input_schema``) raise here."""
+                    provider_key: str | None = None, stream_text: bool = False) -> Started:
+        """Start a run in a task. Input errors (a start node's ``input_schema``) raise here.
+
+        With ``stream_text``, Agent nodes' tokens are published as ``text_delta`` events."""
         run_id = uuid.uuid4().hex
         self.hub.open(run_id, version.name, version.version)
         if provider_key:
             engine: Engine = _KeyedEngine(self.store, on_event=self.hub.publish, provider_key=provider_key,
-                                          providers=self._providers)
+                                          providers=self._providers, stream_text=stream_text)
         else:
-            engine = self.engine
+            engine = self.streaming if stream_text else self.engine
 
         async def go() -> RunResult:
             try:
                 result = await engine.start(version, input, run_id=run_id)
             finally:
-                if engine is not self.engine:
+                if engine is not self.engine and engine is not self.streaming:
                     await engine.aclose()
             self._account(result, version.name, key, end_user, fresh=True)
             return result
@@ -246,6 +264,32 @@ class Runner:
         cached = self._usage.get(run_id)
         return cached if cached is not None else self.budgets.usage_of_trace(self.runs.get(run_id).trace_id)
 
+    async def events(self, started: Started, *, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The run's events from the hub until it finishes or waits, or its task ends (a run that
+        raised publishes no final event), or ``timeout`` seconds have passed."""
+        if not self.hub.known(started.run_id):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        it = self.hub.follow(started.run_id).__aiter__()
+        try:
+            while True:
+                step = asyncio.ensure_future(it.__anext__())
+                await asyncio.wait({step, started.task}, return_when=asyncio.FIRST_COMPLETED,
+                                   timeout=None if deadline is None else max(0.0, deadline - loop.time()))
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await step
+                    return
+                try:
+                    yield step.result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await it.aclose()  # type: ignore[attr-defined]
+
     async def wait(self, started: Started, timeout: float) -> RunResult | None:
         """The run's result, or None if it is still going after ``timeout`` seconds."""
         try:
@@ -268,6 +312,44 @@ class Runner:
             with contextlib.suppress(BaseException):
                 await t
         await self.engine.aclose()
+        await self.streaming.aclose()
+
+
+class AnswerTokens:
+    """A run's answer as its answer nodes write it, for streams that cannot take text back.
+
+    :meth:`feed` returns the piece of each hub event to send (tokens of the version's answer
+    nodes, see :mod:`keel.workflows.answer`); :meth:`rest` what is left to send once the run's
+    answer is known: the part not streamed yet, or, when what was streamed is not how the
+    answer begins (words before a tool call, an attempt the run did not keep), the whole
+    answer after a blank line.
+    """
+
+    def __init__(self, nodes: frozenset[str]) -> None:
+        self.nodes = nodes
+        self.sent = ""
+        """Everything sent so far."""
+        self.turn = ""
+        """What was sent since the last ``text_restart``: the answer's beginning, if all goes well."""
+
+    def feed(self, event: dict[str, Any]) -> str:
+        if event.get("node_id") not in self.nodes:
+            return ""
+        if event.get("kind") == "text_delta":
+            text = event.get("text") or ""
+            self.sent += text
+            self.turn += text
+            return text
+        if event.get("kind") == "text_restart":
+            self.turn = ""
+        return ""
+
+    def rest(self, answer: str) -> str:
+        if self.turn and answer.startswith(self.turn):
+            return answer[len(self.turn):]
+        if self.sent:
+            return "\n\n" + answer
+        return answer
 
 
 EventSource = Callable[[str], AsyncIterator[dict[str, Any]]]
