@@ -88,3 +88,33 @@ def test_store_survives_kill_9_mid_write(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_background_checkpoints_keep_commits_from_copying_the_wal(tmp_path: Path) -> None:
+    """With ``checkpoint_in_background``, a commit only appends to the WAL (the database file
+    does not grow however large the WAL gets); the checkpoint thread then copies it over."""
+    import time
+
+    store = SQLiteStore(tmp_path / "keel.db")
+    db = tmp_path / "keel.db"
+
+    def write(n: int) -> None:
+        for i in range(n):
+            with store.transaction():
+                store.execute("INSERT INTO blobs (body) VALUES (?)", ("x" * 3000,))
+
+    store.execute("CREATE TABLE blobs (body TEXT)")
+    write(20)  # warm up: the table's first pages
+    store._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = db.stat().st_size
+    store.checkpoint_in_background(interval=3600)  # a thread that will not run in this test's time
+    write(1500)  # ~1,500 pages: past SQLite's 1,000-page autocheckpoint
+    assert db.stat().st_size == before, "a commit checkpointed the WAL into the database file"
+    store.stop_background_checkpoints()
+    store.checkpoint_in_background(interval=0.05)
+    deadline = time.monotonic() + 10
+    while db.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size > before + 1000 * 3000, "the checkpoint thread did not copy the WAL over"
+    store.close()
+    assert SQLiteStore(tmp_path / "keel.db").query("SELECT COUNT(*) AS n FROM blobs")[0]["n"] == 1520

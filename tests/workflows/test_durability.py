@@ -119,3 +119,101 @@ def test_a_run_killed_mid_step_resumes_from_its_last_checkpoint(tmp_path: Path) 
     run = Runs(store).get(run.id)
     assert run.status == "succeeded"
     assert [s.node_id for s in Runs(store).steps(run.id)] == ["start", "pay", "mark", "shape", "done"]
+
+
+def _trace(store) -> list[str]:
+    """The first word of each statement the store runs from now on."""
+    seen: list[str] = []
+    store._connect().set_trace_callback(lambda sql: seen.append(" ".join(sql.split()[:3]).upper()))
+    return seen
+
+
+def _write_transactions(seen: list[str]) -> list[list[str]]:
+    """Transactions that wrote something; a write outside BEGIN ... COMMIT is one of its own."""
+    out, current = [], None
+    for statement in seen:
+        word = statement.split()[0]
+        if word == "BEGIN":
+            current = []
+        elif word in ("COMMIT", "ROLLBACK"):
+            if current and any(w.split()[0] in ("INSERT", "UPDATE", "DELETE") for w in current):
+                out.append(current)
+            current = None
+        elif current is not None:
+            current.append(statement)
+        elif word in ("INSERT", "UPDATE", "DELETE"):
+            out.append([statement])
+    return out
+
+
+async def test_commits_per_run_group_steps_without_side_effects(spec_file, store) -> None:
+    """Start -> Transform -> End is one transaction; Start -> Agent -> End two: the run is on disk
+    before the model is asked, and the answer commits with the End step (its model call's
+    memo, span and ``model_calls`` row included)."""
+    from keel.testing import scripted
+    from keel.workflows import Spans, arun
+
+    pure = spec_file("""
+        name: pure
+        nodes:
+          - {id: start, type: start}
+          - {id: t, type: transform, expression: "input_as_text + '!'"}
+          - {id: end, type: end}
+        edges: [{from: start, to: t}, {from: t, to: end}]
+        """, "pure.yaml")
+    agent = spec_file("""
+        name: agent
+        nodes:
+          - {id: start, type: start}
+          - {id: bot, type: agent, model: "scripted:bot", instructions: Answer.}
+          - {id: end, type: end}
+        edges: [{from: start, to: bot}, {from: bot, to: end}]
+        """, "agent.yaml")
+    await arun(pure, "warm up", store=store)
+    await arun(agent, "warm up", store=store)
+    seen = _trace(store)
+    await arun(pure, "hi", store=store)
+    assert len(_write_transactions(seen)) == 1, seen
+    seen.clear()
+    with scripted("bot") as bot:
+        bot.reply("hello")
+        result = await arun(agent, "hi", store=store)
+    assert result.output == "hello"
+    first, last = _write_transactions(seen)
+    assert "INSERT INTO WORKFLOW_RUNS" in first
+    assert {"INSERT INTO MODEL_CALLS", "INSERT INTO WORKFLOW_MEMOS", "INSERT INTO TRACE_SPANS"} <= set(last)
+    rec = Runs(store).get(result.run_id)
+    kinds = sorted(s.kind for s in Spans(store).for_trace(rec.trace_id))
+    assert kinds == ["model", "node", "node", "node", "workflow"]
+    rows = store.query("SELECT COUNT(*) AS n FROM model_calls WHERE trace_id = ?", (rec.trace_id,))
+    assert rows[0]["n"] == 1
+
+
+async def test_the_model_call_that_asks_for_a_tool_is_on_disk_before_the_tool_runs(spec_file, store) -> None:
+    from keel.testing import scripted
+    from keel.workflows import arun
+    from tests.workflows import tools_for_tests
+
+    tools_for_tests.SEEN_ON_DISK.clear()
+    path = spec_file("""
+        name: tooling
+        nodes:
+          - {id: start, type: start}
+          - id: bot
+            type: agent
+            model: "scripted:bot"
+            instructions: Count.
+            tools: ["tests.workflows.tools_for_tests:count_model_calls_on_disk"]
+          - {id: end, type: end}
+        edges: [{from: start, to: bot}, {from: bot, to: end}]
+        """)
+    with scripted("bot") as bot:
+        bot.reply(tool_calls=[("count_model_calls_on_disk", {})])
+        bot.reply(tool_calls=[("count_model_calls_on_disk", {})])
+        bot.reply("done")
+        result = await arun(path, "go", store=store)
+    assert result.status == "succeeded", result.error
+    assert tools_for_tests.SEEN_ON_DISK == [1, 2]
+    memos = store.query("SELECT COUNT(*) AS n FROM workflow_memos WHERE run_id = ? AND key LIKE '%:model:%'",
+                        (result.run_id,))
+    assert memos[0]["n"] == 3  # the answer's memo committed with the step

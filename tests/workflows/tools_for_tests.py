@@ -22,3 +22,21 @@ async def refund(order_id: int, amount: float, ctx: ToolContext) -> str:
 def explode(reason: str) -> str:
     """Always fails."""
     raise RuntimeError(f"tool exploded: {reason}")
+
+
+SEEN_ON_DISK: list[int] = []
+
+
+def count_model_calls_on_disk(ctx: ToolContext) -> str:
+    """Count, from a separate connection, the model calls of this run already committed."""
+    import os
+    import sqlite3
+
+    conn = sqlite3.connect(os.path.join(os.environ["KEEL_HOME"], "keel.db"))
+    try:
+        n = conn.execute("SELECT COUNT(*) FROM workflow_memos WHERE run_id = ? AND key LIKE '%:model:%'",
+                         (ctx.run_id,)).fetchone()[0]
+    finally:
+        conn.close()
+    SEEN_ON_DISK.append(n)
+    return str(n)

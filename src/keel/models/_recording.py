@@ -83,7 +83,8 @@ def _default_recorder() -> Recorder:
 def record_call(rec: ModelCallRecord) -> None:
     global _warned
     try:
-        (_recorder.get() or _default_recorder()).record(rec)
+        recorder = _recorder.get()
+        (recorder if recorder is not None else _default_recorder()).record(rec)
     except Exception as e:  # recording must never fail the call it records
         if not _warned:
             _warned = True

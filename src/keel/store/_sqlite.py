@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -60,6 +62,8 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
+            if self._checkpointer is not None:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.DatabaseError as e:
             raise StoreError(
                 f"cannot open the store {self.path}: {e}",
@@ -70,8 +74,48 @@ class SQLiteStore:
             self._connections.append(conn)
         return conn
 
+    def checkpoint_in_background(self, interval: float = 0.25) -> None:
+        """Move WAL checkpoints off the committing threads onto a daemon thread of their own.
+
+        By default the commit that grows the WAL past 1,000 pages copies it into the database
+        file (with an fsync) before returning: on a server's event loop that stalls every
+        request in flight. After this call, commits only append to the WAL, and a thread
+        checkpoints it (``PASSIVE``: never blocking readers or writers) every ``interval``
+        seconds. Stopped by :meth:`close`.
+        """
+        if self._checkpointer is not None:
+            return
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(interval,),
+                                              name="keel-wal-checkpoint", daemon=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, interval: float) -> None:
+        conn = self._connect()  # this thread's own connection
+        while not self._stop_checkpoints.wait(interval):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:  # busy or closed: the next round tries again
+                continue
+
+    def stop_background_checkpoints(self) -> None:
+        """Undo :meth:`checkpoint_in_background`: commits checkpoint the WAL themselves again."""
+        thread, self._checkpointer = self._checkpointer, None
+        if thread is None:
+            return
+        self._stop_checkpoints.set()
+        thread.join(timeout=10)
+        with self._lock:
+            for conn in self._connections:
+                with suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_autocheckpoint=1000")
+
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""
+        self.stop_background_checkpoints()
         with self._lock:
             for conn in self._connections:
                 conn.close()

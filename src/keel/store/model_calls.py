@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 __all__ = ["CallStatus", "ModelCallRecord", "ModelCalls", "RowStore"]
@@ -58,6 +58,7 @@ class ModelCallRecord:
 
 
 _COLUMNS = tuple(ModelCallRecord.__dataclass_fields__)
+_INSERT = f"INSERT INTO model_calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 class ModelCalls:
@@ -67,14 +68,16 @@ class ModelCalls:
         self._store = store
 
     def record(self, rec: ModelCallRecord) -> None:
-        row = asdict(rec)
+        self._store.execute(*self.insert(rec))
+
+    @staticmethod
+    def insert(rec: ModelCallRecord) -> tuple[str, tuple]:
+        """The SQL and parameters that store ``rec`` (for a caller that batches it in a transaction)."""
+        row = {c: getattr(rec, c) for c in _COLUMNS}  # shallow: asdict's deep copy cost a tenth of a run
         row["stream"] = int(rec.stream)
         row["structured"] = int(rec.structured)
         row["tags"] = json.dumps(rec.tags) if rec.tags else None
-        self._store.execute(
-            f"INSERT INTO model_calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            tuple(row[c] for c in _COLUMNS),
-        )
+        return _INSERT, tuple(row[c] for c in _COLUMNS)
 
     def recent(self, limit: int = 50, *, since: float | None = None) -> list[ModelCallRecord]:
         """Newest first."""

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from keel.errors import KeelError
 from keel.models import Message, ModelResponse, ModelSettings, call_context, use_recorder
+from keel.store import ModelCalls
 from keel.workflows.nodes import NodeFailure, StepOutcome
 from keel.workflows.spec import AgentNode
 from keel.workflows.tools import ToolContext
-from keel.workflows.tracing import Span
+from keel.workflows.tracing import INSERT_SQL, Span, span_row
 
 if TYPE_CHECKING:
     from keel.workflows.engine import Engine, _ActiveRun
@@ -47,8 +48,9 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
     span = Span(run.trace_id, f"chat {model_string}", "model", parent_id=node_span.span_id, run_id=run.id,
                 attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": model.provider,
                             "gen_ai.request.model": model.name, "keel.memo": key})
+    records = _Collected()
     try:
-        with use_recorder(engine.model_calls), call_context(
+        with use_recorder(records), call_context(
                 trace_id=run.trace_id, span_id=span.span_id,
                 tags={"run_id": run.id, "node_id": node_id, "workflow": run.wf.spec.name}):
             call = model.generate(messages, tools=tools or [], output_schema=output_schema,
@@ -56,7 +58,11 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
                                   stream=engine.stream_text and output_schema is None)
             response = await (_relay(engine, run.id, node_id, call) if engine.stream_text and output_schema is None
                               else call)
-    except KeelError as e:
+    except BaseException as e:
+        for rec in records:
+            engine.model_calls.record(rec)
+        if not isinstance(e, KeelError):
+            raise
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e.message}"))
         raise NodeFailure(f"model call failed: {type(e).__name__}: {e.message}", kind="model") from None
     span.attributes.update({
@@ -64,9 +70,27 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
         "gen_ai.usage.output_tokens": response.usage.output_tokens,
         "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
         "keel.cost_usd": response.cost_usd})
-    engine.spans.write(span.end())
-    engine.memo_put(run.id, key, response.model_dump_json())
+    writes = [ModelCalls.insert(rec) for rec in records] + [(INSERT_SQL, span_row(span.end()))]
+    if response.tool_calls:  # tools run next: the calls they make must be on disk first
+        engine.memo_put(run.id, key, response.model_dump_json(), also=writes)
+    else:  # the node's answer: it commits with the step
+        from keel.workflows.engine import memo_row
+
+        engine.defer(run, [*writes, memo_row(run.id, key, response.model_dump_json())])
     return response
+
+
+class _Collected:
+    """A recorder that keeps a call's ``model_calls`` rows, to be written with the call's span."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def record(self, rec: Any) -> None:
+        self.records.append(rec)
+
+    def __iter__(self) -> Any:
+        return iter(self.records)
 
 
 async def _relay(engine: Engine, run_id: str, node_id: str, call: Any) -> ModelResponse:

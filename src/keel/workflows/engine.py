@@ -61,7 +61,12 @@ from keel.workflows.tracing import INSERT_SQL, Span, Spans, span_row, stable_spa
 from keel.workflows.validate import CompiledWorkflow, compile_workflow
 from keel.workflows.versions import Versions, WorkflowVersion
 
-__all__ = ["Engine", "NodeEvent"]
+__all__ = ["Engine", "NodeEvent", "memo_row"]
+
+
+def memo_row(run_id: str, key: str, value: str) -> tuple[str, tuple]:
+    return ("INSERT INTO workflow_memos (run_id, key, value, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (run_id, key) DO NOTHING", (run_id, key, value, time.time()))
 
 _PURE = (StartNode, TransformNode, SetStateNode, IfElseNode, WhileNode, EndNode)
 """Node types without side effects: re-executing one gives the same outcome."""
@@ -114,6 +119,10 @@ class _ActiveRun:
     """Step and span rows of pure steps executed but not committed yet."""
     new: tuple | None = None
     """The run's row, when the run itself is not in the store yet (see :meth:`Engine.start`)."""
+    deferred: list[tuple[str, tuple]] = field(default_factory=list)
+    """Statements that go into the next commit (see :meth:`Engine.defer`)."""
+    fresh: bool = False
+    """Created by this engine and never parked or taken over: no step has run before, so no memo exists."""
     status: str = "running"
     output: Any = None
     error: str | None = None
@@ -148,6 +157,8 @@ class Engine:
         self._models: dict[str, Any] = {}
         self._active: set[str] = set()
         """Runs this engine is driving right now (never claimed a second time)."""
+        self._fresh: set[str] = set()
+        """Runs being driven for the first time (see ``_ActiveRun.fresh``)."""
         from keel.workflows.otlp import exporter_from_env
 
         self.otlp = exporter_from_env()
@@ -163,17 +174,28 @@ class Engine:
         return self._models[model_string]
 
     def memo_get(self, run_id: str, key: str) -> str | None:
+        if run_id in self._fresh:  # nothing of this run was executed before: skip the query
+            return None
         rows = self.store.query("SELECT value FROM workflow_memos WHERE run_id = ? AND key = ?", (run_id, key))
         return rows[0]["value"] if rows else None
 
-    def memo_put(self, run_id: str, key: str, value: str) -> None:
+    def memo_put(self, run_id: str, key: str, value: str, *, also: list[tuple[str, tuple]] = ()) -> None:
+        """Store a memo now, with the statements in ``also`` (e.g. the call's span), in one transaction."""
         with self.store.transaction():
-            self.store.execute(
-                "INSERT INTO workflow_memos (run_id, key, value, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (run_id, key) DO NOTHING", (run_id, key, value, time.time()))
+            for sql, params in also:
+                self.store.execute(sql, params)
+            self.store.execute(*memo_row(run_id, key, value))
             # Progress inside a long step renews the lease.
             self.store.execute("UPDATE workflow_runs SET lease_until = ? WHERE id = ? AND owner = ?",
                                (time.time() + LEASE_SECONDS, run_id, self.owner))
+
+    def defer(self, run: _ActiveRun, statements: list[tuple[str, tuple]]) -> None:
+        """Write ``statements`` with the run's next commit instead of now.
+
+        For records whose loss in a crash costs nothing but a repeat without side effects: an
+        Agent node's final model call (its memo, span and ``model_calls`` row), which a
+        re-executed step would make again. Tool results are never deferred."""
+        run.deferred.extend(statements)
 
     async def aclose(self) -> None:
         for m in self._models.values():
@@ -231,7 +253,7 @@ class Engine:
                                 "keel.run.id": run_id})
         row = (run_id, version.name, version.version, version.id, json.dumps(input), trace_id, now)
         run = _ActiveRun(run_id, version, wf, ctx, 0, wf.start_id, trace_id, root.span_id,
-                         new=(row, span_row(root)))
+                         new=(row, span_row(root)), fresh=True)
         if not _defer:
             self._flush(run)
         return run
@@ -343,6 +365,8 @@ class Engine:
 
     async def _drive(self, run: _ActiveRun) -> RunResult:
         self._active.add(run.id)
+        if run.fresh:
+            self._fresh.add(run.id)
         began = time.time()
         try:
             while True:
@@ -357,6 +381,7 @@ class Engine:
             return self._result(run.id)
         finally:
             self._active.discard(run.id)
+            self._fresh.discard(run.id)
 
     def _export(self, run: _ActiveRun, since: float) -> None:
         """Queue the spans of ``run``'s trace that ended during this drive for OTLP export."""
@@ -510,7 +535,9 @@ class Engine:
         finished = status != "running"
         if not finished:
             run.current = next_node  # type: ignore[assignment]
-        if finished or len(run.pending) >= _MAX_PENDING or not _is_pure(node) \
+        # An Agent step may wait for the pure steps after it too: its tool results are committed
+        # already, and a crash before the commit only re-asks the model its last question.
+        if finished or len(run.pending) >= _MAX_PENDING or not (_is_pure(node) or isinstance(node, AgentNode)) \
                 or not _is_pure(run.wf.nodes[next_node]):
             self._flush(run)
         if not finished:
@@ -542,6 +569,8 @@ class Engine:
                     (run.seq, *fields, run.id, self.owner, run.committed_seq))
                 if changed != 1:
                     raise _LostRun
+            for sql, params in run.deferred:
+                self.store.execute(sql, params)
             if run.pending:
                 self.store.executemany(
                     "INSERT INTO workflow_steps (run_id, seq, node_id, node_type, port, next_node, output, error,"
@@ -552,4 +581,5 @@ class Engine:
                                    (now, "ok" if run.status == "succeeded" else "error", run.root_span))
         run.new = None
         run.pending.clear()
+        run.deferred.clear()
         run.committed_seq = run.seq
