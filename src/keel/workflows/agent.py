@@ -74,9 +74,7 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
     if response.tool_calls:  # tools run next: the calls they make must be on disk first
         engine.memo_put(run.id, key, response.model_dump_json(), also=writes)
     else:  # the node's answer: it commits with the step
-        from keel.workflows.engine import memo_row
-
-        engine.defer(run, [*writes, memo_row(run.id, key, response.model_dump_json())])
+        engine.memo_with_step(run, key, response.model_dump_json(), also=writes)
     return response
 
 

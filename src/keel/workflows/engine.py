@@ -61,10 +61,10 @@ from keel.workflows.tracing import INSERT_SQL, Span, Spans, span_row, stable_spa
 from keel.workflows.validate import CompiledWorkflow, compile_workflow
 from keel.workflows.versions import Versions, WorkflowVersion
 
-__all__ = ["Engine", "NodeEvent", "memo_row"]
+__all__ = ["Engine", "NodeEvent"]
 
 
-def memo_row(run_id: str, key: str, value: str) -> tuple[str, tuple]:
+def _memo_row(run_id: str, key: str, value: str) -> tuple[str, tuple]:
     return ("INSERT INTO workflow_memos (run_id, key, value, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (run_id, key) DO NOTHING", (run_id, key, value, time.time()))
 
@@ -120,7 +120,7 @@ class _ActiveRun:
     new: tuple | None = None
     """The run's row, when the run itself is not in the store yet (see :meth:`Engine.start`)."""
     deferred: list[tuple[str, tuple]] = field(default_factory=list)
-    """Statements that go into the next commit (see :meth:`Engine.defer`)."""
+    """Statements that go into the next commit (see :meth:`Engine.memo_with_step`)."""
     fresh: bool = False
     """Created by this engine and never parked or taken over: no step has run before, so no memo exists."""
     status: str = "running"
@@ -184,18 +184,18 @@ class Engine:
         with self.store.transaction():
             for sql, params in also:
                 self.store.execute(sql, params)
-            self.store.execute(*memo_row(run_id, key, value))
+            self.store.execute(*_memo_row(run_id, key, value))
             # Progress inside a long step renews the lease.
             self.store.execute("UPDATE workflow_runs SET lease_until = ? WHERE id = ? AND owner = ?",
                                (time.time() + LEASE_SECONDS, run_id, self.owner))
 
-    def defer(self, run: _ActiveRun, statements: list[tuple[str, tuple]]) -> None:
-        """Write ``statements`` with the run's next commit instead of now.
+    def memo_with_step(self, run: _ActiveRun, key: str, value: str, *, also: list[tuple[str, tuple]] = ()) -> None:
+        """Like :meth:`memo_put`, but written with the run's next commit instead of now.
 
         For records whose loss in a crash costs nothing but a repeat without side effects: an
         Agent node's final model call (its memo, span and ``model_calls`` row), which a
         re-executed step would make again. Tool results are never deferred."""
-        run.deferred.extend(statements)
+        run.deferred.extend([*also, _memo_row(run.id, key, value)])
 
     async def aclose(self) -> None:
         for m in self._models.values():

@@ -189,7 +189,7 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             thread.metadata = {**thread.metadata, "workflow": workflow}
         value = await self._run_input(thread, version, input_user_message, context)
         started = await self._start(version, value, context)
-        async for event in self._follow(thread, started, workflow, context):
+        async for event in self._follow(thread, started, version, context):
             yield event
 
     async def _run_input(self, thread: ThreadMetadata, version: Any, item: UserMessageItem,
@@ -237,11 +237,11 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
                                     allow_retry=False) from None
 
-    async def _follow(self, thread: ThreadMetadata, started: Any, workflow: str,
+    async def _follow(self, thread: ThreadMetadata, started: Any, version: Any,
                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
         """Progress while the run goes, the answer as it is written (when an Agent node writes
         it, see :mod:`keel.workflows.answer`), then what the run came to."""
-        version = self.runner.version(workflow, started.version)
+        workflow = version.name
         tokens = AnswerTokens(self.runner.answer_nodes(version))
         message: AssistantMessageItem | None = None
         async for event in self.runner.events(started):
