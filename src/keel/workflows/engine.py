@@ -359,7 +359,7 @@ class Engine:
         if rec.status == "waiting":
             pending = self.runs.approvals(status="pending", run_id=run_id)
             approval = pending[-1] if pending else None
-        return RunResult(rec.id, rec.status, rec.output, rec.error, approval)
+        return RunResult(rec.id, rec.status, rec.output, rec.error, approval, trace_id=rec.trace_id)
 
     # -- the step loop -----------------------------------------------------------------------
 
@@ -543,7 +543,7 @@ class Engine:
         if not finished:
             return None
         self._emit(NodeEvent("run_finished", run.id, status=status, error=error))
-        return RunResult(run.id, status, run_output, run.error)  # type: ignore[arg-type]
+        return RunResult(run.id, status, run_output, run.error, trace_id=run.trace_id)  # type: ignore[arg-type]
 
     def _flush(self, run: _ActiveRun) -> None:
         """Commit the run's position, variables, and pending step and span rows, in one transaction."""

@@ -81,6 +81,8 @@ class RunResult:
     error: str | None = None
     approval: ApprovalRecord | None = None
     """The pending approval, when ``status == "waiting"``."""
+    trace_id: str | None = None
+    """The run's trace (its spans and model calls), when the engine returned this result."""
 
     def to_json(self) -> dict[str, Any]:
         """The document ``keel run --json`` prints."""

@@ -244,11 +244,13 @@ class Runner:
 
     def _account(self, result: RunResult, workflow: str, key: ApiKey | None, end_user: str | None, *,
                  fresh: bool = False) -> None:
-        try:
-            rec = self.runs.get(result.run_id)
-        except WorkflowError:
-            return
-        total = self.budgets.usage_of_trace(rec.trace_id)
+        trace_id = result.trace_id
+        if trace_id is None:
+            try:
+                trace_id = self.runs.get(result.run_id).trace_id
+            except WorkflowError:
+                return
+        total = self.budgets.usage_of_trace(trace_id)
         self._usage[result.run_id] = total
         while len(self._usage) > 1000:
             self._usage.popitem(last=False)
