@@ -118,3 +118,71 @@ def test_background_checkpoints_keep_commits_from_copying_the_wal(tmp_path: Path
     assert db.stat().st_size > before + 1000 * 3000, "the checkpoint thread did not copy the WAL over"
     store.close()
     assert SQLiteStore(tmp_path / "keel.db").query("SELECT COUNT(*) AS n FROM blobs")[0]["n"] == 1520
+
+
+async def test_writes_of_one_loop_turn_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
+    """Group commit: concurrent writers on one event loop commit in one transaction; a write
+    that raises rolls back alone (its waiter gets the error), the others are on disk."""
+    import asyncio
+
+    import pytest
+
+    store = SQLiteStore(tmp_path / "keel.db")
+    store.execute("CREATE TABLE t (x TEXT PRIMARY KEY)")
+    group = store.commit_group()
+
+    def insert(x: str) -> str:
+        store.execute("INSERT INTO t VALUES (?)", (x,))
+        return x
+
+    def half_then_fail() -> None:
+        store.execute("INSERT INTO t VALUES ('half')")
+        store.execute("INSERT INTO t VALUES ('a')")  # duplicate key: the write fails
+
+    results = await asyncio.gather(*(group.commit(lambda x=x: insert(x)) for x in "abcde"),
+                                   group.commit(half_then_fail), return_exceptions=True)
+    assert results[:5] == list("abcde")
+    assert isinstance(results[5], Exception) and "UNIQUE" in str(results[5])
+    assert (group.commits, group.writes) == (1, 6)
+    other = SQLiteStore(tmp_path / "keel.db")  # another connection sees what was committed
+    assert sorted(r["x"] for r in other.query("SELECT x FROM t")) == list("abcde")
+    assert store.commit_group() is group
+
+    def refuse() -> None:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError, match="no"):
+        await group.commit(refuse)
+    store.close()
+    other.close()
+
+
+_LOCK_HOLDER = textwrap.dedent("""
+    import sys, time
+    from keel.store import SQLiteStore
+    store = SQLiteStore(sys.argv[1])
+    with store.transaction():
+        store.execute("INSERT INTO t VALUES ('holder')")
+        print("holding", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_a_writer_killed_while_holding_the_writer_lock_does_not_block_the_next(tmp_path: Path) -> None:
+    """Writers queue on ``keel.db.writelock`` (flock); the kernel drops a dead holder's lock,
+    so the next writer goes on and the torn transaction is rolled back."""
+    db = tmp_path / "keel.db"
+    store = SQLiteStore(db)
+    store.execute("CREATE TABLE t (x TEXT)")
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert (tmp_path / "keel.db.writelock").exists()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(30)
+        store.execute("INSERT INTO t VALUES ('next')")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert [r["x"] for r in store.query("SELECT x FROM t")] == ["next"]
+    store.close()

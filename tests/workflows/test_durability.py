@@ -189,6 +189,31 @@ async def test_commits_per_run_group_steps_without_side_effects(spec_file, store
     assert rows[0]["n"] == 1
 
 
+async def test_concurrent_runs_share_commits(spec_file, store) -> None:
+    """Runs on one event loop that commit in the same turn of the loop share the transaction
+    (group commit), and each is whole on disk when its result comes back."""
+    import asyncio
+
+    from keel.workflows import Engine, Versions, publish
+
+    publish(spec_file("""
+        name: shared
+        nodes:
+          - {id: start, type: start}
+          - {id: t, type: transform, expression: "input_as_text + '!'"}
+          - {id: end, type: end}
+        edges: [{from: start, to: t}, {from: t, to: end}]
+        """, "shared.yaml"), store=store)
+    engine = Engine(store)
+    version = Versions(store).get("shared")
+    group = store.commit_group()
+    results = await asyncio.gather(*(engine.start(version, f"r{i}") for i in range(20)))
+    assert sorted(r.output for r in results) == sorted(f"r{i}!" for i in range(20))
+    assert group.writes == 20 and group.commits < 20, (group.commits, group.writes)
+    for r in results:
+        assert [s.node_id for s in Runs(store).steps(r.run_id)] == ["start", "t", "end"]
+
+
 async def test_the_model_call_that_asks_for_a_tool_is_on_disk_before_the_tool_runs(spec_file, store) -> None:
     from keel.testing import scripted
     from keel.workflows import arun

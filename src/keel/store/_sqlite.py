@@ -2,12 +2,20 @@
 
 WAL lets readers go on while one writer commits, and a crash (even ``kill -9``)
 mid-transaction leaves the last committed state: SQLite rolls the torn
-transaction back on the next open. One connection per thread; SQLite serialises
-writers, and ``busy_timeout`` makes a second writer wait instead of failing.
+transaction back on the next open. One connection per thread.
+
+Writers queue on a lock file next to the database (``keel.db.writelock``, an
+``flock``) before SQLite's own write lock: a waiting writer sleeps in the kernel
+and wakes the moment the other lets go. SQLite's busy handler instead polls with
+sleeps of 1, 2, 5, 10 ... ms, which is what made two ``keel serve`` workers no
+faster than one (see docs/decisions/0008-store-writer-lock.md). ``busy_timeout``
+stays as the backstop for writers that are not Keel (the ``sqlite3`` shell).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import StoreError
+from keel.store.group import CommitGroup
 from keel.store.migrations import MIGRATIONS, Migration
 
 __all__ = ["SQLiteStore"]
@@ -33,6 +42,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._lock_fds: list[int] = []
+        self._groups: dict[int, CommitGroup] = {}
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         try:
@@ -120,20 +131,67 @@ class SQLiteStore:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+            for fd in self._lock_fds:
+                with suppress(OSError):
+                    os.close(fd)
+            self._lock_fds.clear()
         self._local = threading.local()
+
+    def commit_group(self) -> CommitGroup:
+        """The running event loop's :class:`~keel.store.group.CommitGroup` for this store."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(id(loop))
+        if group is None or group.loop is not loop:
+            for key in [k for k, g in self._groups.items() if g.loop.is_closed()]:
+                del self._groups[key]
+            group = self._groups[id(loop)] = CommitGroup(self, loop)
+        return group
+
+    # -- the writer lock -------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the cross-process writer lock (this thread's own descriptor, so threads of
+        one process queue too). Released by the kernel if the process dies."""
+        fd = getattr(self._local, "lock_fd", None)
+        if fd is None:
+            try:
+                fd = os.open(f"{self.path}.writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                raise StoreError(f"cannot open the store's lock file {self.path}.writelock: {e.strerror}",
+                                 hint="set KEEL_HOME to a writable directory") from None
+            self._local.lock_fd = fd
+            with self._lock:
+                self._lock_fds.append(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     # -- queries ---------------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement (autocommit unless inside :meth:`transaction`); return rows changed."""
+        conn = self._connect()
         try:
-            return self._connect().execute(sql, params).rowcount
+            if conn.in_transaction:
+                return conn.execute(sql, params).rowcount
+            with self._writing():
+                return conn.execute(sql, params).rowcount
         except sqlite3.Error as e:
             raise StoreError(f"store write failed: {e}", hint="run `keel doctor`") from e
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._connect()
         try:
-            self._connect().executemany(sql, rows)
+            if conn.in_transaction:
+                conn.executemany(sql, rows)
+                return
+            with self._writing():
+                conn.executemany(sql, rows)
         except sqlite3.Error as e:
             raise StoreError(f"store write failed: {e}", hint="run `keel doctor`") from e
 
@@ -148,17 +206,18 @@ class SQLiteStore:
     def transaction(self) -> Iterator[None]:
         """All statements inside commit together or not at all.
 
-        ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers never
-        deadlock upgrading from a read.
+        The writer lock, then ``BEGIN IMMEDIATE``, take the write lock up front, so two
+        writers never deadlock upgrading from a read.
         """
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writing():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- schema ----------------------------------------------------------------------
 

@@ -375,8 +375,6 @@ class Engine:
                     if self.otlp is not None:
                         self._export(run, began)
                     return result
-                if not run.pending:
-                    await asyncio.sleep(0)  # after each commit, let other runs go on
         except _LostRun:
             return self._result(run.id)
         finally:
@@ -407,8 +405,8 @@ class Engine:
             if run.wf.target(node.id, "error") is None:
                 self._emit(NodeEvent("node_failed", run.id, node.id, node.type, error=error,
                                      duration_ms=(time.time() - started) * 1000))
-                return self._checkpoint(run, node, span.end(error=error), None, None, error=error,
-                                        started=started)
+                return await self._checkpoint(run, node, span.end(error=error), None, None, error=error,
+                                              started=started)
             outcome = StepOutcome("error", {"output_text": error, "output_parsed": {"error": error,
                                                                                      "type": e.kind}})
         if outcome.wait is not None:
@@ -418,8 +416,8 @@ class Engine:
         span.attributes["keel.node.port"] = outcome.port
         self._emit(NodeEvent("node_finished" if error is None else "node_failed", run.id, node.id, node.type,
                              port=outcome.port, error=error, duration_ms=(time.time() - started) * 1000))
-        return self._checkpoint(run, node, span.end(error=error), outcome, outcome.port, error=error,
-                                started=started)
+        return await self._checkpoint(run, node, span.end(error=error), outcome, outcome.port, error=error,
+                                      started=started)
 
     async def _execute(self, run: _ActiveRun, node: Any, env: dict[str, Any], span: Span) -> StepOutcome:
         if isinstance(node, AgentNode):
@@ -501,8 +499,8 @@ class Engine:
         if changed != 1:
             raise _LostRun
 
-    def _checkpoint(self, run: _ActiveRun, node: Any, span: Span, outcome: StepOutcome | None, port: str | None,
-                    *, error: str | None, started: float) -> RunResult | None:
+    async def _checkpoint(self, run: _ActiveRun, node: Any, span: Span, outcome: StepOutcome | None,
+                          port: str | None, *, error: str | None, started: float) -> RunResult | None:
         """Record one completed step; commit it now unless it and the next node are pure."""
         ctx = run.ctx
         if outcome is not None:
@@ -539,7 +537,10 @@ class Engine:
         # already, and a crash before the commit only re-asks the model its last question.
         if finished or len(run.pending) >= _MAX_PENDING or not (_is_pure(node) or isinstance(node, AgentNode)) \
                 or not _is_pure(run.wf.nodes[next_node]):
-            self._flush(run)
+            # Concurrent runs' commits made during this turn of the loop share one transaction;
+            # the run goes on once its rows are committed.
+            await self.store.commit_group().commit(lambda: self._flush_rows(run))
+            self._flushed(run)
         if not finished:
             return None
         self._emit(NodeEvent("run_finished", run.id, status=status, error=error))
@@ -547,39 +548,46 @@ class Engine:
 
     def _flush(self, run: _ActiveRun) -> None:
         """Commit the run's position, variables, and pending step and span rows, in one transaction."""
+        with self.store.transaction():
+            self._flush_rows(run)
+        self._flushed(run)
+
+    def _flushed(self, run: _ActiveRun) -> None:
+        run.new = None
+        run.pending.clear()
+        run.deferred.clear()
+        run.committed_seq = run.seq
+
+    def _flush_rows(self, run: _ActiveRun) -> None:
+        """Write the run's position, variables, and pending step and span rows (inside a transaction)."""
         finished = run.status != "running"
         now = time.time()
         fields = (None if finished else run.current, json.dumps(run.ctx), run.status,
                   json.dumps(run.output) if finished else None, run.error, now, now + LEASE_SECONDS,
                   now if finished else None, None if finished else self.owner)
-        with self.store.transaction():
-            if run.new is not None:
-                (rid, name, number, version_id, input_json, trace_id, created), root = run.new
-                self.store.execute(
-                    "INSERT INTO workflow_runs (id, workflow, version, version_id, input, trace_id, created_at,"
-                    " seq, current_node, context, status, output, error, updated_at, lease_until, finished_at,"
-                    " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields))
-                self.store.execute(INSERT_SQL, root)
-            else:
-                changed = self.store.execute(
-                    "UPDATE workflow_runs SET seq = ?, current_node = ?, context = ?, status = ?, output = ?,"
-                    " error = ?, updated_at = ?, lease_until = ?, finished_at = ?, owner = ?"
-                    " WHERE id = ? AND owner = ? AND seq = ?",
-                    (run.seq, *fields, run.id, self.owner, run.committed_seq))
-                if changed != 1:
-                    raise _LostRun
-            for sql, params in run.deferred:
-                self.store.execute(sql, params)
-            if run.pending:
-                self.store.executemany(
-                    "INSERT INTO workflow_steps (run_id, seq, node_id, node_type, port, next_node, output, error,"
-                    " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p[0] for p in run.pending])
-                self.store.executemany(INSERT_SQL, [p[1] for p in run.pending])
-            if finished:
-                self.store.execute("UPDATE trace_spans SET ended_at = ?, status = ? WHERE span_id = ?",
-                                   (now, "ok" if run.status == "succeeded" else "error", run.root_span))
-        run.new = None
-        run.pending.clear()
-        run.deferred.clear()
-        run.committed_seq = run.seq
+        if run.new is not None:
+            (rid, name, number, version_id, input_json, trace_id, created), root = run.new
+            self.store.execute(
+                "INSERT INTO workflow_runs (id, workflow, version, version_id, input, trace_id, created_at,"
+                " seq, current_node, context, status, output, error, updated_at, lease_until, finished_at,"
+                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields))
+            self.store.execute(INSERT_SQL, root)
+        else:
+            changed = self.store.execute(
+                "UPDATE workflow_runs SET seq = ?, current_node = ?, context = ?, status = ?, output = ?,"
+                " error = ?, updated_at = ?, lease_until = ?, finished_at = ?, owner = ?"
+                " WHERE id = ? AND owner = ? AND seq = ?",
+                (run.seq, *fields, run.id, self.owner, run.committed_seq))
+            if changed != 1:
+                raise _LostRun
+        for sql, params in run.deferred:
+            self.store.execute(sql, params)
+        if run.pending:
+            self.store.executemany(
+                "INSERT INTO workflow_steps (run_id, seq, node_id, node_type, port, next_node, output, error,"
+                " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p[0] for p in run.pending])
+            self.store.executemany(INSERT_SQL, [p[1] for p in run.pending])
+        if finished:
+            self.store.execute("UPDATE trace_spans SET ended_at = ?, status = ? WHERE span_id = ?",
+                               (now, "ok" if run.status == "succeeded" else "error", run.root_span))

@@ -50,6 +50,9 @@ class Versions:
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
+        self._by_id: dict[str, WorkflowVersion] = {}
+        """Versions read so far: immutable, so a lookup costs one indexed read of an id, not a
+        parse of the spec (a served request looks its workflow up every time)."""
 
     def publish(self, loaded: LoadedSpec) -> tuple[WorkflowVersion, bool]:
         """Store ``loaded`` (already validated) as the next version; ``(version, created)``."""
@@ -74,30 +77,35 @@ class Versions:
         """Version ``version`` of ``name``, or the latest one."""
         if version is None:
             rows = self.store.query(
-                "SELECT * FROM workflow_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
+                "SELECT id FROM workflow_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
         else:
             rows = self.store.query(
-                "SELECT * FROM workflow_versions WHERE name = ? AND version = ?", (name, version))
-        if not rows:
-            known = self.store.query("SELECT version FROM workflow_versions WHERE name = ? ORDER BY version",
-                                     (name,))
-            if known:
-                raise WorkflowNotFoundError(
-                    f"workflow {name!r} has no version {version}",
-                    hint=f"published versions: {', '.join(str(r['version']) for r in known)}")
-            names = [r["name"] for r in self.store.query("SELECT DISTINCT name FROM workflow_versions")]
-            close = difflib.get_close_matches(name, names, n=1)
+                "SELECT id FROM workflow_versions WHERE name = ? AND version = ?", (name, version))
+        if rows:
+            return self.by_id(rows[0]["id"])
+        known = self.store.query("SELECT version FROM workflow_versions WHERE name = ? ORDER BY version", (name,))
+        if known:
             raise WorkflowNotFoundError(
-                f"no published workflow named {name!r}",
-                hint=(f"did you mean {close[0]!r}? " if close else "")
-                + "publish it with `keel workflows publish FILE`, or pass the spec file's path")
-        return _version(rows[0])
+                f"workflow {name!r} has no version {version}",
+                hint=f"published versions: {', '.join(str(r['version']) for r in known)}")
+        names = [r["name"] for r in self.store.query("SELECT DISTINCT name FROM workflow_versions")]
+        close = difflib.get_close_matches(name, names, n=1)
+        raise WorkflowNotFoundError(
+            f"no published workflow named {name!r}",
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + "publish it with `keel workflows publish FILE`, or pass the spec file's path")
 
     def by_id(self, version_id: str) -> WorkflowVersion:
+        cached = self._by_id.get(version_id)
+        if cached is not None:
+            return cached
         rows = self.store.query("SELECT * FROM workflow_versions WHERE id = ?", (version_id,))
         if not rows:
             raise WorkflowNotFoundError(f"no workflow version with id {version_id}")
-        return _version(rows[0])
+        if len(self._by_id) >= 256:
+            self._by_id.clear()
+        found = self._by_id[version_id] = _version(rows[0])
+        return found
 
     def list(self) -> list[dict[str, Any]]:
         """One row per workflow: name, latest version, when published, description."""

@@ -4,7 +4,8 @@ Usage is counted from what a run really cost: the ``model_calls`` rows of its tr
 (tokens and cost as the provider reported them). Each served run adds one row to
 ``serve_usage``; before a run starts, today's sums (UTC day) are checked against the
 caps. Caps are checked *before* a run, so runs already in flight finish: a burst can
-overshoot a cap by what the concurrent runs use.
+overshoot a cap by what the concurrent runs use. A served run's usage row is committed
+with the server's next group commit (the same turn of the event loop), not alone.
 """
 
 from __future__ import annotations
@@ -103,8 +104,17 @@ class Budgets:
 
     def record(self, *, key: ApiKey | None, end_user: str | None, run_id: str | None, workflow: str,
                usage: Usage) -> None:
-        self.store.execute(
-            "INSERT INTO serve_usage (id, key_id, end_user, day, run_id, workflow, input_tokens, output_tokens,"
-            " cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (uuid.uuid4().hex, key.id if key else None, end_user, _today(), run_id, workflow, usage.input_tokens,
-             usage.output_tokens, usage.cost_usd, time.time()))
+        """Add a run's usage. On an event loop the row joins the loop's next group commit
+        (:class:`~keel.store.group.CommitGroup`) instead of committing alone."""
+        row = (uuid.uuid4().hex, key.id if key else None, end_user, _today(), run_id, workflow,
+               usage.input_tokens, usage.output_tokens, usage.cost_usd, time.time())
+        try:
+            group = self.store.commit_group()
+        except RuntimeError:  # no running event loop
+            self.store.execute(_INSERT_USAGE, row)
+            return
+        group.submit(lambda: self.store.execute(_INSERT_USAGE, row))
+
+
+_INSERT_USAGE = ("INSERT INTO serve_usage (id, key_id, end_user, day, run_id, workflow, input_tokens,"
+                 " output_tokens, cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")

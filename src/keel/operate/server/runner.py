@@ -114,7 +114,7 @@ class EventHub:
             for doc in list(ch.events):
                 last = doc["seq"]
                 yield doc
-            if ch.done:
+            if ch.done and q.empty():  # finished before we looked; what came after is queued
                 return
             while True:
                 doc = await q.get()
@@ -279,6 +279,10 @@ class Runner:
                 step = asyncio.ensure_future(it.__anext__())
                 await asyncio.wait({step, started.task}, return_when=asyncio.FIRST_COMPLETED,
                                    timeout=None if deadline is None else max(0.0, deadline - loop.time()))
+                if not step.done() and started.task.done():
+                    # What the run published is queued already (publishing is synchronous); the
+                    # step needs a turn of the loop to take it. Nothing comes if the run raised.
+                    await asyncio.wait({step}, timeout=0.05)
                 if not step.done():
                     step.cancel()
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):

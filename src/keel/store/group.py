@@ -1,0 +1,95 @@
+"""Group commit: the writes that reach the store during one turn of the event loop share
+one transaction.
+
+Concurrent runs on one event loop each commit a checkpoint at almost the same moment;
+SQLite's cost is per commit (one append of the WAL's touched pages, one lock round),
+not per row. A :class:`CommitGroup` queues each write and commits the queue on the
+loop's next turn, each write inside a savepoint of its own, so one failing write
+(a run another engine took over) rolls back alone. A writer that awaits
+:meth:`CommitGroup.commit` goes on only after its rows are committed, so grouping
+changes no durability promise; it only shares the commit.
+
+Measured in ``docs/decisions/0008-group-commit.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["CommitGroup"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("keel.store")
+
+
+class CommitGroup:
+    """Writes of one event loop to one store, committed together each turn of the loop."""
+
+    def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+        self._queue: list[tuple[Callable[[], Any], asyncio.Future | None]] = []
+        self.commits = 0
+        """Transactions committed (``writes / commits`` is the mean group size)."""
+        self.writes = 0
+
+    async def commit(self, write: Callable[[], T]) -> T:
+        """Run ``write`` (store statements, no awaiting) in the next group transaction; return
+        its result once that transaction is committed, or raise what ``write`` raised."""
+        future = self.loop.create_future()
+        self._enqueue(write, future)
+        return await future
+
+    def submit(self, write: Callable[[], Any]) -> None:
+        """Like :meth:`commit` without waiting: for rows whose loss in a crash costs little
+        (usage counters). A failure is logged."""
+        self._enqueue(write, None)
+
+    def _enqueue(self, write: Callable[[], Any], future: asyncio.Future | None) -> None:
+        self._queue.append((write, future))
+        if len(self._queue) == 1:
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit what is queued now (the loop calls this; so may a shutdown)."""
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        outcomes: list[tuple[asyncio.Future | None, BaseException | None, Any]] = []
+        try:
+            with self.store.transaction():
+                for write, future in batch:
+                    self.store.execute("SAVEPOINT keel_group")
+                    try:
+                        result = write()
+                    except Exception as e:
+                        self.store.execute("ROLLBACK TO keel_group")
+                        self.store.execute("RELEASE keel_group")
+                        outcomes.append((future, e, None))
+                        continue
+                    self.store.execute("RELEASE keel_group")
+                    outcomes.append((future, None, result))
+        except BaseException as e:  # the transaction itself failed: nothing of the batch is on disk
+            for _, future in batch:
+                if future is not None and not future.done():
+                    future.set_exception(e if isinstance(e, Exception) else RuntimeError("store write interrupted"))
+            if not isinstance(e, Exception):
+                raise
+            if any(future is None for _, future in batch):
+                _log.warning("grouped store writes failed: %s", e)
+            return
+        self.commits += 1
+        self.writes += len(batch)
+        for future, error, result in outcomes:
+            if future is None:
+                if error is not None:
+                    _log.warning("a grouped store write failed: %s", error)
+            elif not future.done():  # its waiter may have been cancelled meanwhile
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
