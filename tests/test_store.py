@@ -99,7 +99,7 @@ def test_background_checkpoints_keep_commits_from_copying_the_wal(tmp_path: Path
     db = tmp_path / "keel.db"
 
     def write(n: int) -> None:
-        for i in range(n):
+        for _ in range(n):
             with store.transaction():
                 store.execute("INSERT INTO blobs (body) VALUES (?)", ("x" * 3000,))
 
