@@ -19,6 +19,11 @@ API key (so auth and cap checks run):
 
 The load generator is one asyncio process with aiohttp on the same machine: it competes
 with the server for the 2 cores, so the numbers are a floor of what a remote client sees.
+When ``wrk`` (a load generator in C: ``apt-get install wrk``) is installed, the
+non-streaming rows are measured with it too: it takes a fraction of aiohttp's CPU, which
+matters most with ``--workers 2``, where the server wants both cores.
+
+    python benchmarks/serve.py --workers 2         # two server processes on the same store
 """
 
 from __future__ import annotations
@@ -128,6 +133,32 @@ async def sse_overhead(url: str, key: str, n: int) -> dict:
             "chat_stream_first_event_p50_ms": round(pct(chat, 50), 2)}
 
 
+def wrk_load(url: str, key: str, *, concurrency: int, seconds: int) -> dict | None:
+    """Non-streaming chat completions with wrk for ``seconds``; None when wrk is not installed."""
+    import re
+    import shutil
+
+    if shutil.which("wrk") is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
+                f'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", f.name,
+                          f"{url}/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
+    os.unlink(f.name)
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"concurrency": concurrency, "stream": False, "client": "wrk", "seconds": seconds, "rps": round(rps, 1),
+            "p50_ms": ms("50%"), "p99_ms": ms("99%")}
+
+
 def machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
@@ -141,19 +172,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Fewer requests (a smoke run).")
     ap.add_argument("--memory-requests", type=int, default=20_000)
     ap.add_argument("--json", type=Path, help="Also write the results here.")
+    ap.add_argument("--workers", type=int, default=1, help="Server processes (keel serve --workers).")
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     home = Path(tempfile.mkdtemp(prefix="keel-serve-bench-"))
     publish(home, ECHO3.format(name="echo3"), "echo3")
     key = create_key(home, "bench", "--workflow", "*")
-    server = start_server(home)
+    server = start_server(home, "--workers", str(args.workers))
     try:
         import importlib.util
 
         loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
         http = "httptools" if importlib.util.find_spec("httptools") else "h11"
         results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                         "server": f"uvicorn, 1 process, loop={loop}, http={http}",
+                         "server": f"uvicorn, {args.workers} process(es), loop={loop}, http={http}",
                          "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "runs": []}
         asyncio.run(load(server.url, key, concurrency=16, total=int(500 * scale) or 50, stream=False))  # warm-up
         for stream in (False, True):
@@ -162,6 +194,11 @@ def main() -> None:
                                      stream=stream))
                 print(json.dumps(r), flush=True)
                 results["runs"].append(r)
+                if not stream:
+                    w = wrk_load(server.url, key, concurrency=conc, seconds=3 if args.quick else 10)
+                    if w is not None:
+                        print(json.dumps(w), flush=True)
+                        results["runs"].append(w)
         results["sse"] = asyncio.run(sse_overhead(server.url, key, max(20, int(200 * scale))))
         print(json.dumps(results["sse"]), flush=True)
         n = args.memory_requests if not args.quick else 2000

@@ -8,7 +8,7 @@ Writers queue on a lock file next to the database (``keel.db.writelock``, an
 ``flock``) before SQLite's own write lock: a waiting writer sleeps in the kernel
 and wakes the moment the other lets go. SQLite's busy handler instead polls with
 sleeps of 1, 2, 5, 10 ... ms, which is what made two ``keel serve`` workers no
-faster than one (see docs/decisions/0008-store-writer-lock.md). ``busy_timeout``
+faster than one (see docs/decisions/0010-group-commit.md). ``busy_timeout``
 stays as the backstop for writers that are not Keel (the ``sqlite3`` shell).
 """
 

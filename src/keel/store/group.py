@@ -9,7 +9,7 @@ loop's next turn, each write inside a savepoint of its own, so one failing write
 :meth:`CommitGroup.commit` goes on only after its rows are committed, so grouping
 changes no durability promise; it only shares the commit.
 
-Measured in ``docs/decisions/0008-group-commit.md``.
+Measured in ``docs/decisions/0010-group-commit.md``.
 """
 
 from __future__ import annotations
