@@ -76,3 +76,42 @@ def test_errors_found_at_compile_time(expr: str, says: str, column: int) -> None
 
 def test_state_and_node_references_are_found_outside_strings() -> None:
     assert referenced("state.a + nodes.b.output_text + 'state.z' + x.state.q") == [("state", "a"), ("nodes", "b")]
+
+
+def test_plain_paths_read_without_cel_give_what_cel_gives() -> None:
+    """``input.output_text`` and the like skip CEL for scalars; anything else (a missing key,
+    a map, a list, an int beyond int64) goes to CEL, whose answer or error is the reference.
+    One difference, on purpose: a plain path reads only what it names, where CEL refuses every
+    expression when any variable holds a value it cannot convert (an int beyond int64)."""
+    import dataclasses
+
+    import pytest
+
+    from keel.workflows.cel import CelError, compile_expression
+
+    env = {"input": {"output_text": "hi", "output_parsed": {"n": 3, "x": 1.5, "ok": True, "none": None,
+                                                              "list": [1, 2], "map": {"a": 1}}},
+           "input_as_text": "hi", "state": {}, "nodes": {}, "workflow": {"name": "w"}}
+    sources = ["input.output_text", "input_as_text", "input . output_parsed . n", "input.output_parsed.x",
+               "input.output_parsed.ok", "input.output_parsed.none", "input.output_parsed.list",
+               "input.output_parsed.map", "workflow.name", "input.output_parsed.missing"]
+    for source in sources:
+        fast = compile_expression(source)
+        assert fast._path is not None, source
+        slow = dataclasses.replace(fast, _path=None)
+        try:
+            expected = slow.evaluate(env)
+        except CelError as e:
+            with pytest.raises(CelError) as got:
+                fast.evaluate(env)
+            assert got.value.message == e.message
+            continue
+        assert fast.evaluate(env) == expected and type(fast.evaluate(env)) is type(expected), source
+    env["input"]["output_parsed"]["big"] = 2**70
+    assert compile_expression("input.output_text").evaluate(env) == "hi"
+    with pytest.raises(CelError, match="out of range"):
+        compile_expression("input.output_parsed.big").evaluate(env)
+    with pytest.raises(CelError, match="out of range"):
+        compile_expression("input.output_text + '!'").evaluate(env)
+    assert compile_expression("input.output_text + '!'")._path is None
+    assert compile_expression("size(input_as_text)")._path is None

@@ -20,6 +20,7 @@ VARIABLES: tuple[str, ...] = ("input", "input_as_text", "state", "nodes", "workf
 
 _ERROR_RE = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
 _STRING_RE = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+_PATH_RE = re.compile(r"^\s*[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*\s*$")
 _REF_RE = re.compile(r"(?<![\w.])(state|nodes)\s*\.\s*([A-Za-z_]\w*)")
 _PARSED_RE = re.compile(
     r"(?<![\w.])(?:input|nodes\s*\.\s*([A-Za-z_]\w*))\s*\.\s*output_parsed\s*\.\s*([A-Za-z_]\w*)")
@@ -59,9 +60,22 @@ class Expression:
 
     source: str
     _program: Any
+    _path: tuple[str, ...] | None = None
+    """For a plain path such as ``input.output_text``: its names, read without CEL when they
+    lead through maps to a scalar (the common case, and CEL would convert every variable)."""
 
     def evaluate(self, variables: dict[str, Any]) -> Any:
         """The expression's value as plain Python (None, bool, int, float, str, list, dict)."""
+        if self._path is not None:
+            value: Any = variables
+            for name in self._path:
+                if not isinstance(value, dict) or name not in value:
+                    break
+                value = value[name]
+            else:
+                if value is None or isinstance(value, (str, bool, float)) or (
+                        type(value) is int and -2**63 <= value < 2**63):
+                    return value
         try:
             value = self._program.eval(data=variables)
         except Exception as e:  # conversion of an unsupported Python value
@@ -85,7 +99,8 @@ def compile_expression(source: str) -> Expression:
         message = m.group(3).replace(" (in container '')", "")
         return_col = int(m.group(2))
         raise CelError(message, column=return_col) from None
-    return Expression(source, program)
+    path = tuple(part.strip() for part in source.split(".")) if _PATH_RE.match(source) else None
+    return Expression(source, program, path if path and path[0] in VARIABLES else None)
 
 
 def referenced(source: str) -> list[tuple[str, str]]:

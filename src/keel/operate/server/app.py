@@ -154,6 +154,7 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
                 with contextlib.suppress(BaseException):
                     await worker
                 await runner.aclose()
+                store.commit_group().flush()  # usage rows queued in this last turn of the loop
                 services.requests.stop()
                 store.stop_background_checkpoints()
 
