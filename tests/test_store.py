@@ -186,3 +186,15 @@ def test_a_writer_killed_while_holding_the_writer_lock_does_not_block_the_next(t
             holder.kill()
     assert [r["x"] for r in store.query("SELECT x FROM t")] == ["next"]
     store.close()
+
+
+def test_new_ids_are_hex_like_uuids_unique_and_sort_by_time() -> None:
+    from keel.ids import new_id
+
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    earlier = new_id()
+    time.sleep(0.002)
+    assert earlier < new_id()  # the first 12 digits are milliseconds since the epoch
+    assert abs(int(earlier[:12], 16) / 1000 - time.time()) < 5

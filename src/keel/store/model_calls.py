@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from keel.ids import new_id
 
 __all__ = ["CallStatus", "ModelCallRecord", "ModelCalls", "RowStore"]
 
@@ -54,7 +55,7 @@ class ModelCallRecord:
     span_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
 
 
 _COLUMNS = tuple(ModelCallRecord.__dataclass_fields__)

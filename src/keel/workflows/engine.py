@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from keel.ids import new_id
 from keel.store import ModelCalls, SQLiteStore
 from keel.workflows.clock import Clock, SystemClock
 from keel.workflows.errors import ApprovalError, WorkflowError
@@ -238,8 +239,8 @@ class Engine:
                 raise WorkflowError(f"the input does not match the start node's input_schema: {problem}",
                                     hint="pass JSON that satisfies it, e.g. --input '{\"...\": ...}'")
         now = time.time()
-        run_id = run_id or uuid.uuid4().hex
-        trace_id = uuid.uuid4().hex
+        run_id = run_id or new_id()
+        trace_id = new_id()
         text = input if isinstance(input, str) else json.dumps(input, ensure_ascii=False)
         history = chat_history_of(input)
         if history:  # a conversation in: its last user message is the input text

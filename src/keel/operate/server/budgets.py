@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from dataclasses import dataclass
 
+from keel.ids import new_id
 from keel.operate.server.errors import ApiError
 from keel.operate.server.keys import ApiKey
 from keel.store import SQLiteStore
@@ -106,7 +106,7 @@ class Budgets:
                usage: Usage) -> None:
         """Add a run's usage. On an event loop the row joins the loop's next group commit
         (:class:`~keel.store.group.CommitGroup`) instead of committing alone."""
-        row = (uuid.uuid4().hex, key.id if key else None, end_user, _today(), run_id, workflow,
+        row = (new_id(), key.id if key else None, end_user, _today(), run_id, workflow,
                usage.input_tokens, usage.output_tokens, usage.cost_usd, time.time())
         try:
             group = self.store.commit_group()

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel.ids import new_id
 from keel.operate.server.budgets import Budgets, Usage
 from keel.operate.server.keys import ApiKey
 from keel.store import SQLiteStore
@@ -197,7 +197,7 @@ class Runner:
         """Start a run in a task. Input errors (a start node's ``input_schema``) raise here.
 
         With ``stream_text``, Agent nodes' tokens are published as ``text_delta`` events."""
-        run_id = uuid.uuid4().hex
+        run_id = new_id()
         self.hub.open(run_id, version.name, version.version)
         if provider_key:
             engine: Engine = _KeyedEngine(self.store, on_event=self.hub.publish, provider_key=provider_key,
