@@ -120,6 +120,26 @@ def test_background_checkpoints_keep_commits_from_copying_the_wal(tmp_path: Path
     assert SQLiteStore(tmp_path / "keel.db").query("SELECT COUNT(*) AS n FROM blobs")[0]["n"] == 1520
 
 
+def test_background_checkpoints_keep_the_wal_bounded_under_steady_writes(tmp_path: Path) -> None:
+    """A PASSIVE checkpoint never finds a busy WAL idle, and SQLite only starts the WAL over
+    after a checkpoint that copied all of it: without the writer-locked TRUNCATE past
+    ``wal_limit`` the file grew without end (576 MB after 3,500 served requests)."""
+    store = SQLiteStore(tmp_path / "keel.db")
+    store.execute("CREATE TABLE blobs (body TEXT)")
+    store.checkpoint_in_background(interval=0.01, wal_limit=256 << 10)
+    wal = tmp_path / "keel.db-wal"
+    biggest = 0
+    for _ in range(3000):  # ~12 MB of WAL frames
+        with store.transaction():
+            store.execute("INSERT INTO blobs (body) VALUES (?)", ("x" * 3000,))
+        biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+    store.stop_background_checkpoints()
+    assert store.wal_truncations >= 1
+    assert biggest < 8 << 20, f"the WAL grew to {biggest} bytes"
+    assert store.query("SELECT COUNT(*) AS n FROM blobs")[0]["n"] == 3000
+    store.close()
+
+
 async def test_writes_of_one_loop_turn_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
     """Group commit: concurrent writers on one event loop commit in one transaction; a write
     that raises rolls back alone (its waiter gets the error), the others are on disk."""

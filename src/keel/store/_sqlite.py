@@ -44,6 +44,8 @@ class SQLiteStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock_fds: list[int] = []
         self._groups: dict[int, CommitGroup] = {}
+        self.wal_truncations = 0
+        """How often the background checkpointer started the WAL over (see :meth:`checkpoint_in_background`)."""
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         try:
@@ -85,31 +87,40 @@ class SQLiteStore:
             self._connections.append(conn)
         return conn
 
-    def checkpoint_in_background(self, interval: float = 0.25) -> None:
+    def checkpoint_in_background(self, interval: float = 0.25, *, wal_limit: int = 16 << 20) -> None:
         """Move WAL checkpoints off the committing threads onto a daemon thread of their own.
 
         By default the commit that grows the WAL past 1,000 pages copies it into the database
         file (with an fsync) before returning: on a server's event loop that stalls every
         request in flight. After this call, commits only append to the WAL, and a thread
-        checkpoints it (``PASSIVE``: never blocking readers or writers) every ``interval``
-        seconds. Stopped by :meth:`close`.
+        checkpoints it every ``interval`` seconds: ``PASSIVE`` (never blocking readers or
+        writers) copies what is there. Under steady writes such a checkpoint never finds the
+        WAL idle, and SQLite starts the WAL over only after one that copied all of it; so when
+        the file passes ``wal_limit`` bytes, the thread holds the writer lock for a
+        ``TRUNCATE`` checkpoint (little is left to copy by then) and the WAL starts from
+        zero. Stopped by :meth:`close`.
         """
         if self._checkpointer is not None:
             return
         self._stop_checkpoints.clear()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(interval,),
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(interval, wal_limit),
                                               name="keel-wal-checkpoint", daemon=True)
         with self._lock:
             for conn in self._connections:
                 conn.execute("PRAGMA wal_autocheckpoint=0")
         self._checkpointer.start()
 
-    def _checkpoint_loop(self, interval: float) -> None:
+    def _checkpoint_loop(self, interval: float, wal_limit: int) -> None:
         conn = self._connect()  # this thread's own connection
+        wal = Path(f"{self.path}-wal")
         while not self._stop_checkpoints.wait(interval):
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:  # busy or closed: the next round tries again
+                if wal.exists() and wal.stat().st_size > wal_limit:
+                    with self._writing():
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                        self.wal_truncations += 1
+            except (sqlite3.Error, OSError):  # busy or closed: the next round tries again
                 continue
 
     def stop_background_checkpoints(self) -> None:
