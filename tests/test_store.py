@@ -218,3 +218,22 @@ def test_new_ids_are_hex_like_uuids_unique_and_sort_by_time() -> None:
     time.sleep(0.002)
     assert earlier < new_id()  # the first 12 digits are milliseconds since the epoch
     assert abs(int(earlier[:12], 16) / 1000 - time.time()) < 5
+
+
+def test_stored_json_text_reads_back_as_json_dumps_would() -> None:
+    import json
+    import math
+
+    from keel import jsontext
+
+    doc = {"text": "héllo ✓", "n": 3, "x": 1.5, "none": None, "list": [1, {"a": True}], 7: "int key"}
+    assert json.loads(jsontext.dumps(doc)) == json.loads(json.dumps(doc))
+    assert json.loads(jsontext.dumps({"big": 2**70})) == {"big": 2**70}  # past orjson: json.dumps
+    assert json.loads(jsontext.dumps({"bad": math.nan, "inf": math.inf})) == {"bad": None, "inf": None}
+    assert json.loads(jsontext.dumps({"obj": object()}, default=lambda o: "an object")) == {"obj": "an object"}
+    try:
+        jsontext.dumps({"obj": object()})
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("an object JSON cannot hold was stored")

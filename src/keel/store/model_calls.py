@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from keel import jsontext
 from keel.ids import new_id
 
 __all__ = ["CallStatus", "ModelCallRecord", "ModelCalls", "RowStore"]
@@ -77,7 +78,7 @@ class ModelCalls:
         row = {c: getattr(rec, c) for c in _COLUMNS}  # shallow: asdict's deep copy cost a tenth of a run
         row["stream"] = int(rec.stream)
         row["structured"] = int(rec.structured)
-        row["tags"] = json.dumps(rec.tags) if rec.tags else None
+        row["tags"] = jsontext.dumps(rec.tags) if rec.tags else None
         return _INSERT, tuple(row[c] for c in _COLUMNS)
 
     def recent(self, limit: int = 50, *, since: float | None = None) -> list[ModelCallRecord]:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from keel import jsontext
 from keel.ids import new_id
 from keel.store import ModelCalls, SQLiteStore
 from keel.workflows.clock import Clock, SystemClock
@@ -252,7 +253,7 @@ class Engine:
                     run_id=run_id, started_at=now,
                     attributes={"keel.workflow.name": version.name, "keel.workflow.version": version.version,
                                 "keel.run.id": run_id})
-        row = (run_id, version.name, version.version, version.id, json.dumps(input), trace_id, now)
+        row = (run_id, version.name, version.version, version.id, jsontext.dumps(input), trace_id, now)
         run = _ActiveRun(run_id, version, wf, ctx, 0, wf.start_id, trace_id, root.span_id,
                          new=(row, span_row(root)), fresh=True)
         if not _defer:
@@ -526,7 +527,7 @@ class Engine:
         now = time.time()
         run.pending.append((
             (run.id, run.seq, node.id, node.type, port, next_node,
-             json.dumps(outcome.output) if outcome else None, error, started, now),
+             jsontext.dumps(outcome.output) if outcome else None, error, started, now),
             span_row(span)))
         run.seq += 1
         run.ctx = ctx
@@ -563,8 +564,8 @@ class Engine:
         """Write the run's position, variables, and pending step and span rows (inside a transaction)."""
         finished = run.status != "running"
         now = time.time()
-        fields = (None if finished else run.current, json.dumps(run.ctx), run.status,
-                  json.dumps(run.output) if finished else None, run.error, now, now + LEASE_SECONDS,
+        fields = (None if finished else run.current, jsontext.dumps(run.ctx), run.status,
+                  jsontext.dumps(run.output) if finished else None, run.error, now, now + LEASE_SECONDS,
                   now if finished else None, None if finished else self.owner)
         if run.new is not None:
             (rid, name, number, version_id, input_json, trace_id, created), root = run.new

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from keel import jsontext
 from keel.store import SQLiteStore
 
 __all__ = ["Span", "SpanKind", "Spans", "new_id", "stable_span_id"]
@@ -83,7 +84,7 @@ INSERT_SQL = (f"INSERT INTO trace_spans ({', '.join(_COLS)}) VALUES ({', '.join(
 
 def span_row(span: Span) -> tuple:
     return (span.span_id, span.trace_id, span.parent_id, span.run_id, span.name, span.kind, span.started_at,
-            span.ended_at, span.status, span.error, json.dumps(span.attributes, default=str))
+            span.ended_at, span.status, span.error, jsontext.dumps(span.attributes, default=str))
 
 
 class Spans:
