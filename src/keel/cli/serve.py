@@ -32,7 +32,9 @@ def serve(host: str | None = typer.Option(None, "--host", help="Address to liste
                                           help="Port (default 8000; 0 picks a free one)."),
           reload: bool = typer.Option(False, "--reload/--no-reload",
                                       help="Restart on code changes (development only)."),
-          workers: int = typer.Option(1, "--workers", min=1, help="Processes (each with its own engine)."),
+          workers: int = typer.Option(1, "--workers", min=1,
+                                      help="Processes serving the same store, each with its own engine; "
+                                           "about one per core (docs/serve.md, Deploying)."),
           cors_origin: list[str] = typer.Option([], "--cors-origin",  # noqa: B008
                                                 help="Allow this browser origin (repeatable)."),
           max_body_bytes: int | None = typer.Option(None, "--max-body-bytes", min=1,

@@ -17,11 +17,11 @@ import logging
 import re
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from keel.ids import new_id
 from keel.operate.server.keys import KEY_PATTERN
 
 __all__ = ["AccessLog", "BodyLimit", "RedactingFilter", "redact", "setup_logging"]
@@ -36,8 +36,14 @@ _SECRETS = [
 _SECRET_PARAMS = re.compile(r"(?i)key|token|secret|password|auth")
 
 
+_ANY_SECRET = re.compile("|".join(f"(?:{p.pattern})" for p in _SECRETS[:2]) + r"|(?i:bearer\s)")
+"""One pass that finds whether any of :data:`_SECRETS` may match (most text has none)."""
+
+
 def redact(text: str) -> str:
     """``text`` with anything shaped like a key replaced by ``[redacted]``."""
+    if _ANY_SECRET.search(text) is None:
+        return text
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
     return text
@@ -45,6 +51,9 @@ def redact(text: str) -> str:
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "keel_redacted", False):  # the logger's filter did it; this is a handler's
+            return True
+        record.keel_redacted = True
         msg = record.getMessage()
         clean = redact(msg)
         if record.exc_info:
@@ -174,7 +183,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         wall, started = time.time(), time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = new_id()
         scope.setdefault("state", {})
         status, sent, ttfb, streamed = 500, 0, None, False
 
@@ -182,7 +191,7 @@ class AccessLog:
             nonlocal status, sent, ttfb, streamed
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id[:16].encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
                 for name, value in message["headers"]:
                     if name.lower() == b"content-type" and value.startswith(b"text/event-stream"):
                         streamed = True
@@ -202,7 +211,7 @@ class AccessLog:
             if route is None and scope.get("root_path") and scope["path"].startswith("/mcp"):
                 route = "/mcp"
             path = redact(scope["path"])
-            line = {"ts": round(wall, 3), "event": "http", "request_id": request_id[:16],
+            line = {"ts": round(wall, 3), "event": "http", "request_id": request_id,
                     "method": scope["method"], "path": path, "query": _query(scope.get("query_string", b"")),
                     "route": route, "status": status, "ms": ms, "ttfb_ms": None if ttfb is None else round(ttfb, 3),
                     "bytes": sent, "streamed": streamed or None, "client": (scope.get("client") or ("", 0))[0],

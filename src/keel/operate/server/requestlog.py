@@ -9,12 +9,12 @@ clean shutdown loses nothing; a crash loses at most the last ``interval``.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 from typing import Any
 
+from keel import jsontext
 from keel.store import SQLiteStore
 
 __all__ = ["COLUMNS", "RequestLog"]
@@ -25,6 +25,7 @@ COLUMNS = ("id", "started_at", "method", "path", "route", "workflow", "version",
 
 _INSERT = f"INSERT INTO serve_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _MAX_BATCH = 5000
+_ROWS_PER_COMMIT = 100
 
 
 class RequestLog:
@@ -74,20 +75,24 @@ class RequestLog:
             if not batch:
                 return written
             for line, row in batch:
-                self.log.info(json.dumps(line, ensure_ascii=False, default=str))
+                self.log.info(jsontext.dumps(line, default=str))
                 with_rows.append(row)
             last_used: dict[str, float] = {}
             for row in with_rows:
                 if row[7] is not None:
                     last_used[row[7]] = max(row[1], last_used.get(row[7], 0.0))
-            try:
-                with self.store.transaction():
-                    self.store.executemany(_INSERT, with_rows)
-                    # `keel keys list` shows when each key was last used.
-                    self.store.executemany("UPDATE serve_keys SET last_used_at = ? WHERE id = ?",
-                                           [(at, key_id) for key_id, at in last_used.items()])
-            except Exception:
-                self.dropped += len(with_rows)
-                logging.getLogger("keel.serve").warning("could not record %d requests in serve_requests",
-                                                        len(with_rows))
+            # Short transactions: the event loop's commits wait for the writer lock meanwhile.
+            for i in range(0, len(with_rows), _ROWS_PER_COMMIT):
+                rows = with_rows[i:i + _ROWS_PER_COMMIT]
+                try:
+                    with self.store.transaction():
+                        self.store.executemany(_INSERT, rows)
+                        if i + _ROWS_PER_COMMIT >= len(with_rows):
+                            # `keel keys list` shows when each key was last used.
+                            self.store.executemany("UPDATE serve_keys SET last_used_at = ? WHERE id = ?",
+                                                   [(at, key_id) for key_id, at in last_used.items()])
+                except Exception:
+                    self.dropped += len(rows)
+                    logging.getLogger("keel.serve").warning("could not record %d requests in serve_requests",
+                                                            len(rows))
             written += len(batch)
