@@ -173,6 +173,7 @@ def main() -> None:
     ap.add_argument("--memory-requests", type=int, default=20_000)
     ap.add_argument("--json", type=Path, help="Also write the results here.")
     ap.add_argument("--workers", type=int, default=1, help="Server processes (keel serve --workers).")
+    ap.add_argument("--rounds", type=int, default=3, help="Rounds at 64 clients (the median is reported).")
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     home = Path(tempfile.mkdtemp(prefix="keel-serve-bench-"))
@@ -190,8 +191,13 @@ def main() -> None:
         asyncio.run(load(server.url, key, concurrency=16, total=int(500 * scale) or 50, stream=False))  # warm-up
         for stream in (False, True):
             for conc, total in ((1, 300), (16, 2000), (64, 3000)):
-                r = asyncio.run(load(server.url, key, concurrency=conc, total=max(50, int(total * scale)),
-                                     stream=stream))
+                # The goal's row (64 clients) is measured several times: this machine's speed
+                # swings by ~30 % from one minute to the next. The median round is reported.
+                rounds = [asyncio.run(load(server.url, key, concurrency=conc, total=max(50, int(total * scale)),
+                                           stream=stream)) for _ in range(args.rounds if conc == 64 else 1)]
+                r = sorted(rounds, key=lambda x: x["p99_ms"])[len(rounds) // 2]
+                if len(rounds) > 1:
+                    r = {**r, "rounds_rps": [x["rps"] for x in rounds], "rounds_p99_ms": [x["p99_ms"] for x in rounds]}
                 print(json.dumps(r), flush=True)
                 results["runs"].append(r)
                 if not stream:
