@@ -14,7 +14,6 @@ stays as the backstop for writers that are not Keel (the ``sqlite3`` shell).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -26,6 +25,11 @@ from typing import Any
 from keel.errors import StoreError
 from keel.store.group import CommitGroup
 from keel.store.migrations import MIGRATIONS, Migration
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers wait in SQLite's busy handler instead
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["SQLiteStore"]
 
@@ -165,7 +169,11 @@ class SQLiteStore:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """Hold the cross-process writer lock (this thread's own descriptor, so threads of
-        one process queue too). Released by the kernel if the process dies."""
+        one process queue too). Released by the kernel if the process dies. Where there is no
+        ``flock`` (Windows, some network filesystems) writers wait in SQLite's busy handler."""
+        if fcntl is None:
+            yield
+            return
         fd = getattr(self._local, "lock_fd", None)
         if fd is None:
             try:
@@ -176,11 +184,16 @@ class SQLiteStore:
             self._local.lock_fd = fd
             with self._lock:
                 self._lock_fds.append(fd)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            locked = True
+        except OSError:  # ENOLCK on a filesystem without locks
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     # -- queries ---------------------------------------------------------------------
 
