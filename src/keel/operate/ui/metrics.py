@@ -32,7 +32,7 @@ from typing import Any
 
 from keel.store import SQLiteStore
 
-__all__ = ["RANGES", "Bucket", "Dashboard", "Group", "Section", "Slo", "dashboard", "percentile"]
+__all__ = ["RANGES", "Bucket", "Dashboard", "Group", "Section", "Slo", "Stats", "dashboard", "percentile"]
 
 RANGES: dict[str, float] = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
 """Time ranges the dashboard offers, in seconds."""
@@ -67,12 +67,10 @@ class _Row:
     cost: float
 
 
-@dataclass
-class Bucket:
-    """One slice of the range."""
+@dataclass(kw_only=True)
+class Stats:
+    """What a bucket and a group both report about their rows."""
 
-    start: float
-    """Unix time the bucket starts at."""
     count: int = 0
     errors: int = 0
     tokens: int = 0
@@ -87,27 +85,25 @@ class Bucket:
     first_p50: float | None = None
     """Time to first byte / token, milliseconds."""
     first_p95: float | None = None
+
+
+@dataclass(kw_only=True)
+class Bucket(Stats):
+    """One slice of the range."""
+
+    start: float
+    """Unix time the bucket starts at."""
     codes: dict[str, int] = field(default_factory=dict)
     """Rows per response code."""
 
 
-@dataclass
-class Group:
+@dataclass(kw_only=True)
+class Group(Stats):
     """Totals over the range for one workflow or one model (or ``all``)."""
 
     key: str
-    count: int = 0
-    errors: int = 0
     error_rate: float = 0.0
-    tokens: int = 0
     cost_usd: float = 0.0
-    per_min: float = 0.0
-    tokens_per_min: float = 0.0
-    latency_p50: float | None = None
-    latency_p95: float | None = None
-    latency_p99: float | None = None
-    first_p50: float | None = None
-    first_p95: float | None = None
 
 
 @dataclass
@@ -188,18 +184,22 @@ def _model_calls(store: SQLiteStore, since: float, until: float) -> list[_Row]:
     return out
 
 
-def _group(key: str, rows: list[_Row], minutes: float) -> Group:
+def _stats(rows: list[_Row], minutes: float) -> dict[str, Any]:
+    """The :class:`Stats` fields of ``rows`` spread over ``minutes``."""
     lat = sorted(c.latency for c in rows)
     firsts = sorted(c.first for c in rows if c.first is not None)
-    errors = sum(not c.ok for c in rows)
     tokens = sum(c.tokens for c in rows)
-    return Group(
-        key=key, count=len(rows), errors=errors, error_rate=errors / len(rows) if rows else 0.0,
-        tokens=tokens, cost_usd=round(sum(c.cost for c in rows), 6),
-        per_min=len(rows) / minutes, tokens_per_min=tokens / minutes,
-        latency_p50=percentile(lat, 50, ordered=True), latency_p95=percentile(lat, 95, ordered=True),
-        latency_p99=percentile(lat, 99, ordered=True), first_p50=percentile(firsts, 50, ordered=True),
-        first_p95=percentile(firsts, 95, ordered=True))
+    return {"count": len(rows), "errors": sum(not c.ok for c in rows), "tokens": tokens,
+            "per_min": len(rows) / minutes, "tokens_per_min": tokens / minutes,
+            "latency_p50": percentile(lat, 50, ordered=True), "latency_p95": percentile(lat, 95, ordered=True),
+            "latency_p99": percentile(lat, 99, ordered=True), "first_p50": percentile(firsts, 50, ordered=True),
+            "first_p95": percentile(firsts, 95, ordered=True)}
+
+
+def _group(key: str, rows: list[_Row], minutes: float) -> Group:
+    stats = _stats(rows, minutes)
+    return Group(key=key, error_rate=stats["errors"] / len(rows) if rows else 0.0,
+                 cost_usd=round(sum(c.cost for c in rows), 6), **stats)
 
 
 def _section(rows: list[_Row], key: Callable[[_Row], str], since: float, range_s: float, buckets: int) -> Section:
@@ -209,14 +209,10 @@ def _section(rows: list[_Row], key: Callable[[_Row], str], since: float, range_s
         grouped[min(buckets - 1, int((c.at - since) / bucket_s))].append(c)
     series = []
     for i, cs in enumerate(grouped):
-        g = _group("", cs, bucket_s / 60)
         codes: dict[str, int] = {}
         for c in cs:
             codes[c.code] = codes.get(c.code, 0) + 1
-        series.append(Bucket(start=since + i * bucket_s, count=g.count, errors=g.errors, tokens=g.tokens,
-                             per_min=g.per_min, tokens_per_min=g.tokens_per_min, latency_p50=g.latency_p50,
-                             latency_p95=g.latency_p95, latency_p99=g.latency_p99, first_p50=g.first_p50,
-                             first_p95=g.first_p95, codes=codes))
+        series.append(Bucket(start=since + i * bucket_s, codes=codes, **_stats(cs, bucket_s / 60)))
     by: dict[str, list[_Row]] = {}
     for c in rows:
         by.setdefault(key(c), []).append(c)
