@@ -78,6 +78,12 @@ _ANSWER_KEYS = ("answer", "output_text", "text", "message", "reply", "content")
 _NO_MODEL_MARKERS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "no API key", "api key is not set", "credentials")
 
 
+def _delta(message: AssistantMessageItem, text: str) -> ThreadItemUpdatedEvent:
+    """More words of ``message``'s text."""
+    return ThreadItemUpdatedEvent(item_id=message.id, update=AssistantMessageContentPartTextDelta(
+        content_index=0, delta=text))
+
+
 class NoWorkflowError(UserError):
     """No workflow was named for a new ChatKit thread and none could be chosen."""
 
@@ -251,8 +257,7 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                     message = self._new_message(thread, context)
                     for e in self._open(message):
                         yield e
-                yield ThreadItemUpdatedEvent(item_id=message.id, update=AssistantMessageContentPartTextDelta(
-                    content_index=0, delta=piece))
+                yield _delta(message, piece)
             elif event.get("kind") == "node_started" and event.get("node_type") in _PROGRESS:
                 icon, text = _PROGRESS[event["node_type"]]
                 yield ProgressUpdateEvent(icon=icon, text=text)
@@ -310,8 +315,7 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             item = self._new_message(thread, context)
             for e in self._open(item):
                 yield e
-            yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartTextDelta(
-                content_index=0, delta=text))
+            yield _delta(item, text)
         annotations = [Annotation(source=FileSource(title=s, filename=s), index=i + 1) for i, s in enumerate(sources)]
         content = AssistantMessageContent(text=text, annotations=annotations)
         yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartDone(
