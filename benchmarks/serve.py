@@ -44,7 +44,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.operate.conftest import ECHO3, create_key, publish, start_server  # noqa: E402
+from tests.operate.conftest import create_key, echo3, publish, start_server  # noqa: E402
 
 BODY = {"model": "echo3", "messages": [{"role": "user", "content": "benchmark the three node workflow"}]}
 
@@ -177,7 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     home = Path(tempfile.mkdtemp(prefix="keel-serve-bench-"))
-    publish(home, ECHO3.format(name="echo3"), "echo3")
+    publish(home, echo3("echo3"), "echo3")
     key = create_key(home, "bench", "--workflow", "*")
     server = start_server(home, "--workers", str(args.workers))
     try:

@@ -32,17 +32,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-ECHO3 = """
+
+def agent_workflow(name: str, model: str, instructions: str, description: str) -> str:
+    """The spec of start -> agent (``model``) -> end."""
+    return f"""
 name: {name}
-description: Repeats the last user message.
+description: {description}
 nodes:
   - {{id: start, type: start}}
-  - {{id: bot, type: agent, model: "scripted:echo", instructions: Repeat after me.}}
+  - {{id: bot, type: agent, model: "{model}", instructions: {instructions}}}
   - {{id: done, type: end}}
 edges:
   - {{from: start, to: bot}}
   - {{from: bot, to: done}}
 """
+
+
+def echo3(name: str = "echo3") -> str:
+    """start -> agent (``scripted:echo``, answers with the last user message) -> end."""
+    return agent_workflow(name, "scripted:echo", "Repeat after me.", "Repeats the last user message.")
 
 APPROVE = """
 name: approve
@@ -162,8 +170,8 @@ def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> S
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The shared ``keel serve`` (see the module docstring)."""
     home = tmp_path_factory.mktemp("serve-home")
-    publish(home, ECHO3.format(name="echo3"), "echo3")
-    publish(home, ECHO3.format(name="other"), "other")
+    publish(home, echo3("echo3"), "echo3")
+    publish(home, echo3("other"), "other")
     publish(home, APPROVE, "approve")
     admin = create_key(home, "admin", "--workflow", "*")
     scoped = create_key(home, "scoped", "--workflow", "echo3")

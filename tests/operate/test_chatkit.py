@@ -10,19 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.operate.conftest import Server, publish, start_server
+from tests.operate.conftest import Server, agent_workflow, publish, start_server
 
-ASK = """
-name: ask
-description: Answers with a real provider's model.
-nodes:
-  - {id: start, type: start}
-  - {id: bot, type: agent, model: "openai:gpt-4.1-mini", instructions: Answer briefly.}
-  - {id: done, type: end}
-edges:
-  - {from: start, to: bot}
-  - {from: bot, to: done}
-"""
+ASK = agent_workflow("ask", "openai:gpt-4.1-mini", "Answer briefly.", "Answers with a real provider's model.")
 
 
 def message(text: str) -> dict[str, Any]:

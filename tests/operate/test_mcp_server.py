@@ -14,7 +14,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.operate.conftest import ECHO3, Server, keel, server_env
+from tests.operate.conftest import Server, echo3, keel, server_env
 
 ADD = """
 name: add
@@ -52,7 +52,7 @@ def publish_here(spec: str) -> None:
 
 @pytest.fixture
 def home(keel_home: Path) -> Path:
-    publish_here(ECHO3.format(name="echo3"))
+    publish_here(echo3("echo3"))
     publish_here(ADD)
     return keel_home
 

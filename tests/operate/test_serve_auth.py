@@ -12,9 +12,9 @@ import openai
 import pytest
 
 from tests.operate.conftest import (
-    ECHO3,
     Server,
     create_key,
+    echo3,
     keel,
     publish,
     server_env,
@@ -86,7 +86,7 @@ def test_keys_cli_lists_without_secrets_and_with_last_use(serve: Server) -> None
 
 
 def test_open_mode_on_loopback_without_keys(tmp_path) -> None:
-    publish(tmp_path, ECHO3.format(name="echo3"), "echo3")
+    publish(tmp_path, echo3("echo3"), "echo3")
     server = start_server(tmp_path)
     try:
         r = httpx.post(server.url + "/v1/workflows/echo3/runs", json={"input": "no key needed"})

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.openai_stub import OpenAIStub
-from tests.operate.conftest import Server, create_key, publish, start_server
+from tests.operate.conftest import Server, agent_workflow, create_key, publish, start_server
 
 
 def _error(r: httpx.Response, status: int) -> dict:
@@ -86,16 +86,7 @@ def test_no_secret_in_logs_or_traces(tmp_path) -> None:
     stub = OpenAIStub()
     stub.start()
     try:
-        publish(tmp_path, """
-name: byo
-nodes:
-  - {id: start, type: start}
-  - {id: bot, type: agent, model: "openai:gpt-4.1-mini", instructions: Be brief.}
-  - {id: done, type: end}
-edges:
-  - {from: start, to: bot}
-  - {from: bot, to: done}
-""", "byo")
+        publish(tmp_path, agent_workflow("byo", "openai:gpt-4.1-mini", "Be brief.", "Uses the caller's own key."), "byo")
         api_key = create_key(tmp_path, "byo", "--workflow", "byo")
         provider_key = "sk-callerOwnSecret0123456789abcdef"
         server = start_server(tmp_path, "--allow-provider-keys", "--access-log", str(tmp_path / "access.jsonl"),
