@@ -89,7 +89,8 @@ class WorkflowSampler:
             elif record.status == "running":
                 result = await asyncio.wait_for(engine.resume(run_id), target.timeout)
             else:
-                result = RunResult(record.id, record.status, record.output, record.error)
+                result = RunResult(record.id, record.status, record.output, record.error,
+                                   trace_id=record.trace_id)
         except TimeoutError:
             raise EvalSpecError(f"workflow {target.workflow} timed out after {target.timeout:g} s "
                                 f"(run {run_id})") from None

@@ -14,6 +14,7 @@ stays as the backstop for writers that are not Keel (the ``sqlite3`` shell).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -154,8 +155,6 @@ class SQLiteStore:
 
     def commit_group(self) -> CommitGroup:
         """The running event loop's :class:`~keel.store.group.CommitGroup` for this store."""
-        import asyncio
-
         loop = asyncio.get_running_loop()
         group = self._groups.get(id(loop))
         if group is None or group.loop is not loop:

@@ -244,13 +244,9 @@ class Runner:
 
     def _account(self, result: RunResult, workflow: str, key: ApiKey | None, end_user: str | None, *,
                  fresh: bool = False) -> None:
-        trace_id = result.trace_id
-        if trace_id is None:
-            try:
-                trace_id = self.runs.get(result.run_id).trace_id
-            except WorkflowError:
-                return
-        total = self.budgets.usage_of_trace(trace_id)
+        if result.trace_id is None:  # every result the engine returns carries it
+            return
+        total = self.budgets.usage_of_trace(result.trace_id)
         self._usage[result.run_id] = total
         while len(self._usage) > 1000:
             self._usage.popitem(last=False)
