@@ -400,3 +400,23 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0301_run_limits",
+        (
+            # Resumes of a run that raised (not a node failure: the engine itself could not go on),
+            # so the recovery loop gives up after a few identical failures instead of re-claiming
+            # the run forever. `error` is the last failure, `count` how many in a row were alike.
+            """
+            CREATE TABLE workflow_resume_failures (
+                run_id TEXT PRIMARY KEY,
+                error TEXT NOT NULL,
+                count INTEGER NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    )
+)
