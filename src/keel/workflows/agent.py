@@ -134,6 +134,7 @@ async def _run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict
         raise NodeFailure(f"cannot build the prompt: {e}", kind="cel") from None
     history = [Message.model_validate(m) for m in run.ctx["history"]] if node.include_chat_history else []
     messages = ([Message.system(instructions)] if instructions else []) + history + [Message.user(user_text)]
+    messages += [Message.user(m.content) if m.role == "user" else Message.assistant(m.content) for m in node.messages]
     new_turns = [Message.user(user_text)]
     tools: dict[str, Any] = {wf.tools[ref].name: wf.tools[ref] for ref in node.tools}
     if node.mcp:

@@ -13,15 +13,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["VARIABLES", "CelError", "Expression", "compile_expression", "parsed_fields", "referenced"]
+__all__ = ["VARIABLES", "WORKFLOW_NAMES", "CelError", "Expression", "compile_expression", "parsed_fields", "referenced"]
 
 VARIABLES: tuple[str, ...] = ("input", "input_as_text", "state", "nodes", "workflow")
 """Top-level names every expression may use (see :mod:`keel.workflows.spec`)."""
+WORKFLOW_NAMES: tuple[str, ...] = ("input", "input_as_text", "name", "run_id")
+"""Keel's own names under ``workflow.``; the fields of a JSON input (Agent Builder's
+``workflow.<field>``) come next to them."""
 
 _ERROR_RE = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
 _STRING_RE = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
 _PATH_RE = re.compile(r"^\s*[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*\s*$")
-_REF_RE = re.compile(r"(?<![\w.])(state|nodes)\s*\.\s*([A-Za-z_]\w*)")
+_REF_RE = re.compile(r"(?<![\w.])(state|nodes|workflow)\s*\.\s*([A-Za-z_]\w*)")
 _PARSED_RE = re.compile(
     r"(?<![\w.])(?:input|nodes\s*\.\s*([A-Za-z_]\w*))\s*\.\s*output_parsed\s*\.\s*([A-Za-z_]\w*)")
 
@@ -104,7 +107,7 @@ def compile_expression(source: str) -> Expression:
 
 
 def referenced(source: str) -> list[tuple[str, str]]:
-    """``(root, name)`` pairs for ``state.<name>`` and ``nodes.<name>`` references in ``source``
+    """``(root, name)`` pairs for ``state.<name>``, ``nodes.<name>`` and ``workflow.<name>`` references in ``source``
     (string literals ignored), so validation can check the names exist."""
     return _REF_RE.findall(_STRING_RE.sub('""', source))
 

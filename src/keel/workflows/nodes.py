@@ -71,8 +71,15 @@ def variables(ctx: dict[str, Any], run_id: str, workflow: str) -> dict[str, Any]
         "input_as_text": ctx["input_as_text"],
         "state": ctx["state"],
         "nodes": ctx["nodes"],
-        "workflow": {"input": ctx["input"], "name": workflow, "run_id": run_id},
+        "workflow": workflow_variable(ctx["input"], ctx["input_as_text"], workflow, run_id),
     }
+
+
+def workflow_variable(input: Any, input_as_text: str, workflow: str, run_id: str) -> dict[str, Any]:
+    """``workflow``: Keel's names and Agent Builder's (``workflow.input_as_text`` and each field
+    of an object input as ``workflow.<field>``); Keel's own names win over a field of that name."""
+    fields = input if isinstance(input, dict) else {}
+    return {**fields, "input": input, "input_as_text": input_as_text, "name": workflow, "run_id": run_id}
 
 
 def _eval(wf: CompiledWorkflow, node_id: str, key: str, env: dict[str, Any]) -> Any:

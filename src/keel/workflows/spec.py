@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "NODE_TYPES",
+    "AgentMessage",
     "AgentNode",
     "ApprovalPolicy",
     "Branch",
@@ -63,6 +64,7 @@ __all__ = [
     "Node",
     "NoteNode",
     "PiiCheck",
+    "Position",
     "SetStateNode",
     "StartNode",
     "TransformNode",
@@ -78,11 +80,20 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class Position(_Spec):
+    """Where a node sits on a canvas (Agent Builder's ``ui_metadata.positionsByNodeId``)."""
+
+    x: float
+    y: float
+
+
 class _NodeBase(_Spec):
     id: str = Field(pattern=_ID)
     """Unique within the workflow; letters, digits and ``_`` (it is a CEL name: ``nodes.<id>``)."""
     title: str | None = None
     """Label shown on a canvas."""
+    position: Position | None = None
+    """Canvas position, kept so a visual editor shows the layout the workflow was drawn with."""
 
     #: Ports this node's outgoing edges may use (``error`` is allowed on nodes that can fail).
     ports: ClassVar[tuple[str, ...]] = ("next",)
@@ -129,6 +140,13 @@ class McpServer(_Spec):
         return self.approval.get(tool, self.approval.get("*", "never"))
 
 
+class AgentMessage(_Spec):
+    """A fixed message an Agent node sends after its input."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class AgentNode(_NodeBase):
     """Ask a model, letting it call tools in a loop, optionally with a strict output schema."""
 
@@ -154,6 +172,8 @@ class AgentNode(_NodeBase):
     """Cap on tokens generated per model call."""
     mcp: list[McpServer] = Field(default_factory=list)
     """MCP servers whose tools the model may call, each with its approval policy."""
+    messages: list[AgentMessage] = Field(default_factory=list)
+    """Fixed turns sent after the input, in order (Agent Builder's per-agent messages)."""
 
     can_fail: ClassVar[bool] = True
 

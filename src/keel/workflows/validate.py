@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.errors import KeelError
-from keel.workflows.cel import CelError, Expression, compile_expression, parsed_fields, referenced
+from keel.workflows.cel import (
+    WORKFLOW_NAMES,
+    CelError,
+    Expression,
+    compile_expression,
+    parsed_fields,
+    referenced,
+)
 from keel.workflows.errors import Problem, SpecError
 from keel.workflows.loader import LoadedSpec, SourceMap
 from keel.workflows.spec import (
@@ -236,6 +243,12 @@ class _Checker:
             if root == "nodes" and (name not in self.out.nodes or isinstance(self.out.nodes[name], NoteNode)):
                 self.problem(f"unknown variable nodes.{name} in {key}: no node has id {name!r}",
                              "refer to an earlier node by its id", node=node.id, path=path)
+            if root == "workflow" and name not in self._workflow_names():
+                fields = sorted(self._workflow_names() - set(WORKFLOW_NAMES))
+                self.problem(f"unknown variable workflow.{name} in {key}",
+                             f"workflow.* has {', '.join(WORKFLOW_NAMES)} and the properties of the start node's "
+                             f"input_schema ({', '.join(fields) or 'none declared'}): declare {name!r} there",
+                             node=node.id, path=path)
         for source_node, name in parsed_fields(source):
             schemas = self._parsed_schemas(source_node, node.id)
             if schemas and all(name not in props for props in schemas):
@@ -243,6 +256,15 @@ class _Checker:
                 known = sorted({p for props in schemas for p in props})
                 self.problem(f"unknown variable {where}.output_parsed.{name} in {key}: the output schema has no "
                              f"field {name!r}", f"fields: {', '.join(known) or 'none'}", node=node.id, path=path)
+
+    def _workflow_names(self) -> set[str]:
+        """Names ``workflow.<name>`` may use: Keel's own, and Agent Builder's fields of the input schema."""
+        names = set(WORKFLOW_NAMES)
+        for n in self.spec.nodes:
+            if isinstance(n, StartNode) and isinstance(n.input_schema, dict):
+                props = n.input_schema.get("properties")
+                names.update(props if isinstance(props, dict) else ())
+        return names
 
     def _parsed_schemas(self, source_node: str | None, at: str) -> list[set[str]]:
         """Field names of the strict output schemas ``output_parsed`` can come from; [] when unknown.
