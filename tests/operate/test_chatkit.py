@@ -147,7 +147,8 @@ def test_bad_requests_get_a_json_error_naming_the_field_and_the_fix(serve: Serve
 
 
 def test_malformed_json_and_a_workflow_outside_the_key_scope_are_refused(serve: Server) -> None:
-    r = httpx.post(f"{serve.url}/chatkit", content=b"{not json", headers=serve.headers())
+    r = httpx.post(f"{serve.url}/chatkit", content=b"{not json",
+                   headers={**serve.headers(), "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "json_invalid"
     r = post(serve, {"type": "threads.create", "params": {"input": message("x")}, "metadata": {"workflow": "other"}},
              serve.scoped_key)

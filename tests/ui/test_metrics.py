@@ -87,3 +87,20 @@ def test_slo_with_a_latency_threshold_and_no_traffic(store) -> None:
     assert d.slo.budget_left == pytest.approx(1 - 0.5 / 0.01)
     empty = dashboard(store, range_s=300, until=NOW - 10_000)
     assert empty.slo.current is None and empty.slo.budget_left is None and empty.requests.total.count == 0
+
+
+def test_a_long_lived_stream_counts_by_its_time_to_first_byte(store) -> None:
+    """An SSE stream (run events, MCP's open stream) held for ten minutes is not a ten-minute
+    wait: once it put 603 s into the p99 after a quiet hour."""
+    for i in range(9):
+        request(store, ago=60 + i, latency=100.0)
+    for path, ttfb in (("/mcp/", 40.0), ("/v1/runs/r1/events", None)):  # the second never sent a byte
+        store.execute("INSERT INTO serve_requests (id, started_at, method, path, route, workflow, status, latency_ms, "
+                      "ttfb_ms, streamed) VALUES (?, ?, 'GET', ?, ?, 'bot', 200, 603000.0, ?, 1)",
+                      (uuid.uuid4().hex, NOW - 30, path, path, ttfb))
+    d = dashboard(store, range_s=3600, until=NOW, slo_latency_ms=1000.0)
+    bot = next(g for g in d.requests.groups if g.key == "bot")
+    assert bot.count == 11 and bot.latency_p99 == 100.0 and bot.latency_p50 == 100.0
+    assert bot.first_p50 == 10.0
+    assert max(b.latency_p99 or 0.0 for b in d.requests.series) == 100.0
+    assert (d.slo.good, d.slo.total) == (11, 11)

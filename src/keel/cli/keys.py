@@ -80,6 +80,18 @@ def list_(all_: bool = typer.Option(False, "--all", help="Include revoked keys."
 
 @app.command("revoke", epilog=EPILOG)
 def revoke(key_id: str = typer.Argument(..., help="The key's id (from `keel keys list`).")) -> None:
-    """Revoke a key: requests with it get 401 from now on."""
-    key = _keys().revoke(key_id)
+    """Revoke a key: requests with it get 401 from now on.
+
+    Revoking the last active key does not reopen a running server: it keeps requiring
+    keys until it restarts, and restarts in open mode (loopback only, no key)."""
+    import sys
+
+    keys = _keys()
+    was_active = keys.get(key_id).revoked_at is None
+    key = keys.revoke(key_id)
     print(f"revoked key {key.id} ({key.name})")
+    if was_active and not keys.any_active():
+        print("warning: that was the last active key. A running `keel serve` keeps requiring keys (every "
+              "request now gets 401) until it restarts; restarted, it runs in open mode (no key needed, loopback "
+              "only). Create a key with `keel keys create NAME --workflow '*'` to keep requiring one.",
+              file=sys.stderr, flush=True)

@@ -339,7 +339,8 @@ class Engine:
         approval = self.runs.approval(approval_id)
         if approval is None:
             raise ApprovalError(f"no approval with id {approval_id!r}",
-                                hint="list pending approvals with `keel approvals list`")
+                                hint="give the full id or a unique prefix of at least 8 hex digits; "
+                                     "list pending approvals with `keel approvals list`")
         if approval.status != "pending":
             raise ApprovalError(f"approval {approval.id} was already answered: {approval.status}",
                                 hint="each approval is answered once")

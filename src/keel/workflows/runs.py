@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -98,18 +99,38 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+MIN_PREFIX = 8
+"""Fewest hex digits a shortened run or approval id may have."""
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _by_prefix(store: SQLiteStore, table: str, prefix: str) -> list[dict[str, Any]]:
+    """At most two rows of ``table`` whose id starts with ``prefix``; none unless ``prefix`` is
+    at least :data:`MIN_PREFIX` lowercase hex digits. A range on the id, not ``LIKE``: ``%`` and
+    ``_`` in a caller's id must not become wildcards."""
+    if len(prefix) < MIN_PREFIX or not _HEX.fullmatch(prefix):
+        return []
+    rows = store.query(f"SELECT * FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 2", (prefix, prefix + "g"))
+    return [r for r in rows if r["id"].startswith(prefix)]
+
+
 class Runs:
     """Read runs, steps and approvals."""
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
 
-    def get(self, run_id: str) -> RunRecord:
+    def get(self, run_id: str, *, prefix: bool = True) -> RunRecord:
+        """The run ``run_id``; with ``prefix``, also the only run whose id starts with it (at
+        least :data:`MIN_PREFIX` hex digits). Raises :class:`RunNotFoundError` otherwise."""
         rows = self.store.query("SELECT * FROM workflow_runs WHERE id = ?", (run_id,))
         if not rows:
-            rows = self.store.query("SELECT * FROM workflow_runs WHERE id LIKE ? LIMIT 2", (run_id + "%",))
+            rows = _by_prefix(self.store, "workflow_runs", run_id) if prefix else []
             if len(rows) != 1:
-                raise RunNotFoundError(f"no run with id {run_id!r}", hint="list runs with `keel runs list`")
+                what = "more than one run has an id starting with" if rows else "no run with id"
+                raise RunNotFoundError(f"{what} {run_id!r}",
+                                       hint=f"give the full id or a unique prefix of at least {MIN_PREFIX} hex digits; "
+                                            "list runs with `keel runs list`")
         return _run(rows[0])
 
     def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
@@ -137,11 +158,12 @@ class Runs:
             params.append(run_id)
         return [ApprovalRecord(**r) for r in self.store.query(sql + " ORDER BY created_at", tuple(params))]
 
-    def approval(self, approval_id: str) -> ApprovalRecord | None:
+    def approval(self, approval_id: str, *, prefix: bool = True) -> ApprovalRecord | None:
+        """The approval ``approval_id``; with ``prefix``, also the only one whose id starts with
+        it (at least :data:`MIN_PREFIX` hex digits). None otherwise."""
         rows = self.store.query("SELECT * FROM workflow_approvals WHERE id = ?", (approval_id,))
         if not rows:
-            rows = self.store.query("SELECT * FROM workflow_approvals WHERE id LIKE ? LIMIT 2",
-                                    (approval_id + "%",))
+            rows = _by_prefix(self.store, "workflow_approvals", approval_id) if prefix else []
             if len(rows) != 1:
                 return None
         return ApprovalRecord(**rows[0])

@@ -67,6 +67,7 @@ from keel.operate.server.budgets import Budgets
 from keel.operate.server.errors import ApiError, install_error_handlers
 from keel.operate.server.hygiene import AccessLog, BodyLimit, setup_logging
 from keel.operate.server.keys import Keys
+from keel.operate.server.origin import OriginGuard
 from keel.operate.server.requestlog import RequestLog
 from keel.operate.server.runner import Runner
 from keel.operate.server.settings import ServeSettings, load_serve_settings
@@ -127,6 +128,7 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers)
     access = setup_logging(settings.access_log)
     services = Services(settings, store, Keys(store), budgets, runner, RequestLog(store, access))
+    services.keys.required()  # keys at start-up: this process stays key-required until it restarts
 
     mcp_mod = _optional("keel.operate.server.mcp_server") if settings.mcp else None
     mcp_app, mcp_lifespan = (None, None)
@@ -198,7 +200,10 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     if mcp_app is not None:
         app.mount("/mcp", _McpGuard(mcp_app))
 
-    # Outermost first: access log sees everything (413s included), then the body limit, then CORS.
+    # Outermost first: access log sees everything (413s included), then the body limit, then CORS,
+    # then the Host / same-origin / JSON checks (inside CORS, so an allowed origin can read their errors).
+    app.add_middleware(OriginGuard, open_mode=lambda: not services.keys.required(),
+                       cors_origins=settings.cors_origins)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],

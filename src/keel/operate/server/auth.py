@@ -4,7 +4,9 @@ the end user it acts for (``X-Keel-User``), and an optional provider key of its 
 With no active key in the store the server is *open*, and then only to clients on
 loopback: ``keel serve`` refuses a non-loopback ``--host`` until a key exists, and
 each request from a non-loopback address is refused too (belt and braces behind a
-proxy). Once one key exists, every request needs one.
+proxy). Once one key exists, every request needs one, until the server restarts even
+if the last key is revoked (:meth:`~keel.operate.server.keys.Keys.required`). In open mode
+a bearer token that is not a Keel key (an OpenAI SDK's placeholder) is ignored.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def authenticate(request: Request) -> Caller:
     """The :class:`Caller` of ``request``, or a 401/403 :class:`ApiError`."""
     services = request.app.state.keel
     token = _token(request)
+    if token is not None and not token.startswith("keel_") and not services.keys.required():
+        token = None  # open mode: an OpenAI SDK's placeholder api_key ("any string", docs/serve.md)
     key = None
     if token is not None:
         key = services.keys.verify(token)
@@ -78,7 +82,7 @@ def authenticate(request: Request) -> Caller:
                            field="header.Authorization", code="invalid_api_key",
                            hint="create one with `keel keys create NAME --workflow WORKFLOW`")
         request.state.key_id = key.id
-    elif services.keys.any_active():
+    elif services.keys.required():  # sticky: revoking the last key does not reopen a running server
         raise ApiError(401, "this server needs an API key", type="authentication_error",
                        field="header.Authorization", code="missing_api_key",
                        hint="send Authorization: Bearer keel_sk_... (create keys with `keel keys create`)")

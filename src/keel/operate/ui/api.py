@@ -178,7 +178,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
     async def answer(approval_id: str, decision: Literal["approve", "reject"], request: Request,
                      body: Decision | None = None, caller: Any = caller_dep) -> Any:
         s = get_store()
-        a = Runs(s).approval(approval_id)
+        a = Runs(s).approval(approval_id, prefix=False)  # the UI has the full id: no guessing by prefix
         if a is not None:
             _allow(caller, a.workflow)
             request.state.workflow, request.state.run_id = a.workflow, a.run_id
@@ -221,7 +221,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
     def run(run_id: str, caller: Any = caller_dep) -> Any:
         s = get_store()
         try:
-            record = Runs(s).get(run_id)
+            record = Runs(s).get(run_id, prefix=False)
         except UserError as e:
             return _user_error(e)
         _allow(caller, record.workflow)

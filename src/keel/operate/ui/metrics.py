@@ -4,7 +4,11 @@ Two sources, each cut into the same equal time buckets:
 
 - **requests** — ``serve_requests``, one row per HTTP request ``keel serve`` answered:
   requests per minute, latency p50/p95/p99, time to first byte (for a streamed answer,
-  the time to its first token), response codes, error rate, per workflow. The UI's own
+  the time to its first token), response codes, error rate, per workflow. A streamed
+  answer (Server-Sent Events: run events, streamed completions, ChatKit, MCP's open
+  stream) counts in the latency by its time to first byte, not its duration: a stream a
+  client keeps open for ten minutes was not a ten-minute wait (one such stream once made
+  the p99 read 603 s). A stream that sent no byte at all has no latency. The UI's own
   page, static files and dashboard polling are left out: only API requests and the
   requests that ran a workflow count. An *error* is a 5xx answer (the service's fault);
   4xx answers show in the response codes but are the caller's.
@@ -60,7 +64,9 @@ class _Row:
     model: str
     ok: bool
     code: str
-    latency: float
+    latency: float | None
+    """Milliseconds until the answer was complete; for a stream, until its first byte (None
+    when it sent none)."""
     first: float | None
     """Time to first byte (requests) or first token (model calls), milliseconds."""
     tokens: int
@@ -153,10 +159,12 @@ class Dashboard:
 
 def _requests(store: SQLiteStore, since: float, until: float) -> list[_Row]:
     rows = store.query(
-        "SELECT started_at, workflow, status, latency_ms, ttfb_ms, input_tokens, output_tokens FROM serve_requests "
-        f"WHERE started_at >= ? AND started_at < ? AND NOT ({_UI_NOISE}) ORDER BY started_at", (since, until))
+        "SELECT started_at, workflow, status, latency_ms, ttfb_ms, streamed, input_tokens, output_tokens "
+        f"FROM serve_requests WHERE started_at >= ? AND started_at < ? AND NOT ({_UI_NOISE}) ORDER BY started_at",
+        (since, until))
     return [_Row(at=r["started_at"], workflow=r["workflow"] or "(no workflow)", model="", ok=r["status"] < 500,
-                 code=str(r["status"]), latency=float(r["latency_ms"]), first=r["ttfb_ms"],
+                 code=str(r["status"]), latency=r["ttfb_ms"] if r["streamed"] else float(r["latency_ms"]),
+                 first=r["ttfb_ms"],
                  tokens=int(r["input_tokens"] or 0) + int(r["output_tokens"] or 0), cost=0.0) for r in rows]
 
 
@@ -186,7 +194,7 @@ def _model_calls(store: SQLiteStore, since: float, until: float) -> list[_Row]:
 
 def _stats(rows: list[_Row], minutes: float) -> dict[str, Any]:
     """The :class:`Stats` fields of ``rows`` spread over ``minutes``."""
-    lat = sorted(c.latency for c in rows)
+    lat = sorted(c.latency for c in rows if c.latency is not None)
     firsts = sorted(c.first for c in rows if c.first is not None)
     tokens = sum(c.tokens for c in rows)
     return {"count": len(rows), "errors": sum(not c.ok for c in rows), "tokens": tokens,
@@ -250,7 +258,8 @@ def dashboard(store: SQLiteStore, *, range_s: float = 3600, until: float | None 
     requests = [c for c in all_requests if c.at >= since]
 
     in_window = [c for c in all_requests if c.at >= until - window]
-    good = sum(c.ok and (slo_latency_ms is None or c.latency <= slo_latency_ms) for c in in_window)
+    good = sum(c.ok and (slo_latency_ms is None or c.latency is None or c.latency <= slo_latency_ms)
+               for c in in_window)
     current = good / len(in_window) if in_window else None
     budget = 1 - slo_target
     budget_left = None if current is None else 1 - (1 - current) / budget
