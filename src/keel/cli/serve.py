@@ -85,23 +85,6 @@ def access_banner() -> str:
             "Create a key with `keel keys create NAME --workflow '*'` to require one")
 
 
-def access_banner() -> str:
-    """One line on who may call the server: open mode (no keys) or keys required."""
-    from keel.operate.server.keys import Keys
-    from keel.store import open_store
-
-    store = open_store()
-    try:
-        active = len(Keys(store).list())
-    finally:
-        store.close()
-    if active:
-        return f"API keys required ({active} active; manage them with `keel keys list`)"
-    return ("open mode: no API keys, so only this machine can call it, without a key (loopback clients "
-            "addressing localhost or 127.0.0.1; other web pages' cross-site requests are refused). "
-            "Create a key with `keel keys create NAME --workflow '*'` to require one")
-
-
 def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> None:
     """Run uvicorn with ``settings`` (a ServeSettings); uvloop/httptools when installed."""
     import importlib.util
@@ -115,7 +98,6 @@ def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> N
     os.environ["KEEL_SERVE_SETTINGS_JSON"] = settings.model_dump_json()  # type: ignore[attr-defined]
     print(f"keel serve: http://{settings.host}:{settings.port}  (UI at /ui, API docs at /docs)",  # type: ignore[attr-defined]
           file=sys.stderr, flush=True)
-    print(f"keel serve: {access_banner()}", file=sys.stderr, flush=True)
     print(f"keel serve: {access_banner()}", file=sys.stderr, flush=True)
     uvicorn.run("keel.operate.server.app:app_from_env", factory=True, host=settings.host,  # type: ignore[attr-defined]
                 port=settings.port, reload=reload, workers=None if reload else workers,  # type: ignore[attr-defined]

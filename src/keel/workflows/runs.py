@@ -114,21 +114,6 @@ def _by_prefix(store: SQLiteStore, table: str, prefix: str) -> list[dict[str, An
     return [r for r in rows if r["id"].startswith(prefix)]
 
 
-MIN_PREFIX = 8
-"""Fewest hex digits a shortened run or approval id may have."""
-_HEX = re.compile(r"[0-9a-f]+")
-
-
-def _by_prefix(store: SQLiteStore, table: str, prefix: str) -> list[dict[str, Any]]:
-    """At most two rows of ``table`` whose id starts with ``prefix``; none unless ``prefix`` is
-    at least :data:`MIN_PREFIX` lowercase hex digits. A range on the id, not ``LIKE``: ``%`` and
-    ``_`` in a caller's id must not become wildcards."""
-    if len(prefix) < MIN_PREFIX or not _HEX.fullmatch(prefix):
-        return []
-    rows = store.query(f"SELECT * FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 2", (prefix, prefix + "g"))
-    return [r for r in rows if r["id"].startswith(prefix)]
-
-
 class Runs:
     """Read runs, steps and approvals."""
 

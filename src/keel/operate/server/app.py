@@ -68,7 +68,6 @@ from keel.operate.server.errors import ApiError, install_error_handlers
 from keel.operate.server.hygiene import AccessLog, BodyLimit, setup_logging
 from keel.operate.server.keys import Keys
 from keel.operate.server.origin import OriginGuard
-from keel.operate.server.origin import OriginGuard
 from keel.operate.server.requestlog import RequestLog
 from keel.operate.server.runner import Runner
 from keel.operate.server.settings import ServeSettings, load_serve_settings
@@ -129,7 +128,6 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers)
     access = setup_logging(settings.access_log)
     services = Services(settings, store, Keys(store), budgets, runner, RequestLog(store, access))
-    services.keys.required()  # keys at start-up: this process stays key-required until it restarts
     services.keys.required()  # keys at start-up: this process stays key-required until it restarts
 
     mcp_mod = _optional("keel.operate.server.mcp_server") if settings.mcp else None

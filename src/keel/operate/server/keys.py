@@ -68,7 +68,6 @@ class Keys:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
         self._required = False
-        self._required = False
 
     def create(self, name: str, *, scopes: list[str], daily_tokens: int | None = None,
                daily_cost_usd: float | None = None, user_daily_tokens: int | None = None,
@@ -105,14 +104,6 @@ class Keys:
 
     def any_active(self) -> bool:
         return bool(self.store.query("SELECT 1 FROM serve_keys WHERE revoked_at IS NULL LIMIT 1"))
-
-    def required(self) -> bool:
-        """Whether a server with these keys needs one on every request: an active key exists, or
-        existed at some point since this object was made. Sticky, so that revoking the last key
-        does not silently reopen a running server to keyless callers; a restart does."""
-        if not self._required:
-            self._required = self.any_active()
-        return self._required
 
     def required(self) -> bool:
         """Whether a server with these keys needs one on every request: an active key exists, or

@@ -20,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from keel.operate.server.origin import OriginGuard
-from keel.operate.server.origin import OriginGuard
 from keel.operate.ui.api import router
 from keel.store import SQLiteStore, open_store
 
@@ -73,8 +72,6 @@ def create_app(store: SQLiteStore | None = None) -> FastAPI:
 
     app = FastAPI(title="Keel UI")
     app.include_router(router(store=get_store))
-    # No keys here: always open, so the same Host / same-origin / JSON checks as an open `keel serve`.
-    app.add_middleware(OriginGuard, open_mode=lambda: True)
     # No keys here: always open, so the same Host / same-origin / JSON checks as an open `keel serve`.
     app.add_middleware(OriginGuard, open_mode=lambda: True)
     app.add_middleware(_AccessLog, store=get_store)

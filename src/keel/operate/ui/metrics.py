@@ -8,10 +8,6 @@ Two sources, each cut into the same equal time buckets:
   answer (Server-Sent Events: run events, streamed completions, ChatKit, MCP's open
   stream) counts in the latency by its time to first byte, not its duration: a stream a
   client keeps open for ten minutes was not a ten-minute wait (one such stream once made
-  the p99 read 603 s). A stream that sent no byte at all has no latency. A streamed
-  answer (Server-Sent Events: run events, streamed completions, ChatKit, MCP's open
-  stream) counts in the latency by its time to first byte, not its duration: a stream a
-  client keeps open for ten minutes was not a ten-minute wait (one such stream once made
   the p99 read 603 s). A stream that sent no byte at all has no latency. The UI's own
   page, static files and dashboard polling are left out: only API requests and the
   requests that ran a workflow count. An *error* is a 5xx answer (the service's fault);
