@@ -121,3 +121,8 @@ def export(name: str = typer.Argument(..., help="Published workflow name."),
         return
     output.write_text(source, encoding="utf-8")
     print(f"wrote {output}: run it with `python {output} --input ...`")
+
+
+from keel.cli.workflows_import import import_ as _import  # noqa: E402
+
+app.command("import")(_import)

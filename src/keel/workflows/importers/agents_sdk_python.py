@@ -176,7 +176,7 @@ class _Reader:
     def __init__(self, tree: ast.Module, source: str, report: Report) -> None:
         self.source = source
         self.report = report
-        self.g = AbGraph(name="imported")
+        self.g = AbGraph(name=re.split(r"[\\/]", source)[-1].rsplit(".", 1)[0] or "imported")
         self.schemas: dict[str, dict[str, Any]] = {}
         self.agents: dict[str, dict[str, Any]] = {}
         self.tools: dict[str, dict[str, Any]] = {}
