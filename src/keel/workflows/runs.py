@@ -12,7 +12,8 @@ from keel.workflows.errors import RunNotFoundError
 
 __all__ = ["ApprovalRecord", "RunRecord", "RunResult", "RunStatus", "Runs", "StepRecord"]
 
-RunStatus = Literal["running", "waiting", "succeeded", "failed"]
+RunStatus = Literal["running", "waiting", "succeeded", "failed", "cancelled"]
+"""``cancelled``: stopped by ``keel runs cancel`` / ``POST /v1/runs/{id}/cancel`` (see :meth:`Engine.cancel`)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class ApprovalRecord:
     seq: int
     node_id: str
     workflow: str
-    status: Literal["pending", "approved", "rejected", "expired"]
+    status: Literal["pending", "approved", "rejected", "expired", "cancelled"]
+    """``cancelled``: its run was cancelled while it waited."""
     message: str
     created_at: float
     expires_at: float | None
