@@ -6,10 +6,14 @@ before it starts:
 
 - ``echo3``: start -> agent (``scripted:echo``, answers with the last user message) -> end;
 - ``approve``: start -> human approval -> end ("approved by <by>" / "rejected");
-- ``other``: like ``echo3`` (for scope tests: the ``scoped`` key may not call it).
+- ``other``: like ``echo3`` (for scope tests: the ``scoped`` key may not call it);
+- ``confirm``: like ``approve``, with ``allow_requester: true`` (whoever started it may decide).
 
-and two API keys: ``serve.admin_key`` (scope ``*``) and ``serve.scoped_key`` (only
-``echo3``). Because keys exist, every request needs one: ``serve.headers()`` gives
+and three API keys: ``serve.admin_key`` (scope ``*``, roles admin and approver),
+``serve.approver_key`` (scope ``*``, role approver) and ``serve.scoped_key`` (only ``echo3``,
+no role). A key may not decide an approval of a run it started (unless the node allows
+requesters): approve ``approve`` runs with ``approver_key``. Because keys exist, every
+request needs one: ``serve.headers()`` gives
 ``{"Authorization": "Bearer <admin key>"}``. ``serve.log_text()`` is what the server
 wrote to stdout/stderr so far; ``serve.home`` its KEEL_HOME.
 
@@ -68,6 +72,10 @@ edges:
   - {from: ask, port: timeout, to: late}
 """
 
+CONFIRM = APPROVE.replace("name: approve", "name: confirm").replace("timeout: 1209600}",
+                                                                 "timeout: 1209600, allow_requester: true}")
+"""``approve`` whose requester may decide its approval itself (``allow_requester: true``)."""
+
 _CLEAN_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "OLLAMA_HOST", "KEEL_MODEL")
 
 
@@ -118,6 +126,7 @@ class Server:
     admin_key: str | None = None
     scoped_key: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    approver_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -173,10 +182,12 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     publish(home, echo3("echo3"), "echo3")
     publish(home, echo3("other"), "other")
     publish(home, APPROVE, "approve")
-    admin = create_key(home, "admin", "--workflow", "*")
+    publish(home, CONFIRM, "confirm")
+    admin = create_key(home, "admin", "--workflow", "*", "--admin", "--approver")
+    approver = create_key(home, "approver", "--workflow", "*", "--approver")
     scoped = create_key(home, "scoped", "--workflow", "echo3")
     server = start_server(home)
-    server.admin_key, server.scoped_key = admin, scoped
+    server.admin_key, server.scoped_key, server.approver_key = admin, scoped, approver
     try:
         yield server
     finally:

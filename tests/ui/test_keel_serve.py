@@ -32,6 +32,8 @@ class Serve:
     """A key for ``echo-bot`` only."""
     capped: str
     """A key with a cap of 5 tokens a day."""
+    approver: str
+    """A key with the approver role: the web key may not decide the approvals of its own runs."""
 
 
 def _keel(home: Path, *args: str) -> str:
@@ -53,6 +55,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     _keel(home, "keys", "revoke", old["id"])
     scoped = json.loads(_keel(home, "keys", "create", "echo-only", "--workflow", "echo-bot", "--json"))
     capped = json.loads(_keel(home, "keys", "create", "capped", "--workflow", "*", "--daily-tokens", "5", "--json"))
+    approver = json.loads(_keel(home, "keys", "create", "desk", "--workflow", "*", "--approver", "--json"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -72,7 +75,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
         assert time.monotonic() < deadline, "keel serve did not answer /healthz within 60 s"
         time.sleep(0.1)
     try:
-        yield Serve(url, key["secret"], old["secret"], scoped["secret"], capped["secret"])
+        yield Serve(url, key["secret"], old["secret"], scoped["secret"], capped["secret"], approver["secret"])
     finally:
         proc.terminate()
         try:
@@ -126,9 +129,13 @@ def test_chat_approval_trace_and_dashboard_on_keel_serve(serve_page: Page, serve
     box.fill("Refund please")
     box.press("Enter")
     answer = page.locator(".msg.assistant").last
+    expect(answer.get_by_role("button", name="Approve")).to_be_visible()
+    # Separation of duties: the key that asked may not approve; the approver's key does.
+    page.evaluate(f"localStorage.setItem('keel.apiKey', {json.dumps(serve.approver)})")
     answer.get_by_role("button", name="Approve").click()
-    expect(answer.locator(".text")).to_have_text(re.compile(r"^Refund sent: approved by "))
+    expect(answer.locator(".text")).to_have_text(re.compile(r"^Refund sent: approved by key:\w+ \(desk\)$"))
     expect(answer.locator(".badge")).to_have_text("succeeded")
+    page.evaluate(f"localStorage.setItem('keel.apiKey', {json.dumps(serve.key)})")  # the run is the web key's
     answer.get_by_role("link", name="Open trace").click()
     expect(page.get_by_role("tree", name="Trace").get_by_role("treeitem")).to_have_count(4)
 
@@ -149,8 +156,9 @@ def test_the_ui_api_keeps_to_the_key_scope(serve: Serve) -> None:
         assert [w["name"] for w in c.get("/ui/api/workflows").json()["workflows"]] == ["echo-bot"]
         r = c.post("/ui/api/chat", json={"workflow": "refund", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 403 and "not scoped to workflow 'refund'" in r.json()["error"]["message"]
-        assert c.post(f"/ui/api/approvals/{approval_id}/approve").status_code == 403
-        assert c.get(f"/ui/api/runs/{run_id}").status_code == 403
+        # Another key's approval and run, of a workflow out of scope: not found (ids do not leak).
+        assert c.post(f"/ui/api/approvals/{approval_id}/approve").status_code == 404
+        assert c.get(f"/ui/api/runs/{run_id}").status_code == 404
         assert {r["workflow"] for r in c.get("/ui/api/runs").json()["runs"]} <= {"echo-bot"}
         r = c.post("/ui/api/chat", json={"workflow": "echo-bot", "messages": [{"role": "user", "content": "ok"}]})
         assert r.status_code == 200 and "event: done" in r.text

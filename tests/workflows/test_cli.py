@@ -80,8 +80,11 @@ def test_run_json_approvals_and_runs_show(spec_file) -> None:
     assert [a["id"] for a in listed] == [doc["approval_id"]] and listed[0]["message"] == "Refund order A-1234?"
     r = keel("approvals", "approve", doc["approval_id"][:8], "--by", "lin", "--json")
     assert r.returncode == 0, r.stderr
+    import getpass
+
+    # The CLI is the local operator: the decision records the OS user, --by only as a note.
     assert json.loads(r.stdout) == {"run_id": doc["run_id"], "status": "succeeded",
-                                    "output": {"refunded": "A-1234", "by": "lin"}}
+                                    "output": {"refunded": "A-1234", "by": f"cli:{getpass.getuser()} as lin"}}
     clean_failure(keel("approvals", "approve", doc["approval_id"]), "already answered")
     assert keel("approvals", "list").stdout.strip() == "no pending approvals"
     runs = keel("runs", "list").stdout

@@ -34,12 +34,24 @@ def list_(all_: bool = typer.Option(False, "--all", help="Include answered and e
         print(f"{a.id}  {a.status:<8} {a.workflow}/{a.node_id}  run {a.run_id[:12]}  {age / 3600:.1f} h  {a.message}")
 
 
+def decider(by: str | None) -> str:
+    """Who decides from this command line, as recorded: ``cli:<os user>`` (the local operator),
+    then ``as <by>`` when ``--by`` names someone."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        user = "unknown"
+    return f"cli:{user}" + (f" as {by}" if by else "")
+
+
 def _answer(approval_id: str, approved: bool, by: str | None, comment: str | None, as_json: bool) -> None:
     import sys
 
     from keel.workflows import aapprove
 
-    result = asyncio.run(aapprove(approval_id, approved=approved, by=by, comment=comment,
+    result = asyncio.run(aapprove(approval_id, approved=approved, by=decider(by), comment=comment,
                                   on_event=lambda e: print_event(e, sys.stderr if as_json else sys.stdout)))
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
@@ -49,7 +61,7 @@ def _answer(approval_id: str, approved: bool, by: str | None, comment: str | Non
 
 @app.command("approve")
 def approve(approval_id: str = typer.Argument(..., help="Approval id (a unique prefix is enough)."),
-            by: str | None = typer.Option(None, "--by", help="Who approves (recorded)."),
+            by: str | None = typer.Option(None, "--by", help="A name recorded after cli:<os user> ('cli:ann as lin')."),
             comment: str | None = typer.Option(None, "--comment", help="A note, recorded with the decision."),
             as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON.")) -> None:
     """Approve, and continue the run here until it finishes or waits again."""
@@ -58,7 +70,7 @@ def approve(approval_id: str = typer.Argument(..., help="Approval id (a unique p
 
 @app.command("reject")
 def reject(approval_id: str = typer.Argument(..., help="Approval id (a unique prefix is enough)."),
-           by: str | None = typer.Option(None, "--by", help="Who rejects (recorded)."),
+           by: str | None = typer.Option(None, "--by", help="A name recorded after cli:<os user> ('cli:ann as lin')."),
            comment: str | None = typer.Option(None, "--comment", help="A note, recorded with the decision."),
            as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON.")) -> None:
     """Reject, and continue the run: a Human approval node takes its 'rejected' edge, an MCP node

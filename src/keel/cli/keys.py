@@ -11,7 +11,9 @@ EPILOG = """Examples:
 
   keel keys create support-web --workflow support --daily-tokens 200000 --user-daily-tokens 20000
 
-  keel keys create admin --workflow '*'
+  keel keys create admin --workflow '*' --admin
+
+  keel keys create refunds-desk --workflow refunds --approver
 
   keel keys list
 
@@ -46,22 +48,34 @@ def create(name: str = typer.Argument(..., help="A label for the key (who or wha
                                                         help="Cap on tokens per end user (X-Keel-User) per day."),
            user_daily_cost: float | None = typer.Option(None, "--user-daily-cost", min=0,
                                                         help="Cap on cost (USD) per end user per day."),
+           approver: bool = typer.Option(False, "--approver",
+                                         help="The key may decide approvals of its workflows (not of runs it "
+                                              "started itself, unless the node allows requesters)."),
+           admin: bool = typer.Option(False, "--admin",
+                                      help="The key may read every caller's runs, traces, approvals and evals "
+                                           "in its workflows, and decide approvals."),
            as_json: bool = typer.Option(False, "--json", help="Print JSON (with the secret).")) -> None:
-    """Create a key. Its secret is printed once and never stored: copy it now."""
+    """Create a key. Its secret is printed once and never stored: copy it now.
+
+    Without a role a key runs its workflows and reads only the runs it started (those of the
+    end user it names, when it names one)."""
+    roles = [r for r, on in (("approver", approver), ("admin", admin)) if on]
     key, secret = _keys().create(name, scopes=workflow, daily_tokens=daily_tokens, daily_cost_usd=daily_cost,
-                                 user_daily_tokens=user_daily_tokens, user_daily_cost_usd=user_daily_cost)
+                                 user_daily_tokens=user_daily_tokens, user_daily_cost_usd=user_daily_cost,
+                                 roles=roles)
     if as_json:
         print(json.dumps({**_doc(key), "secret": secret}))
         return
     print(secret)
-    print(f"key {key.id} ({key.name}) for {', '.join(key.scopes)}: send it as 'Authorization: Bearer <key>'. "
+    role = f" as {' and '.join(key.roles)}" if key.roles else ""
+    print(f"key {key.id} ({key.name}) for {', '.join(key.scopes)}{role}: send it as 'Authorization: Bearer <key>'. "
           "It is shown only once.", flush=True)
 
 
 @app.command("list", epilog=EPILOG)
 def list_(all_: bool = typer.Option(False, "--all", help="Include revoked keys."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List keys (never their secrets): id, name, scope, caps, last use."""
+    """List keys (never their secrets): id, name, scope, roles, caps, last use."""
     rows = _keys().list(include_revoked=all_)
     if as_json:
         print(json.dumps([_doc(k) for k in rows]))
@@ -74,7 +88,8 @@ def list_(all_: bool = typer.Option(False, "--all", help="Include revoked keys."
                                                 ("user $/day", k.user_daily_cost_usd)) if v is not None]
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(k.last_used_at)) if k.last_used_at else "never used"
         state = "  REVOKED" if k.revoked_at else ""
-        print(f"{k.id}  {k.name}  workflows: {', '.join(k.scopes)}  caps: {', '.join(caps) or 'none'}  "
+        print(f"{k.id}  {k.name}  workflows: {', '.join(k.scopes)}  roles: {', '.join(k.roles) or 'none'}  "
+              f"caps: {', '.join(caps) or 'none'}  "
               f"{used}{state}")
 
 

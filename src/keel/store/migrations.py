@@ -420,3 +420,28 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0300_tenancy",
+        (
+            # Roles of an API key besides its workflow scopes: JSON list of "approver" (may decide
+            # approvals of its workflows) and "admin" (reads every caller's runs in its workflows).
+            "ALTER TABLE serve_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]'",
+            # Who started a run over `keel serve`: the API key and the end user it acted for (NULL
+            # for runs started by the CLI, the Python API, or a server in open mode).
+            "ALTER TABLE workflow_runs ADD COLUMN key_id TEXT",
+            "ALTER TABLE workflow_runs ADD COLUMN end_user TEXT",
+            "CREATE INDEX workflow_runs_key ON workflow_runs (key_id, created_at)",
+            # Server secrets by name (e.g. the HMAC key that signs ChatKit client tokens), made once.
+            """
+            CREATE TABLE serve_secrets (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    )
+)

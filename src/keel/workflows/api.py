@@ -91,14 +91,17 @@ def _version(workflow: str | Path | LoadedSpec | WorkflowSpec, version: int | No
 
 async def arun(workflow: str | Path | LoadedSpec | WorkflowSpec, input: Any = "", *, version: int | None = None, tools: ToolMap | None = None,
                store: SQLiteStore | None = None, clock: Clock | None = None,
-               on_event: Callable[[NodeEvent], None] | None = None, stream_text: bool = False) -> RunResult:
+               on_event: Callable[[NodeEvent], None] | None = None, stream_text: bool = False,
+               key_id: str | None = None, end_user: str | None = None) -> RunResult:
     """Run ``workflow`` (a published name, a spec file, or a spec object, published first)
     until it finishes or waits. With ``stream_text``, Agent nodes' answers also reach
-    ``on_event`` piece by piece as ``text_delta`` events."""
+    ``on_event`` piece by piece as ``text_delta`` events. ``key_id`` / ``end_user``: the
+    ``keel serve`` API key and end user the run is for (who may read it, see docs/security.md)."""
     store = _store(store)
     engine = Engine(store, tools=tools, clock=clock, on_event=on_event, stream_text=stream_text)
     try:
-        return await engine.start(_version(workflow, version, tools, store), input)
+        return await engine.start(_version(workflow, version, tools, store), input, key_id=key_id,
+                                  end_user=end_user)
     finally:
         await engine.aclose()
 

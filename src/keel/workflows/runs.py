@@ -35,6 +35,10 @@ class RunRecord:
     created_at: float
     updated_at: float
     finished_at: float | None
+    key_id: str | None = None
+    """The ``keel serve`` API key that started the run (None: the CLI, the Python API, open mode)."""
+    end_user: str | None = None
+    """The end user that key acted for (``X-Keel-User``, a client token's user), if any."""
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,14 @@ class Runs:
                                             "list runs with `keel runs list`")
         return _run(rows[0])
 
-    def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+    def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50,
+             key_id: str | None = None, end_user: str | None = None) -> list[RunRecord]:
+        """Runs, newest first; ``key_id`` / ``end_user``: only those that key (for that user) started."""
         sql, params = "SELECT * FROM workflow_runs WHERE 1 = 1", []
-        if workflow:
-            sql += " AND workflow = ?"
-            params.append(workflow)
+        for column, value in (("workflow", workflow), ("key_id", key_id), ("end_user", end_user)):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
         if status:
             sql += " AND status = ?"
             params.append(status)
@@ -150,8 +157,14 @@ class Runs:
         rows = self.store.query("SELECT * FROM workflow_steps WHERE run_id = ? ORDER BY seq", (run_id,))
         return [StepRecord(**{**r, "output": _loads(r["output"])}) for r in rows]
 
-    def approvals(self, *, status: str | None = "pending", run_id: str | None = None) -> list[ApprovalRecord]:
+    def approvals(self, *, status: str | None = "pending", run_id: str | None = None, key_id: str | None = None,
+                  end_user: str | None = None) -> list[ApprovalRecord]:
+        """Approvals, oldest first; ``key_id`` / ``end_user``: only of runs that key (for that user) started."""
         sql, params = "SELECT * FROM workflow_approvals WHERE 1 = 1", []
+        if key_id:
+            sql += " AND run_id IN (SELECT id FROM workflow_runs WHERE key_id = ?" + (
+                " AND end_user = ?)" if end_user else ")")
+            params += [key_id, end_user] if end_user else [key_id]
         if status:
             sql += " AND status = ?"
             params.append(status)
@@ -176,4 +189,4 @@ def _run(r: dict[str, Any]) -> RunRecord:
         id=r["id"], workflow=r["workflow"], version=r["version"], status=r["status"], input=_loads(r["input"]),
         output=_loads(r["output"]), error=r["error"], current_node=r["current_node"], seq=r["seq"],
         trace_id=r["trace_id"], created_at=r["created_at"], updated_at=r["updated_at"],
-        finished_at=r["finished_at"])
+        finished_at=r["finished_at"], key_id=r.get("key_id"), end_user=r.get("end_user"))

@@ -6,6 +6,7 @@ What is mounted where::
     /openapi.json, /docs       the OpenAPI spec and its browser
     /v1/workflows..., /v1/runs..., /v1/approvals...   the workflows API  (routes_workflows.py)
     /v1/chat/completions, /v1/responses, /v1/models   OpenAI-compatible (routes_openai.py)
+    /v1/chatkit/sessions       client tokens for browsers (client_tokens.py)
     /ui, /ui/api/...           the web UI: ``keel.operate.ui.router(store=..., dependencies=[auth])``
     /                          redirects to /ui
     /chatkit...                ChatKit, when ``keel.operate.server.chatkit_routes`` exists
@@ -26,7 +27,12 @@ Shared objects (the contract other modules code against)
   ``Depends(services.auth)``; it returns a :class:`~keel.operate.server.auth.Caller`
   (``.key``, ``.end_user``, ``.provider_key``, ``.allow(workflow)`` raises 403,
   ``.may_see(workflow)``) or raises an :class:`~keel.operate.server.errors.ApiError` (401/403);
-- ``requests``: the :class:`~keel.operate.server.requestlog.RequestLog` (serve_requests rows).
+- ``requests``: the :class:`~keel.operate.server.requestlog.RequestLog` (serve_requests rows);
+- ``client_tokens``: :class:`~keel.operate.server.client_tokens.ClientTokens` (browser tokens
+  minted at ``POST /v1/chatkit/sessions``; :func:`authenticate` verifies them).
+
+Who may read which run, trace, approval or eval, and decide which approval, is decided in one
+place: the :class:`~keel.operate.server.auth.Caller` methods (see auth.py's docstring).
 
 The same objects are also at ``app.state.store``, ``app.state.runner``, ``app.state.settings``
 and ``app.state.auth`` for convenience.
@@ -64,6 +70,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from keel import __version__
 from keel.operate.server.auth import authenticate
 from keel.operate.server.budgets import Budgets
+from keel.operate.server.client_tokens import ClientTokens
 from keel.operate.server.errors import ApiError, install_error_handlers
 from keel.operate.server.hygiene import AccessLog, BodyLimit, setup_logging
 from keel.operate.server.keys import Keys
@@ -89,6 +96,7 @@ class Services:
     runner: Runner
     requests: RequestLog
     auth: Any = authenticate
+    client_tokens: ClientTokens | None = None
 
 
 class _McpGuard:
@@ -127,7 +135,8 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
                       user_daily_cost_usd=settings.user_daily_cost_usd)
     runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers)
     access = setup_logging(settings.access_log)
-    services = Services(settings, store, Keys(store), budgets, runner, RequestLog(store, access))
+    services = Services(settings, store, Keys(store), budgets, runner, RequestLog(store, access),
+                        client_tokens=ClientTokens(store))
     services.keys.required()  # keys at start-up: this process stays key-required until it restarts
 
     mcp_mod = _optional("keel.operate.server.mcp_server") if settings.mcp else None
@@ -153,8 +162,10 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
                 yield
             finally:
                 stop.set()
-                with contextlib.suppress(BaseException):
-                    await worker
+                # Never wait on a run: the worker may be driving one (a resumed loop); cancelled, it
+                # leaves the run at its last checkpoint for the next process (docs/serve.md).
+                worker.cancel()
+                await asyncio.wait({worker}, timeout=2)
                 await runner.aclose()
                 store.commit_group().flush()  # usage rows queued in this last turn of the loop
                 services.requests.stop()
@@ -169,10 +180,11 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     app.state.auth = authenticate
     install_error_handlers(app)
 
-    from keel.operate.server import routes_openai, routes_workflows
+    from keel.operate.server import client_tokens, routes_openai, routes_workflows
 
     app.include_router(routes_workflows.router)
     app.include_router(routes_openai.router)
+    app.include_router(client_tokens.router(services))
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:
@@ -201,7 +213,11 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
         app.mount("/mcp", _McpGuard(mcp_app))
 
     # Outermost first: access log sees everything (413s included), then the body limit, then CORS,
-    # then the Host / same-origin / JSON checks (inside CORS, so an allowed origin can read their errors).
+    # then the Host / same-origin / JSON checks (inside CORS, so an allowed origin can read their errors),
+    # then bodies with lone surrogates (400 naming the field, for every route: textguard.py).
+    from keel.operate.server.textguard import SurrogateGuard
+
+    app.add_middleware(SurrogateGuard)
     app.add_middleware(OriginGuard, open_mode=lambda: not services.keys.required(),
                        cors_origins=settings.cors_origins)
     if settings.cors_origins:

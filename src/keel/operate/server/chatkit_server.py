@@ -17,9 +17,12 @@ version).
 workflow whose Start node has an object ``input_schema``, the message parsed as JSON.
 While the run goes, each File search, Agent, Guardrails or MCP step shows as a progress
 update; then the answer arrives as an assistant message (its ``sources`` as annotations).
-A run that stops at a Human approval shows a card with Approve / Reject buttons; pressing
-one answers the approval (``threads.custom_action``) and the run continues in the same
-stream. A failed run answers with one line saying why, and how to fix it when Keel knows
+A run that stops at a Human approval shows a card with Approve / Reject buttons when the
+thread's user may decide it (the node says ``allow_requester: true``, or the caller is an
+approver key that did not start the run; the rule is
+:func:`~keel.operate.server.auth.authorize_decision`), else a card that waits for an
+approver; pressing a button answers the approval (``threads.custom_action``, checked by the
+same rule) and the run continues in the same stream. A failed run answers with one line saying why, and how to fix it when Keel knows
 (e.g. no model configured).
 """
 
@@ -55,6 +58,7 @@ from chatkit.types import (
 )
 
 from keel.errors import ConfigError, KeelError, UserError
+from keel.operate.server.auth import authorize_decision
 from keel.operate.server.chatkit_store import ChatContext, KeelChatKitStore
 from keel.operate.server.chatkit_widgets import (
     APPROVAL_ACTION,
@@ -201,6 +205,9 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
     async def _run_input(self, thread: ThreadMetadata, version: Any, item: UserMessageItem,
                          context: ChatContext) -> Any:
         text = _user_text(item)
+        if not text:  # an error event, not a run that cannot start (and a broken stream)
+            raise CustomStreamError("the message is empty: write some text (fix: send a message with text)",
+                                    allow_retry=False)
         start = next(n for n in version.spec.nodes if n.type == "start")
         schema = getattr(start, "input_schema", None)
         if schema:
@@ -284,7 +291,8 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             a = result.approval
             yield ThreadItemDoneEvent(item=WidgetItem(
                 id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
-                created_at=datetime.now(), widget=approval_card(a.id, a.message, workflow),
+                created_at=datetime.now(), widget=approval_card(a.id, a.message, workflow,
+                                                                actionable=self._may_decide(a, context)),
                 copy_text=f"Waiting for approval: {a.message}"))
             return
         if result.status == "succeeded":
@@ -324,6 +332,15 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
 
     # -- approvals ---------------------------------------------------------------------------
 
+    def _may_decide(self, approval: Any, context: ChatContext) -> bool:
+        if context.caller is None:
+            return True
+        try:
+            authorize_decision(context.caller, approval, self.runner.runs, self.runner.versions)
+        except ApiError:
+            return False
+        return True
+
     async def action(self, thread: ThreadMetadata, action: Any, sender: WidgetItem | None,
                      context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
         if action.type != APPROVAL_ACTION:
@@ -341,7 +358,10 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
         try:
             if caller is not None:
                 caller.allow(workflow)
-            by = getattr(caller, "end_user", None) or getattr(getattr(caller, "key", None), "name", None) or "chatkit"
+                approval = self.runner.runs.approval(approval_id, prefix=False)
+                if approval is not None:  # the requester may not decide unless the node allows it
+                    authorize_decision(caller, approval, self.runner.runs, self.runner.versions)
+            by = caller.identity("chatkit") if caller is not None else "chatkit"
             result = await self.runner.answer(approval_id, approved=approved, by=by,
                                               comment=None, key=getattr(caller, "key", None),
                                               end_user=getattr(caller, "end_user", None))

@@ -24,18 +24,20 @@ def _button(label: str, approval_id: str, approved: bool, style: str) -> dict[st
                               "payload": {"approval_id": approval_id, "approved": approved}}}
 
 
-def approval_card(approval_id: str, message: str, workflow: str) -> DynamicWidgetRoot:
-    """A card asking a person to approve ``message`` (a Human approval node's message)."""
+def approval_card(approval_id: str, message: str, workflow: str, *, actionable: bool = True) -> DynamicWidgetRoot:
+    """A card asking a person to approve ``message`` (a Human approval node's message). Not
+    ``actionable`` (the thread's user may not decide it): no buttons, it waits for an approver."""
+    buttons = {"type": "Row", "gap": 2, "children": [
+        _button("Approve", approval_id, True, "primary"),
+        _button("Reject", approval_id, False, "secondary"),
+    ]} if actionable else {"type": "Text", "value": "Waiting for an approver.", "weight": "semibold"}
     return DynamicWidgetRoot.model_validate({
         "type": "Card", "size": "md", "key": f"approval-{approval_id}",
         "children": [
             {"type": "Title", "value": "Approval needed", "size": "sm"},
             {"type": "Text", "value": message},
             {"type": "Caption", "value": f"workflow {workflow} · approval {approval_id}"},
-            {"type": "Row", "gap": 2, "children": [
-                _button("Approve", approval_id, True, "primary"),
-                _button("Reject", approval_id, False, "secondary"),
-            ]},
+            buttons,
         ],
     })
 

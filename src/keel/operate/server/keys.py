@@ -2,7 +2,10 @@
 
 A key reads ``keel_sk_<id>_<secret>``. Only ``id`` (public, shown in lists and access
 logs) and the SHA-256 of the whole key are stored, so a copy of the store gives no
-working key. ``scopes`` lists the workflow names a key may call (``*``: all).
+working key. ``scopes`` lists the workflow names a key may call (``*``: all);
+``roles`` what else it may do in those workflows (:data:`ROLES`): ``approver`` decides
+approvals, ``admin`` reads every caller's runs, traces, approvals and evals (and decides
+approvals too). See docs/security.md, "API keys, roles and tenancy".
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from dataclasses import dataclass
 from keel.errors import UserError
 from keel.store import SQLiteStore
 
-__all__ = ["KEY_PATTERN", "ApiKey", "ApiKeyError", "Keys"]
+__all__ = ["KEY_PATTERN", "ROLES", "ApiKey", "ApiKeyError", "Keys"]
 
 PREFIX = "keel_sk_"
 KEY_PATTERN = re.compile(r"keel_sk_[a-z0-9]{8}_[A-Za-z0-9_-]{20,}")
 """What a Keel API key looks like (used to redact keys from logs)."""
+ROLES = ("approver", "admin")
+"""Roles a key may have besides its workflow scopes."""
 
 
 class ApiKeyError(UserError):
@@ -47,6 +52,9 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     last_used_at: float | None
+    roles: tuple[str, ...] = ()
+    """Of :data:`ROLES`: ``approver`` may decide approvals of its workflows; ``admin`` may read
+    every caller's runs, traces, approvals and evals in its workflows, and decide approvals."""
 
     def allows(self, workflow: str) -> bool:
         return "*" in self.scopes or workflow in self.scopes
@@ -59,7 +67,7 @@ def _hash(key: str) -> str:
 def _row(r: dict) -> ApiKey:
     return ApiKey(r["id"], r["name"], tuple(json.loads(r["scopes"])), r["daily_tokens"], r["daily_cost_usd"],
                   r["user_daily_tokens"], r["user_daily_cost_usd"], r["created_at"], r["revoked_at"],
-                  r["last_used_at"])
+                  r["last_used_at"], tuple(json.loads(r.get("roles") or "[]")))
 
 
 class Keys:
@@ -71,19 +79,23 @@ class Keys:
 
     def create(self, name: str, *, scopes: list[str], daily_tokens: int | None = None,
                daily_cost_usd: float | None = None, user_daily_tokens: int | None = None,
-               user_daily_cost_usd: float | None = None) -> tuple[ApiKey, str]:
+               user_daily_cost_usd: float | None = None, roles: list[str] | tuple[str, ...] = ()
+               ) -> tuple[ApiKey, str]:
         """A new key: ``(record, secret)``. The secret is returned once and never stored."""
         if not scopes:
             raise ApiKeyError("a key needs at least one workflow in its scope",
                             hint="pass --workflow NAME (repeatable), or --workflow '*' for every workflow")
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ApiKeyError(f"unknown key role {unknown[0]!r}", hint=f"use one of: {', '.join(ROLES)}")
         key_id = secrets.token_hex(4)
         secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
         now = time.time()
         self.store.execute(
             "INSERT INTO serve_keys (id, name, key_hash, scopes, daily_tokens, daily_cost_usd, user_daily_tokens,"
-            " user_daily_cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " user_daily_cost_usd, created_at, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key_id, name, _hash(secret), json.dumps(sorted(set(scopes))), daily_tokens, daily_cost_usd,
-             user_daily_tokens, user_daily_cost_usd, now))
+             user_daily_tokens, user_daily_cost_usd, now, json.dumps(sorted(set(roles)))))
         return self.get(key_id), secret
 
     def get(self, key_id: str) -> ApiKey:
@@ -124,4 +136,11 @@ class Keys:
         if not hmac.compare_digest(rows[0]["key_hash"], _hash(secret)):
             return None
         self._required = True
+        return _row(rows[0])
+
+    def active(self, key_id: str) -> ApiKey | None:
+        """The key ``key_id`` if it exists and is not revoked (a client token's minting key)."""
+        rows = self.store.query("SELECT * FROM serve_keys WHERE id = ?", (key_id,))
+        if not rows or rows[0]["revoked_at"] is not None:
+            return None
         return _row(rows[0])

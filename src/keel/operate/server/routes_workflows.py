@@ -7,17 +7,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from keel.operate.server.auth import Caller
+from keel.operate.server.auth import Caller, authorize_decision
 from keel.operate.server.auth import caller as caller_dependency
 from keel.operate.server.errors import ApiError, ErrorBody
 from keel.operate.server.schemas import (
     ApprovalAnswer,
     ApprovalOut,
+    CancelRequest,
     ListOut,
     RunOut,
     RunRequest,
@@ -28,13 +30,15 @@ from keel.operate.server.schemas import (
     WorkflowDetail,
     WorkflowOut,
 )
+from keel.textcheck import scrub
 from keel.workflows import RunNotFoundError, RunRecord, Spans
+from keel.workflows.errors import RunFinishedError
 
 __all__ = ["router"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
-        (400, "Bad request"), (401, "Missing or bad API key"), (403, "Key not scoped to this workflow"),
+        (400, "Bad request"), (401, "Missing or bad API key"), (403, "Key not scoped to this workflow, or not an approver"),
         (404, "Not found"), (413, "Body too large"), (422, "Invalid field"), (429, "Daily cap reached"))}
 
 router = APIRouter(prefix="/v1", tags=["workflows"], responses=_ERRORS)
@@ -71,23 +75,32 @@ def run_out(services: Any, rec: RunRecord, *, with_usage: bool = True) -> RunOut
         u = services.budgets.usage_of_trace(rec.trace_id)
         usage = UsageOut(input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens,
                          cost_usd=u.cost_usd)
-    return RunOut(id=rec.id, workflow=rec.workflow, version=rec.version, status=rec.status, input=rec.input,
-                  output=rec.output, error=rec.error, trace_id=rec.trace_id, created_at=rec.created_at,
+    # scrub: a row stored before inputs were checked may hold a lone surrogate, which JSON cannot carry.
+    return RunOut(id=rec.id, workflow=rec.workflow, version=rec.version, status=rec.status, input=scrub(rec.input),
+                  output=scrub(rec.output), error=scrub(rec.error), trace_id=rec.trace_id, created_at=rec.created_at,
                   finished_at=rec.finished_at, approval=approval, usage=usage, links=links)
 
 
+def _no_run(run_id: str) -> ApiError:
+    return ApiError(404, f"no run with id {run_id!r}", type="not_found_error", field="path.run_id",
+                    hint="list the runs you may read with GET /v1/runs")
+
+
 def _record(services: Any, caller: Caller, run_id: str) -> RunRecord | None:
-    """The stored run (None while a run started here has not reached the store yet); 404/403."""
+    """The stored run (None while a run started here has not reached the store yet); 404 also
+    for a run the caller may not read (:meth:`Caller.may_read_run`), so ids do not leak."""
     try:
         rec = services.runner.runs.get(run_id)
     except RunNotFoundError:
         meta = services.runner.hub.meta(run_id)
         if meta is None or not services.runner.hub.in_flight(run_id):
-            raise ApiError(404, f"no run with id {run_id!r}", type="not_found_error", field="path.run_id",
-                           hint="list runs with GET /v1/runs") from None
-        caller.allow(meta[0])
+            raise _no_run(run_id) from None
+        key_id, end_user = services.runner.hub.owner(run_id)
+        if not caller.may_read_run(SimpleNamespace(workflow=meta[0], key_id=key_id, end_user=end_user)):
+            raise _no_run(run_id) from None
         return None
-    caller.allow(rec.workflow)
+    if not caller.may_read_run(rec):
+        raise _no_run(run_id)
     return rec
 
 
@@ -144,13 +157,13 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest, call
 @router.get("/runs", response_model=ListOut, summary="Recent runs, newest first")
 def list_runs(request: Request, caller: CallerDep,
               workflow: Annotated[str | None, Query(max_length=100)] = None,
-              status: Annotated[str | None, Query(pattern="^(running|waiting|succeeded|failed)$")] = None,
+              status: Annotated[str | None, Query(pattern="^(running|waiting|succeeded|failed|cancelled)$")] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ListOut:
     services = _services(request)
     if workflow is not None:
         caller.allow(workflow)
-    rows = services.runner.runs.list(workflow=workflow, status=status, limit=limit)
-    return ListOut(data=[run_out(services, r, with_usage=False) for r in rows if caller.may_see(r.workflow)])
+    rows = services.runner.runs.list(workflow=workflow, status=status, limit=limit, **caller.run_filter())
+    return ListOut(data=[run_out(services, r, with_usage=False) for r in rows if caller.may_read_run(r)])
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, summary="A run: status, output, pending approval, usage")
@@ -233,9 +246,10 @@ async def run_events(request: Request, run_id: RunId, caller: CallerDep) -> Stre
 
 @router.get("/approvals", response_model=ListOut, summary="Approvals (pending by default), oldest first")
 def list_approvals(request: Request, caller: CallerDep,
-                   status: Annotated[str, Query(pattern="^(pending|approved|rejected|expired|all)$")] = "pending"
+                   status: Annotated[str, Query(pattern="^(pending|approved|rejected|expired|cancelled|all)$")] = "pending"
                    ) -> ListOut:
-    rows = _services(request).runner.runs.approvals(status=None if status == "all" else status)
+    runs = _services(request).runner.runs
+    rows = runs.approvals(status=None if status == "all" else status, **caller.approval_filter())
     return ListOut(data=[_approval(a) for a in rows if caller.may_see(a.workflow)])
 
 
@@ -247,10 +261,11 @@ async def _answer(request: Request, approval_id: str, body: ApprovalAnswer | Non
     if approval is None:
         raise ApiError(404, f"no approval with id {approval_id!r}", type="not_found_error",
                        field="path.approval_id", hint="list pending approvals with GET /v1/approvals")
-    caller.allow(approval.workflow)
+    authorize_decision(caller, approval, services.runner.runs, services.runner.versions)
     request.state.run_id = approval.run_id
-    result = await services.runner.answer(approval.id, approved=approved, by=body.by, comment=body.comment,
-                                          key=caller.key, end_user=caller.end_user)
+    # Who decided comes from the credential; the body's `by` is ignored (docs/security.md).
+    result = await services.runner.answer(approval.id, approved=approved, by=caller.identity("open mode (loopback)"),
+                                          comment=body.comment, key=caller.key, end_user=caller.end_user)
     return run_out(services, services.runner.runs.get(result.run_id))
 
 
@@ -266,3 +281,22 @@ async def approve(request: Request, approval_id: ApprovalId, caller: CallerDep,
 async def reject(request: Request, approval_id: ApprovalId, caller: CallerDep,
                  body: ApprovalAnswer | None = None) -> RunOut:
     return await _answer(request, approval_id, body, caller, False)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunOut, summary="Cancel a running or waiting run",
+             responses={409: {"model": ErrorBody, "description": "The run has finished already"}})
+def cancel_run(request: Request, run_id: RunId, caller: CallerDep, body: CancelRequest | None = None) -> RunOut:
+    """The run becomes `cancelled` at once (its pending approvals are closed); the process executing
+    it stops at its next step boundary, cancelling a model or tool call it has in flight."""
+    services = _services(request)
+    rec = _record(services, caller, run_id)
+    if rec is None:
+        raise ApiError(409, f"run {run_id} is starting and not stored yet", field="path.run_id",
+                       hint="retry in a moment")
+    request.state.run_id = rec.id
+    body = body or CancelRequest()
+    try:
+        services.runner.cancel(rec.id, by=body.by, reason=body.reason)
+    except RunFinishedError as e:
+        raise ApiError(409, e.message, field="path.run_id", hint=e.hint) from None
+    return run_out(services, services.runner.runs.get(rec.id))

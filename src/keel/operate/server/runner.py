@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class _Channel:
     queues: set[asyncio.Queue] = field(default_factory=set)
     done: bool = False
     next_seq: int = 0
+    key_id: str | None = None
+    """Who started the run (before its row reaches the store, reads check this)."""
+    end_user: str | None = None
 
 
 class EventHub:
@@ -61,10 +65,11 @@ class EventHub:
         self._channels: OrderedDict[str, _Channel] = OrderedDict()
         self._keep = keep
 
-    def open(self, run_id: str, workflow: str, version: int = 0) -> None:
+    def open(self, run_id: str, workflow: str, version: int = 0, *, key_id: str | None = None,
+             end_user: str | None = None) -> None:
         ch = self._channels.get(run_id)
         if ch is None:
-            self._channels[run_id] = _Channel(workflow, version)
+            self._channels[run_id] = _Channel(workflow, version, key_id=key_id, end_user=end_user)
         else:
             ch.done = False
             self._channels.move_to_end(run_id)
@@ -99,6 +104,11 @@ class EventHub:
     def meta(self, run_id: str) -> tuple[str, int] | None:
         ch = self._channels.get(run_id)
         return None if ch is None else (ch.workflow, ch.version)
+
+    def owner(self, run_id: str) -> tuple[str | None, str | None]:
+        """The API key id and end user that started ``run_id`` here (Nones if unknown)."""
+        ch = self._channels.get(run_id)
+        return (None, None) if ch is None else (ch.key_id, ch.end_user)
 
     def in_flight(self, run_id: str) -> bool:
         ch = self._channels.get(run_id)
@@ -179,6 +189,8 @@ class Runner:
         self.runs = Runs(store)
         self._providers = provider_key_providers
         self._tasks: set[asyncio.Task] = set()
+        self._keyed: weakref.WeakSet[Engine] = weakref.WeakSet()
+        """Engines made for callers' provider keys, alive now (a cancel reaches their steps too)."""
         self._usage: OrderedDict[str, Usage] = OrderedDict()
         """Total usage of recently finished runs, so answering one needs no second query."""
 
@@ -198,16 +210,18 @@ class Runner:
 
         With ``stream_text``, Agent nodes' tokens are published as ``text_delta`` events."""
         run_id = new_id()
-        self.hub.open(run_id, version.name, version.version)
+        self.hub.open(run_id, version.name, version.version, key_id=key.id if key else None, end_user=end_user)
         if provider_key:
             engine: Engine = _KeyedEngine(self.store, on_event=self.hub.publish, provider_key=provider_key,
                                           providers=self._providers, stream_text=stream_text)
+            self._keyed.add(engine)
         else:
             engine = self.streaming if stream_text else self.engine
 
         async def go() -> RunResult:
             try:
-                result = await engine.start(version, input, run_id=run_id)
+                result = await engine.start(version, input, run_id=run_id, key_id=key.id if key else None,
+                                            end_user=end_user)
             finally:
                 if engine is not self.engine and engine is not self.streaming:
                     await engine.aclose()
@@ -307,12 +321,22 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
+    def cancel(self, run_id: str, *, by: str | None = None, reason: str | None = None) -> RunResult:
+        """Cancel a run (see :meth:`Engine.cancel`); a step this process has in flight for it, in
+        any of its engines, is cancelled too."""
+        result = self.engine.cancel(run_id, by=by, reason=reason)
+        self.streaming.interrupt(result.run_id)
+        for engine in list(self._keyed):
+            engine.interrupt(result.run_id)
+        return result
+
     async def aclose(self) -> None:
+        """Stop without waiting on any run: runs in progress are abandoned at their last checkpoint
+        (this process's death frees them; the next server or ``keel runs resume`` continues them)."""
         for t in list(self._tasks):
             t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
+        if self._tasks:  # a task that ignores its cancel is left behind, not awaited
+            await asyncio.wait(list(self._tasks), timeout=2)
         await self.engine.aclose()
         await self.streaming.aclose()
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ApprovalAnswer", "ApprovalOut", "RunOut", "RunRequest", "SpanOut", "TraceOut", "UsageOut",
+__all__ = ["ApprovalAnswer", "ApprovalOut", "CancelRequest", "RunOut", "RunRequest", "SpanOut", "TraceOut", "UsageOut",
            "VersionOut", "WorkflowDetail", "WorkflowOut"]
 
 JSONValue = Any
@@ -60,7 +60,7 @@ class ApprovalOut(BaseModel):
     run_id: str
     workflow: str
     node_id: str
-    status: Literal["pending", "approved", "rejected", "expired"]
+    status: Literal["pending", "approved", "rejected", "expired", "cancelled"]
     message: str
     created_at: float
     expires_at: float | None = None
@@ -73,7 +73,7 @@ class RunOut(BaseModel):
     id: str
     workflow: str
     version: int
-    status: Literal["running", "waiting", "succeeded", "failed"]
+    status: Literal["running", "waiting", "succeeded", "failed", "cancelled"]
     input: JSONValue = None
     output: JSONValue = None
     error: str | None = None
@@ -87,9 +87,18 @@ class RunOut(BaseModel):
     """``self``, ``events``, ``trace`` (and ``approve``/``reject`` while waiting)."""
 
 
-class ApprovalAnswer(_In):
+class CancelRequest(_In):
     by: str | None = Field(default=None, max_length=200)
-    """Who answers (recorded with the decision)."""
+    """Who cancels (recorded with the run's error)."""
+    reason: str | None = Field(default=None, max_length=2_000)
+    """Why (the run's error becomes ``cancelled by <by>: <reason>``)."""
+
+
+class ApprovalAnswer(_In):
+    by: str | None = Field(default=None, max_length=200,
+                           description="Accepted for compatibility and ignored: the decision records the "
+                                       "caller's API key (and end user), never a name from the body.")
+    """Ignored (kept so older clients' bodies still validate): ``decided_by`` comes from the credential."""
     comment: str | None = Field(default=None, max_length=10_000)
     wait: bool = True
     """Continue the run and answer with its new state (always true today)."""

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -61,6 +62,7 @@ class ChatRequest(BaseModel):
 
 class Decision(BaseModel):
     by: str | None = Field(default=None, max_length=200)
+    """Ignored: the decision records the caller's key (``web UI`` without one)."""
     comment: str | None = Field(default=None, max_length=2000)
 
 
@@ -88,6 +90,42 @@ def _allow(caller: Any, workflow: str) -> None:
 
 def _sees(caller: Any, workflow: str) -> bool:
     return caller.may_see(workflow) if hasattr(caller, "may_see") else True
+
+
+def _reads(caller: Any, run: Any) -> bool:
+    """Whether the caller may read ``run`` (its key started it, or it is an admin key); no caller: yes."""
+    return caller.may_read_run(run) if hasattr(caller, "may_read_run") else True
+
+
+def _no_run(run_id: str) -> JSONResponse:
+    return _error(404, f"no run with id {run_id!r}", type="not_found_error",
+                  hint="list the runs you may read on the Runs page")
+
+
+def _eval_workflows(spec: dict[str, Any]) -> list[str]:
+    """The workflows an eval runs (its workflow targets), which decide who may read it."""
+    return sorted({str(t.get("workflow", "")).partition("@")[0] for t in spec.get("targets") or []
+                   if isinstance(t, dict) and t.get("type") == "workflow"})
+
+
+def _reads_eval(caller: Any, store: SQLiteStore, eval_id: str) -> bool:
+    """Whether the caller may read eval run ``eval_id``: an admin key of its workflows (``*`` for
+    evals without a workflow target); no caller or open mode: yes. An unknown id: True (the
+    route answers its own 404)."""
+    if not hasattr(caller, "may_read_eval"):
+        return True
+    from keel.evals import get_run
+
+    try:
+        info = get_run(store, eval_id)
+    except UserError:
+        return True
+    return caller.may_read_eval(_eval_workflows(info.spec))
+
+
+def _no_eval(eval_id: str) -> JSONResponse:
+    return _error(404, f"no eval run {eval_id!r}", type="not_found_error",
+                  hint="evals are shown to admin keys of their workflows (keel keys create NAME --workflow W --admin)")
 
 
 def _accountant(request: Request, caller: Any, store: SQLiteStore, *, fresh: bool) -> Callable[[Any, str], None]:
@@ -168,7 +206,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
 
         async def start(on_event: Callable) -> Any:
             result = await arun(body.workflow, conversation, version=body.version, store=s, on_event=on_event,
-                                stream_text=True)
+                                stream_text=True, key_id=getattr(getattr(caller, "key", None), "id", None),
+                                end_user=getattr(caller, "end_user", None))
             account(result, body.workflow)
             return result
 
@@ -179,8 +218,11 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
                      body: Decision | None = None, caller: Any = caller_dep) -> Any:
         s = get_store()
         a = Runs(s).approval(approval_id, prefix=False)  # the UI has the full id: no guessing by prefix
+        if a is not None and hasattr(caller, "check_decide"):
+            from keel.operate.server.auth import authorize_decision
+
+            authorize_decision(caller, a, Runs(s), Versions(s))  # 404 unless visible, 403 unless an approver
         if a is not None:
-            _allow(caller, a.workflow)
             request.state.workflow, request.state.run_id = a.workflow, a.run_id
         if a is None:
             return _error(404, f"no approval {approval_id!r}", type="not_found_error",
@@ -192,7 +234,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
         account = _accountant(request, caller, s, fresh=False)
 
         async def start(on_event: Callable) -> Any:
-            result = await aapprove(a.id, approved=decision == "approve", by=body.by or "web UI",
+            by = caller.identity("web UI") if hasattr(caller, "identity") else "web UI"  # never the body's
+            result = await aapprove(a.id, approved=decision == "approve", by=by,
                                     comment=body.comment, store=s, on_event=on_event, stream_text=True)
             account(result, a.workflow)
             return result
@@ -204,10 +247,11 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
     def runs(workflow: str | None = None, status: str | None = None,
              since: float | None = Query(default=None, description="Seconds ago; runs created since then."),
              limit: int = Query(default=100, ge=1, le=1000), caller: Any = caller_dep) -> dict[str, Any]:
-        sql = ("SELECT id, workflow, version, status, error, created_at, updated_at, finished_at, trace_id "
-               "FROM workflow_runs WHERE 1 = 1")
+        sql = ("SELECT id, workflow, version, status, error, created_at, updated_at, finished_at, trace_id, "
+               "key_id, end_user FROM workflow_runs WHERE 1 = 1")
         params: list[Any] = []
-        for column, value in (("workflow", workflow), ("status", status)):
+        mine = caller.run_filter() if hasattr(caller, "run_filter") else {}
+        for column, value in (("workflow", workflow), ("status", status), *mine.items()):
             if value:
                 sql += f" AND {column} = ?"
                 params.append(value)
@@ -215,7 +259,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
             sql += " AND created_at >= ?"
             params.append(time.time() - since)
         rows = get_store().query(sql + " ORDER BY created_at DESC LIMIT ?", (*params, limit))
-        return {"runs": [r for r in rows if _sees(caller, r["workflow"])]}
+        return {"runs": [r for r in rows if _reads(caller, SimpleNamespace(**r))]}
 
     @api.get("/runs/{run_id}")
     def run(run_id: str, caller: Any = caller_dep) -> Any:
@@ -224,7 +268,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
             record = Runs(s).get(run_id, prefix=False)
         except UserError as e:
             return _user_error(e)
-        _allow(caller, record.workflow)
+        if not _reads(caller, record):
+            return _no_run(run_id)
         spans = Spans(s).for_trace(record.trace_id)
         calls = ModelCalls(s).for_trace(record.trace_id)
         steps = Runs(s).steps(record.id)
@@ -255,37 +300,47 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
         }
 
     @api.get("/evals")
-    def evals(limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
+    def evals(limit: int = Query(default=100, ge=1, le=1000), caller: Any = caller_dep) -> dict[str, Any]:
         from keel.evals import list_runs
 
+        rows = list_runs(get_store(), limit=limit)
+        if hasattr(caller, "may_read_eval"):
+            rows = [e for e in rows if caller.may_read_eval(_eval_workflows(e.spec))]
         return {"evals": [{"id": e.id, "name": e.name, "status": e.status, "created_at": e.created_at,
-                           "finished_at": e.finished_at, "summary": e.summary}
-                          for e in list_runs(get_store(), limit=limit)]}
+                           "finished_at": e.finished_at, "summary": e.summary} for e in rows]}
 
     @api.get("/evals/{eval_id}")
-    def eval_summary(eval_id: str) -> Any:
+    def eval_summary(eval_id: str, caller: Any = caller_dep) -> Any:
         from keel.evals import summarize
 
+        if not _reads_eval(caller, get_store(), eval_id):
+            return _no_eval(eval_id)
         try:
             return summarize(get_store(), eval_id).model_dump()
         except UserError as e:
             return _user_error(e)
 
     @api.get("/evals/{run_a}/compare/{run_b}")
-    def eval_compare(run_a: str, run_b: str) -> Any:
+    def eval_compare(run_a: str, run_b: str, caller: Any = caller_dep) -> Any:
         from keel.evals import compare_runs
 
+        for eval_id in (run_a, run_b):
+            if not _reads_eval(caller, get_store(), eval_id):
+                return _no_eval(eval_id)
         try:
             return compare_runs(get_store(), run_a, run_b).model_dump()
         except UserError as e:
             return _user_error(e)
 
     @api.get("/evals/{eval_id}/report", response_class=HTMLResponse)
-    def eval_report(eval_id: str, baseline: str | None = None) -> Any:
+    def eval_report(eval_id: str, baseline: str | None = None, caller: Any = caller_dep) -> Any:
         from keel.evals import compare_runs, summarize
         from keel.evals.html import render_html
 
         s = get_store()
+        for one in (eval_id, baseline):
+            if one is not None and not _reads_eval(caller, s, one):
+                return _no_eval(one)
         try:
             summary = summarize(s, eval_id)
             comparison = compare_runs(s, baseline, summary.run_id) if baseline else None
