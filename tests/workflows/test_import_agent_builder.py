@@ -236,10 +236,11 @@ async def test_typescript_export_imports_and_runs(store) -> None:
     assert route["branches"][0]["condition"] == 'input.output_parsed.kind == "refund"'
     spec = _scripted(r.spec)
     with scripted("bot") as bot:
-        bot.reply(parsed={"kind": "refund"})
+        bot.reply(parsed={"kind": "refund", "order_id": 7})
         bot.reply("refunded")
         run = await arun(parse_spec(yaml.safe_dump(spec), file="ts.yaml"), "refund order 7", store=store)
-        assert run.status == "waiting"
+        assert run.status == "waiting", run.error
+        assert run.approval.message == "Refund this order?"
         run = await aapprove(run.approval.id, by="test", store=store)
     assert run.status == "succeeded" and run.output == "refunded"
 
@@ -258,6 +259,8 @@ BAD_INPUTS = {
     "plain.py": ("print('hello')\n", "not an Agent Builder workflow or Agents SDK export"),
     "no_run_workflow.py": ("from agents import Agent\nagent = Agent(name='a')\n", "without `async def run_workflow"),
     "truncated.json": ('{"object": "workflow", "nodes": [{"id": "n1", "node_ty', "not valid JSON"),
+    "not_an_export.ts": ('import { Agent } from "@openai/agents";\nconsole.log(new Agent({name: "a"}));\n',
+                         "TypeScript without `export const runWorkflow"),
     "truncated.py": ("from agents import Agent\nasync def run_workflow(workflow_input):\n  state = {\n",
                      "not valid Python"),
 }

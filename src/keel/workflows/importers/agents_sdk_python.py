@@ -100,8 +100,8 @@ def _cel(node: ast.expr, names: dict[str, str]) -> tuple[str, int]:
         if isinstance(key, str) and re.fullmatch(r"[A-Za-z_]\w*", key):
             return f"{base}.{key}", top
         return f"{base}[{json.dumps(key)}]", top
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
-        return f"{names[node.value.id]}.{node.attr}", top
+    if isinstance(node, ast.Attribute):  # the TypeScript export reads fields as attributes
+        return f"{_cel(node.value, names)[0]}.{node.attr}", top
     if isinstance(node, ast.BoolOp):
         op = "&&" if isinstance(node.op, ast.And) else "||"
         parts = [_wrap(*_cel(v, names), _PREC[op] + 1 if i else _PREC[op]) for i, v in enumerate(node.values)]
@@ -354,6 +354,8 @@ class _Reader:
                 continue
             if isinstance(s, ast.Expr) and _call_name(s.value) == "extend":
                 continue
+            if tname and self.results.get(tname) == self.prev and self.prev is not None:
+                continue  # the `<agent>_result = {...}` dict that follows its Runner.run
             if tname and re.fullmatch(r"(agent|guardrails_errorresult)\d*_result\d*|guardrails_errorresult\d*", tname):
                 continue
             if tname and _call_name(s.value) == "run" and "Runner" in ast.unparse(s.value):  # type: ignore[union-attr]

@@ -1,0 +1,216 @@
+"""Read the Agents SDK TypeScript code (``@openai/agents``) Agent Builder's Code export produced.
+
+No TypeScript parser: the export has the same fixed shape as the Python one, so this module
+rewrites it into that shape and lets :mod:`.agents_sdk_python` read it (with :mod:`ast`, never
+executing anything). Zod schemas (``z.object``, ``z.string``, ``z.number``, ``z.boolean``,
+``z.array``, ``z.enum``) become pydantic-style classes; ``new Agent({...})`` becomes
+``Agent(...)``; the ``runWorkflow`` body's blocks (``if`` / ``else if`` / ``else``, ``while``)
+become indented Python; camelCase names become snake_case (``classifyResultTemp`` ->
+``classify_result_temp``); ``===``, ``&&``, ``||``, ``!``, ``??`` become Python's operators.
+Guardrails, File search and MCP steps of a TypeScript export are not read yet: they are reported
+as not recognised (decision 0012).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from keel.workflows.importers.errors import NotImportable
+from keel.workflows.importers.ir import AbGraph
+from keel.workflows.importers.report import Report
+
+__all__ = ["read_typescript", "to_python"]
+
+_STRING_RE = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`)""")
+_SCHEMA_RE = re.compile(r"^const (\w+) = (z\.object\(.*\));\s*$", re.M)
+_AGENT_RE = re.compile(r"^const (\w+) = new Agent\((\{.*?\n\})\);", re.M | re.S)
+
+
+def _outside_strings(code: str, fn) -> str:
+    parts = _STRING_RE.split(code)
+    return "".join(p if i % 2 else fn(p) for i, p in enumerate(parts))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _js_to_py(code: str) -> str:
+    """A JavaScript expression or object literal in Python syntax (string literals untouched)."""
+
+    def fix(part: str) -> str:
+        part = re.sub(r"\.\.\.", "*", part)
+        part = part.replace("===", "==").replace("!==", "!=").replace("&&", " and ").replace("||", " or ")
+        part = part.replace("??", " or ")
+        part = re.sub(r"!(?!=)", " not ", part)
+        part = re.sub(r"\btrue\b", "True", part)
+        part = re.sub(r"\bfalse\b", "False", part)
+        part = re.sub(r"\b(null|undefined)\b", "None", part)
+        part = re.sub(r"([{,]\s*)([A-Za-z_]\w*)\s*:", r'\1"\2":', part)
+        return re.sub(r"(?<![\w.\"])([a-z]+[A-Z]\w*)", lambda m: _snake(m.group(1)), part)
+
+    return _outside_strings(code, fix)
+
+
+def _zod(expr: str, classes: list[str], name: str) -> str:
+    """A Python annotation for a zod expression (nested objects become classes in ``classes``)."""
+    expr = expr.strip()
+    for suffix in (".optional()", ".nullable()"):
+        if expr.endswith(suffix):
+            return f"{_zod(expr[: -len(suffix)], classes, name)} | None"
+    simple = {"z.string()": "str", "z.number()": "float", "z.boolean()": "bool", "z.number().int()": "int"}
+    if expr in simple:
+        return simple[expr]
+    if expr.startswith("z.enum("):
+        values = json.loads(expr[len("z.enum("):-1])
+        return "Literal[" + ", ".join(json.dumps(v) for v in values) + "]"
+    if expr.startswith("z.array("):
+        return f"list[{_zod(expr[len('z.array('):-1], classes, name)}]"
+    if expr.startswith("z.object("):
+        body = expr[len("z.object("):-1].strip()[1:-1]
+        fields = []
+        for key, value in _fields(body):
+            fields.append(f"  {key}: {_zod(value, classes, f'{name}__{key.capitalize()}')}")
+        classes.append(f"class {name}(BaseModel):\n" + ("\n".join(fields) or "  pass") + "\n")
+        return name
+    if re.fullmatch(r"\w+", expr):
+        return expr
+    raise NotImportable(f"zod schema {expr[:60]!r} is not one the export writes",
+                        hint="expected z.object / z.string / z.number / z.boolean / z.array / z.enum")
+
+
+def _fields(body: str) -> list[tuple[str, str]]:
+    """``key: value`` pairs of an object literal's top level."""
+    out, depth, cur = [], 0, ""
+    for ch in _outside_strings(body, lambda p: p) + ",":
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            if cur.strip():
+                key, _, value = cur.partition(":")
+                out.append((key.strip().strip("\"'"), value.strip()))
+            cur = ""
+        else:
+            cur += ch
+    return out
+
+
+def _agent(var: str, literal: str, schemas: set[str]) -> str:
+    args = []
+    for key, value in _fields(literal.strip()[1:-1]):
+        if key == "outputType":
+            args.append(f"output_type={value}")
+        elif key == "modelSettings":
+            settings = dict(_fields(value.strip()[1:-1]))
+            parts = [f"{_snake(k)}={_js_to_py(v)}" for k, v in settings.items() if k in ("temperature", "maxTokens",
+                                                                                        "topP")]
+            if "reasoning" in settings:
+                effort = dict(_fields(settings["reasoning"].strip()[1:-1])).get("effort")
+                parts.append(f"reasoning=Reasoning(effort={effort})")
+            args.append(f"model_settings=ModelSettings({', '.join(parts)})")
+        elif key in ("name", "instructions", "model"):
+            args.append(f"{key}={value}")
+        elif key == "tools":
+            args.append(f"tools={_js_to_py(value)}")
+    return f"{_snake(var)} = Agent({', '.join(args)})\n"
+
+
+def _balance(code: str) -> int:
+    code = "".join(p for i, p in enumerate(_STRING_RE.split(code)) if not i % 2)
+    return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
+
+
+def _statements(lines: list[str]) -> list[str]:
+    """Lines joined into statements: a line that opens brackets continues until they close;
+    block headers (``if (...) {``, ``} else {``) and closing ``}`` stand alone."""
+    out: list[str] = []
+    cur, bal = "", 0
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("//"):
+            continue
+        if bal == 0 and (re.fullmatch(r"(\}\s*else\s+)?(if|while)\s*\(.*\)\s*\{", line)
+                         or re.fullmatch(r"\}\s*else\s*\{", line) or line in ("}", "};", "});")):
+            out.append(line)
+            continue
+        cur = f"{cur} {line}" if cur else line
+        bal += _balance(line)
+        if bal <= 0:
+            out.append(cur)
+            cur, bal = "", 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _body(lines: list[str]) -> list[str]:
+    """The statements of runWorkflow's body as indented Python lines."""
+    out: list[str] = []
+    depth = 1
+    skip_until: int | None = None
+    for line in _statements(lines):
+        if skip_until is not None:
+            depth += _balance(line) if line.endswith("{") or line.startswith("}") else 0
+            if depth <= skip_until:
+                skip_until = None
+            continue
+        ind = "  " * depth
+        m = re.fullmatch(r"(\}\s*else\s+)?(if|while)\s*\((.*)\)\s*\{", line)
+        if m and re.fullmatch(r"!\s*\w+\.finalOutput", m.group(3).strip()):
+            skip_until = depth
+            depth += 1
+            continue
+        if m:
+            if m.group(1):
+                depth -= 1
+                ind = "  " * depth
+            keyword = "elif" if m.group(1) and m.group(2) == "if" else m.group(2)
+            out.append(f"{ind}{keyword} {_js_to_py(m.group(3))}:")
+            depth += 1
+            continue
+        if re.fullmatch(r"\}\s*else\s*\{", line):
+            out.append("  " * (depth - 1) + "else:")
+            continue
+        if line in ("}", "};", "});"):
+            depth -= 1
+            continue
+        if line.startswith(("conversationHistory.push", "throw ", "const runner = ", "const conversationHistory")):
+            continue
+        stmt = re.sub(r"^(const|let|var)\s+", "", line.rstrip(";"))
+        stmt = re.sub(r"^state\.(\w+)\s*=", r'state["\1"] =', stmt)
+        stmt = re.sub(r"runner\.run\(\s*(\w+)\s*,", r"Runner.run(\1, input=", stmt)
+        out.append(ind + _js_to_py(stmt))
+    return out
+
+
+def to_python(text: str, source: str) -> str:
+    """The export rewritten in the Python export's shape."""
+    start = re.search(r"export\s+const\s+runWorkflow\s*=\s*async\s*\(\s*(\w+)[^)]*\)\s*=>\s*\{", text)
+    if start is None or ("new Agent(" not in text and "runner.run(" not in text and "withTrace" not in text):
+        raise NotImportable(f"{source}: TypeScript without `export const runWorkflow = async (...) => {{`: not an "
+                            "Agent Builder export", hint="expected the @openai/agents code Agent Builder's Code "
+                            "export produced")
+    classes: list[str] = []
+    for name, expr in _SCHEMA_RE.findall(text[: start.start()]):
+        _zod(expr, classes, name)
+    agents = "".join(_agent(v, lit, set()) for v, lit in _AGENT_RE.findall(text[: start.start()]))
+    lines = text[start.end():].splitlines()
+    trace = next((i for i, ln in enumerate(lines) if "withTrace(" in ln), None)
+    body = _body(lines[trace + 1:] if trace is not None else lines)
+    head = ("from typing import Literal\nfrom pydantic import BaseModel\n"
+            "from agents import Agent, ModelSettings, Runner\n\n")
+    return (head + "\n".join(classes) + "\n" + agents + "\n\nasync def run_workflow(workflow_input):\n"
+            "  workflow = workflow_input.model_dump()\n" + "\n".join(body) + "\n")
+
+
+def read_typescript(text: str, source: str, report: Report) -> AbGraph:
+    from keel.workflows.importers.agents_sdk_python import read_python
+
+    graph = read_python(to_python(text, source), source, report)
+    if graph.name == re.split(r"[\\/]", source)[-1].rsplit(".", 1)[0]:
+        m = re.search(r'withTrace\(\s*"([^"]+)"', text)
+        graph.name = m.group(1) if m else graph.name
+    return graph
