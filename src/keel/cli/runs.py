@@ -1,4 +1,4 @@
-"""``keel runs ...``: list runs, show one as a trace tree, resume interrupted ones."""
+"""``keel runs ...``: list runs, show one as a trace tree, cancel one, resume interrupted ones."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ app = typer.Typer(help="Inspect workflow runs and resume the ones a crash interr
 
 @app.command("list")
 def list_(workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only runs of this workflow."),
-          status: str | None = typer.Option(None, "--status", help="running, waiting, succeeded or failed."),
+          status: str | None = typer.Option(None, "--status",
+                                            help="running, waiting, succeeded, failed or cancelled."),
           limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many (newest first)."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List recent runs, newest first."""
@@ -82,6 +83,22 @@ def show(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enou
         walk(root.span_id, "")
     if run.status == "succeeded":
         print(f"output: {json.dumps(run.output, ensure_ascii=False)}")
+
+
+@app.command("cancel")
+def cancel(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+           reason: str | None = typer.Option(None, "--reason", help="Why (stored in the run's error)."),
+           by: str | None = typer.Option(None, "--by", help="Who cancels (recorded).")) -> None:
+    """Cancel a running or waiting run, wherever it executes.
+
+    The run becomes `cancelled` at once and its pending approvals are closed; the process
+    executing it (a `keel serve`, a worker) stops it at its next step boundary.
+    """
+    from keel.store import open_store
+    from keel.workflows import Engine
+
+    result = Engine(open_store()).cancel(run_id, by=by, reason=reason)
+    print(f"run {result.run_id}: {result.status}")
 
 
 @app.command("resume")

@@ -18,11 +18,19 @@ def print_spec_error(e: object) -> None:
         print(f"  fix: {p.hint}", file=sys.stderr)
 
 
+def print_warnings(wf: object) -> None:
+    """A compiled workflow's warnings as warning:/fix: lines on stderr (they do not fail)."""
+    for p in wf.warnings:  # type: ignore[attr-defined]
+        print(f"warning: {p}", file=sys.stderr)
+        print(f"  fix: {p.hint}", file=sys.stderr)
+
+
 @app.command("validate")
 def validate(files: list[Path] = typer.Argument(..., help="Spec files to check.")) -> None:  # noqa: B008
     """Check specs completely (structure, edges, reachability, CEL, variables, tools) without publishing.
 
     Every problem is printed as FILE:LINE (node ID): what is wrong, then a fix. Exit code 2 if any.
+    Warnings (a cycle no while node bounds) are printed the same way and do not fail.
     """
     from keel.workflows import SpecError
     from keel.workflows import validate as check
@@ -35,6 +43,7 @@ def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."
             print_spec_error(e)
             failed = True
             continue
+        print_warnings(wf)
         print(f"{f}: ok ({wf.spec.name}: {len(wf.spec.nodes)} nodes, {len(wf.spec.edges)} edges)")
     if failed:
         raise typer.Exit(2)
@@ -54,7 +63,7 @@ def publish(file: Path = typer.Argument(..., help="The spec file to publish.")) 
 
     try:
         loaded = load_spec(file)
-        check(loaded)
+        print_warnings(check(loaded))
     except SpecError as e:
         print_spec_error(e)
         raise typer.Exit(2) from None

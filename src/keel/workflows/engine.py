@@ -36,8 +36,9 @@ from keel import jsontext
 from keel.ids import new_id
 from keel.store import ModelCalls, SQLiteStore
 from keel.workflows.clock import Clock, SystemClock
-from keel.workflows.errors import ApprovalError, WorkflowError
+from keel.workflows.errors import ApprovalError, RunFinishedError, WorkflowError
 from keel.workflows.leases import LEASE_SECONDS, may_take_over, owner_id
+from keel.workflows.limits import after_step, before_step, over_time
 from keel.workflows.nodes import (
     NodeFailure,
     StepOutcome,
@@ -58,6 +59,12 @@ from keel.workflows.spec import (
     StartNode,
     TransformNode,
     WhileNode,
+)
+from keel.workflows.stopping import (
+    RESUME_ATTEMPTS,
+    clear_resume_failures,
+    end_run,
+    record_resume_failure,
 )
 from keel.workflows.tracing import INSERT_SQL, Span, Spans, span_row, stable_span_id
 from keel.workflows.validate import CompiledWorkflow, compile_workflow
@@ -128,10 +135,18 @@ class _ActiveRun:
     status: str = "running"
     output: Any = None
     error: str | None = None
+    began: float = 0.0
+    """``clock.now()`` when this drive began."""
+    spent: float = 0.0
+    """Seconds the run was executed before this drive (``limits.max_seconds`` counts both)."""
+
+
+class _OverTime(Exception):
+    """An effectful step was still running when the run's ``limits.max_seconds`` ran out."""
 
 
 class _LostRun(Exception):
-    """Another engine took the run over; this one stops executing it."""
+    """Another engine took the run over, or it was cancelled; this one stops executing it."""
 
 
 class Engine:
@@ -161,6 +176,10 @@ class Engine:
         """Runs this engine is driving right now (never claimed a second time)."""
         self._fresh: set[str] = set()
         """Runs being driven for the first time (see ``_ActiveRun.fresh``)."""
+        self._inflight: dict[str, asyncio.Task] = {}
+        """The task of each effectful step running now, by run (a cancel cancels it)."""
+        self._stopping: set[str] = set()
+        """Runs of this engine cancelled meanwhile: they stop at their next step."""
         from keel.workflows.otlp import exporter_from_env
 
         self.otlp = exporter_from_env()
@@ -230,6 +249,12 @@ class Engine:
         With ``_defer`` the run's row is written with its first commit instead (a run
         nobody has seen yet has nothing to lose before then).
         """
+        from keel.textcheck import lone_surrogate_at
+
+        bad = lone_surrogate_at(input, "input")
+        if bad is not None:
+            raise WorkflowError(f"{bad} contains a lone UTF-16 surrogate (like \\ud800), which is not text",
+                                hint="send valid Unicode text: escape a surrogate pair together, never half of one")
         wf = self.compiled(version)
         start = wf.nodes[wf.start_id]
         if start.input_schema is not None:
@@ -315,13 +340,56 @@ class Engine:
 
         async def one(run_id: str, status: str) -> None:
             async with sem:
-                run = self._claim(run_id, from_status=status)
-                if run is not None:
-                    results.append(await self._drive(run))
+                try:
+                    run = self._claim(run_id, from_status=status)
+                    if run is not None:
+                        results.append(await self._drive(run))
+                        clear_resume_failures(self.store, run_id)
+                except Exception as e:  # the engine could not go on with this run (not a node failure)
+                    results.append(self._resume_failed(run_id, e))
 
         await asyncio.gather(*(one(r["id"], "running") for r in rows),
                              *(one(r["id"], "waiting") for r in waiting))
         return results
+
+    def _resume_failed(self, run_id: str, e: Exception) -> RunResult:
+        """Count a resume of ``run_id`` that raised; fail the run after the same error
+        :data:`~keel.workflows.stopping.RESUME_ATTEMPTS` times in a row."""
+        error = f"{type(e).__name__}: {e}".encode("utf-8", "backslashreplace").decode()[:2000]
+        count = record_resume_failure(self.store, run_id, error)
+        if count >= RESUME_ATTEMPTS:
+            reason = f"the run could not be resumed ({count} times in a row, same error): {error}"
+            if end_run(self.store, run_id, status="failed", error=reason):
+                self._emit(NodeEvent("run_finished", run_id, status="failed", error=reason))
+                return RunResult(run_id, "failed", None, reason)
+        return RunResult(run_id, "running", None, error)
+
+    def cancel(self, run_id: str, *, by: str | None = None, reason: str | None = None) -> RunResult:
+        """Cancel a running or waiting run, in whichever process executes it.
+
+        The run is stored as ``cancelled`` (its pending approvals closed) at once; the engine
+        driving it stops at its next step boundary, and a model or tool call this engine has in
+        flight for it is cancelled. Raises :class:`RunFinishedError` for a finished run."""
+        rec = self.runs.get(run_id)
+        error = "cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+        if rec.status not in ("running", "waiting") or not end_run(self.store, rec.id, status="cancelled",
+                                                                     error=error, by=by):
+            status = self.runs.get(rec.id).status
+            raise RunFinishedError(f"run {rec.id} has finished already: {status}",
+                                   hint="only running and waiting runs can be cancelled")
+        self.interrupt(rec.id)
+        if rec.id not in self._active:
+            self._emit(NodeEvent("run_finished", rec.id, status="cancelled", error=error))
+        return self._result(rec.id)
+
+    def interrupt(self, run_id: str) -> None:
+        """Stop driving ``run_id`` in this engine now (its stored row says it ended): the step in
+        flight, if effectful, is cancelled; a pure one finishes and the run stops after it."""
+        if run_id in self._active:
+            self._stopping.add(run_id)
+        task = self._inflight.get(run_id)
+        if task is not None:
+            task.cancel()
 
     async def serve(self, *, interval: float = 5.0, stop: asyncio.Event | None = None,
                     concurrency: int = 16) -> None:
@@ -371,6 +439,7 @@ class Engine:
         if run.fresh:
             self._fresh.add(run.id)
         began = time.time()
+        run.began, run.spent = self.clock.now(), float(run.ctx.get("elapsed") or 0.0)
         try:
             while True:
                 result = await self._step(run)
@@ -379,10 +448,25 @@ class Engine:
                         self._export(run, began)
                     return result
         except _LostRun:
-            return self._result(run.id)
+            result = self._result(run.id)
+            if result.status == "cancelled":
+                self._emit(NodeEvent("run_finished", run.id, status="cancelled", error=result.error))
+            return result
+        except Exception:
+            self._release(run)
+            raise
         finally:
             self._active.discard(run.id)
             self._fresh.discard(run.id)
+            self._stopping.discard(run.id)
+
+    def _release(self, run: _ActiveRun) -> None:
+        """Let go of a run whose drive raised, so the recovery loop (of any process) retries it
+        and, after :data:`~keel.workflows.stopping.RESUME_ATTEMPTS` identical failures, fails it."""
+        if run.new is None:
+            with contextlib.suppress(Exception):
+                self.store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?"
+                                   " AND owner = ?", (run.id, self.owner))
 
     def _export(self, run: _ActiveRun, since: float) -> None:
         """Queue the spans of ``run``'s trace that ended during this drive for OTLP export."""
@@ -393,15 +477,29 @@ class Engine:
 
     async def _step(self, run: _ActiveRun) -> RunResult | None:
         node = run.wf.nodes[run.current]
+        pure = _is_pure(node)
+        if run.id in self._stopping or (not pure and run.new is None and self._ended_elsewhere(run)):
+            raise _LostRun  # cancelled: stop at this step boundary
         started = time.time()
+        limits = run.wf.spec.run_limits()
+        elapsed = run.spent + (self.clock.now() - run.began)
         self._emit(NodeEvent("node_started", run.id, node.id, node.type))
         span = Span(run.trace_id, f"node {node.id}", "node", span_id=stable_span_id(run.id, run.seq),
                     parent_id=run.root_span, run_id=run.id, started_at=started,
                     attributes={"keel.node.id": node.id, "keel.node.type": node.type, "keel.step": run.seq})
+        over = before_step(limits, steps=run.seq, elapsed=elapsed, node_id=node.id)
+        if over is not None:
+            return await self._over_limit(run, node, span, over, started)
         env = variables(run.ctx, run.id, run.version.name)
         error: str | None = None
         try:
-            outcome = await self._execute(run, node, env, span)
+            if pure:
+                outcome = await self._execute(run, node, env, span)
+            else:
+                outcome = await self._guarded(run, node, env, span, limits.max_seconds - elapsed)
+        except _OverTime:
+            over = over_time(limits, elapsed=run.spent + (self.clock.now() - run.began), node_id=node.id)
+            return await self._over_limit(run, node, span, over, started)
         except NodeFailure as e:
             error = e.message
             span.attributes["error.type"] = e.kind
@@ -415,12 +513,52 @@ class Engine:
         if outcome.wait is not None:
             self._emit(NodeEvent("waiting", run.id, node.id, node.type))
             return self._result(run.id)
+        output_json = None if isinstance(node, StartNode) else jsontext.dumps(outcome.output)
+        changed = outcome.state is not None or outcome.history is not None
+        over = after_step(
+            limits, node_id=node.id, output_json=output_json,
+            state=(run.ctx["state"] if outcome.state is None else outcome.state) if changed else None,
+            history=(run.ctx.get("history") if outcome.history is None else outcome.history) if changed else None)
+        if over is not None:
+            return await self._over_limit(run, node, span, over, started)
         span.attributes.update(outcome.attributes)
         span.attributes["keel.node.port"] = outcome.port
         self._emit(NodeEvent("node_finished" if error is None else "node_failed", run.id, node.id, node.type,
                              port=outcome.port, error=error, duration_ms=(time.time() - started) * 1000))
         return await self._checkpoint(run, node, span.end(error=error), outcome, outcome.port, error=error,
-                                      started=started)
+                                      started=started, output_json=output_json)
+
+    async def _over_limit(self, run: _ActiveRun, node: Any, span: Span, error: str, started: float) -> RunResult | None:
+        """Fail the run at ``node`` for going over one of its limits (no ``error`` edge takes this)."""
+        span.attributes["error.type"] = "limit"
+        self._emit(NodeEvent("node_failed", run.id, node.id, node.type, error=error,
+                             duration_ms=(time.time() - started) * 1000))
+        return await self._checkpoint(run, node, span.end(error=error), None, None, error=error, started=started)
+
+    async def _guarded(self, run: _ActiveRun, node: Any, env: dict[str, Any], span: Span,
+                       remaining: float) -> StepOutcome:
+        """Execute an effectful step as a task this engine holds: a cancel of the run cancels it, and
+        so does the end of the run's ``limits.max_seconds`` (then :class:`_OverTime`)."""
+        task = asyncio.ensure_future(self._execute(run, node, env, span))
+        self._inflight[run.id] = task
+        done: set = set()
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(remaining, 0.001))
+        finally:
+            self._inflight.pop(run.id, None)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=5)  # never wait on a step that ignores its cancel
+        if not done:
+            raise _OverTime
+        if task.cancelled():
+            raise _LostRun
+        return task.result()
+
+    def _ended_elsewhere(self, run: _ActiveRun) -> bool:
+        """Whether the stored run is no longer this engine's to execute (cancelled, or taken over)."""
+        rows = self.store.query("SELECT status, owner FROM workflow_runs WHERE id = ?", (run.id,))
+        return not rows or rows[0]["status"] != "running" or rows[0]["owner"] != self.owner
 
     async def _execute(self, run: _ActiveRun, node: Any, env: dict[str, Any], span: Span) -> StepOutcome:
         if isinstance(node, AgentNode):
@@ -503,11 +641,13 @@ class Engine:
             raise _LostRun
 
     async def _checkpoint(self, run: _ActiveRun, node: Any, span: Span, outcome: StepOutcome | None,
-                          port: str | None, *, error: str | None, started: float) -> RunResult | None:
+                          port: str | None, *, error: str | None, started: float,
+                          output_json: str | None = None) -> RunResult | None:
         """Record one completed step; commit it now unless it and the next node are pure."""
         ctx = run.ctx
         if outcome is not None:
             ctx = dict(ctx)
+            ctx["elapsed"] = run.spent + (self.clock.now() - run.began)
             ctx["last"] = outcome.output
             ctx["nodes"] = {**ctx["nodes"], node.id: outcome.output}
             if outcome.state is not None:
@@ -528,7 +668,8 @@ class Engine:
         now = time.time()
         run.pending.append((
             (run.id, run.seq, node.id, node.type, port, next_node,
-             jsontext.dumps(outcome.output) if outcome else None, error, started, now),
+             output_json if output_json is not None else jsontext.dumps(outcome.output) if outcome else None,
+             error, started, now),
             span_row(span)))
         run.seq += 1
         run.ctx = ctx

@@ -5,6 +5,7 @@
         ├── SpecError               the spec is wrong: carries file, line, node id and a hint
         ├── WorkflowNotFoundError   no published workflow (or version) by that name
         ├── RunNotFoundError        no run with that id
+        ├── RunFinishedError        the run has finished (it cannot be cancelled)
         └── ApprovalError           no such approval, or it was already answered
 
 A run that *fails* (a model or tool error in a node with no error edge) is not an
@@ -20,6 +21,7 @@ from keel.errors import UserError
 __all__ = [
     "ApprovalError",
     "Problem",
+    "RunFinishedError",
     "RunNotFoundError",
     "SpecError",
     "WorkflowError",
@@ -79,6 +81,10 @@ class WorkflowNotFoundError(WorkflowError):
 
 class RunNotFoundError(WorkflowError):
     """No run with the given id."""
+
+
+class RunFinishedError(WorkflowError):
+    """The run has finished already (succeeded, failed or cancelled): it cannot be cancelled."""
 
 
 class ApprovalError(WorkflowError):

@@ -58,6 +58,7 @@ __all__ = [
     "HumanApprovalNode",
     "IfElseNode",
     "JailbreakCheck",
+    "Limits",
     "McpNode",
     "McpServer",
     "ModerationCheck",
@@ -417,6 +418,23 @@ class Edge(_Spec):
     ``approved``, ``rejected``, ``timeout``, ``pass`` or ``fail``."""
 
 
+class Limits(_Spec):
+    """What one run of the workflow may use before it is stopped as ``failed`` (every run obeys
+    them; a While node's ``max_iterations`` applies as well). The error names the limit, the node
+    and this field, so it can be raised where a workflow legitimately needs more."""
+
+    max_steps: int = Field(default=1_000, ge=1, le=10_000_000)
+    """Node steps a run may take in all (loops included)."""
+    max_seconds: float = Field(default=3_600, gt=0, le=31_536_000)
+    """Seconds a run may spend being executed. Time waiting for an approval does not count, nor
+    time between a crash and the resume; a step still running at the limit is cancelled."""
+    max_state_bytes: int = Field(default=4_000_000, ge=1_000, le=1_000_000_000)
+    """Size of the run's workflow state (``state.*``) and chat history together, as JSON."""
+    max_output_bytes: int = Field(default=1_000_000, ge=1_000, le=1_000_000_000)
+    """Size of one node's output, as JSON (the Start node's output is the run's input, which is
+    not limited here)."""
+
+
 class WorkflowSpec(_Spec):
     """A whole workflow: what ``keel workflows publish`` stores as an immutable version."""
 
@@ -428,6 +446,13 @@ class WorkflowSpec(_Spec):
     """The nodes, in any order; exactly one ``start``, at least one ``end``."""
     edges: list[Edge] = Field(default_factory=list)
     """Connections between nodes (Note nodes take none)."""
+    limits: Limits | None = None
+    """What one run may use (steps, seconds, state and output sizes); unset: the defaults of
+    :class:`Limits`."""
+
+    def run_limits(self) -> Limits:
+        """The limits every run of this spec obeys (the defaults where ``limits`` is unset)."""
+        return self.limits if self.limits is not None else Limits()
 
     def node(self, node_id: str) -> Any:
         """The node with id ``node_id`` (KeyError if none)."""

@@ -93,6 +93,8 @@ class CompiledWorkflow:
     templates: dict[tuple[str, str], Template] = field(default_factory=dict)
     tools: dict[str, FunctionTool] = field(default_factory=dict)
     nodes: dict[str, Any] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+    """What is allowed but probably not meant (a cycle no While node bounds); shown, never fatal."""
 
     @property
     def start_id(self) -> str:
@@ -208,6 +210,25 @@ class _Checker:
             if body and n.id not in self._reach(body):
                 self.problem(f"the body of while node {n.id!r} never returns to it",
                              f"add an edge from the last node of the body back to {n.id!r}", node=n.id)
+
+    def check_cycles(self) -> None:
+        """Warn about each cycle no While node bounds: one that does not pass through a While
+        node's ``body`` port (an If/else back-edge, an ``error`` edge that retries). Such a run
+        goes round until ``limits.max_steps`` or ``limits.max_seconds`` stops it."""
+        from keel.workflows.cycles import unbounded_cycles
+
+        edges = [(src, dst) for (src, port), dst in self.out.edges.items()
+                 if not (port == "body" and isinstance(self.out.nodes[src], WhileNode))]
+        limits = self.spec.run_limits()
+        for cycle in unbounded_cycles(edges, order=list(self.index)):
+            ring = " -> ".join([*cycle, cycle[0]])
+            before = len(self.problems)
+            self.problem(f"the cycle {ring} is not bounded by a while node: a run that goes round it stops "
+                         f"only at limits.max_steps ({limits.max_steps}) or limits.max_seconds "
+                         f"({limits.max_seconds:g}), as failed",
+                         "loop with a while node (its body port and max_iterations), or set `limits:` to "
+                         "what this cycle may take", node=cycle[0])
+            self.out.warnings.append(self.problems.pop(before))
 
     def _reach(self, start: str) -> set[str]:
         seen, todo = {start}, deque([start])
@@ -442,6 +463,7 @@ def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]]
     c.check_edges()
     if not c.problems:
         c.check_reachability()
+        c.check_cycles()
     c.check_node_fields()
     if c.problems:
         c.problems.sort(key=lambda p: (p.line or 0))

@@ -42,7 +42,12 @@ class WorkflowVersion:
 
 
 def _canonical(spec: WorkflowSpec) -> str:
-    return json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
+    # Fields added later are left out while unset, so a spec published before them keeps its digest.
+    doc = spec.model_dump(mode="json", by_alias=True, exclude={"limits"} if spec.limits is None else None)
+    for node in doc.get("nodes", []):
+        if node.get("allow_requester") is False:
+            del node["allow_requester"]
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
 
 
 class Versions:

@@ -111,6 +111,10 @@ def _workflow(services: Any, caller: Caller, model: str) -> Any:
 
 
 def _messages(items: list[tuple[str, str]], field: str) -> dict[str, Any]:
+    for i, (role, text) in enumerate(items):
+        if role == "user" and not text:  # "", null and [] alike: nothing to answer
+            raise ApiError(400, f"{field}[{i}].content is empty: a user message needs text", field=f"{field}[{i}].content",
+                           hint="send {'role': 'user', 'content': 'some text'}, or leave the message out")
     msgs = [{"role": "system" if r == "developer" else r, "content": c} for r, c in items if r != "tool"]
     if not msgs or msgs[-1]["role"] != "user":
         raise ApiError(400, f"the last message of {field} must come from the user", field=field,
