@@ -92,7 +92,8 @@ def test_a_web_page_cannot_answer_an_approval(open_server: Server) -> None:
     # The web UI's own page: same origin, JSON. It still works.
     own = httpx.post(open_server.url + f"/v1/approvals/{approval}/approve", json={"by": "lin"},
                      headers={"Origin": open_server.url, "Sec-Fetch-Site": "same-origin"})
-    assert own.status_code == 200 and own.json()["output"] == "approved by lin"
+    # decided_by comes from the credential, never the body's `by` (docs/security.md, tenancy).
+    assert own.status_code == 200 and own.json()["output"] == "approved by open mode (loopback)"
 
 
 def test_text_plain_bodies_are_refused_with_415(open_server: Server) -> None:

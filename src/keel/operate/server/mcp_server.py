@@ -148,7 +148,8 @@ def build_mcp_server(runner: Any, budgets: Any, *, http: bool) -> Server:
         if result.status == "waiting" and result.approval is not None:
             a = result.approval
             text = (f"run {result.run_id} is waiting for approval {a.id}: {a.message} "
-                    f"(answer it with `keel approvals approve {a.id}` or POST /v1/approvals/{a.id}/approve)")
+                    f"(an approver answers it: `keel approvals approve {a.id}`, or POST /v1/approvals/{a.id}/approve "
+                    "with a key that has the approver role)")
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=text)], _meta=meta,
                 structured_content={"status": "waiting", "run_id": result.run_id, "approval_id": a.id,
