@@ -237,13 +237,17 @@ class Engine:
 
     # -- starting and resuming ---------------------------------------------------------------
 
-    async def start(self, version: WorkflowVersion, input: Any, *, run_id: str | None = None) -> RunResult:
-        """Start a run of ``version`` with ``input`` (text or JSON) and drive it as far as it goes."""
-        run = self.create(version, input, run_id=run_id, _defer=True)
+    async def start(self, version: WorkflowVersion, input: Any, *, run_id: str | None = None,
+                    key_id: str | None = None, end_user: str | None = None) -> RunResult:
+        """Start a run of ``version`` with ``input`` (text or JSON) and drive it as far as it goes.
+
+        ``key_id`` / ``end_user``: who asked for it (``keel serve``'s API key and end user), stored
+        with the run so that only they (or an admin key) may read it."""
+        run = self.create(version, input, run_id=run_id, key_id=key_id, end_user=end_user, _defer=True)
         return await self._drive(run)
 
     def create(self, version: WorkflowVersion, input: Any, *, run_id: str | None = None,
-               _defer: bool = False) -> _ActiveRun:
+               key_id: str | None = None, end_user: str | None = None, _defer: bool = False) -> _ActiveRun:
         """Record a new run (owned by this engine) without executing it.
 
         With ``_defer`` the run's row is written with its first commit instead (a run
@@ -278,7 +282,8 @@ class Engine:
                     run_id=run_id, started_at=now,
                     attributes={"keel.workflow.name": version.name, "keel.workflow.version": version.version,
                                 "keel.run.id": run_id})
-        row = (run_id, version.name, version.version, version.id, jsontext.dumps(input), trace_id, now)
+        row = (run_id, version.name, version.version, version.id, jsontext.dumps(input), trace_id, now, key_id,
+               end_user)
         run = _ActiveRun(run_id, version, wf, ctx, 0, wf.start_id, trace_id, root.span_id,
                          new=(row, span_row(root)), fresh=True)
         if not _defer:
@@ -710,12 +715,12 @@ class Engine:
                   jsontext.dumps(run.output) if finished else None, run.error, now, now + LEASE_SECONDS,
                   now if finished else None, None if finished else self.owner)
         if run.new is not None:
-            (rid, name, number, version_id, input_json, trace_id, created), root = run.new
+            (rid, name, number, version_id, input_json, trace_id, created, key_id, end_user), root = run.new
             self.store.execute(
                 "INSERT INTO workflow_runs (id, workflow, version, version_id, input, trace_id, created_at,"
                 " seq, current_node, context, status, output, error, updated_at, lease_until, finished_at,"
-                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields))
+                " owner, key_id, end_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields, key_id, end_user))
             self.store.execute(INSERT_SQL, root)
         else:
             changed = self.store.execute(

@@ -361,6 +361,10 @@ class HumanApprovalNode(_NodeBase):
     timeout: float | None = Field(default=None, gt=0)
     """Seconds to wait before the ``timeout`` port is taken (``rejected`` if it has no edge).
     None waits forever."""
+    allow_requester: bool = False
+    """Whether whoever started the run (under ``keel serve``: the same API key, for the same end
+    user) may decide this approval, e.g. a person confirming their own request. By default only
+    an approver or admin key other than the requester's may (docs/security.md)."""
     ports: ClassVar[tuple[str, ...]] = ("approved", "rejected", "timeout")
 
 
