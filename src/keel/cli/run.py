@@ -56,7 +56,10 @@ def run(
                             hint="publish the file, then run it by name with --version")
     result = asyncio.run(arun(target, value, version=version, on_event=on_event))
     if as_json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+        from keel.workflows.cel_values import json_safe
+
+        # NaN and infinities (from an input or a tool) are not JSON: print them as strings.
+        print(json.dumps(json_safe(result.to_json()), ensure_ascii=False, allow_nan=False))
     else:
         print_result(result)
     if result.status == "failed":

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from keel.workflows.cel_values import from_cel, has_wide_ints, to_cel
+
 __all__ = ["VARIABLES", "WORKFLOW_NAMES", "CelError", "Expression", "compile_expression", "parsed_fields", "referenced"]
 
 VARIABLES: tuple[str, ...] = ("input", "input_as_text", "state", "nodes", "workflow")
@@ -25,6 +27,7 @@ _ERROR_RE = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
 _STRING_RE = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
 _PATH_RE = re.compile(r"^\s*[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*\s*$")
 _REF_RE = re.compile(r"(?<![\w.])(state|nodes|workflow)\s*\.\s*([A-Za-z_]\w*)")
+_HAS_RE = re.compile(r"(?<![\w.])has\s*\([^()]*\)")
 _PARSED_RE = re.compile(
     r"(?<![\w.])(?:input|nodes\s*\.\s*([A-Za-z_]\w*))\s*\.\s*output_parsed\s*\.\s*([A-Za-z_]\w*)")
 
@@ -32,10 +35,13 @@ _PARSED_RE = re.compile(
 class CelError(Exception):
     """An expression does not compile, or failed to evaluate. ``column`` is 1-based."""
 
-    def __init__(self, message: str, *, column: int | None = None) -> None:
+    def __init__(self, message: str, *, column: int | None = None,
+                 more: tuple[tuple[str, int | None], ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.column = column
+        self.more = more
+        """Further ``(message, column)`` problems of the same expression, after the first."""
 
 
 @functools.cache
@@ -68,7 +74,8 @@ class Expression:
     lead through maps to a scalar (the common case, and CEL would convert every variable)."""
 
     def evaluate(self, variables: dict[str, Any]) -> Any:
-        """The expression's value as plain Python (None, bool, int, float, str, list, dict)."""
+        """The expression's value as JSON-able Python (None, bool, int, float, str, list, dict);
+        bytes, timestamps, durations, types, NaN and infinities as :func:`from_cel` maps them."""
         if self._path is not None:
             value: Any = variables
             for name in self._path:
@@ -76,16 +83,28 @@ class Expression:
                     break
                 value = value[name]
             else:
-                if value is None or isinstance(value, (str, bool, float)) or (
+                if value is None or isinstance(value, (str, bool)) or (
                         type(value) is int and -2**63 <= value < 2**63):
                     return value
+                if isinstance(value, float):
+                    return from_cel(value)
         try:
             value = self._program.eval(data=variables)
         except Exception as e:  # conversion of an unsupported Python value
-            raise CelError(f"cannot evaluate {self.source!r}: {e}") from None
+            if not has_wide_ints(variables):
+                raise CelError(f"cannot evaluate {self.source!r}: {e}") from None
+            value = None
+        # An integer outside int64 makes cel-cpp refuse the whole variable; JSON numbers are
+        # doubles in CEL's JSON mapping, so it goes in as one (checked only on failure: walking
+        # every variable on each evaluation would cost every run).
+        if (value is None or value.type() == _error_type()) and has_wide_ints(variables):
+            try:
+                value = self._program.eval(data=to_cel(variables))
+            except Exception as e:
+                raise CelError(f"cannot evaluate {self.source!r}: {e}") from None
         if value.type() == _error_type():
             raise CelError(f"{self.source!r} failed: {value.plain_value()}")
-        return value.plain_value()
+        return from_cel(value.plain_value())
 
 
 def compile_expression(source: str) -> Expression:
@@ -96,12 +115,12 @@ def compile_expression(source: str) -> Expression:
         program = _env().compile(source)
     except Exception as e:
         text = str(e)
-        m = _ERROR_RE.search(text)
-        if m is None:
+        found = [(m.group(3).replace(" (in container '')", ""), int(m.group(2)))
+                 for m in _ERROR_RE.finditer(text)]
+        if not found:
             raise CelError(text.splitlines()[0]) from None
-        message = m.group(3).replace(" (in container '')", "")
-        return_col = int(m.group(2))
-        raise CelError(message, column=return_col) from None
+        (message, column), *more = found
+        raise CelError(message, column=column, more=tuple(more)) from None
     path = tuple(part.strip() for part in source.split(".")) if _PATH_RE.match(source) else None
     return Expression(source, program, path if path and path[0] in VARIABLES else None)
 
@@ -114,5 +133,12 @@ def referenced(source: str) -> list[tuple[str, str]]:
 
 def parsed_fields(source: str) -> list[tuple[str | None, str]]:
     """``(node_id, field)`` for ``nodes.<id>.output_parsed.<field>``, and ``(None, field)`` for
-    ``input.output_parsed.<field>``, in ``source`` (string literals ignored)."""
-    return [(node or None, f) for node, f in _PARSED_RE.findall(_STRING_RE.sub('""', source))]
+    ``input.output_parsed.<field>``, in ``source`` (string literals and ``has()`` arguments ignored)."""
+    # has(x.output_parsed.f) asks whether the field is there: legal CEL even when a strict
+    # schema lacks it (it is then false), so its argument is no reference to check.
+    # So is reading it where has() guards it (``has(x.f) ? x.f : d``): fields the expression
+    # tests with has() are left out everywhere in it.
+    text = _STRING_RE.sub('""', source)
+    guarded = {(node or None, f) for m in _HAS_RE.finditer(text) for node, f in _PARSED_RE.findall(m.group())}
+    return [(node or None, f) for node, f in _PARSED_RE.findall(_HAS_RE.sub("true", text))
+            if (node or None, f) not in guarded]

@@ -79,11 +79,7 @@ def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError([Problem(f"malformed YAML/JSON: {what}", "fix the syntax at that line",
-                                 file=file, line=line)]) from None
+        raise SpecError([_yaml_problem(e, file)]) from None
     if root is None:
         raise SpecError([Problem("the spec is empty", "start from `keel workflows schema` or docs/workflows.md",
                                  file=file, line=1)])
@@ -93,9 +89,29 @@ def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
                                  "see docs/workflows.md for an example", file=file, line=1)])
     problems = _type_problems(data, where)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(sorted(problems, key=lambda p: p.line or 0))
     spec = WorkflowSpec.model_validate(data)
     return LoadedSpec(spec, text, where)
+
+
+def _yaml_problem(e: yaml.YAMLError, file: str | None) -> Problem:
+    """The parser's own account (context and problem, each with its line), placed at the real
+    line: an unclosed quote where it opened, not at the end of the file."""
+    mark, context_mark = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    if mark is not None:
+        what += f" (line {mark.line + 1}, column {mark.column + 1})"
+    if context and context_mark is not None:
+        what = f"{context} at line {context_mark.line + 1}, column {context_mark.column + 1}: {what}"
+    elif context:
+        what = f"{context}: {what}"
+    # "while scanning a quoted scalar" names a token left open (its end is the end of the file);
+    # "while parsing a block mapping" names the enclosing block, the problem is at its own mark.
+    scanning = bool(context) and str(context).startswith("while scanning")
+    at = context_mark if (scanning and context_mark is not None) or mark is None else mark
+    return Problem(f"malformed YAML/JSON: {what}", "fix the syntax at that line", file=file,
+                   line=at.line + 1 if at is not None else None)
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
@@ -127,8 +143,9 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
                 ))
     if isinstance(nodes, list):
         problems += _check_type_problems(nodes, where)
-    if problems:
-        return problems
+    # Nodes already reported (unknown type or check) get no second, vaguer error from pydantic;
+    # the other nodes' problems are still listed.
+    reported = {p.path.split("]")[0] + "]" for p in problems if p.path and p.path.startswith("nodes[")}
     try:
         WorkflowSpec.model_validate(data)
     except ValidationError as e:
@@ -142,8 +159,9 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
             loc = _drop_check_tag(loc)
             # pydantic puts the union tag in the path (nodes.2.agent.model); drop it.
             clean: list[str | int] = []
-            for part in loc:
-                if clean and clean[-1] != "nodes" and isinstance(clean[-1], int) and part in NODE_TYPES \
+            for k, part in enumerate(loc):
+                # only the tag right after the node's index (a field such as an Agent's `mcp` shares a name)
+                if k == 2 and clean and clean[0] == "nodes" and isinstance(clean[-1], int) and part in NODE_TYPES \
                         and len(clean) == 2:
                     continue
                 clean.append(part)
@@ -152,17 +170,66 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
                     and isinstance(nodes, list) and clean[1] < len(nodes) and isinstance(nodes[clean[1]], dict):
                 node_id = nodes[clean[1]].get("id")
             field_path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in clean).lstrip(".")
+            if len(clean) >= 2 and clean[0] == "nodes" and f"nodes[{clean[1]}]" in reported:
+                continue
             msg = err["msg"]
             hint = "see `keel workflows schema` for the fields each node type takes"
             if err["type"] == "extra_forbidden":
                 msg = f"unknown field {clean[-1]!r}"
-                hint = "remove it, or check its spelling against `keel workflows schema`"
+                known = _known_fields(tuple(err["loc"]))
+                close = difflib.get_close_matches(str(clean[-1]), known, n=1)
+                hint = (f"did you mean {close[0]!r}? " if close else "") + (
+                    f"fields here: {', '.join(known)}" if known
+                    else "remove it, or check its spelling against `keel workflows schema`")
             elif err["type"] == "missing":
                 msg = f"missing required field {clean[-1]!r}"
             problems.append(Problem(f"{field_path}: {msg}", hint, file=where.file,
                                     line=where.line(tuple(str(p) if not isinstance(p, int) else p for p in clean)),
                                     node_id=str(node_id) if node_id is not None else None, path=field_path))
     return problems
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    """The fields the object holding ``loc[-1]`` may have, found by walking the spec's models along
+    the error location (whose union tags, e.g. ``transform``, name the member); [] if unsure."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def members(tp: Any) -> list[Any]:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            return members(typing.get_args(tp)[0])
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            return [m for a in typing.get_args(tp) for m in members(a)]
+        return [tp]
+
+    current: list[Any] = [WorkflowSpec]
+    for part in loc[:-1]:
+        nxt: list[Any] = []
+        for tp in current:
+            origin = typing.get_origin(tp)
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                if isinstance(part, str) and part in tp.model_fields:
+                    nxt += members(tp.model_fields[part].annotation)
+                elif isinstance(part, str) and part.split("[", 1)[0] in ("tagged-union", "literal"):
+                    nxt.append(tp)
+                elif isinstance(part, str) and "type" in tp.model_fields:
+                    tag = typing.get_args(tp.model_fields["type"].annotation)
+                    if part in tag:
+                        nxt.append(tp)
+            elif origin in (list, tuple) and isinstance(part, int):
+                nxt += [m for a in typing.get_args(tp) if a is not Ellipsis for m in members(a)]
+            elif origin is dict and isinstance(part, str):
+                nxt += members(typing.get_args(tp)[1])
+            elif isinstance(part, str) and part.split("[", 1)[0] in ("tagged-union", "literal"):
+                nxt.append(tp)
+        current = [m for t in nxt for m in members(t)]
+    # After the last tag, several members may remain (a union before its tag): pick models only.
+    models = [t for t in current if isinstance(t, type) and issubclass(t, BaseModel)]
+    if len(models) != 1:
+        return []
+    return [f for f in models[0].model_fields if f != "type"]
 
 
 def _at(data: Any, loc: tuple) -> Any:

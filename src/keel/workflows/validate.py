@@ -49,6 +49,7 @@ from keel.workflows.spec import (
     WhileNode,
     WorkflowSpec,
 )
+from keel.workflows.tool_policy import name_key
 from keel.workflows.tools import FunctionTool, ToolNotFound, resolve_tool
 
 __all__ = ["CompiledWorkflow", "Template", "compile_workflow"]
@@ -132,9 +133,14 @@ class _Checker:
             seen.add(n.id)
             self.out.nodes[n.id] = n
         starts = [n for n in self.spec.nodes if isinstance(n, StartNode)]
-        if len(starts) != 1:
-            self.problem(f"a workflow needs exactly one start node, found {len(starts)}",
-                         "add `- {id: start, type: start}` (and remove extras)", path=("nodes",))
+        if not starts:
+            self.problem("a workflow needs exactly one start node, found none",
+                         "add `- {id: start, type: start}`", path=("nodes",))
+        elif len(starts) > 1:
+            ids = ", ".join(repr(n.id) for n in starts)
+            self.problem(f"a workflow needs exactly one start node, found {len(starts)}: {ids}",
+                         f"keep one of {ids} and delete the others (or make them another type)",
+                         node=starts[1].id, path=("type",))
         if not any(isinstance(n, EndNode) for n in self.spec.nodes):
             self.problem("the workflow has no end node", "add `- {id: end, type: end}` and an edge to it",
                          path=("nodes",))
@@ -246,11 +252,12 @@ class _Checker:
         try:
             compiled = compile_expression(source)
         except CelError as e:
-            col = f" (column {e.column})" if e.column else ""
-            hint = "variables: input, input_as_text, state.<name>, nodes.<id>, workflow.input"
-            if "Syntax error" not in e.message and "undeclared" not in e.message:
-                hint = "CEL is typed: compare like with like, convert with int(), string(), double()"
-            self.problem(f"CEL error in {key}{col}: {e.message} — in {source!r}", hint, node=node.id, path=path)
+            for message, column in ((e.message, e.column), *e.more):  # every problem, not only the first
+                col = f" (column {column})" if column else ""
+                hint = "variables: input, input_as_text, state.<name>, nodes.<id>, workflow.input"
+                if "Syntax error" not in message and "undeclared" not in message:
+                    hint = "CEL is typed: compare like with like, convert with int(), string(), double()"
+                self.problem(f"CEL error in {key}{col}: {message} — in {source!r}", hint, node=node.id, path=path)
             return
         self._refs(node, key, source, path)
         self.out.expressions[(node.id, key)] = compiled
@@ -434,7 +441,8 @@ class _Checker:
         for i, server in enumerate(n.mcp):
             self.check_mcp_server(n, server.server, ("mcp", i, "server"))
             for tool in server.approval:
-                if tool != "*" and server.tools is not None and tool not in server.tools:
+                if tool != "*" and server.tools is not None and name_key(tool) not in {
+                        name_key(t) for t in server.tools}:
                     self.problem(f"approval names tool {tool!r}, which is not in this server's `tools`",
                                  f"tools: {', '.join(server.tools)}; use `*` for every other tool", node=n.id,
                                  path=("mcp", i, "approval", tool))
@@ -453,6 +461,14 @@ class _Checker:
             except Exception as e:  # a tool whose signature cannot become a schema
                 self.problem(f"tool {ref!r} cannot be described to a model: {e}",
                              "annotate every parameter with a JSON-compatible type", node=n.id, path=("tools", i))
+        known = {name_key(ref) for ref in n.tools} | {name_key(self.out.tools[ref].name) for ref in n.tools
+                                                      if ref in self.out.tools}
+        for tool in n.approval:
+            if tool != "*" and name_key(tool) not in known:
+                self.problem(f"approval names tool {tool!r}, which is not one of this node's Python `tools`",
+                             f"tools: {', '.join(n.tools) or 'none'}; use `*` for every tool the policy does not "
+                             "name (MCP tools take their policy from their server's `approval`)", node=n.id,
+                             path=("approval", tool))
 
 
 def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]] | None = None
