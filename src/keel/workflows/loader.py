@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from keel.safeload import InputLimitError, compose_yaml
 from keel.workflows.errors import Problem, SpecError
 from keel.workflows.spec import CHECK_TYPES, NODE_TYPES, WorkflowSpec
 
@@ -77,9 +78,11 @@ def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     """Parse and type-check a spec (structure only; see :func:`keel.workflows.validate`)."""
     where = SourceMap(file=file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text)
     except yaml.YAMLError as e:
         raise SpecError([_yaml_problem(e, file)]) from None
+    except InputLimitError as e:
+        raise SpecError([Problem(e.reason, e.hint or "", file=file, line=e.line)]) from None
     if root is None:
         raise SpecError([Problem("the spec is empty", "start from `keel workflows schema` or docs/workflows.md",
                                  file=file, line=1)])
