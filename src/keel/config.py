@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from keel.errors import ConfigError
+from keel.safeload import load_toml
 
 __all__ = ["Price", "Settings", "default_home", "get_settings"]
 
@@ -134,7 +135,7 @@ def _check_toml_files() -> None:
         if not path.is_file():
             continue
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
+            load_toml(path.read_text(encoding="utf-8"), where=str(path))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
             raise ConfigError(f"{path}: {e}", hint="fix the TOML syntax (https://toml.io)") from None
 

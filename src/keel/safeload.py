@@ -58,7 +58,7 @@ class InputLimitError(UserError):
         self.where = where
 
 
-_DEPTH_HINT = "flatten the structure; Keel reads at most {} nested levels".format(MAX_DEPTH)
+_DEPTH_HINT = f"flatten the structure; Keel reads at most {MAX_DEPTH} nested levels"
 _ALIAS_HINT = ("write the repeated values out, or alias fewer/smaller parts: aliases may add at most "
                f"{MAX_ALIAS_VALUES:,} values to a document")
 
@@ -73,7 +73,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._size: dict[int, int] = {}  # id(node) -> values it expands to (itself included)
         self._height: dict[int, int] = {}  # id(node) -> collections nested in it (itself included)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 (PyYAML's hook)
+    def compose_node(self, parent: Any, index: Any) -> Any:
         collection = self.check_event(MappingStartEvent, SequenceStartEvent)
         if collection:
             self._depth += 1

@@ -26,6 +26,7 @@ import re
 from typing import Any
 
 from keel.errors import UserError
+from keel.safeload import load_json
 
 __all__ = ["BUILTIN_FIELDS", "Filter", "FilterError", "compile_filter", "parse_where"]
 
@@ -157,7 +158,7 @@ def parse_where(text: str) -> Filter:
     text = text.strip()
     if text.startswith("{"):
         try:
-            return json.loads(text)
+            return load_json(text, where="--where")
         except json.JSONDecodeError as e:
             raise FilterError(f"--where is not valid JSON: {e.msg} at column {e.colno}") from None
     tokens: list[tuple[str, str, int]] = []

@@ -34,7 +34,6 @@ at the rank of its best chunk.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from keel.evals.errors import DatasetError, EvalSpecError
+from keel.safeload import load_json
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -254,7 +254,7 @@ def load_gold(source: str | Path, *, store: Any = None) -> list[GoldQuery]:
                     if not line.strip():
                         continue
                     try:
-                        value = json.loads(line)
+                        value = load_json(line, where=f"{path}:{n}")
                     except ValueError as e:
                         raise DatasetError(f"{path}:{n}: not valid JSON: {e}") from None
                     if not isinstance(value, dict):

@@ -36,6 +36,7 @@ from pydantic import (
 
 from keel.evals.errors import EvalSpecError
 from keel.evals.graders import Grader, parse_grader
+from keel.safeload import load_json, load_yaml
 
 __all__ = ["EvalSpec", "Matrix", "ModelTarget", "PrecomputedTarget", "PromptMessage", "Target", "WorkflowTarget",
            "load_eval"]
@@ -229,7 +230,7 @@ def load_eval(path: str | Path, **openai_options: Any) -> EvalSpec:
     except FileNotFoundError:
         raise EvalSpecError(f"eval file {p} does not exist", hint="check the path") from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        data = load_json(text, where=str(p)) if p.suffix == ".json" else load_yaml(text, where=str(p))
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise EvalSpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
     if not isinstance(data, dict):

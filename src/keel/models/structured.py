@@ -18,6 +18,7 @@ from jsonschema.exceptions import best_match
 
 from keel.errors import SchemaError
 from keel.models.types import Tool, ToolCall
+from keel.safeload import load_json
 
 __all__ = [
     "UNPARSEABLE_ARGUMENTS",
@@ -58,7 +59,7 @@ def load_schema_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise SchemaError(f"cannot read schema file {p}: {e}") from None
     try:
-        schema = json.loads(text)
+        schema = load_json(text, where=f"schema file {p}")
     except json.JSONDecodeError as e:
         raise SchemaError(
             f"{p}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}",
@@ -77,6 +78,8 @@ def parse_json(text: str) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
         raise ValueError(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise ValueError("nested too deep to read") from None
 
 
 @lru_cache(maxsize=256)

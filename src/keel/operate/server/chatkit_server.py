@@ -68,6 +68,7 @@ from keel.operate.server.chatkit_widgets import (
 )
 from keel.operate.server.errors import ApiError
 from keel.operate.server.runner import AnswerTokens
+from keel.safeload import load_toml
 from keel.workflows import RunResult, WorkflowError
 
 __all__ = ["KeelChatKitServer", "NoWorkflowError", "answer_text", "default_workflow"]
@@ -101,7 +102,7 @@ def default_workflow() -> str | None:
     if not path.is_file():
         return None
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("chatkit", {})
+        table = load_toml(path.read_text(encoding="utf-8"), where=str(path)).get("chatkit", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: {e}", hint="fix the TOML syntax (https://toml.io)") from None
     value = table.get("workflow") if isinstance(table, dict) else None

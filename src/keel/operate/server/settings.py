@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.errors import ConfigError
+from keel.safeload import load_toml
 
 __all__ = ["ServeSettings", "is_loopback", "load_serve_settings"]
 
@@ -58,7 +59,7 @@ def load_serve_settings(**overrides: Any) -> ServeSettings:
     path = Path("keel.toml")
     if path.is_file():
         try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get("serve", {})
+            table = load_toml(path.read_text(encoding="utf-8"), where=str(path)).get("serve", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: {e}", hint="fix the TOML syntax (https://toml.io)") from None
     try:

@@ -14,11 +14,11 @@ records every decision in a :class:`~.report.Report`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keel.safeload import load_json
 from keel.workflows.importers.errors import NotImportable
 from keel.workflows.importers.report import Decision, Report
 
@@ -64,7 +64,7 @@ def import_text(text: str, *, source: str = "<text>") -> ImportResult:
         from keel.workflows.importers.agent_builder_json import read_workflow_json
 
         try:
-            data = json.loads(text)
+            data = load_json(text, where=source)
         except ValueError as e:
             raise NotImportable(f"{source}: not valid JSON ({e}); the file may be truncated",
                                 hint=f"expected {_EXPECTED}") from None
