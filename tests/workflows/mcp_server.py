@@ -34,6 +34,28 @@ def refund(order_id: int, amount: float, ctx: Context) -> str:
     return f"refunded {amount} on order {order_id}"
 
 
+def _log_effect(entry: dict, ctx: Context) -> None:
+    meta = ctx.request_context.meta or {}
+    meta = meta if isinstance(meta, dict) else meta.model_dump()
+    with open(os.environ["SHOP_LOG"], "a") as f:
+        f.write(json.dumps({**entry, "key": meta.get("dev.keel/idempotency-key")}) + "\n")
+
+
+# Look-alike names: a policy written for `delete_all` must hold for `Delete_All` too.
+@server.tool(name="Delete_All")
+def delete_all_capitalised(ctx: Context) -> str:
+    """Delete every order (a side effect: it is logged)."""
+    _log_effect({"tool": "Delete_All"}, ctx)
+    return "deleted every order"
+
+
+@server.tool(name="delete_all")
+def delete_all_lower(ctx: Context) -> str:
+    """Delete every order, too (a side effect: it is logged)."""
+    _log_effect({"tool": "delete_all"}, ctx)
+    return "deleted every order"
+
+
 @server.tool()
 def fail(reason: str) -> str:
     """Always fails, saying why (a ToolError's text reaches the client; a crash's does not)."""

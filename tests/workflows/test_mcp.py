@@ -38,7 +38,7 @@ def _agent_spec(log: Path, server: str = STDIO) -> str:
         mcp:
           - server: {json.dumps(server)}
             tools: [lookup_order, refund]
-            approval: {{refund: always}}
+            approval: {{lookup_order: never, refund: always}}
             env: {{SHOP_LOG: {json.dumps(str(log))}}}
       - {{id: done, type: end}}
     edges:
@@ -159,7 +159,8 @@ async def test_mcp_over_streamable_http(spec_file, store, http_server) -> None:
     with scripted("clerk") as clerk:
         clerk.reply(tool_calls=[("lookup_order", {"order_id": 3})])
         clerk.reply("Order 3 was delivered.")
-        result = await arun(spec_file(_agent_spec(log, url).replace("approval: {refund: always}", ""), "a.yaml"),
+        result = await arun(spec_file(_agent_spec(log, url).replace("lookup_order: never, refund: always", '"*": never'),
+                                      "a.yaml"),
                             "where is 3", store=store)
     assert result.output == "Order 3 was delivered." and '"delivered"' in clerk.calls[1].messages[-1].content
 
@@ -248,7 +249,8 @@ async def test_a_failing_mcp_tool_in_an_agent_is_reported_to_the_model(spec_file
     with scripted("clerk") as clerk:
         clerk.reply(tool_calls=[("fail", {"reason": "disk full"})])
         clerk.reply("Sorry, that did not work.")
-        result = await arun(spec_file(text.replace("approval: {refund: always}", "")), "go", store=store)
+        result = await arun(spec_file(text.replace("lookup_order: never, refund: always", '"*": never')), "go",
+                            store=store)
     assert result.status == "succeeded", result.error
     assert result.output == "Sorry, that did not work."
     told = clerk.calls[1].messages[-1].content

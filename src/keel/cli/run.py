@@ -79,6 +79,8 @@ def print_event(e: object, out: object) -> None:
         print(f"  FAIL {e.node_id} ({e.node_type}): {e.error}", file=out, flush=True)
     elif e.kind == "waiting":
         print(f"  wait {e.node_id} ({e.node_type}): waiting for approval", file=out, flush=True)
+    elif e.kind == "warning":
+        print(f"  warn {e.node_id} ({e.node_type}): {e.text}", file=out, flush=True)
 
 
 def print_result(result: object) -> None:

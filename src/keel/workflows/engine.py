@@ -98,7 +98,7 @@ class NodeEvent:
     """Progress of a run, for streaming to a user (``keel run`` prints these)."""
 
     kind: Literal["node_started", "node_finished", "node_failed", "waiting", "run_finished", "text_delta",
-                  "text_restart"]
+                  "text_restart", "warning"]
     run_id: str
     node_id: str | None = None
     node_type: str | None = None
@@ -109,7 +109,8 @@ class NodeEvent:
     text: str | None = None
     """For ``text_delta``: a piece of an Agent node's answer as the model writes it (only from an
     engine made with ``stream_text=True``). ``text_restart``: discard the pieces shown so far for this
-    node (the model's attempt was rejected and a new one follows)."""
+    node (the model's attempt was rejected and a new one follows). ``warning``: something the operator
+    should know, e.g. MCP tools no approval policy names."""
 
 
 @dataclass
@@ -272,7 +273,7 @@ class Engine:
         run_id = run_id or new_id()
         trace_id = new_id()
         text = input if isinstance(input, str) else json.dumps(input, ensure_ascii=False)
-        history = chat_history_of(input)
+        history = chat_history_of(input, accept_tool_history=start.accept_tool_history)
         if history:  # a conversation in: its last user message is the input text
             text = history.pop()["content"]
         ctx = {"input": input, "input_as_text": text, "state": dict(start.state), "nodes": {},

@@ -6,6 +6,7 @@
         ├── WorkflowNotFoundError   no published workflow (or version) by that name
         ├── RunNotFoundError        no run with that id
         ├── RunFinishedError        the run has finished (it cannot be cancelled)
+        ├── InputFieldError         a run's input is refused; names the field (``input.messages[2]``)
         └── ApprovalError           no such approval, or it was already answered
 
 A run that *fails* (a model or tool error in a node with no error edge) is not an
@@ -20,6 +21,7 @@ from keel.errors import UserError
 
 __all__ = [
     "ApprovalError",
+    "InputFieldError",
     "Problem",
     "RunFinishedError",
     "RunNotFoundError",
@@ -89,3 +91,11 @@ class RunFinishedError(WorkflowError):
 
 class ApprovalError(WorkflowError):
     """No pending approval with that id (unknown, or already answered)."""
+
+
+class InputFieldError(WorkflowError):
+    """A run's input is refused because of one field, named in ``field`` (e.g. ``input.messages[2]``)."""
+
+    def __init__(self, message: str, *, field: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field

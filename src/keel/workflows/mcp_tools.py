@@ -12,13 +12,18 @@ with side effects can make its effect once even if a call in flight at a crash i
 
 Approval: a tool whose policy is ``always`` waits for a person through the same durable
 approvals as a Human approval node (``keel approvals approve``); the run holds nothing in
-memory meanwhile, and continues from the memoized turns when the call is answered.
+memory meanwhile, and continues from the memoized turns when the call is answered. Policies
+match tool names normalised, and a tool no policy names needs approval
+(:mod:`keel.workflows.tool_policy`); when the tool list is fetched, the tools no policy names
+are reported (a ``warning`` run event, the server log, and ``keel.mcp.unnamed_tools`` on the
+node's span).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from keel.models import Tool
 from keel.workflows.nodes import NodeFailure, StepOutcome
 from keel.workflows.spec import McpNode, McpServer
+from keel.workflows.tool_policy import MCP_DEFAULT, Decision, decide
 from keel.workflows.tracing import Span
 
 if TYPE_CHECKING:
@@ -39,6 +45,8 @@ __all__ = ["IDEMPOTENCY_META_KEY", "McpSessions", "McpTool", "WaitForApproval", 
 
 IDEMPOTENCY_META_KEY = "dev.keel/idempotency-key"
 """Key of the idempotency key in a tool call's ``_meta``."""
+
+log = logging.getLogger("keel.workflows.mcp")
 
 
 class WaitForApproval(Exception):
@@ -154,10 +162,12 @@ class McpTool:
     tool: Tool
     server: McpServer
     sessions: McpSessions
+    decision: Decision
+    """The approval policy this tool follows, and why."""
 
     @property
     def needs_approval(self) -> bool:
-        return self.server.policy(self.name) == "always"
+        return self.decision.policy == "always"
 
     async def call(self, arguments: dict[str, Any], ctx: Any) -> str:
         out = await call(self.sessions, self.server.server, self.server.env, self.name, arguments,
@@ -167,10 +177,14 @@ class McpTool:
 
 
 async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], sessions: McpSessions,
-                     memo_key: str) -> list[McpTool]:
+                     memo_key: str, *, node_id: str, node_span: Span) -> list[McpTool]:
     """The tools of ``servers`` an Agent node offers, memoized for the step (a re-executed step
-    offers the same tools without connecting)."""
+    offers the same tools without connecting), each with its approval :class:`Decision`.
+
+    Tools no policy names are put on ``node_span`` (``keel.mcp.unnamed_tools``) and, when the list
+    is fetched from the servers, reported as a ``warning`` run event and in the log."""
     memo = engine.memo_get(run.id, memo_key)
+    fetched = memo is None
     if memo is not None:
         listed = json.loads(memo)
     else:
@@ -193,15 +207,46 @@ async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], 
                     listed.append({"server": i, "name": t.name, "description": t.description or "",
                                    "parameters": schema or {"type": "object", "properties": {}}})
         engine.memo_put(run.id, memo_key, json.dumps(listed))
+    decisions = [decide(s.approval, [t["name"] for t in listed if t["server"] == i], default=MCP_DEFAULT)
+                 for i, s in enumerate(servers)]
     tools: list[McpTool] = []
     for t in listed:
         tools.append(McpTool(t["name"], Tool(name=t["name"], description=t["description"],
-                                             parameters=t["parameters"]), servers[t["server"]], sessions))
+                                             parameters=t["parameters"]), servers[t["server"]], sessions,
+                             decisions[t["server"]][t["name"]]))
+    unnamed = [t for t in tools if not t.decision.named]
+    if unnamed:
+        node_span.attributes["keel.mcp.unnamed_tools"] = [f"{t.server.server} {t.name}" for t in unnamed]
+        if fetched:
+            from keel.workflows.engine import NodeEvent
+
+            text = unnamed_warning(unnamed)
+            log.warning("run %s, node %s: %s", run.id, node_id, text)
+            engine._emit(NodeEvent("warning", run.id, node_id, "agent", text=text))
     return tools
 
 
-def approval_message(tool: str, server: str, arguments: dict[str, Any]) -> str:
-    return f"Allow the tool call {tool}({json.dumps(arguments, ensure_ascii=False)}) on MCP server {server}?"
+def unnamed_warning(tools: list[McpTool]) -> str:
+    """One line naming the MCP tools no approval policy names, and what they get instead."""
+    by_server: dict[str, list[McpTool]] = {}
+    for t in tools:
+        by_server.setdefault(t.server.server, []).append(t)
+    parts = []
+    for server, ts in by_server.items():
+        ask = [t.name for t in ts if t.needs_approval]
+        free = [t.name for t in ts if not t.needs_approval]
+        said = []
+        if ask:
+            said.append(f"{', '.join(ask)} (need approval)")
+        if free:
+            said.append(f"{', '.join(free)} (run without approval: `*: never`)")
+        parts.append(f"MCP server {server!r} exposes tools no approval policy names: {'; '.join(said)}")
+    return "; ".join(parts) + " -- name them under `approval:` (or limit `tools:`) to decide"
+
+
+def approval_message(tool: str, server: str, arguments: dict[str, Any], reason: str = "") -> str:
+    why = f" ({reason})" if reason else ""
+    return f"Allow the tool call {tool}({json.dumps(arguments, ensure_ascii=False)}) on {server}?{why}"
 
 
 async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict[str, Any],
@@ -218,7 +263,8 @@ async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict
         except Exception as e:  # CelError: a variable missing at run time
             raise NodeFailure(f"cannot build the arguments: {e}", kind="cel") from None
         if node.approval == "always":
-            a = engine.gate(run, node.id, "mcp", lambda: approval_message(node.tool, node.server, arguments),
+            a = engine.gate(run, node.id, "mcp",
+                            lambda: approval_message(node.tool, f"MCP server {node.server}", arguments),
                             node.approval_timeout)
             if a.status == "pending":
                 return StepOutcome(None, run.ctx["last"], wait=a)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.workflows.cel import CelError
-from keel.workflows.errors import WorkflowError
+from keel.workflows.errors import InputFieldError, WorkflowError
 from keel.workflows.spec import (
     EndNode,
     IfElseNode,
@@ -138,9 +138,12 @@ def run_simple_node(wf: CompiledWorkflow, node: Any, ctx: dict[str, Any], env: d
     raise NodeFailure(f"{node.type} nodes are not available yet", kind="unavailable")
 
 
-def chat_history_of(input: Any) -> list[dict[str, Any]]:
+def chat_history_of(input: Any, *, accept_tool_history: bool = False) -> list[dict[str, Any]]:
     """Messages of an input shaped ``{"messages": [{"role": ..., "content": ...}, ...]}`` (chat history in),
-    ending with a user message; [] for any other input."""
+    ending with a user message; [] for any other input.
+
+    ``tool`` messages and assistant ``tool_calls`` are refused (:class:`InputFieldError`) unless
+    ``accept_tool_history``: they would be results of tool calls no tool made, which the model trusts."""
     if not isinstance(input, dict) or not isinstance(input.get("messages"), list) or not input["messages"]:
         return []
     from pydantic import ValidationError
@@ -152,6 +155,15 @@ def chat_history_of(input: Any) -> list[dict[str, Any]]:
     except ValidationError as e:
         raise WorkflowError(f"input.messages is not a list of chat messages: {e.errors()[0]['msg']}",
                             hint='pass [{"role": "user", "content": "..."}, ...]') from None
+    if not accept_tool_history:
+        for i, m in enumerate(messages):
+            if m.role == "tool" or m.tool_calls:
+                what = "a tool message" if m.role == "tool" else "an assistant message with tool_calls"
+                raise InputFieldError(
+                    f"input.messages[{i}] is {what}: this workflow does not accept tool calls or tool results "
+                    "in the conversation it is given (a caller could forge them)", field=f"input.messages[{i}]",
+                    hint="send only user, assistant (text) and system messages, or set `accept_tool_history: "
+                         "true` on the workflow's start node if its callers are trusted to replay tool calls")
     if messages[-1].role != "user":
         raise WorkflowError("the last of input.messages must be a user message",
                             hint="the conversation's last turn is the question this run answers")

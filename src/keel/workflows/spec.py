@@ -112,6 +112,10 @@ class StartNode(_NodeBase):
     """Initial workflow state variables and their values, read as ``state.<name>``."""
     input_schema: dict[str, Any] | None = None
     """Optional JSON schema the run's input must satisfy (then the input is JSON)."""
+    accept_tool_history: bool = False
+    """Whether a conversation given as input (``{"messages": [...]}``) may hold ``tool`` messages
+    and assistant messages with ``tool_calls``. By default such a run is refused: a caller could
+    otherwise forge tool results the model would trust (docs/security.md)."""
 
 
 ApprovalPolicy = Literal["always", "never"]
@@ -128,8 +132,11 @@ class McpServer(_Spec):
     """Tool names the model may call (default: every tool the server lists)."""
     approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
     """Tool name -> ``always`` | ``never``; the key ``*`` sets the policy of the others (default
-    ``never``). A call that needs approval pauses the run like a Human approval node; a rejected
-    call is reported to the model as declined."""
+    ``always``: a tool the server exposes and no key names needs approval). Names are compared
+    case- and punctuation-insensitively (``delete_all`` also covers ``Delete-All``), and tools
+    whose names differ only so always need approval (:mod:`keel.workflows.tool_policy`). A call
+    that needs approval pauses the run like a Human approval node; a rejected call is reported
+    to the model as declined."""
     approval_timeout: float | None = Field(default=None, gt=0)
     """Seconds an approval may wait before the call counts as declined (None waits forever)."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -138,7 +145,10 @@ class McpServer(_Spec):
     """Seconds one tool call may take."""
 
     def policy(self, tool: str) -> ApprovalPolicy:
-        return self.approval.get(tool, self.approval.get("*", "never"))
+        """The policy of ``tool`` on its own (the Agent node also treats look-alike names)."""
+        from keel.workflows.tool_policy import MCP_DEFAULT, decide
+
+        return decide(self.approval, [tool], default=MCP_DEFAULT)[tool].policy  # type: ignore[return-value]
 
 
 class AgentMessage(_Spec):
@@ -175,6 +185,14 @@ class AgentNode(_NodeBase):
     """MCP servers whose tools the model may call, each with its approval policy."""
     messages: list[AgentMessage] = Field(default_factory=list)
     """Fixed turns sent after the input, in order (Agent Builder's per-agent messages)."""
+    approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
+    """Approval policy of the Python ``tools``, as an MCP server's ``approval``: tool name ->
+    ``always`` | ``never``, ``*`` for the others (default ``never``: the tools are listed one by
+    one here). A call that needs approval pauses the run until a person answers; a rejected call
+    is reported to the model as declined. MCP tools follow their server's ``approval``."""
+    approval_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a Python tool call's approval may wait before it counts as declined (None waits
+    forever)."""
 
     can_fail: ClassVar[bool] = True
 
