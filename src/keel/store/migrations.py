@@ -445,3 +445,17 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0303_version_models",
+        (
+            # The model aliases a version was published with (JSON object alias -> model string, as
+            # keel.toml's [models] resolved them at publish time), so a run of the version uses
+            # them wherever the server runs. NULL for versions published before: those resolve
+            # aliases from the settings of the process that runs them.
+            "ALTER TABLE workflow_versions ADD COLUMN models TEXT",
+        ),
+    )
+)
