@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from keel.evals.errors import DatasetError
+from keel.safeload import InputLimitError, load_json
 from keel.store import SQLiteStore
+from keel.textcheck import lone_surrogate_at
 
 __all__ = ["DatasetInfo", "DatasetRow", "Datasets", "ImportReport", "RowProblem", "read_rows"]
 
@@ -94,15 +96,29 @@ def read_rows(path: str | Path, *, format: str | None = None, problems: list[Row
     fmt = _format_of(p, format)
     problems = problems if problems is not None else []
     idx = 0
-    with p.open(encoding="utf-8-sig", newline="") as f:
+    # Bytes that are not UTF-8 are kept as lone surrogates (surrogateescape), so a bad line
+    # is reported and skipped instead of stopping the whole import.
+    with p.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         if fmt == "jsonl":
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
+                bad = _not_utf8(line)
+                if bad:
+                    problems.append(RowProblem(line_no, bad))
+                    continue
                 try:
-                    value = json.loads(line)
+                    value = load_json(line)
                 except json.JSONDecodeError as e:
                     problems.append(RowProblem(line_no, f"not valid JSON: {e.msg} (column {e.colno})"))
+                    continue
+                except InputLimitError as e:
+                    problems.append(RowProblem(line_no, e.reason))
+                    continue
+                surrogate = lone_surrogate_at(value, "line")
+                if surrogate:
+                    problems.append(RowProblem(line_no, f"{surrogate} holds a lone surrogate (a \\ud800-\\udfff "
+                                                        "escape alone), which is not text"))
                     continue
                 if not isinstance(value, dict):
                     problems.append(RowProblem(line_no, f"expected a JSON object, got {type(value).__name__}"))
@@ -126,6 +142,9 @@ def read_rows(path: str | Path, *, format: str | None = None, problems: list[Row
                 raise DatasetError(f"{p}:1: cannot read the header: {e}") from None
             if not header or any(not h.strip() for h in header) or len(set(header)) != len(header):
                 raise DatasetError(f"{p}:1: the header needs unique, non-empty column names (got {header})")
+            if _not_utf8(",".join(header)):
+                raise DatasetError(f"{p}:1: the header is {_not_utf8(','.join(header))}",
+                                   hint="save the file as UTF-8")
             while True:
                 line_no = reader.line_num + 1
                 try:
@@ -137,11 +156,27 @@ def read_rows(path: str | Path, *, format: str | None = None, problems: list[Row
                     continue
                 if not row:
                     continue
+                bad = next((f"{reason} in column {name!r}" for name, cell in zip(header, row, strict=False)
+                            if (reason := _not_utf8(cell))), None)
+                if bad:
+                    problems.append(RowProblem(line_no, bad))
+                    continue
                 if len(row) != len(header):
                     problems.append(RowProblem(line_no, f"{len(row)} fields, but the header has {len(header)}"))
                     continue
                 yield DatasetRow(idx, dict(zip(header, row, strict=True)), None, line_no)
                 idx += 1
+
+
+def _not_utf8(text: str) -> str | None:
+    """Why ``text`` (read with surrogateescape) is not UTF-8, or None when it is."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        byte = ord(text[e.start]) - 0xDC00
+        what = f"byte 0x{byte:02x}" if 0x80 <= byte <= 0xFF else "a lone surrogate"
+        return f"not valid UTF-8 ({what} at column {e.start + 1})"
 
 
 class _Rollback(Exception):
