@@ -52,7 +52,8 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
     if memo is not None:
         return ModelResponse.model_validate_json(memo)
     try:
-        model = engine.model(model_string)
+        # The alias as the version was published with it, not as this process's folder says.
+        model = engine.model(run.version.model_for(model_string))
     except KeelError as e:  # unknown model string, no API key: the node fails, the run does not hang
         hint = f" ({e.hint})" if getattr(e, "hint", None) else ""
         raise NodeFailure(f"model {model_string!r}: {e.message}{hint}", kind="model") from None

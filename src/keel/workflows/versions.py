@@ -1,7 +1,9 @@
 """Published versions: immutable, numbered 1, 2, 3... per workflow name.
 
-Publishing validates the spec, then stores its source text and canonical JSON.
-Publishing an unchanged spec returns the latest version instead of a new one.
+Publishing validates the spec, then stores its source text and canonical JSON, with the
+model aliases it uses as the publishing process resolved them (``models``), so a version runs
+with the models it was published with wherever it runs. Publishing an unchanged spec with
+unchanged models returns the latest version instead of a new one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from keel.store import SQLiteStore
@@ -19,7 +22,7 @@ from keel.workflows.errors import WorkflowNotFoundError
 from keel.workflows.loader import LoadedSpec, parse_spec
 from keel.workflows.spec import WorkflowSpec
 
-__all__ = ["Versions", "WorkflowVersion"]
+__all__ = ["Versions", "WorkflowVersion", "model_strings", "resolved_models"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,15 @@ class WorkflowVersion:
     digest: str
     """SHA-256 of the canonical JSON of the spec."""
     published_at: float
+    models: dict[str, str] = field(default_factory=dict)
+    """Model string as the spec writes it (an alias such as ``kb-answer``, or a ``local:`` path
+    relative to the project) -> the model string it stood for when this version was published.
+    Runs of the version resolve through it first, then through the running process's settings
+    (empty for versions published before Keel stored it)."""
+
+    def model_for(self, model: str) -> str:
+        """The model string ``model`` (as a node writes it) stood for at publish time, or ``model``."""
+        return self.models.get(model, model)
 
     def loaded(self) -> LoadedSpec:
         return parse_spec(self.source, file=self.source_file or f"{self.name}@v{self.version}")
@@ -50,6 +62,33 @@ def _canonical(spec: WorkflowSpec) -> str:
     return json.dumps(doc, sort_keys=True, ensure_ascii=False)
 
 
+def model_strings(spec: WorkflowSpec) -> list[str]:
+    """Every model string the spec's nodes name (Agent models, Guardrails judges), in order."""
+    found: list[str] = []
+    for node in spec.nodes:
+        if isinstance(getattr(node, "model", None), str):
+            found.append(node.model)
+        if node.type == "guardrails":
+            found += [c.model for c in node.resolved_checks() if getattr(c, "model", None)]
+    return list(dict.fromkeys(found))
+
+
+def resolved_models(spec: WorkflowSpec, aliases: dict[str, str], *, base: Path | None = None) -> dict[str, str]:
+    """What each model string of ``spec`` stands for under ``aliases`` (``[models]`` of keel.toml),
+    with ``local:`` file paths made absolute against ``base`` (default: the current folder).
+    Only strings that change are kept: the map a version is published with."""
+    base = base or Path.cwd()
+    out: dict[str, str] = {}
+    for written in model_strings(spec):
+        target = aliases.get(written, written)
+        prefix, sep, path = target.partition(":")
+        if prefix == "local" and sep and path and not Path(path).expanduser().is_absolute():
+            target = f"local:{(base / Path(path).expanduser()).resolve()}"
+        if target != written:
+            out[written] = target
+    return out
+
+
 class Versions:
     """Read and publish workflow versions in a store."""
 
@@ -59,20 +98,29 @@ class Versions:
         """Versions read so far: immutable, so a lookup costs one indexed read of an id, not a
         parse of the spec (a served request looks its workflow up every time)."""
 
-    def publish(self, loaded: LoadedSpec) -> tuple[WorkflowVersion, bool]:
-        """Store ``loaded`` (already validated) as the next version; ``(version, created)``."""
+    def publish(self, loaded: LoadedSpec, *, models: dict[str, str] | None = None) -> tuple[WorkflowVersion, bool]:
+        """Store ``loaded`` (already validated) as the next version; ``(version, created)``.
+
+        ``models``: the model aliases the spec uses, resolved (see :func:`resolved_models`);
+        default: as this process's settings (``[models]`` of ./keel.toml...) resolve them. A
+        spec published again with other models is a new version."""
+        if models is None:
+            from keel.config import get_settings
+
+            models = resolved_models(loaded.spec, get_settings().models)
+        models = dict(sorted(models.items()))
         canonical = _canonical(loaded.spec)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         name = loaded.spec.name
         with self.store.transaction():
             latest = self.store.query(
                 "SELECT * FROM workflow_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
-            if latest and latest[0]["digest"] == digest:
+            if latest and latest[0]["digest"] == digest and _models(latest[0]) == models:
                 return _version(latest[0]), False
             number = (latest[0]["version"] if latest else 0) + 1
             row = {"id": uuid.uuid4().hex, "name": name, "version": number, "spec": canonical,
                    "source": loaded.source, "source_file": loaded.where.file, "digest": digest,
-                   "published_at": time.time()}
+                   "published_at": time.time(), "models": json.dumps(models) if models else None}
             self.store.execute(
                 f"INSERT INTO workflow_versions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()))
@@ -149,8 +197,13 @@ def structural_diff(a: WorkflowSpec, b: WorkflowSpec) -> str:
     return ("\n".join(lines) + "\n\n") if lines else "no change in nodes or edges\n\n"
 
 
+def _models(row: dict[str, Any]) -> dict[str, str]:
+    return json.loads(row["models"]) if row.get("models") else {}
+
+
 def _version(row: dict[str, Any]) -> WorkflowVersion:
     return WorkflowVersion(
         id=row["id"], name=row["name"], version=row["version"],
         spec=WorkflowSpec.model_validate_json(row["spec"]), source=row["source"],
-        source_file=row["source_file"], digest=row["digest"], published_at=row["published_at"])
+        source_file=row["source_file"], digest=row["digest"], published_at=row["published_at"],
+        models=_models(row))
