@@ -59,6 +59,7 @@ class LoadedSpec:
 def _to_python(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        yaml.SafeLoader("").flatten_mapping(node)  # merge keys (`<<: *defaults`) into the mapping
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) \
@@ -86,7 +87,10 @@ def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     if root is None:
         raise SpecError([Problem("the spec is empty", "start from `keel workflows schema` or docs/workflows.md",
                                  file=file, line=1)])
-    data = _to_python(root, (), where.lines)
+    try:
+        data = _to_python(root, (), where.lines)
+    except yaml.YAMLError as e:  # a merge key (<<) of something that is not a mapping
+        raise SpecError([_yaml_problem(e, file)]) from None
     if not isinstance(data, dict):
         raise SpecError([Problem("the spec must be a mapping with name, nodes and edges",
                                  "see docs/workflows.md for an example", file=file, line=1)])
