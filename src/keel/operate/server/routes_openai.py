@@ -5,6 +5,9 @@ conversation becomes the run's input as ``{"messages": [...]}`` (the workflows' 
 history convention: the last user message is ``input_as_text``), and the run's output
 is the assistant's answer (JSON outputs are sent as JSON text). A run that stops at a
 Human approval answers with one line naming the approval, and ``keel.approval_id``.
+The caller's ``system``/``developer`` messages and Responses ``instructions`` are demoted to
+user content, passed on, or refused as ``[serve] caller_system_messages`` says
+(:mod:`keel.operate.server.caller_roles`); ``tool`` messages are dropped.
 
 Streaming sends the role (or ``response.created``) at once, then the answer: token by
 token as the model writes it when an Agent node's text is the run's answer whichever way
@@ -27,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from keel.errors import KeelError
 from keel.operate.server.auth import Caller
 from keel.operate.server.auth import caller as caller_dependency
+from keel.operate.server.caller_roles import apply_caller_roles
 from keel.operate.server.errors import ApiError, keel_error
 from keel.operate.server.routes_workflows import _ERRORS, ListOut
 from keel.operate.server.runner import AnswerTokens
@@ -110,16 +114,19 @@ def _workflow(services: Any, caller: Caller, model: str) -> Any:
                        code="model_not_found") from None
 
 
-def _messages(items: list[tuple[str, str]], field: str) -> dict[str, Any]:
-    for i, (role, text) in enumerate(items):
+def _messages(items: list[tuple[str, str, str]], field: str, mode: str) -> dict[str, Any]:
+    """The run's input for ``items`` (role, text, the field naming it); system and developer
+    messages as ``[serve] caller_system_messages`` (``mode``) says (:mod:`.caller_roles`)."""
+    for role, text, where in items:
         if role == "user" and not text:  # "", null and [] alike: nothing to answer
-            raise ApiError(400, f"{field}[{i}].content is empty: a user message needs text", field=f"{field}[{i}].content",
+            raise ApiError(400, f"{where}.content is empty: a user message needs text", field=f"{where}.content",
                            hint="send {'role': 'user', 'content': 'some text'}, or leave the message out")
-    msgs = [{"role": "system" if r == "developer" else r, "content": c} for r, c in items if r != "tool"]
-    if not msgs or msgs[-1]["role"] != "user":
+    kept = [(r, c, where) for r, c, where in items if r != "tool"]
+    if not kept or kept[-1][0] != "user":
         raise ApiError(400, f"the last message of {field} must come from the user", field=field,
                        hint="end the conversation with {'role': 'user', 'content': ...}")
-    return {"messages": msgs}
+    return {"messages": apply_caller_roles([{"role": r, "content": c} for r, c, _ in kept],
+                                           [where for *_, where in kept], mode)}
 
 
 async def _run(request: Request, caller: Caller, model: str, input: dict[str, Any], *,
@@ -222,8 +229,9 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
                                "chat.completion.chunk events when stream is true"}})
 async def chat_completions(request: Request, body: ChatRequest, caller: CallerDep) -> Any:
     caller = caller.with_user(body.user)
-    items = [(m.role, _text(m.content, f"messages[{i}].content")) for i, m in enumerate(body.messages)]
-    version, started = await _run(request, caller, body.model, _messages(items, "messages"), stream=body.stream)
+    items = [(m.role, _text(m.content, f"messages[{i}].content"), f"messages[{i}]") for i, m in enumerate(body.messages)]
+    mode = request.app.state.keel.settings.caller_system_messages
+    version, started = await _run(request, caller, body.model, _messages(items, "messages", mode), stream=body.stream)
     cid, created, model = f"chatcmpl-{started.run_id}", int(time.time()), f"{version.name}@{version.version}"
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -267,19 +275,19 @@ async def chat_completions(request: Request, body: ChatRequest, caller: CallerDe
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-def _responses_input(body: ResponsesRequest) -> dict[str, Any]:
-    items: list[tuple[str, str]] = []
+def _responses_input(body: ResponsesRequest, mode: str) -> dict[str, Any]:
+    items: list[tuple[str, str, str]] = []
     if body.instructions:
-        items.append(("system", body.instructions))
+        items.append(("system", body.instructions, "instructions"))
     if isinstance(body.input, str):
-        items.append(("user", body.input))
+        items.append(("user", body.input, "input"))
     else:
         for i, item in enumerate(body.input):
             if item.type not in (None, "message") or item.role is None:
                 raise ApiError(400, f"input[{i}] is a {item.type!r} item; workflows take messages only",
                                field=f"input[{i}]", hint="send {'role': 'user', 'content': '...'} items")
-            items.append((item.role, _text(item.content, f"input[{i}].content")))
-    return _messages(items, "input")
+            items.append((item.role, _text(item.content, f"input[{i}].content"), f"input[{i}]"))
+    return _messages(items, "input", mode)
 
 
 def _response_doc(rid: str, created: int, model: str, status: str, text: str | None, usage: Any,
@@ -306,7 +314,8 @@ def _response_doc(rid: str, created: int, model: str, status: str, text: str | N
                                "events when stream is true"}})
 async def responses(request: Request, body: ResponsesRequest, caller: CallerDep) -> Any:
     caller = caller.with_user(body.safety_identifier or body.user)
-    version, started = await _run(request, caller, body.model, _responses_input(body), stream=body.stream)
+    mode = request.app.state.keel.settings.caller_system_messages
+    version, started = await _run(request, caller, body.model, _responses_input(body, mode), stream=body.stream)
     rid, created, model = f"resp_{started.run_id}", int(time.time()), f"{version.name}@{version.version}"
     if not body.stream:
         result = await _result(request, started)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.operate.server.auth import Caller, authorize_decision
 from keel.operate.server.auth import caller as caller_dependency
+from keel.operate.server.caller_roles import run_input_with_caller_roles
 from keel.operate.server.errors import ApiError, ErrorBody
 from keel.operate.server.schemas import (
     ApprovalAnswer,
@@ -32,7 +33,7 @@ from keel.operate.server.schemas import (
 )
 from keel.textcheck import scrub
 from keel.workflows import RunNotFoundError, RunRecord, Spans
-from keel.workflows.errors import RunFinishedError
+from keel.workflows.errors import InputFieldError, RunFinishedError
 
 __all__ = ["router"]
 
@@ -137,8 +138,12 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest, call
     services.budgets.check(caller.key, caller.end_user)
     version = services.runner.version(name, body.version)
     request.state.workflow, request.state.version = version.name, version.version
-    started = await services.runner.start(version, body.input, key=caller.key, end_user=caller.end_user,
-                                          provider_key=caller.provider_key)
+    value = run_input_with_caller_roles(body.input, services.settings.caller_system_messages)
+    try:
+        started = await services.runner.start(version, value, key=caller.key, end_user=caller.end_user,
+                                              provider_key=caller.provider_key)
+    except InputFieldError as e:  # e.g. forged tool history: name the field
+        raise ApiError(400, e.message, field=f"body.{e.field}", hint=e.hint) from None
     request.state.run_id = started.run_id
     result = await services.runner.wait(started, services.settings.run_timeout) if body.wait else None
     if result is None:
@@ -296,7 +301,8 @@ def cancel_run(request: Request, run_id: RunId, caller: CallerDep, body: CancelR
     request.state.run_id = rec.id
     body = body or CancelRequest()
     try:
-        services.runner.cancel(rec.id, by=body.by, reason=body.reason)
+        # Who cancelled comes from the credential, as for approvals; the body's free-text `by` is ignored.
+        services.runner.cancel(rec.id, by=caller.identity("open mode (loopback)"), reason=body.reason)
     except RunFinishedError as e:
         raise ApiError(409, e.message, field="path.run_id", hint=e.hint) from None
     return run_out(services, services.runner.runs.get(rec.id))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,10 @@ class ServeSettings(BaseSettings):
     """Also append JSON access-log lines to this file (they always go to stderr)."""
     mcp: bool = True
     """Mount the MCP server (streamable HTTP) at ``/mcp``."""
+    caller_system_messages: Literal["demote", "accept", "refuse"] = "demote"
+    """What a caller's ``system``/``developer`` messages and Responses ``instructions`` become:
+    ``demote`` user content prefixed ``[caller instructions]``, ``accept`` system messages,
+    ``refuse`` a 400 naming the field (docs/security.md)."""
 
 
 def is_loopback(host: str) -> bool:
