@@ -174,13 +174,17 @@ async def test_score_model_range_and_threshold() -> None:
         model.reply(parsed={"reasoning": "ok", "result": 7})
         r = await grade(judge("score_model", range=[1, 10], pass_threshold=6))
     assert r.score == 7 and r.passed
-    schema = model.calls[0].output_schema["properties"]["result"]
-    assert (schema["minimum"], schema["maximum"]) == (1, 10)
+    assert "a number from 1 to 10" in model.calls[0].messages[0].content
+    # OpenAI's outcomes: outside the range is clamped (no second call), not a number grades 0
     with scripted("judge") as model:
         model.reply(parsed={"reasoning": "", "result": 11})
-        model.reply(parsed={"reasoning": "", "result": float("nan")})
         r = await grade(judge("score_model", range=[1, 10]))
-    assert r.score is None and r.error
+    assert (r.score, r.error, r.invalid, len(model.calls)) == (10, None, None, 1)
+    with scripted("judge") as model:
+        model.reply(parsed={"reasoning": "", "result": "eleven"})
+        model.reply(parsed={"reasoning": "", "result": "ten"})
+        r = await grade(judge("score_model", range=[1, 10], pass_threshold=5))
+    assert (r.score, r.passed, r.error) == (0, False, None) and "'ten' is not a number" in r.invalid
 
 
 async def test_a_judge_that_times_out_is_an_item_error() -> None:
@@ -216,12 +220,14 @@ async def test_python_grader_hang_crash_and_memory_are_item_errors() -> None:
         memory = parse_grader(python("    x = bytearray(2_000_000_000)\n    return 1.0", memory_mb=200))
         r = await graders.grade(memory, item=ITEM, sample=SAMPLE)
         assert "MemoryError" in r.error
+        # OpenAI's outcome: a grader that raises grades 0 and is marked invalid (not an item error)
         raises = parse_grader(python("    return 1 / 0"))
         r = await graders.grade(raises, item=ITEM, sample=SAMPLE)
-        assert "ZeroDivisionError" in r.error and "line 2 of the grader" in r.error
+        assert r.score == 0 and r.error is None
+        assert "ZeroDivisionError" in r.invalid and "line 2 of the grader" in r.invalid
         wrong = parse_grader(python("    return 'yes'"))
         r = await graders.grade(wrong, item=ITEM, sample=SAMPLE)
-        assert "returned str" in r.error
+        assert r.score == 0 and "returned str" in r.invalid
         # the pool recovers after a killed worker
         ok = parse_grader(python("    return 0.25"))
         for _ in range(3):

@@ -79,7 +79,7 @@ async def test_openai_eval_runs_locally_with_any_models(files, keel_home) -> Non
     assert by["Close"].pass_rate == pytest.approx(2 / 3)  # "Rom" is close to "Rome"
     assert by["Judge"].pass_rate == pytest.approx(1 / 3)
     errors = [r.error for r in iter_results(store, summary.run_id) if r.error]
-    assert errors == ["item does not match item_schema at (root): 'answer' is a required property"]
+    assert errors == ["item 3 (line 4) does not match item_schema at (root): 'answer' is a required property"]
 
 
 async def test_precomputed_samples_in_the_jsonl_need_no_model(files, keel_home, tmp_path) -> None:

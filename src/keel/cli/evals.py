@@ -74,14 +74,23 @@ def run(eval_file: Path = typer.Argument(..., help="A Keel eval (YAML/JSON) or a
                                                          "below --baseline."),
         baseline: str | None = typer.Option(None, "--baseline", help="Run id, or a summary JSON from `keel eval show --json`."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report here.")) -> None:  # noqa: B008
-    """Run an eval: sample every target on every item, grade, store, report."""
+        html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report here."),  # noqa: B008
+        file: list[str] = typer.Option([], "--file", metavar="FILE_ID=PATH", help="OpenAI definitions: FILE_ID=PATH, a local copy of "  # noqa: B008
+                                       "an uploaded file the run reads (repeatable)."),
+        run_file: Path | None = typer.Option(None, "--run", metavar="RUN.json", help="OpenAI definitions: an eval run's JSON (GET "  # noqa: B008
+                                             "/v1/evals/{id}/runs/{run_id}); its data_source is run.")) -> None:
+    """Run an eval: sample every target on every item, grade, store, report.
+
+    EVAL_FILE is a Keel eval, an OpenAI eval as GET /v1/evals/{id} returns it, or a promptfoo
+    config (promptfooconfig.yaml); see docs/migrate.md.
+    """
     from keel.evals import load_eval, run_eval
     from keel.evals.spec import parse_eval
     from keel.store import open_store
 
     options = {k: v for k, v in (("data_file", str(data) if data else None), ("model", model),
-                                 ("judge_model", judge_model)) if v}
+                                 ("judge_model", judge_model), ("files", _file_map(file)),
+                                 ("run", _run_json(run_file) if run_file else None)) if v}
     spec = load_eval(eval_file, **options)
     if data and spec.dataset != str(data):
         spec = parse_eval({**spec.model_dump(mode="json"), "dataset": str(data)})
@@ -89,6 +98,36 @@ def run(eval_file: Path = typer.Argument(..., help="A Keel eval (YAML/JSON) or a
     summary = asyncio.run(run_eval(store, spec, concurrency=concurrency, progress=_progress))
     _finish(store, summary, as_json=as_json, html=html, baseline=baseline, fail_under=fail_under,
             max_regression=max_regression)
+
+
+def _file_map(values: list[str]) -> dict[str, str]:
+    from keel.evals.errors import EvalSpecError
+
+    out = {}
+    for v in values:
+        file_id, sep, path = v.partition("=")
+        if not sep or not file_id or not path:
+            raise EvalSpecError(f"--file {v!r} is not FILE_ID=PATH", hint="e.g. --file file-abc123=items.jsonl")
+        if not Path(path).is_file():
+            raise EvalSpecError(f"--file {file_id}: {path} does not exist", hint="check the path")
+        out[file_id] = path
+    return out
+
+
+def _run_json(path: Path) -> dict:
+    from keel.evals.errors import EvalSpecError
+    from keel.safeload import load_json
+
+    try:
+        value = load_json(path.read_text(encoding="utf-8"), where=str(path))
+    except FileNotFoundError:
+        raise EvalSpecError(f"--run {path} does not exist", hint="check the path") from None
+    except ValueError as e:
+        raise EvalSpecError(f"--run {path}: not valid JSON: {e}") from None
+    if not isinstance(value, dict) or not isinstance(value.get("data_source"), dict):
+        raise EvalSpecError(f"--run {path}: not an eval run (no data_source)",
+                            hint="save one with GET /v1/evals/{eval_id}/runs/{run_id}")
+    return value
 
 
 @app.command("resume")

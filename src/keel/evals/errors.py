@@ -47,6 +47,10 @@ class GraderFailure(KeelError):
     """A grader could not grade one item: the reason is recorded with the item."""
 
 
+class GraderRaised(GraderFailure):
+    """The user's python grader raised (or returned no number): OpenAI grades that 0, marked invalid."""
+
+
 class EvalGateFailed(KeelError):
     """A CI gate was not met: the score is under ``--fail-under`` or regressed too far."""
 

@@ -127,7 +127,8 @@ class _Run:
         if error is None:
             return None
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        return f"item does not match item_schema at {path}: {error.message}"
+        line = f" (line {row.line})" if row.line is not None else ""
+        return f"item {row.idx}{line} does not match item_schema at {path}: {error.message}"
 
     def _precomputed_sample(self, target: PrecomputedTarget, row: DatasetRow) -> dict[str, Any]:
         if target.field is None:
@@ -154,26 +155,36 @@ class _Run:
         return {"output_text": _json(value), "output_json": value}
 
     async def _model_sample(self, target: ModelTarget, row: DatasetRow) -> dict[str, Any]:
-        from keel.models import Message, ModelSettings, get_model
+        from keel.models import Message, ModelSettings, Tool, get_model
 
         ns = {"item": row.item}
-        messages = [Message(role=m.role, content=render(m.content, ns)) for m in target.messages()]
-        settings = ModelSettings(temperature=target.temperature, max_tokens=target.max_tokens,
+        if target.messages_from is not None:
+            messages = _referenced_messages(target.messages_from, ns)
+        else:
+            messages = [Message(role=m.role, content=render(m.content, ns)) for m in target.messages()]
+        settings = ModelSettings(temperature=target.temperature, top_p=target.top_p, max_tokens=target.max_tokens,
                                  seed=target.seed, timeout=target.timeout)
+        tools = [Tool(name=t.name, description=t.description, parameters=t.parameters) for t in target.tools]
         model = self.models.get(target.model)
         if model is None:  # one per model string for the run: building one reads the settings
             model = self.models[target.model] = get_model(target.model)
         async with self.limits.limit(model.provider):
             try:
                 response = await asyncio.wait_for(
-                    model.generate(messages, output_schema=target.output_schema, settings=settings).response(),
+                    model.generate(messages, tools=tools, output_schema=target.output_schema,
+                                   settings=settings).response(),
                     target.timeout,
                 )
             except TimeoutError:
                 raise EvalSpecError(f"{target.model} timed out after {target.timeout:g} s") from None
+        extra: dict[str, Any] = {}
+        if target.tools:  # OpenAI's sample.output_tools: the calls in Chat Completions' shape
+            extra["output_tools"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json(c.arguments)}}
+                for c in response.tool_calls]
         return _sample_from_text(
             response.text, response.parsed, model=response.model,
-            usage=response.usage.model_dump(exclude_none=True), latency_ms=round(response.latency_ms, 1),
+            usage=response.usage.model_dump(exclude_none=True), latency_ms=round(response.latency_ms, 1), **extra,
         )
 
     async def _one(self, target: AnyTarget, row: DatasetRow) -> None:
@@ -285,6 +296,26 @@ class _Run:
             await self.workflows.aclose()
             for model in self.models.values():
                 await model.aclose()
+
+
+def _referenced_messages(ref: str, ns: dict[str, Any]) -> list[Any]:
+    """The messages an item holds (OpenAI's ``item_reference``), in chat shape."""
+    from keel.evals.openai_inputs import content_text
+    from keel.evals.templates import resolve
+    from keel.models import Message
+
+    value = resolve(ref.strip().removeprefix("{{").removesuffix("}}"), ns)
+    if isinstance(value, str):
+        return [Message(role="user", content=value)]
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise EvalSpecError(f"{ref} must hold a list of {{role, content}} messages, not {type(value).__name__}")
+    out = []
+    for i, m in enumerate(value):
+        role = m.get("role")
+        if role not in ("system", "developer", "user", "assistant"):
+            raise EvalSpecError(f"{ref}[{i}] needs a role: system, developer, user or assistant")
+        out.append(Message(role=role, content=content_text(m.get("content", ""), f"{ref}[{i}].content")))
+    return out
 
 
 def _is_local(grader: Any) -> bool:

@@ -67,13 +67,22 @@ class PrecomputedTarget(_Spec):
     """The item field holding the output; ``None`` uses the ``sample`` of OpenAI-style JSONL lines."""
 
 
+class ToolSpec(_Spec):
+    """A function tool offered to a model target."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
 class ModelTarget(_Spec):
     """Ask a model, with a prompt rendered from each item, and grade its answer."""
 
     type: Literal["model"] = "model"
     model: str
     """A Keel model string, e.g. ``openai:gpt-4.1-mini`` or ``local:./model.gguf``."""
-    prompt: Prompt
+    prompt: Prompt = ""
+    """The prompt, rendered from each item (give it or ``messages_from``)."""
     name: str | None = None
     """Shown in reports; defaults to the model string (plus the prompt name in a matrix)."""
     output_schema: dict[str, Any] | None = None
@@ -83,6 +92,19 @@ class ModelTarget(_Spec):
     seed: int | None = None
     timeout: float = Field(default=120.0, gt=0)
     """Seconds one item may take before it is recorded as an error."""
+    top_p: float | None = None
+    messages_from: str | None = None
+    """Instead of ``prompt``: the item field holding each item's messages, e.g. ``item.messages``
+    (OpenAI's ``input_messages: {type: item_reference}``): a list of ``{role, content}``."""
+    tools: list[ToolSpec] = Field(default_factory=list)
+    """Function tools offered to the model (OpenAI's ``sampling_params.tools``); the model is not
+    run in a loop: its calls are the sample's ``output_tools``."""
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> ModelTarget:
+        if (self.prompt in ("", [])) == (self.messages_from is None):
+            raise ValueError("give prompt or messages_from (one of them)")
+        return self
 
     @property
     def label(self) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from keel.errors import KeelError
-from keel.evals.errors import EvalSpecError, GraderFailure
+from keel.evals.errors import EvalSpecError, GraderFailure, GraderRaised
 from keel.evals.graders import similarity
 from keel.evals.graders.formula import FormulaError, check_formula, evaluate
 from keel.evals.graders.judges import run_judge
@@ -82,6 +82,9 @@ class GradeResult(BaseModel):
     """Judges: the judge's explanation."""
     parts: dict[str, float | None] | None = None
     """``multi``: each sub-grader's score."""
+    invalid: str | None = None
+    """Why the grade is OpenAI's forced 0 (a python grader that raised, a ``score_model`` grade
+    that was not a number); the item is graded, not an error."""
 
 
 def _describe(e: ValidationError, where: str) -> str:
@@ -98,10 +101,24 @@ def _describe(e: ValidationError, where: str) -> str:
     return f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}"
 
 
+def _without_ids(data: Any) -> Any:
+    """A grader as OpenAI returns it carries an ``id`` (``"Exact-6c1d..."``), sub-graders too:
+    it identifies the criterion on OpenAI's side and means nothing here."""
+    if not isinstance(data, dict):
+        return data
+    out = {k: v for k, v in data.items() if not (k == "id" and isinstance(v, str))}
+    if isinstance(out.get("graders"), dict):
+        out["graders"] = {k: _without_ids(v) for k, v in out["graders"].items()}
+    return out
+
+
 def parse_grader(data: Any, *, where: str = "grader") -> Grader:
     """Validate one grader definition; problems raise :class:`EvalSpecError` naming the field."""
+    from keel.evals.openai_inputs import refuse_unsupported_parts
+
+    refuse_unsupported_parts(data, where)
     try:
-        grader = _ADAPTER.validate_python(data)
+        grader = _ADAPTER.validate_python(_without_ids(data))
     except ValidationError as e:
         raise EvalSpecError(_describe(e, where), hint="see docs/evals.md for each grader's fields") from None
     _check(grader, where)
@@ -115,6 +132,12 @@ def _check(grader: Grader, where: str) -> None:
         except FormulaError as e:
             raise EvalSpecError(f"{where}.calculate_output: {e}") from None
         for key, sub in grader.graders.items():
+            if isinstance(sub, MultiGrader):
+                raise EvalSpecError(
+                    f"{where}.graders.{key}: a multi grader cannot contain another multi grader "
+                    "(OpenAI refuses it too)",
+                    hint=f"flatten it: put the sub-graders of {key!r} in {where} and fold its "
+                         "calculate_output into this one's")
             _check(sub, f"{where}.graders.{key}")
     if isinstance(grader, PythonGrader):
         try:
@@ -135,6 +158,14 @@ def string_check(operation: str, text: str, reference: str) -> float:
     if operation == "ilike":
         return float(reference.casefold() in text.casefold())
     raise ValueError(f"unknown operation {operation!r}")
+
+
+def _score_model_grade(result: Any, bounds: tuple[float, float]) -> tuple[float, str | None]:
+    """OpenAI's outcomes for a ``score_model`` grade: outside ``range`` it is clamped to it; a grade
+    that is not a number (text, NaN, missing) is 0, marked invalid."""
+    if isinstance(result, bool) or not isinstance(result, int | float) or math.isnan(result):
+        return 0.0, f"the judge's grade {result!r} is not a number: graded 0"
+    return min(max(float(result), bounds[0]), bounds[1]), None
 
 
 @asynccontextmanager
@@ -217,16 +248,18 @@ class Graders:
                                reasoning=answer.get("reasoning"))
         if isinstance(grader, ScoreModelGrader):
             answer = await run_judge(grader, ns, limit=self._limit, models=self.model)
-            score = float(answer["result"])
-            if math.isnan(score) or not grader.range[0] <= score <= grader.range[1]:  # pragma: no cover
-                raise GraderFailure(f"judge gave {score}, outside {list(grader.range)}")
+            score, invalid = _score_model_grade(answer.get("result"), grader.range)
             return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold),
-                               reasoning=answer.get("reasoning"))
+                               reasoning=answer.get("reasoning"), invalid=invalid)
         if isinstance(grader, PythonGrader):
             pool = self._pools.get(id(grader))
             if pool is None:
                 pool = self._pools[id(grader)] = PythonGraderPool(grader, size=self._python_workers)
-            score = await pool.grade(dict(ns["sample"]), dict(ns["item"]))
+            try:
+                score = await pool.grade(dict(ns["sample"]), dict(ns["item"]))
+            except GraderRaised as e:  # OpenAI: a grader that raises grades 0 and is marked invalid
+                return GradeResult(name=grader.name, score=0.0, passed=_passed(0.0, grader.pass_threshold),
+                                   invalid=e.message)
             return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold))
         if isinstance(grader, TraceCheckGrader):
             trace = load(self._traces, run_id_for(grader.run, ns))

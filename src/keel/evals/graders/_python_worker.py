@@ -47,7 +47,8 @@ def main() -> None:
         except BaseException as e:
             frames = traceback.extract_tb(e.__traceback__)
             where = next((f"line {f.lineno}" for f in reversed(frames) if f.filename == "<grader>"), "")
-            answer = {"error": f"{type(e).__name__}: {e}" + (f" ({where} of the grader)" if where else "")}
+            answer = {"error": f"{type(e).__name__}: {e}" + (f" ({where} of the grader)" if where else ""),
+                      "raised": True}
         out.write(json.dumps(answer) + "\n")
         out.flush()
 

@@ -1,11 +1,11 @@
 """``score_model`` and ``label_model``: a model grades, under a strict output schema.
 
 The judge answers a JSON object whose grade is constrained by the schema itself:
-an ``enum`` of the labels, or a number with ``minimum``/``maximum``. Providers
-with strict structured output (or Keel's grammar-constrained local models) cannot
-produce anything else, and every provider's answer is validated (with one retry)
-by Keel's model layer, so a grade is never unparseable, out of range or NaN.
-Anything that still goes wrong (a timeout, a provider error) is that item's error.
+an ``enum`` of the labels, or a number (OpenAI's outcomes follow: a score outside the
+range is clamped to it, one that is still not a number after the model layer's one
+retry grades 0 and is marked invalid). Providers with strict structured output (or
+Keel's grammar-constrained local models) cannot produce anything else. Anything else
+that goes wrong (a timeout, a provider error) is that item's error.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from keel.errors import KeelError
+from keel.errors import KeelError, StructuredOutputError
 from keel.evals.errors import GraderFailure
 from keel.evals.graders.specs import LabelModelGrader, ScoreModelGrader
 from keel.evals.templates import render
@@ -40,8 +40,9 @@ def judge_schema(grader: ScoreModelGrader | LabelModelGrader) -> dict[str, Any]:
     if isinstance(grader, LabelModelGrader):
         key, grade = "label", {"type": "string", "enum": list(dict.fromkeys(grader.labels))}
     else:
-        low, high = grader.range
-        key, grade = "result", {"type": "number", "minimum": low, "maximum": high}
+        # No minimum/maximum: OpenAI's outcome for a grade outside the range is to clamp it
+        # (keel.evals.graders), not to ask again; the instructions state the range.
+        key, grade = "result", {"type": "number"}
     properties = {"reasoning": _REASONING, key: grade} if grader.reasoning else {key: grade}
     return {
         "type": "object",
@@ -99,6 +100,19 @@ async def run_judge(
             )
     except TimeoutError:
         raise GraderFailure(f"judge {name} timed out after {grader.timeout:g} s") from None
+    except StructuredOutputError as e:
+        if isinstance(grader, ScoreModelGrader):
+            # OpenAI grades a non-numeric score 0: hand back what the judge said, if it said anything
+            return _raw_answer(e.output)
+        raise GraderFailure(f"judge {name} failed: {e.message}") from None
     except KeelError as e:
         raise GraderFailure(f"judge {name} failed: {e.message}") from None
     return dict(response.parsed)
+
+
+def _raw_answer(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return {"result": text}
+    return value if isinstance(value, dict) else {"result": value}

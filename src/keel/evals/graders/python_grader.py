@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from keel.evals.errors import GraderFailure
+from keel.evals.errors import GraderFailure, GraderRaised
 from keel.evals.graders.specs import PythonGrader
 
 __all__ = ["PythonGraderPool"]
@@ -118,7 +118,8 @@ class PythonGraderPool:
             self._idle.put_nowait(worker)
 
     async def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> float:
-        """The grader's score for one item, or :class:`GraderFailure` with the reason."""
+        """The grader's score for one item, or :class:`GraderFailure` with the reason
+        (:class:`GraderRaised` when the grader's own code raised)."""
         worker = await self._acquire()
         keep: _Worker | None = worker
         try:
@@ -148,7 +149,8 @@ class PythonGraderPool:
                 )
             answer = json.loads(line)
             if "error" in answer:
-                raise GraderFailure(f"python grader {self.spec.name!r}: {answer['error']}")
+                failure = GraderRaised if answer.get("raised") else GraderFailure
+                raise failure(f"python grader {self.spec.name!r}: {answer['error']}")
             return float(answer["score"])
         finally:
             self._release(keep)
