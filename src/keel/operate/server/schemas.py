@@ -89,7 +89,7 @@ class RunOut(BaseModel):
 
 class CancelRequest(_In):
     by: str | None = Field(default=None, max_length=200)
-    """Who cancels (recorded with the run's error)."""
+    """Accepted for compatibility and ignored: who cancelled is recorded from the credential."""
     reason: str | None = Field(default=None, max_length=2_000)
     """Why (the run's error becomes ``cancelled by <by>: <reason>``)."""
 
