@@ -77,6 +77,13 @@ def test_unknown_model_string() -> None:
     assert "did you mean openai:gpt-4.1-mini" in r.stderr
 
 
+def test_an_undefined_alias_says_how_to_define_it() -> None:
+    """Issue 14: an alias missing from [models] said only "no provider prefix"."""
+    r = keel("chat", "kb-answer", "hi")
+    assert_clean_failure(r, code=2, says="no alias 'kb-answer' is defined under [models]")
+    assert '[models] kb-answer = "openai:gpt-4.1-mini"' in r.stderr.split("fix: ", 1)[1]
+
+
 def test_missing_key() -> None:
     assert_clean_failure(keel("chat", "openai:gpt-4.1-mini", "hi"), code=2, says="no API key for openai")
 
@@ -135,9 +142,18 @@ def test_chat_reads_the_message_from_stdin() -> None:
     assert r.stdout.strip() == "from stdin"
 
 
+def test_chat_reads_piped_stdin_when_no_message_is_given() -> None:
+    """Issue 14: `keel chat --help` showed `... < notes.txt` but stdin was silently ignored."""
+    r = keel("chat", "scripted:echo", "--system", "Summarise", input="notes from a file")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "notes from a file"
+    assert_clean_failure(keel("chat", "scripted:echo", input="  \n"), code=2,
+                         says="no message: standard input was empty")
+
+
 @pytest.mark.parametrize("args", [["chat"], ["chat", "scripted:echo"], ["nope"]])
 def test_usage_errors_exit_2_without_traceback(args: list[str]) -> None:
-    r = keel(*args)
+    r = keel(*args, input="")  # stdin closed and empty: nothing to read, never a hang
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from keel.errors import UserError
 from keel.models import Message, ModelSettings, ResponseDone, StreamRestart, TextDelta, get_model
 from keel.models.structured import load_schema_file
 
@@ -16,7 +17,9 @@ EPILOG = """Examples:
 
   keel chat openai:gpt-4.1-mini "Write a haiku about keels"
 
-  keel chat ollama:llama3.2 "Summarise this" --system "Be brief" < notes.txt
+  keel chat ollama:llama3.2 --system "Summarise this, briefly" < notes.txt   # the message from stdin
+
+  git diff | keel chat openai:gpt-4.1-mini -s "Write a commit message for this diff"
 
   keel chat local:./model.gguf "Extract the city" --schema city.json
 
@@ -27,7 +30,8 @@ command fails with a non-zero exit code): safe to pipe into jq.
 
 def chat(
     model: str = typer.Argument(..., help="Model string (e.g. openai:gpt-4.1-mini, ollama:llama3.2, local:m.gguf) or an alias from keel.toml."),
-    message: str = typer.Argument(..., help="The user message; '-' reads it from standard input."),
+    message: str | None = typer.Argument(None, help="The user message. Omitted or '-': read from standard "
+                                         "input (pipe it in: < notes.txt)."),
     system: str | None = typer.Option(None, "--system", "-s", help="A system message to send first."),
     schema: Path | None = typer.Option(None, "--schema", help="JSON Schema file: the reply is one JSON document valid under it."),  # noqa: B008
     stream: bool = typer.Option(False, "--stream", help="Print the reply as it arrives."),
@@ -37,11 +41,28 @@ def chat(
 ) -> None:
     """Send one message to a model and print its reply."""
     output_schema = load_schema_file(schema) if schema else None
-    if message == "-":
-        message = sys.stdin.read()
+    message = _message(message)
     messages = ([Message.system(system)] if system else []) + [Message.user(message)]
     settings = ModelSettings(temperature=temperature, max_tokens=max_tokens, seed=seed)
     asyncio.run(_chat(model, messages, output_schema, settings, stream))
+
+
+class ChatInputError(UserError):
+    """``keel chat`` has no message to send."""
+
+
+def _message(given: str | None) -> str:
+    """The message: as given, or standard input when it is ``-`` or omitted (and piped)."""
+    if given is not None and given != "-":
+        return given
+    if given is None and (sys.stdin is None or sys.stdin.isatty()):
+        raise ChatInputError("no message given", hint='keel chat MODEL "Hello", or pipe it in: '
+                             "keel chat MODEL < message.txt")
+    text = sys.stdin.read() if sys.stdin is not None else ""
+    if not text.strip():
+        raise ChatInputError("no message: standard input was empty",
+                             hint='give one: keel chat MODEL "Hello", or pipe text in: keel chat MODEL < message.txt')
+    return text
 
 
 async def _chat(model_string: str, messages: list[Message], output_schema: dict | None,

@@ -60,9 +60,13 @@ def parse_model_string(model: str) -> ModelSpec:
     model = model.strip()
     prefix, sep, rest = model.partition(":")
     if not sep or not rest:
+        # Aliases were looked up before this (get_model, validation): a bare name is either a
+        # model string missing its provider or an alias nobody defined.
         raise UnknownModelError(
-            f"model string {model!r} has no provider prefix",
-            hint=f"write PROVIDER:MODEL, e.g. {EXAMPLES[0]} (providers: {', '.join(PREFIXES)})",
+            f"model string {model!r} has no provider prefix, and no alias {model!r} is defined under [models] "
+            "(in ./keel.toml or $KEEL_HOME/keel.toml)",
+            hint=f"write PROVIDER:MODEL, e.g. {EXAMPLES[0]} (providers: {', '.join(PREFIXES)}), or define the alias "
+                 f"in keel.toml: [models] {model} = \"{EXAMPLES[0]}\"",
         )
     if prefix not in PREFIXES:
         close = difflib.get_close_matches(prefix, PREFIXES, n=1)
