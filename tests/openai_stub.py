@@ -30,6 +30,9 @@ class Planned:
     """When set: a streamed answer pauses after its first chunk until the gate opens (at most 20 s)."""
     paused: bool = False
     """True while the stream waits at its gate."""
+    echo_key: bool = False
+    """When set: the error body quotes the request's whole Authorization header (as careless
+    providers do in a 401)."""
 
 
 @dataclass
@@ -62,6 +65,11 @@ class OpenAIStub:
                                  headers=headers or {}))
         return self
 
+    def refuse_key(self, code: int = 401) -> OpenAIStub:
+        """Answer ``code`` with a body that echoes the key the request carried, in full."""
+        self.plan.append(Planned(status=code, echo_key=True))
+        return self
+
     def start(self) -> None:
         stub = self
 
@@ -80,7 +88,12 @@ class OpenAIStub:
                     status=500, body={"error": {"message": "stub has no answer left"}})
                 if planned.delay:
                     time.sleep(planned.delay)
-                if planned.status != 200:
+                if planned.echo_key:
+                    sent = self.headers.get("authorization", "")
+                    self._json(planned.status, {"error": {
+                        "message": f"Incorrect API key provided: {sent.removeprefix('Bearer ')} "
+                                   f"(header was {sent!r})", "type": "invalid_request_error"}})
+                elif planned.status != 200:
                     self._json(planned.status, planned.body or {}, planned.headers)
                 elif self.path.endswith("/responses"):
                     self._json(200, _response(body, planned))

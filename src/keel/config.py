@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from keel.errors import ConfigError
 from keel.safeload import load_toml
+from keel.secrets import register
 
 __all__ = ["Price", "Settings", "default_home", "get_settings"]
 
@@ -153,4 +154,7 @@ def get_settings(**overrides: Any) -> Settings:
             hint="check the KEEL_* environment variables, .env and keel.toml (see docs/configuration.md)",
         ) from None
     settings.home = settings.home.expanduser()
+    # Configured keys are secrets for this process: scrubbed from every error Keel stores or shows.
+    register(*(k.get_secret_value() for k in (settings.openai_api_key, settings.openrouter_api_key,
+                                              settings.openai_compatible_api_key) if k is not None))
     return settings

@@ -28,6 +28,8 @@ exact wording of messages may change.
 
 from __future__ import annotations
 
+from keel.secrets import scrub
+
 __all__ = [
     "ConfigError",
     "KeelError",
@@ -108,7 +110,9 @@ class ProviderError(KeelError):
         provider: str | None = None,
         status_code: int | None = None,
     ) -> None:
-        super().__init__(message, hint=hint)
+        # A provider's error may echo the key it was sent: scrubbed here, so that nothing
+        # downstream (model_calls, spans, runs, API answers, logs) ever holds it.
+        super().__init__(scrub(message), hint=scrub(hint) if hint else hint)
         self.provider = provider
         self.status_code = status_code
 
@@ -142,7 +146,7 @@ class ModelBehaviorError(KeelError):
     exit_code = 4
 
     def __init__(self, message: str, *, hint: str | None = None, output: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(scrub(message), hint=hint)
         self.output = output
 
 

@@ -36,6 +36,7 @@ from keel.models.types import (
     Tool,
     Usage,
 )
+from keel.secrets import scrub
 from keel.store.model_calls import ModelCallRecord
 
 __all__ = ["Model", "ModelCall", "ModelRequest"]
@@ -270,7 +271,7 @@ class Model(ABC):
                 ttft_ms=(first - started) * 1000 if first is not None else None,
                 cost_usd=cost_of(self.model_string, usage, self._prices) if usage else None,
                 error_class=type(error).__name__ if error else None,
-                error_message=(error.message if isinstance(error, KeelError) else str(error))[:500]
+                error_message=scrub(error.message if isinstance(error, KeelError) else str(error))[:500]
                 if error
                 else None,
                 http_status=getattr(error, "status_code", None),

@@ -34,6 +34,7 @@ from keel.models.base import Model, ModelRequest
 from keel.models.providers import Provider
 from keel.models.structured import UNPARSEABLE_ARGUMENTS, is_strict_compatible
 from keel.models.types import FinishReason, ModelResponse, TextDelta, ToolCall, Usage
+from keel.secrets import scrub
 
 __all__ = ["OpenAICompatibleModel"]
 
@@ -342,7 +343,7 @@ def _translate(e: Exception, provider: Provider) -> Exception:
             hint="check that the server is running and the URL is right")
     if isinstance(e, openai.APIStatusError):
         status = e.status_code
-        detail = _error_detail(e)
+        detail = _error_detail(e, provider.api_key)
         if status == 429:
             err = RateLimitedError(
                 f"{where} is rate-limiting requests (429): {detail}", provider=provider.name,
@@ -361,11 +362,13 @@ def _translate(e: Exception, provider: Provider) -> Exception:
     return e
 
 
-def _error_detail(e: Any) -> str:
+def _error_detail(e: Any, api_key: str | None) -> str:
+    """The provider's words, without ``api_key`` or any other secret (scrubbed before truncating:
+    a key cut in two would not be recognised)."""
     body = getattr(e, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-        return json.dumps(body)[:300]
-    return (str(getattr(e, "message", "")) or type(e).__name__)[:300]
+            return scrub(str(inner["message"]), api_key)[:300]
+        return scrub(json.dumps(body), api_key)[:300]
+    return scrub(str(getattr(e, "message", "")) or type(e).__name__, api_key)[:300]

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from keel import jsontext
 from keel.ids import new_id
+from keel.secrets import scrub
 from keel.store import ModelCalls, SQLiteStore
 from keel.workflows.clock import Clock, SystemClock
 from keel.workflows.errors import ApprovalError, RunFinishedError, WorkflowError
@@ -361,7 +362,7 @@ class Engine:
     def _resume_failed(self, run_id: str, e: Exception) -> RunResult:
         """Count a resume of ``run_id`` that raised; fail the run after the same error
         :data:`~keel.workflows.stopping.RESUME_ATTEMPTS` times in a row."""
-        error = f"{type(e).__name__}: {e}".encode("utf-8", "backslashreplace").decode()[:2000]
+        error = scrub(f"{type(e).__name__}: {e}".encode("utf-8", "backslashreplace").decode())[:2000]
         count = record_resume_failure(self.store, run_id, error)
         if count >= RESUME_ATTEMPTS:
             reason = f"the run could not be resumed ({count} times in a row, same error): {error}"
@@ -650,6 +651,7 @@ class Engine:
                           port: str | None, *, error: str | None, started: float,
                           output_json: str | None = None) -> RunResult | None:
         """Record one completed step; commit it now unless it and the next node are pure."""
+        error = scrub(error) if error else error  # stored as the step's and the run's error
         ctx = run.ctx
         if outcome is not None:
             ctx = dict(ctx)

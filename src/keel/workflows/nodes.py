@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel.secrets import scrub
 from keel.workflows.cel import CelError
 from keel.workflows.errors import InputFieldError, WorkflowError
 from keel.workflows.spec import (
@@ -31,6 +32,7 @@ class NodeFailure(Exception):
     """A node could not complete; the run takes its ``error`` edge or fails."""
 
     def __init__(self, message: str, *, kind: str = "error") -> None:
+        message = scrub(message)  # it becomes the step's error or output, the span's, the run's
         super().__init__(message)
         self.message = message
         self.kind = kind

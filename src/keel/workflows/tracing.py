@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from keel import jsontext
+from keel.secrets import scrub
 from keel.store import SQLiteStore
 
 __all__ = ["Span", "SpanKind", "Spans", "new_id", "stable_span_id"]
@@ -67,7 +68,7 @@ class Span:
     def end(self, *, error: str | None = None) -> Span:
         self.ended_at = time.time()
         self.status = "error" if error else "ok"
-        self.error = error
+        self.error = scrub(error) if error else error  # a span's error is stored and shown: no secrets
         return self
 
     @property

@@ -69,6 +69,7 @@ from keel.operate.server.chatkit_widgets import (
 from keel.operate.server.errors import ApiError
 from keel.operate.server.runner import AnswerTokens
 from keel.safeload import load_toml
+from keel.secrets import scrub
 from keel.workflows import RunResult, WorkflowError
 
 __all__ = ["KeelChatKitServer", "NoWorkflowError", "answer_text", "default_workflow"]
@@ -130,8 +131,9 @@ def answer_text(output: Any) -> tuple[str, list[str]]:
 
 
 def _failure_text(error: str | None, workflow: str, run_id: str) -> str:
-    """One line for a person: why the run failed, and the fix when Keel knows it."""
-    error = error or "unknown error"
+    """One line for a person: why the run failed, and the fix when Keel knows it (stored as a thread
+    item: no secrets)."""
+    error = scrub(error) if error else "unknown error"
     if isinstance(error, str) and any(m.lower() in error.lower() for m in _NO_MODEL_MARKERS):
         return (f"No model is set up for workflow {workflow!r} yet: export OPENAI_API_KEY=sk-... and restart "
                 "`keel up` (or `keel serve`), or use a local model: `keel up --model ollama:llama3.2`.")

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.errors import KeelError, ProviderError, UserError
+from keel.secrets import scrub
 from keel.workflows import ApprovalError, RunNotFoundError, WorkflowNotFoundError
 
 __all__ = ["ApiError", "ErrorBody", "ErrorDetail", "install_error_handlers"]
@@ -55,7 +56,9 @@ class ApiError(Exception):
 def error_response(status: int, message: str, *, type: str = "invalid_request_error", field: str | None = None,
                    hint: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    detail = ErrorDetail(type=type, code=code, message=message, field=field, param=field, hint=hint)
+    # Every error answer is scrubbed of known secrets (a run's error can quote a provider's words).
+    detail = ErrorDetail(type=type, code=code, message=scrub(message), field=field, param=field,
+                         hint=scrub(hint) if hint else hint)
     return JSONResponse({"error": detail.model_dump()}, status_code=status, headers=headers)
 
 

@@ -22,31 +22,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from keel.ids import new_id
-from keel.operate.server.keys import KEY_PATTERN
+from keel.secrets import scrub
 
 __all__ = ["AccessLog", "BodyLimit", "RedactingFilter", "redact", "setup_logging"]
 
 Scope = dict[str, Any]
 
-_SECRETS = [
-    KEY_PATTERN,
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),               # OpenAI-style provider keys
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"),
-]
 _SECRET_PARAMS = re.compile(r"(?i)key|token|secret|password|auth")
 
 
-_ANY_SECRET = re.compile("|".join(f"(?:{p.pattern})" for p in _SECRETS[:2]) + r"|(?i:bearer\s)")
-"""One pass that finds whether any of :data:`_SECRETS` may match (most text has none)."""
-
-
 def redact(text: str) -> str:
-    """``text`` with anything shaped like a key replaced by ``[redacted]``."""
-    if _ANY_SECRET.search(text) is None:
-        return text
-    for pattern in _SECRETS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
-    return text
+    """``text`` with anything shaped like a key, and every known secret (configured provider keys,
+    the provider key of the request being served), replaced by ``[redacted]`` (:mod:`keel.secrets`)."""
+    return scrub(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -27,6 +27,7 @@ from typing import Any
 from keel.ids import new_id
 from keel.operate.server.budgets import Budgets, Usage
 from keel.operate.server.keys import ApiKey
+from keel.secrets import holding
 from keel.store import SQLiteStore
 from keel.workflows import (
     Engine,
@@ -220,8 +221,11 @@ class Runner:
 
         async def go() -> RunResult:
             try:
-                result = await engine.start(version, input, run_id=run_id, key_id=key.id if key else None,
-                                            end_user=end_user)
+                # The caller's provider key is a secret for everything this run does (this task and
+                # the tasks it starts): scrubbed from every error it stores, returns or logs.
+                with holding(provider_key):
+                    result = await engine.start(version, input, run_id=run_id,
+                                                key_id=key.id if key else None, end_user=end_user)
             finally:
                 if engine is not self.engine and engine is not self.streaming:
                     await engine.aclose()
