@@ -23,6 +23,9 @@ app = typer.Typer(
 )
 
 
+_SHOW_SKIPPED = 20  # skipped files listed after `add`; --json has them all
+
+
 def _meta_value(v: str) -> object:
     for conv in (int, float):
         try:
@@ -49,25 +52,34 @@ def add(
     meta: list[str] = typer.Option([], "--meta", "-m", help="User metadata KEY=VALUE attached to every chunk; repeatable."),  # noqa: B008
     embedder: str | None = typer.Option(None, "--embedder", help="Embedder for a new collection: minilm (default), openai:MODEL, ollama:MODEL, openai-compatible:URL#MODEL."),
     max_mb: float = typer.Option(10.0, "--max-mb", min=0.001, help="Skip files larger than this many megabytes."),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks",
+        help="Follow symlinks that lead out of the folders given (by default they are skipped, with the reason)."),
     as_json: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Ingest files into a collection. Unchanged files are skipped; deleted files leave the index."""
+    """Ingest files into a collection. Unchanged files are skipped; deleted files leave the index.
+
+    Only regular files are read: symlinks out of the folder (unless --follow-symlinks), symlink
+    loops, FIFOs, devices and files over --max-mb are skipped and reported with the reason.
+    """
     from keel.context import Collection
     from keel.context.ingest import report_json
 
     metadata = _parse_meta(meta)
     with Collection.open(collection, embedder=embedder) as col:
         report = col.add(paths, metadata=metadata, progress=not quiet and not as_json and sys.stderr.isatty(),
-                         max_bytes=int(max_mb * 1024 * 1024))
+                         max_bytes=int(max_mb * 1024 * 1024), follow_symlinks=follow_symlinks)
     if as_json:
         print(json.dumps(report_json(report)))
         return
     print(f"{collection}: {report.files_indexed} files indexed ({report.chunks_written} chunks, "
           f"{report.chunks_embedded} embedded), {report.files_unchanged} unchanged, "
           f"{report.files_removed} removed, {len(report.skipped)} skipped in {report.seconds:.1f}s")
-    for s in report.skipped:
+    for s in report.skipped[:_SHOW_SKIPPED]:
         print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
+    if len(report.skipped) > _SHOW_SKIPPED:
+        print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more skipped (--json lists them all)", file=sys.stderr)
 
 
 @app.command("search")

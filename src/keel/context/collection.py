@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import time
@@ -40,6 +39,7 @@ from keel.context.filters import Filter, compile_filter
 from keel.context.fusion import rrf
 from keel.context.lexical import ANALYZER, analyze
 from keel.context.types import Citation, Hit, IngestReport
+from keel.context.userregex import RegexError, compile_regex, count_matches
 from keel.errors import UserError
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ __all__ = ["DEFAULT_POOL", "Collection", "CollectionStats", "RegexError", "Searc
 SearchMode = Literal["dense", "bm25", "hybrid"]
 DEFAULT_POOL = 200
 _MODES = ("dense", "bm25", "hybrid")
-
-
-class RegexError(UserError):
-    """A ``regex`` argument is not a valid regular expression."""
 
 
 @dataclass
@@ -186,12 +182,12 @@ class Collection:
     # -- writing ---------------------------------------------------------------------
 
     def add(self, paths: Iterable[str | os.PathLike[str]], *, metadata: Mapping[str, Any] | None = None,
-            progress: bool = False, max_bytes: int | None = None) -> IngestReport:
+            progress: bool = False, max_bytes: int | None = None, follow_symlinks: bool = False) -> IngestReport:
         """Ingest files and directories (see :mod:`keel.context.ingest`)."""
         from keel.context.ingest import ingest_paths
 
         return ingest_paths(self, [Path(p) for p in paths], metadata=dict(metadata or {}),
-                            progress=progress, max_bytes=max_bytes)
+                            progress=progress, max_bytes=max_bytes, follow_symlinks=follow_symlinks)
 
     def add_records(self, records: Sequence[tuple[str, str, str, Mapping[str, Any]]], *,
                     progress: bool = False) -> IngestReport:
@@ -239,14 +235,7 @@ class Collection:
         """Row mask for the filter and regex (``None`` = all rows), and regex match counts."""
         if where is None and regex is None:
             return None, {}
-        pattern = None
-        if regex is not None:
-            try:
-                pattern = re.compile(regex, re.MULTILINE)
-            except re.error as e:
-                raise RegexError(f"invalid regex {regex!r}: {e.msg} at position {e.pos}",
-                                 hint="regexes use Python's syntax; escape literal characters like ( [ ? with \\"
-                                 ) from None
+        pattern = compile_regex(regex) if regex is not None else None
         sql = "SELECT c.id" + (", t.text" if pattern else "") + " FROM chunks c JOIN documents d ON d.id = c.doc_id"
         if pattern:
             sql += " JOIN shared.texts t ON t.hash = c.hash"
@@ -260,13 +249,10 @@ class Collection:
             raise UserError(f"filter failed: {e}", hint="check the --where values") from None
         mask = np.zeros(len(idx.ids), dtype=bool)
         counts: dict[int, int] = {}
-        for r in rows:
-            if pattern is not None:
-                n = sum(1 for _ in pattern.finditer(r[1]))
-                if not n:
-                    continue
-                counts[r[0]] = n
-            row = idx.row_of.get(r[0])
+        if pattern is not None:  # within a time budget: a catastrophic pattern is refused, not run for ever
+            counts = dict(count_matches(pattern, ((r[0], r[1]) for r in rows)))
+        for cid in (counts if pattern is not None else (r[0] for r in rows)):
+            row = idx.row_of.get(cid)
             if row is not None:
                 mask[row] = True
         return mask, counts

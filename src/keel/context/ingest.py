@@ -2,7 +2,9 @@
 commit per file.
 
 - Directories are walked recursively; hidden entries and ``__pycache__``,
-  ``node_modules``, ``.venv`` and the like are not entered.
+  ``node_modules``, ``.venv`` and the like are not entered. Symlinks that lead out
+  of the folder, symlink loops and anything but regular files (FIFOs, devices) are
+  skipped with the reason (:mod:`keel.context.files`).
 - A file whose bytes (and user metadata) did not change since the last ingest is
   not even parsed. A changed file is re-chunked; chunks whose text is unchanged
   reuse their cached vectors (keyed by content hash and embedder).
@@ -30,8 +32,9 @@ import numpy as np
 
 from keel.context._store import dumps
 from keel.context.bm25 import pack_terms
+from keel.context.files import gather, read_file
 from keel.context.lexical import ANALYZER, analyze
-from keel.context.parse import DEFAULT_MAX_BYTES, SkipFile, chunk_file
+from keel.context.parse import DEFAULT_MAX_BYTES, SkipFile, check_type, chunk_data
 from keel.context.types import ChunkDraft, IngestReport, SkippedFile, content_hash
 from keel.errors import UserError
 
@@ -40,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["embed_text", "ingest_paths", "ingest_records"]
 
-_SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "venv", ".tox", ".mypy_cache", "site-packages"}
 _EMBED_BATCH = 256  # chunks gathered across files before one embedding call
 
 
@@ -68,14 +70,6 @@ class _Pending:
     hashes: list[str]
     texts: list[str]  # embed texts
     meta: dict[str, Any]
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
-        for f in sorted(filenames):
-            if not f.startswith("."):
-                yield Path(dirpath) / f
 
 
 def _display(path: Path) -> str:
@@ -188,44 +182,41 @@ def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: An
 
 
 def ingest_paths(col: Collection, paths: Sequence[Path], *, metadata: Mapping[str, Any],
-                 progress: bool = False, max_bytes: int | None = None) -> IngestReport:
-    """Ingest ``paths`` into ``col`` (see the module docstring)."""
+                 progress: bool = False, max_bytes: int | None = None,
+                 follow_symlinks: bool = False) -> IngestReport:
+    """Ingest ``paths`` into ``col`` (see the module docstring; which files are read, and how:
+    :mod:`keel.context.files`)."""
     started = time.monotonic()
     report = IngestReport()
     bad_keys = [k for k in metadata if not isinstance(k, str) or not k or k.startswith("$")]
     if bad_keys:
         raise UserError(f"invalid metadata key {bad_keys[0]!r}", hint="keys are non-empty and do not start with $")
-    files: list[Path] = []
-    roots: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            roots.append(p.resolve())
-            files.extend(_walk(p))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"no such file or directory: {p}", hint="check the path (relative to the current directory)")
+    found = gather(list(paths), follow_symlinks=follow_symlinks)
+    files, roots = found.files, found.roots
+    report.skipped.extend(found.skipped)
+    report.files_seen += len(found.skipped)
+    limit = max_bytes or DEFAULT_MAX_BYTES
     known = {r[0]: (r[1], r[2]) for r in col.db.query("SELECT abs_path, file_hash, meta FROM documents")}
     meta_json = dumps(dict(metadata))
     seen: set[str] = set()
     batch: list[_Pending] = []
     pending_chunks = 0
     with _progress(progress, len(files), f"indexing into {col.name}") as bar:
-        for f in files:
+        for f, abs_path in files:
+            if abs_path in seen:
+                continue  # the same file again (a symlink to a file in the folder)
             report.files_seen += 1
-            abs_path = str(f.resolve())
             seen.add(abs_path)
             try:
-                size = f.stat().st_size
-                if size > (max_bytes or DEFAULT_MAX_BYTES):
-                    raise SkipFile(f"too large ({size / 1e6:.1f} MB > {(max_bytes or DEFAULT_MAX_BYTES) / 1e6:.1f}"
-                                   " MB limit)")
-                file_hash = hashlib.sha256(f.read_bytes()).hexdigest()[:32]
+                check_type(f)
+                data = read_file(abs_path, max_bytes=limit)
+                size = len(data)
+                file_hash = hashlib.sha256(data).hexdigest()[:32]
                 if known.get(abs_path) == (file_hash, meta_json):
                     report.files_unchanged += 1
                     bar.advance(1)
                     continue
-                drafts = chunk_file(f, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
+                drafts = chunk_data(f, data)
             except SkipFile as e:
                 report.skipped.append(SkippedFile(_display(f), e.reason))
                 bar.advance(1)

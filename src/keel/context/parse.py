@@ -7,15 +7,17 @@ chunker handles, or when its parser fails.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from keel.context.chunk_code import chunk_python
 from keel.context.chunk_html import chunk_html
 from keel.context.chunk_markdown import chunk_markdown
 from keel.context.chunk_text import chunk_text
+from keel.context.files import SkipFile, read_file
 from keel.context.types import ChunkDraft
 
-__all__ = ["DEFAULT_MAX_BYTES", "SUFFIXES", "SkipFile", "chunk_file"]
+__all__ = ["DEFAULT_MAX_BYTES", "SUFFIXES", "SkipFile", "chunk_data", "chunk_file"]
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
@@ -27,14 +29,6 @@ SUFFIXES: dict[str, str] = {
     ".pdf": "pdf",
 }
 """File suffix -> chunker. Anything else is skipped as an unsupported type."""
-
-
-class SkipFile(Exception):
-    """This file cannot be ingested; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _read_text(data: bytes) -> str:
@@ -74,16 +68,21 @@ def _chunk_pdf(data: bytes, max_chars: int) -> list[ChunkDraft]:
 
 def chunk_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_chars: int = 1200) -> list[ChunkDraft]:
     """Chunks of ``path``, or :class:`SkipFile` with the reason it cannot be ingested."""
+    check_type(path)
+    return chunk_data(path, read_file(os.path.realpath(path), max_bytes=max_bytes), max_chars=max_chars)
+
+
+def check_type(path: Path) -> str:
+    """The chunker for ``path``'s type, or :class:`SkipFile` when none handles it."""
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise SkipFile(f"unsupported file type {path.suffix!r}")
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise SkipFile(f"too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit)")
-        data = path.read_bytes()
-    except OSError as e:
-        raise SkipFile(f"unreadable: {e.strerror or e}") from None
+    return kind
+
+
+def chunk_data(path: Path, data: bytes, *, max_chars: int = 1200) -> list[ChunkDraft]:
+    """Chunks of ``data``, the bytes of ``path`` (whose suffix picks the chunker)."""
+    kind = check_type(path)
     if not data:
         raise SkipFile("empty file")
     if kind == "pdf":
