@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.operate.conftest import free_port
+from tests.operate.conftest import echo3, free_port
 
 FAST = ("--embedder", "test-hashing")  # instant, deterministic embeddings; the pipeline is the real one
 
@@ -30,17 +30,20 @@ def test_up_in_an_empty_folder_creates_ingests_and_publishes(tmp_path: Path) -> 
     r = keel("up", "--no-serve", *FAST, cwd=project)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "created . from the knowledge-assistant template" in out
-    assert "ingesting 2 files from" in out and "into collection 'handbook'" in out
-    assert "2 indexed" in out and "'handbook' holds 2 documents" in out
-    assert "published workflow knowledge-assistant v1" in out
+    # The project's own names, from its folder (kb): no other project shares them.
+    assert "created . from the knowledge-assistant template (workflow.yaml, keel.toml, docs/): workflow 'kb', " \
+           "collection 'kb-handbook'" in out
+    assert "ingesting 2 files from" in out and "into collection 'kb-handbook'" in out
+    assert "2 indexed" in out and "'kb-handbook' holds 2 documents" in out
+    assert "published workflow kb v1" in out
     # No key in this environment: one line says what works and how to add a model.
     assert "export OPENAI_API_KEY=... or keel up --model ollama:llama3.2" in out
     assert {p.name for p in project.iterdir()} >= {"workflow.yaml", "keel.toml", "docs", "README.md"}
-    assert tomllib.loads((project / "keel.toml").read_text())["chatkit"] == {"workflow": "knowledge-assistant"}
+    assert tomllib.loads((project / "keel.toml").read_text())["chatkit"] == {"workflow": "kb"}
+    assert "keel context add kb-handbook ./docs" in (project / "README.md").read_text()
 
     # What needs no model works now: search with citations, from the same folder.
-    found = json.loads(keel("context", "search", "handbook", "holiday days", "--json", cwd=project).stdout)
+    found = json.loads(keel("context", "search", "kb-handbook", "holiday days", "--json", cwd=project).stdout)
     best = found["hits"][0]
     assert best["source"] == "docs/time-off.md" and best["anchor"] == "holidays" and "27 days" in best["text"]
     assert "start it with `keel serve`" in out
@@ -52,7 +55,7 @@ def test_up_again_reuses_the_project_and_keeps_the_version(tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr
     assert "using the Keel project in" in r.stdout
     assert "0 indexed" in r.stdout and "2 unchanged" in r.stdout
-    assert "published workflow knowledge-assistant v1" in r.stdout
+    assert "published workflow kb v1" in r.stdout
     assert f"start it with `cd {tmp_path / 'kb'} && keel serve`" in r.stdout
 
 
@@ -141,6 +144,12 @@ def test_up_with_a_model_answers_from_the_docs_with_their_sources(tmp_path: Path
 
 
 def test_up_serves_the_assistant_and_without_a_model_the_chat_says_how_to_add_one(tmp_path: Path) -> None:
+    # A workflow another folder published in the same KEEL_HOME, first by name.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keel.toml").write_text('[models]\nbot = "scripted:echo"\n', encoding="utf-8")
+    (other / "aaa.yaml").write_text(echo3("aaa").replace('"scripted:echo"', "bot"), encoding="utf-8")
+    assert keel("workflows", "publish", "aaa.yaml", cwd=other).returncode == 0
     log = tmp_path / "up.log"
     proc, url = _start_up(tmp_path / "kb", log)
     try:
@@ -148,7 +157,13 @@ def test_up_serves_the_assistant_and_without_a_model_the_chat_says_how_to_add_on
         assert f"UI       {url}/ui" in printed and f"API      {url}/v1" in printed
         assert f"ChatKit  {url}/chatkit" in printed and f"MCP      {url}/mcp/" in printed
         names = [w["name"] for w in httpx.get(f"{url}/v1/workflows", timeout=30).json()["data"]]
-        assert names == ["knowledge-assistant"]
+        assert names == ["aaa", "kb"]
+        # The UI opens this project's workflow, not the first by name.
+        assert httpx.get(f"{url}/ui/api/workflows", timeout=30).json()["default"] == "kb"
+        # The other folder's workflow runs with the alias it was published with, although
+        # this server's keel.toml does not define `bot`.
+        r = httpx.post(f"{url}/v1/workflows/aaa/runs", json={"input": "hello there"}, timeout=60)
+        assert r.status_code == 200 and r.json()["output"] == "hello there", r.text
         said = _chat(url, "How many holiday days do I get?")
         assert "\n" not in said and "export OPENAI_API_KEY" in said and "--model ollama:llama3.2" in said
         # The run that got that far is traced: its File search found the time-off document.
@@ -168,6 +183,73 @@ def test_up_docs_option_ingests_your_own_folder(tmp_path: Path) -> None:
                                      encoding="utf-8")
     r = keel("up", str(tmp_path / "kb"), "--no-serve", "--docs", str(mine), *FAST)
     assert r.returncode == 0, r.stderr
-    assert f"ingesting 1 files from {mine} into collection 'handbook'" in r.stdout
-    found = json.loads(keel("context", "search", "handbook", "where do I park", "--json", cwd=tmp_path / "kb").stdout)
+    assert f"ingesting 1 files from {mine} into collection 'kb-handbook'" in r.stdout
+    found = json.loads(keel("context", "search", "kb-handbook", "where do I park", "--json",
+                            cwd=tmp_path / "kb").stdout)
     assert found["hits"][0]["source"].endswith("parking.md") and "garage B" in found["hits"][0]["text"]
+
+
+def test_two_projects_share_no_collection_or_workflow(tmp_path: Path) -> None:
+    """Issue 14: `keel up demo3 --docs ./mydocs` and the README's `keel context add handbook ...`
+    poured into the demo's knowledge base when every project used `handbook`."""
+    mydocs = tmp_path / "mydocs"
+    mydocs.mkdir()
+    (mydocs / "parking.md").write_text("# Parking\n\nStaff park in garage B.\n", encoding="utf-8")
+    notes = tmp_path / "handbook"
+    notes.mkdir()
+    (notes / "keys.md").write_text("# Keys\n\nRotate API keys every 90 days.\n", encoding="utf-8")
+    assert keel("up", "demo", "--no-serve", *FAST, cwd=tmp_path).returncode == 0
+    r = keel("up", "demo3", "--docs", "mydocs", "--no-serve", *FAST, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "workflow 'demo3', collection 'demo3-handbook'" in r.stdout
+    assert keel("context", "add", "handbook", "./handbook", *FAST, cwd=tmp_path).returncode == 0
+
+    def documents(collection: str) -> int:
+        r = keel("context", "stats", collection, "--json", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["documents"]
+
+    assert (documents("demo-handbook"), documents("demo3-handbook"), documents("handbook")) == (2, 1, 1)
+    listed = keel("workflows", "list", cwd=tmp_path).stdout
+    assert "demo " in listed and "demo3" in listed and "knowledge-assistant" not in listed
+    # A folder of the same name elsewhere gets the next free names, printed.
+    (tmp_path / "other").mkdir()
+    r = keel("up", "demo", "--no-serve", *FAST, cwd=tmp_path / "other")
+    assert r.returncode == 0, r.stderr
+    assert "workflow 'demo-2', collection 'demo-2-handbook'" in r.stdout
+    assert "published workflow demo-2 v1" in r.stdout
+
+
+def test_up_model_local_path_is_made_absolute_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "x.gguf").write_bytes(b"GGUF")
+    r = keel("up", "demo", "--no-serve", "--model", "local:./models/x.gguf", *FAST, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    wanted = f"local:{tmp_path / 'models' / 'x.gguf'}"
+    assert tomllib.loads((tmp_path / "demo" / "keel.toml").read_text())["models"] == {"kb-answer": wanted}
+    r = keel("up", "demo4", "--no-serve", "--model", "local:./nope.gguf", *FAST, cwd=tmp_path)
+    assert_clean_failure(r, f"--model local:./nope.gguf: no model file at {tmp_path / 'nope.gguf'}")
+    assert ".gguf" in r.stderr.split("fix: ", 1)[1]
+    assert not (tmp_path / "demo4").exists()  # nothing written
+
+
+def test_up_hints_name_the_folder_you_ran_it_from(tmp_path: Path) -> None:
+    r = keel("up", "demo", "--no-serve", *FAST, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # From tmp_path, `keel up --model ...` would target tmp_path itself (not a project).
+    assert "or keel up demo --model ollama:llama3.2" in r.stdout
+    assert "start it with `cd " in r.stdout
+
+
+def test_up_on_a_taken_port_says_so_before_saying_it_is_up(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = keel("up", "demo", "--port", str(port), *FAST, cwd=tmp_path)
+    assert_clean_failure(r, f"port {port} on 127.0.0.1 is taken")
+    assert "keel up demo --port 0" in r.stderr
+    assert "Keel is up" not in r.stdout
+    assert not (tmp_path / "demo").exists()  # found out before creating and ingesting anything

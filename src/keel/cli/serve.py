@@ -85,12 +85,38 @@ def access_banner() -> str:
             "Create a key with `keel keys create NAME --workflow '*'` to require one")
 
 
+def check_port(host: str, port: int, *, fix: str = "keel serve --port 0") -> None:
+    """Raise :class:`ServeError` if ``port`` on ``host`` cannot be listened on (taken by another
+    server, or not ours to use). Port 0 (a free one, picked at bind time) always passes."""
+    import errno
+    import socket
+
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} on {host} is taken: another server (a keel up or keel serve "
+                                 "still running?) listens there",
+                                 hint=f"stop that one, or use a free port: {fix}") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                             hint=f"pick another address or port: {fix}") from None
+
+
 def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> None:
-    """Run uvicorn with ``settings`` (a ServeSettings); uvloop/httptools when installed."""
+    """Run uvicorn with ``settings`` (a ServeSettings); uvloop/httptools when installed. A port
+    already taken is a :class:`ServeError` before anything is printed."""
     import importlib.util
     import os
 
     import uvicorn
+
+    if not reload:
+        check_port(settings.host, settings.port)  # type: ignore[attr-defined]
 
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"

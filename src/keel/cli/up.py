@@ -1,10 +1,14 @@
 """``keel up [DIR]``: a working knowledge assistant in one command.
 
-In an empty (or new) folder it creates the ``knowledge-assistant`` project (a workflow
-that searches a docs folder with File search, answers with citations and checks the
-answer against its sources), ingests ``docs/`` into the workflow's collection, publishes
-the workflow, makes it ChatKit's default, and starts ``keel serve`` from the project
-folder. In a folder that already holds a Keel project (``workflow.yaml`` + ``keel.toml``)
+In an empty (or new) folder it creates a project from the ``knowledge-assistant``
+template (a workflow that searches a docs folder with File search, answers with citations
+and checks the answer against its sources), ingests ``docs/`` into the workflow's
+collection, publishes the workflow, makes it ChatKit's default, and starts ``keel serve``
+from the project folder.
+
+Each new project gets its own names, from its folder: ``keel up demo`` makes the workflow
+``demo`` and the collection ``demo-handbook`` (``demo-2`` / ``demo-2-handbook`` if either is
+taken in this ``KEEL_HOME``), so two projects never share a knowledge base. In a folder that already holds a Keel project (``workflow.yaml`` + ``keel.toml``)
 it does the same with that project: re-ingesting is incremental, and publishing an
 unchanged workflow keeps its version.
 
@@ -61,11 +65,16 @@ def up(
 ) -> None:
     """Create (or reuse) a knowledge-assistant project, ingest its docs, publish it and serve it."""
     target = directory.expanduser().resolve()
+    here = Path.cwd().resolve()
+    again = _command_for(directory, target, here)
     docs_dir = docs.expanduser().resolve() if docs is not None else None
     if docs_dir is not None and not docs_dir.is_dir():
         raise UpError(f"--docs {docs} is not a folder", hint="give the folder of documents to ingest")
+    if model:  # checked before anything is written
+        model = _checked_model(model, here)
+    if serve:  # a second `keel up` finds out now, not after ingesting
+        _check_port(host, port, again)
     created = _prepare(target, directory)
-    here = Path.cwd().resolve()
     os.chdir(target)
     if model:
         _set_model(target / "keel.toml", model)
@@ -79,13 +88,20 @@ def up(
     version = publish(loaded)
     print(f"published workflow {version.name} v{version.version}")
     _set_chatkit_default(target / "keel.toml", version.name)
-    print(_model_status(spec))
+    print(_model_status(spec, again))
     if not serve:
         where = "" if target == here else f"cd {target} && "
         print(f"\nready{' (created ' + str(directory) + ')' if created else ''}: start it with "
               f"`{where}keel serve`, or run once: keel run {version.name} --input \"How many holiday days do I get?\"")
         return
-    _serve(host, port)
+    _serve(host, port, again)
+
+
+def _command_for(shown: Path, target: Path, here: Path) -> str:
+    """``keel up`` as the user can run it again from where they are (with the folder they named)."""
+    import shlex
+
+    return "keel up" if target == here else f"keel up {shlex.quote(str(shown))}"
 
 
 # -- the project ------------------------------------------------------------------------------
@@ -107,12 +123,78 @@ def _prepare(target: Path, shown: Path) -> bool:
                       hint="run keel up in an empty folder, or name a new one: keel up my-assistant")
     from keel.workflows.templates import create_project
 
+    workflow, collection = _new_names(target)
     create_project(TEMPLATE, target)
-    print(f"created {shown} from the {TEMPLATE} template (workflow.yaml, keel.toml, docs/)")
+    _rename(target, workflow, collection)
+    print(f"created {shown} from the {TEMPLATE} template (workflow.yaml, keel.toml, docs/): "
+          f"workflow {workflow!r}, collection {collection!r}")
     return True
 
 
+def _slug(folder: Path) -> str:
+    """A workflow name from a folder name: lowercase letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", folder.name.lower()).strip("-")[:80] or "assistant"
+
+
+def _new_names(target: Path) -> tuple[str, str]:
+    """The workflow and collection names of a new project in ``target``: ``NAME`` and
+    ``NAME-handbook`` after the folder, or ``NAME-2``... when this KEEL_HOME already has either."""
+    from keel.config import get_settings
+    from keel.store import open_store
+
+    home = get_settings().home
+    collections = {p.name for p in (home / "collections").glob("*") if (p / "collection.db").is_file()}
+    store = open_store(home)
+    try:
+        workflows = {r["name"] for r in store.query("SELECT DISTINCT name FROM workflow_versions")}
+    finally:
+        store.close()
+    base = _slug(target)
+    for n in range(1, 1000):
+        name = base if n == 1 else f"{base}-{n}"
+        if name not in workflows and f"{name}-handbook" not in collections:
+            return name, f"{name}-handbook"
+    raise UpError(f"every name from {base!r} to {base}-999 is taken in {home}",
+                  hint="name the project folder differently: keel up another-name")
+
+
+def _rename(target: Path, workflow: str, collection: str) -> None:
+    """Give the template's files the project's own workflow and collection names."""
+    spec = target / "workflow.yaml"
+    text = spec.read_text(encoding="utf-8")
+    text = re.sub(r"^name: .*$", f"name: {workflow}", text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"(\bcollection: )handbook$", rf"\g<1>{collection}", text, flags=re.MULTILINE)
+    text = text.replace("keel context add handbook ", f"keel context add {collection} ")
+    spec.write_text(text, encoding="utf-8")
+    readme = target / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        text = text.replace("`handbook` collection", f"`{collection}` collection")
+        text = text.replace("keel context add handbook ", f"keel context add {collection} ")
+        text = text.replace("Created by `keel init --template knowledge-assistant`.",
+                            f"Created by `keel up` from the knowledge-assistant template; its workflow is "
+                            f"`{workflow}`.")
+        readme.write_text(text, encoding="utf-8")
+
+
 _ALIAS_LINE = re.compile(r'^(\s*[A-Za-z0-9_.-]+\s*=\s*)"[^"\n]*"(.*)$')
+
+
+def _checked_model(model: str, here: Path) -> str:
+    """``model`` parsed (a malformed string fails here, with a hint), a ``local:`` path made
+    absolute against ``here`` (the server runs in the project folder) and checked to exist."""
+    from keel.models import parse_model_string
+
+    ms = parse_model_string(model)
+    if ms.prefix != "local":
+        return model.strip()
+    path = Path(ms.name).expanduser()
+    path = path if path.is_absolute() else (here / path).resolve()
+    if not path.is_file():
+        raise UpError(f"--model {model}: no model file at {path}",
+                      hint="give the path of a .gguf file, relative to this folder or absolute, e.g. "
+                           "--model local:./qwen2.5-0.5b-instruct-q4_k_m.gguf")
+    return f"local:{path}"
 
 
 def _set_model(path: Path, model: str) -> None:
@@ -168,7 +250,7 @@ def _ingest(collection: str, folder: Path, embedder: str | None) -> None:
         print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
 
 
-def _model_status(spec: Any) -> str:
+def _model_status(spec: Any, again: str = "keel up") -> str:
     """One line: the models the workflow uses are ready, or how to add one."""
     from keel.config import get_settings
     from keel.errors import KeelError
@@ -188,7 +270,7 @@ def _model_status(spec: Any) -> str:
     if not missing:
         return f"models: {', '.join(dict.fromkeys(models)) or 'none needed'}"
     return (f"models: {', '.join(missing)} has no key yet, so chat answers how to add one; search, ingest and "
-            f"traces work now. Add a model: export OPENAI_API_KEY=... or keel up --model ollama:llama3.2")
+            f"traces work now. Add a model: export OPENAI_API_KEY=... or {again} --model ollama:llama3.2")
 
 
 # -- serving ----------------------------------------------------------------------------------
@@ -200,7 +282,13 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _serve(host: str, port: int) -> None:
+def _check_port(host: str, port: int, again: str) -> None:
+    from keel.cli.serve import check_port
+
+    check_port(host, port, fix=f"{again} --port 0")
+
+
+def _serve(host: str, port: int, again: str = "keel up") -> None:
     from keel.cli.serve import run_server
     from keel.operate.server.settings import is_loopback, load_serve_settings
 
@@ -208,6 +296,7 @@ def _serve(host: str, port: int) -> None:
         raise UpError(f"keel up serves on loopback only, not {host}",
                       hint="keel up --no-serve, create a key (keel keys create), then keel serve --host ...")
     port = port or _free_port(host)
+    _check_port(host, port, again)  # before saying it is up
     settings = load_serve_settings(host=host, port=port)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     print(f"\nKeel is up:\n  UI       {base}/ui\n  API      {base}/v1  (OpenAPI docs at {base}/docs)\n"

@@ -230,7 +230,8 @@ class Engine:
     def compiled(self, version: WorkflowVersion) -> CompiledWorkflow:
         wf = self._compiled.get(version.id)
         if wf is None:
-            wf = self._compiled[version.id] = compile_workflow(version.loaded(), tools=self.tools)
+            wf = self._compiled[version.id] = compile_workflow(version.loaded(), tools=self.tools,
+                                                               models=version.models)
         return wf
 
     def _emit(self, event: NodeEvent) -> None:

@@ -106,8 +106,11 @@ class CompiledWorkflow:
 
 
 class _Checker:
-    def __init__(self, loaded: LoadedSpec, tools: dict[str, Callable[..., Any]] | None) -> None:
+    def __init__(self, loaded: LoadedSpec, tools: dict[str, Callable[..., Any]] | None,
+                 models: dict[str, str] | None = None) -> None:
         self.spec = loaded.spec
+        self.models = models or {}
+        """Model aliases resolved at publish time (a published version's), looked up first."""
         self.where: SourceMap = loaded.where
         self.extra_tools = tools
         self.problems: list[Problem] = []
@@ -390,7 +393,7 @@ class _Checker:
         try:
             from keel.config import get_settings
 
-            parse_model_string(get_settings().resolve_alias(model))
+            parse_model_string(get_settings().resolve_alias(self.models.get(model, model)))
         except KeelError as e:
             self.problem(e.message, e.hint or "", node=n.id, path=path)
 
@@ -471,10 +474,13 @@ class _Checker:
                              path=("approval", tool))
 
 
-def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]] | None = None
-                     ) -> CompiledWorkflow:
-    """Validate ``loaded`` completely; return it compiled or raise :class:`SpecError`."""
-    c = _Checker(loaded, tools)
+def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]] | None = None,
+                     models: dict[str, str] | None = None) -> CompiledWorkflow:
+    """Validate ``loaded`` completely; return it compiled or raise :class:`SpecError`.
+
+    ``models``: the aliases a published version was published with (they win over the
+    settings of the process compiling it)."""
+    c = _Checker(loaded, tools, models)
     c.check_nodes()
     c.check_edges()
     if not c.problems:

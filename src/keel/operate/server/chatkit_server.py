@@ -136,8 +136,20 @@ def _failure_text(error: str | None, workflow: str, run_id: str) -> str:
     error = scrub(error) if error else "unknown error"
     if isinstance(error, str) and any(m.lower() in error.lower() for m in _NO_MODEL_MARKERS):
         return (f"No model is set up for workflow {workflow!r} yet: export OPENAI_API_KEY=sk-... and restart "
-                "`keel up` (or `keel serve`), or use a local model: `keel up --model ollama:llama3.2`.")
+                f"`keel up` (or `keel serve`), or use a local model: {_local_model_fix()}.")
     return f"Sorry, workflow {workflow!r} failed (run {run_id}): {error}"
+
+
+def _local_model_fix() -> str:
+    """How to switch to a local model, runnable from wherever the person's terminal is: the
+    server's folder by its absolute path when it is a project ``keel up`` made or reuses."""
+    import shlex
+
+    here = Path.cwd()
+    if (here / "workflow.yaml").is_file() and (here / "keel.toml").is_file():
+        return f"`keel up {shlex.quote(str(here))} --model ollama:llama3.2`"
+    return ("point the workflow's model alias at one in the keel.toml of the folder the server runs in "
+            '([models] ALIAS = "ollama:llama3.2")')
 
 
 def _user_text(item: UserMessageItem) -> str:

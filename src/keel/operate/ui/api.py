@@ -153,6 +153,23 @@ def _accountant(request: Request, caller: Any, store: SQLiteStore, *, fresh: boo
     return account
 
 
+def _default_workflow(visible: list[dict[str, Any]]) -> str | None:
+    """The workflow the chat opens on: the project's (``[chatkit] workflow`` of the server
+    folder's keel.toml, which ``keel up`` sets, or ``KEEL_CHATKIT_WORKFLOW``) when the caller
+    sees it, else the most recently published one; never just the first by name, which may
+    belong to another folder's project."""
+    names = {w["name"] for w in visible}
+    try:
+        from keel.operate.server.chatkit_server import default_workflow
+
+        project = default_workflow()
+    except (ImportError, UserError):  # no ChatKit installed, or a broken [chatkit] table
+        project = None
+    if project in names:
+        return project
+    return max(visible, key=lambda w: w["published_at"])["name"] if visible else None
+
+
 def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequence[Any] = ()) -> APIRouter:
     """The UI's routes. ``store`` returns the store to use (default: the one under
     ``KEEL_HOME``, opened once); ``dependencies`` (e.g. the server's API-key check) apply to
@@ -190,7 +207,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
         for row in rows:
             if row["name"] in out:
                 out[row["name"]]["versions"].append(row["version"])
-        return {"workflows": list(out.values())}
+        return {"workflows": list(out.values()), "default": _default_workflow(list(out.values()))}
 
     @api.post("/chat")
     async def chat(body: ChatRequest, request: Request, caller: Any = caller_dep) -> Any:
