@@ -23,7 +23,7 @@ async function list(body) {
     return;
   }
   if (!data.evals.length) {
-    body.append(empty("No eval runs yet", "Run one with ", h("code", {}, "keel evals run my-eval.yaml"),
+    body.append(empty("No eval runs yet", "Run one with ", h("code", {}, "keel eval run my-eval.yaml"),
       "; its report shows up here with score distributions and pass rates."));
     return;
   }
