@@ -166,3 +166,28 @@ def test_http_without_a_key_is_refused_with_a_json_error(serve: Server) -> None:
                    headers={"Accept": "application/json, text/event-stream"})
     assert r.status_code == 401
     assert r.json()["error"]["hint"]
+
+
+async def test_a_browser_opening_mcp_gets_a_page_and_an_mcp_client_still_works(keel_home: Path) -> None:
+    """GET /mcp/ from a browser (Accept: text/html, no MCP headers) used to open MCP's event
+    stream and never answer; now it is a short page saying what the endpoint is. An MCP
+    client on the same server (open mode, no key) still lists and calls the tools."""
+    from tests.operate.conftest import start_server
+
+    publish_here(echo3("echo3"))
+    server = start_server(keel_home)
+    try:
+        browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+        # a hang guard, not a timing assertion: the old code never answered this request
+        r = httpx.get(f"{server.url}/mcp/", headers=browser, timeout=30)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert "This is Keel's MCP endpoint" in r.text and f"{server.url}/mcp/" in r.text
+        assert "Authorization" not in r.text  # open mode: no key to send
+        assert "<script" not in r.text.lower()
+        client = httpx.AsyncClient(timeout=60)
+        async with Client(streamable_http_client(f"{server.url}/mcp/", http_client=client)) as mcp:
+            names = {t.name for t in (await mcp.list_tools()).tools}
+            result = await mcp.call_tool("echo3", {"input": "still streaming for clients"})
+        assert "echo3" in names and text_of(result) == "still streaming for clients"
+    finally:
+        server.stop()

@@ -102,11 +102,19 @@ class Services:
 class _McpGuard:
     """Authenticate an MCP HTTP request like any API request, then pass it on."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, *, page: Any = None) -> None:
+        self.app, self.page = app, page
+        """``page(scope)``: the HTML a browser gets instead of MCP's open stream (None: not a browser)."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            html = self.page(scope) if self.page is not None else None
+            if html is not None:  # a person opened /mcp/ in a browser: explain, do not hang
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                        (b"content-length", str(len(html)).encode())]})
+                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else html})
+                return
             try:
                 caller = authenticate(Request(scope, receive))
             except ApiError as e:
@@ -210,7 +218,9 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     if chatkit is not None:
         app.include_router(chatkit.router(services))
     if mcp_app is not None:
-        app.mount("/mcp", _McpGuard(mcp_app))
+        page = getattr(mcp_mod, "browser_page", None)
+        app.mount("/mcp", _McpGuard(mcp_app, page=None if page is None else
+                                    lambda scope: page(scope, keys_required=services.keys.required())))
 
     # Outermost first: access log sees everything (413s included), then the body limit, then CORS,
     # then the Host / same-origin / JSON checks (inside CORS, so an allowed origin can read their errors),

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the mcp SDK and FastAPI load when a server is built, not fo
     import mcp_types as types
     from mcp.server.lowlevel import Server
 
-__all__ = ["build_mcp_server", "http_app", "serve_stdio", "tool_input_schema"]
+__all__ = ["browser_page", "build_mcp_server", "http_app", "serve_stdio", "tool_input_schema"]
 
 _TEXT_INPUT: dict[str, Any] = {
     "type": "object",
@@ -165,6 +165,44 @@ def build_mcp_server(runner: Any, budgets: Any, *, http: bool) -> Server:
     return Server("keel", version=__version__,
                   instructions="Keel workflows: each tool runs one published workflow and returns its output.",
                   on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+_BROWSER_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Keel MCP endpoint</title><style>body{{font:15px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;
+padding:0 1rem;color:#111827}}code,pre{{background:#f1f5f9;border-radius:6px;padding:.1rem .3rem}}
+pre{{padding:.6rem .8rem;overflow:auto}}</style></head><body>
+<h1>This is Keel's MCP endpoint</h1>
+<p>It speaks the Model Context Protocol (streamable HTTP) to MCP clients, not to browsers:
+each published workflow is one tool. Point an MCP client at this address:</p>
+<pre>{url}</pre>
+<p>For example, MCP Inspector: <code>npx @modelcontextprotocol/inspector</code>, transport
+"Streamable HTTP", URL above{key_note}. A host that starts a subprocess instead can run
+<code>keel mcp</code> (stdio).</p>
+<p>To chat with the workflows in a browser, open <a href="/ui">the Keel UI</a>.</p>
+</body></html>
+"""
+
+
+def browser_page(scope: dict[str, Any], *, keys_required: bool) -> bytes | None:
+    """The short HTML page that explains this endpoint, when ``scope`` is a browser opening it
+    (``GET`` that accepts ``text/html`` and carries no MCP header); else None, and the request
+    goes on to the MCP transport (whose ``GET`` is a stream that stays open: a browser would
+    wait on it forever)."""
+    if scope.get("type") != "http" or scope.get("method") not in ("GET", "HEAD"):
+        return None
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    accept = headers.get("accept", "")
+    if "text/html" not in accept or "text/event-stream" in accept:
+        return None
+    if "mcp-session-id" in headers or "mcp-protocol-version" in headers:
+        return None
+    host = headers.get("host", "127.0.0.1")
+    url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}/"
+    key_note = (", with the header <code>Authorization: Bearer keel_sk_...</code> (create a key with "
+                "<code>keel keys create NAME --workflow '*'</code>)") if keys_required else ""
+    import html
+
+    return _BROWSER_PAGE.format(url=html.escape(url), key_note=key_note).encode()
 
 
 def http_app(services: Any) -> tuple[Any, contextlib.AbstractAsyncContextManager[None]]:
