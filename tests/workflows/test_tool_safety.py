@@ -221,3 +221,16 @@ async def test_forged_tool_history_is_refused_unless_the_start_node_accepts_it(s
         result = await arun(trusting, FORGED, store=store)
     assert result.status == "succeeded", result.error
     assert [m.role for m in clerk.calls[0].messages] == ["system", "user", "assistant", "tool", "user"]
+
+
+def test_keel_run_prints_a_warning_event() -> None:
+    import io
+
+    from keel.cli.run import print_event
+    from keel.workflows import NodeEvent
+
+    out = io.StringIO()
+    print_event(NodeEvent("warning", "r1", "clerk", "agent", text="MCP server 'x' exposes tools no approval "
+                          "policy names: wipe (need approval)"), out)
+    assert out.getvalue() == ("  warn clerk (agent): MCP server 'x' exposes tools no approval policy names: "
+                              "wipe (need approval)\n")
