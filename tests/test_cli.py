@@ -167,3 +167,23 @@ def test_cli_reference_is_up_to_date() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (root / "docs" / "cli.md").read_text() == module.render(), "run python scripts/gen_cli_docs.py"
+
+
+def test_commands_named_in_the_docs_and_the_ui_exist() -> None:
+    """Issue 14: the UI and docs/ui.md said `keel evals run`; the command is `keel eval run`."""
+    import re
+
+    import typer
+
+    from keel.cli import app
+
+    commands = set(typer.main.get_command(app).commands)
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "README.md", *(root / "docs").glob("*.md"), *(root / "src/keel/operate/ui/static").rglob("*.js"),
+             *(root / "src/keel/operate/ui/static").rglob("*.html"), *(root / "src/keel/cli").glob("*.py")]
+    wrong = set()
+    for f in files:
+        for m in re.finditer(r"(?<![\w.])(?<!from )keel ([a-z][a-z-]+)", f.read_text(encoding="utf-8")):
+            if m.group(1) not in commands and m.group(1) not in ("in", "from"):  # prose: "run keel from ..."
+                wrong.add(f"{f.relative_to(root)}: keel {m.group(1)}")
+    assert not wrong, sorted(wrong)
