@@ -13,7 +13,7 @@ from itertools import islice
 from keel.evals.results import Comparison, ItemResult, RunSummary, iter_results
 from keel.store import SQLiteStore
 
-__all__ = ["render_html"]
+__all__ = ["format_score", "render_html"]
 
 _PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0ea5e9", "#84cc16", "#ec4899")
 _CSS = """
@@ -34,6 +34,19 @@ def _e(x: object) -> str:
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f}%"
+
+
+def format_score(x: object) -> str:
+    """A score as a person reads it: at most three decimals, no trailing zeros (``0.182``,
+    ``1``, ``0.5``); ``–`` for none; anything not a number as text."""
+    if x is None:
+        return "–"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    text = f"{x:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _hbars(rows: list[tuple[str, float, str]], *, width: int = 640) -> str:
@@ -63,8 +76,8 @@ def _histogram(title: str, series: list[tuple[str, list[int], str]], low: float,
             x = pad + b * group_w + s * bar_w
             out.append(f'<rect x="{x:.1f}" y="{h - bh:.1f}" width="{max(1.0, bar_w - 1):.1f}" height="{bh:.1f}" fill="{color}"><title>{c}</title></rect>')
     out.append(f'<line x1="{pad}" y1="{h}" x2="{w - 6}" y2="{h}" stroke="#9ca3af"/>')
-    out.append(f'<text x="{pad}" y="{h + 14}" font-size="11">{low:g}</text>')
-    out.append(f'<text x="{w - 6}" y="{h + 14}" font-size="11" text-anchor="end">{high:g}</text>')
+    out.append(f'<text x="{pad}" y="{h + 14}" font-size="11">{format_score(low)}</text>')
+    out.append(f'<text x="{w - 6}" y="{h + 14}" font-size="11" text-anchor="end">{format_score(high)}</text>')
     out.append(f'<text x="2" y="24" font-size="11">{top}</text></svg>')
     return "".join(out)
 
@@ -73,7 +86,7 @@ def _items_table(rows: list[ItemResult]) -> str:
     out = ["<table><tr><th>target</th><th>item</th><th>output</th><th>grades</th><th>error</th></tr>"]
     for r in rows:
         grades = "<br>".join(
-            f"{_e(g['name'])}: {g.get('score', '–') if g.get('error') is None else 'error'}"
+            f"{_e(g['name'])}: {format_score(g.get('score')) if g.get('error') is None else 'error'}"
             + (f" ({_e(g['label'])})" if g.get("label") else "") for g in r.grades)
         text = (r.sample or {}).get("output_text", "")
         run = f"<br><small>run {_e(r.workflow_run_id)}</small>" if r.workflow_run_id else ""
@@ -131,8 +144,8 @@ def render_html(store: SQLiteStore, summary: RunSummary, *, comparison: Comparis
         parts.append("</table><table><tr><th>target</th><th>item</th><th>score before</th><th>after</th><th>now failing</th></tr>")
         for c in comparison.targets:
             for r in c.regressed_items[:max_items]:
-                parts.append(f"<tr><td>{_e(r.target)}</td><td class=n>{r.idx}</td><td class=n>{r.before}</td>"
-                             f"<td class=n>{r.after}</td><td>{_e(', '.join(r.failed_graders))}</td></tr>")
+                parts.append(f"<tr><td>{_e(r.target)}</td><td class=n>{r.idx}</td><td class=n>{format_score(r.before)}</td>"
+                             f"<td class=n>{format_score(r.after)}</td><td>{_e(', '.join(r.failed_graders))}</td></tr>")
         parts.append("</table>")
     errored = list(islice((r for r in iter_results(store, summary.run_id) if r.status == "error"), max_items))
     if errored:
