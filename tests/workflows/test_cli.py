@@ -130,3 +130,30 @@ def test_runs_show_prints_model_calls_with_tokens(spec_file) -> None:
     spans = json.loads(keel("runs", "show", doc["run_id"], "--json").stdout)["spans"]
     [model] = [s for s in spans if s["kind"] == "model"]
     assert model["attributes"]["gen_ai.usage.output_tokens"] == 3
+
+
+def test_approve_exits_non_zero_with_the_error_when_the_resumed_run_fails(spec_file) -> None:
+    """Issue 14: `keel approvals approve` exited 0 although the run it continued failed."""
+    path = spec_file("""
+    name: fragile
+    nodes:
+      - {id: start, type: start}
+      - {id: ask, type: human_approval, message: "Go?"}
+      - {id: parse, type: transform, fields: {n: "int(input_as_text)"}}
+      - {id: done, type: end}
+      - {id: denied, type: end, output: "'no'"}
+    edges:
+      - {from: start, to: ask}
+      - {from: ask, port: approved, to: parse}
+      - {from: ask, port: rejected, to: denied}
+      - {from: parse, to: done}
+    """)
+    doc = json.loads(keel("run", str(path), "--input", "not a number", "--json").stdout)
+    r = keel("approvals", "approve", doc["approval_id"])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert f"run {doc['run_id']}: failed" in r.stdout
+    assert "error: " in r.stderr and "parse" in r.stdout + r.stderr
+    assert f"keel runs show {doc['run_id']}" in r.stderr
+    r = keel("approvals", "list", "--all", "--json")  # the decision itself was recorded
+    assert json.loads(r.stdout)[0]["status"] == "approved"

@@ -56,7 +56,9 @@ def _answer(approval_id: str, approved: bool, by: str | None, comment: str | Non
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        print_result(result)
+        print_result(result)  # a failed run: its error and where to see the trace, on stderr
+    if result.status == "failed":  # the decision is recorded, but the run it continued did not succeed
+        raise typer.Exit(1)
 
 
 @app.command("approve")
