@@ -81,7 +81,23 @@ def run_checks(*, offline: bool = False) -> list[Check]:
     checks.append(_check_store(settings))
     checks.extend(_check_models(settings, offline=offline))
     checks.extend(_check_extras())
+    checks.append(_check_grader_sandbox())
     return checks
+
+
+def _check_grader_sandbox() -> Check:
+    """Which sandbox python graders run in here (docs/security.md, "Python graders sandbox")."""
+    from keel.evals.graders import _sandbox
+
+    try:
+        sandbox = _sandbox.current()
+    except KeelError as e:
+        return Check("python graders", "fail", e.message, e.hint)
+    if sandbox.mode == "bubblewrap":
+        return Check("python graders", "ok", f"sandboxed by bubblewrap ({sandbox.why})")
+    return Check("python graders", "info", f"resource limits only: {sandbox.why}",
+                 "graders can read this user's files and Keel's environment; install bubblewrap "
+                 "(apt-get install bubblewrap) to isolate them (docs/security.md)")
 
 
 def _config_sources() -> str:

@@ -1,7 +1,8 @@
 """The process a python grader runs in (started by :mod:`keel.evals.graders.python_grader`).
 
 Protocol, one JSON document per line: the first line on stdin is
-``{"source": ...}``; each later line is ``{"sample": ..., "item": ...}`` and is
+``{"source": ..., "limits": {...}}`` (the worker sets the resource limits on itself
+before it loads the source); each later line is ``{"sample": ..., "item": ...}`` and is
 answered on the real stdout with ``{"score": x}`` or ``{"error": "..."}``. The
 grader's own prints go to stderr so they cannot break the protocol. This file
 imports nothing from Keel: it starts fast and runs under resource limits.
@@ -13,10 +14,25 @@ import sys
 import traceback
 
 
+def _limit(limits: dict) -> None:
+    """Limit this process (and what it starts) before the grader's code runs."""
+    import resource
+
+    mb = 1024 * 1024
+    for name, value in (("RLIMIT_AS", limits["memory_mb"] * mb), ("RLIMIT_FSIZE", limits["fsize_mb"] * mb),
+                        ("RLIMIT_NOFILE", limits["nofile"]), ("RLIMIT_NPROC", limits["nproc"]),
+                        ("RLIMIT_CORE", 0)):
+        resource.setrlimit(getattr(resource, name), (value, value))
+    # CPU time is a backstop for a worker the wall-clock timeout somehow misses.
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 5))
+
+
 def main() -> None:
     out = sys.stdout
     sys.stdout = sys.stderr
     setup = json.loads(sys.stdin.readline())
+    if setup.get("limits"):
+        _limit(setup["limits"])
     namespace = {"__name__": "keel_python_grader"}
     try:
         exec(compile(setup["source"], "<grader>", "exec"), namespace)

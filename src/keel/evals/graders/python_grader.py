@@ -1,23 +1,29 @@
 """Python graders: the user's ``grade(sample, item)`` in worker subprocesses with limits.
 
 Each python grader gets a small pool of long-lived workers (starting Python per
-item would cost more than most graders). A worker runs under ``RLIMIT_AS``
-(``memory_mb``) and is killed when one item takes longer than
-``timeout_seconds``; a hang, a crash (even a segfault) or a memory blow-up
-becomes that item's error, and a fresh worker takes the next item.
+item would cost more than most graders). A worker runs in a sandbox
+(:mod:`keel.evals.graders._sandbox`: bubblewrap when it works, else resource
+limits, a clean environment and a fresh directory), in its own process group,
+under ``RLIMIT_AS`` (``memory_mb``); when one item takes longer than
+``timeout_seconds`` the whole group is killed, processes the grader forked
+included. A hang, a crash (even a segfault) or a memory blow-up becomes that
+item's error, and a fresh worker takes the next item.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import sys
+import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from keel.evals.errors import GraderFailure, GraderRaised
+from keel.evals.graders import _sandbox
 from keel.evals.graders.specs import PythonGrader
 
 __all__ = ["PythonGraderPool"]
@@ -26,23 +32,17 @@ _WORKER = Path(__file__).with_name("_python_worker.py")
 _STARTUP_TIMEOUT = 30.0
 
 
-def _limits(memory_mb: int, cpu_seconds: int):  # -> Callable[[], None]
-    def apply() -> None:
-        import resource
-
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        # CPU time is a backstop for a worker the wall-clock timeout somehow misses.
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-
-    return apply
-
-
 class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process, stderr: Any) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, stderr: Any, workdir: str, *, wrapped: bool) -> None:
         self.proc = proc
         self.stderr = stderr
+        self.workdir = workdir
+        self.wrapped = wrapped
+        """Under bwrap, which exits 128 + N when the worker died of signal N."""
+
+    async def exit_code(self) -> int:
+        code = await self.proc.wait()
+        return 128 - code if self.wrapped and code > 128 else code
 
     def stderr_tail(self) -> str:
         try:
@@ -53,10 +53,13 @@ class _Worker:
             return ""
 
     async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
+        # The worker leads its own process group: what the grader forked dies with it, even
+        # after the worker itself has exited (a crash leaves its children behind).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         await self.proc.wait()
         self.stderr.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class PythonGraderPool:
@@ -70,19 +73,26 @@ class PythonGraderPool:
         self._all: set[_Worker] = set()
 
     async def _spawn(self) -> _Worker:
+        sandbox = _sandbox.current()
+        argv, private_tmp = _sandbox.command(sandbox, _WORKER)
+        workdir = tempfile.mkdtemp(prefix="keel-grader-")
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _Worker.kill
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
         cpu = int(self.spec.timeout_seconds * 4) + 10
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", str(_WORKER),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
-            env=env, preexec_fn=_limits(self.spec.memory_mb, cpu),
-            limit=16 * 1024 * 1024,
-        )
-        worker = _Worker(proc, stderr)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                env=_sandbox.clean_env("/tmp" if private_tmp else workdir), cwd=workdir,
+                start_new_session=True, limit=16 * 1024 * 1024,
+            )
+        except BaseException:
+            stderr.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        worker = _Worker(proc, stderr, workdir, wrapped=sandbox.mode == "bubblewrap")
         self._all.add(worker)
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write((json.dumps({"source": self.spec.source}) + "\n").encode())
+        limits = _sandbox.limits(memory_mb=self.spec.memory_mb, cpu_seconds=cpu)
+        proc.stdin.write((json.dumps({"source": self.spec.source, "limits": limits}) + "\n").encode())
         try:
             await proc.stdin.drain()
             line = await asyncio.wait_for(proc.stdout.readline(), _STARTUP_TIMEOUT)
@@ -140,7 +150,7 @@ class PythonGraderPool:
                 line = b""
             if not line:
                 keep = None
-                code = await proc.wait()
+                code = await worker.exit_code()
                 reason = _exit_reason(code, self.spec.memory_mb)
                 tail = worker.stderr_tail()
                 await self._discard(worker)

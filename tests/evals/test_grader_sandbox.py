@@ -1,0 +1,186 @@
+"""The python grader sandbox (issue 13, finding 10): a clean environment, no view of the parent's
+environment or files under bubblewrap, and nothing a grader forks outlives its time limit.
+
+Both modes run where they can: ``rlimits`` always, ``bubblewrap`` when ``bwrap`` works here
+(CI installs it). What ``rlimits`` does not stop is asserted too, as docs/security.md says it."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keel.evals.graders import Graders, _sandbox, parse_grader
+
+FAKE_KEY = "provEnv-5d2f8a1c7e3b9d4f6a0c"
+
+BWRAP = pytest.mark.skipif(_sandbox._probe().mode != "bubblewrap", reason="bwrap does not work here")
+MODES = ["rlimits", pytest.param("bubblewrap", marks=BWRAP)]
+
+SNOOP = '''
+def grade(sample, item):
+    import os
+    key = item["key"].encode()
+    seen = []
+    if item["key"] in str(dict(os.environ)):
+        seen.append("os.environ")
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()] + [str(os.getppid())]:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if key in f.read():
+                    seen.append(f"/proc/{pid}/environ")
+        except OSError:
+            pass
+    try:
+        with open(item["store"], "rb") as f:
+            seen.append("store:" + f.read().decode())
+    except OSError:
+        pass
+    raise ValueError("SEEN" + repr(sorted(set(seen))) + " ENV" + repr(sorted(os.environ)))
+'''
+
+RUN_SNOOP = """
+import asyncio, json, sys
+from keel.evals.graders import Graders, parse_grader
+
+async def main():
+    graders = Graders(python_workers=1)
+    try:
+        spec = parse_grader({"type": "python", "name": "snoop", "source": sys.argv[1]})
+        r = await graders.grade(spec, item=json.loads(sys.argv[2]), sample={"output_text": ""})
+    finally:
+        await graders.aclose()
+    print(getattr(r, "invalid", None) or r.error)
+
+asyncio.run(main())
+"""
+
+
+def _snoop(tmp_path: Path, mode: str) -> tuple[list[str], list[str]]:
+    """Run the snooping grader from a process (like ``keel eval``) that has a provider key in its
+    environment from the start; what the grader saw, and its environment's names."""
+    store = tmp_path / "keel.db"
+    store.write_text("the store's bytes", encoding="utf-8")
+    env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, _sandbox.ENV: mode}
+    r = subprocess.run([sys.executable, "-c", RUN_SNOOP, SNOOP, json.dumps({"key": FAKE_KEY, "store": str(store)})],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip()
+    assert "SEEN" in out and " ENV" in out, out
+    seen = ast.literal_eval(out[out.index("SEEN") + 4:out.index(" ENV")])
+    names = ast.literal_eval(out[out.index(" ENV") + 4:].split(" (line")[0])
+    return seen, names
+
+
+@BWRAP
+def test_under_bubblewrap_a_grader_sees_no_parent_environment_and_no_store(tmp_path: Path) -> None:
+    seen, names = _snoop(tmp_path, "bubblewrap")
+    assert seen == [], seen
+    assert "OPENAI_API_KEY" not in names and "KEEL_HOME" not in names
+
+
+def test_under_rlimits_the_environment_is_clean_but_the_parents_is_readable(tmp_path: Path) -> None:
+    """What docs/security.md says the rlimits sandbox does not stop: the parent's /proc entry
+    (its whole environment) and the user's files are readable."""
+    seen, names = _snoop(tmp_path, "rlimits")
+    assert "os.environ" not in seen and "OPENAI_API_KEY" not in names and "KEEL_HOME" not in names
+    assert any(s.startswith("/proc/") for s in seen), seen
+    assert "store:the store's bytes" in seen
+
+
+FORK = '''
+def grade(sample, item):
+    import os, time
+    if item.get("fork"):
+        if os.fork() == 0:
+            time.sleep(4)
+            with open(item["late"], "w") as f:
+                f.write("still alive after the time limit")
+            os._exit(0)
+        time.sleep(60)
+    return 1.0
+'''
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state) of ``pid``, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0]
+
+
+def _workers_under(root: int) -> set[int]:
+    """Live processes under ``root`` that run a grader worker (the worker and what it forked)."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _stat(int(name))) is not None and st[1] != "Z":
+            parents[int(name)] = st[0]
+    found = set()
+    for pid in parents:
+        p = pid
+        while p in parents and p != root:
+            p = parents[p]
+        if p == root:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"worker.py" in f.read():
+                        found.add(pid)
+            except OSError:
+                pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[1] != "Z"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_what_a_grader_forks_dies_at_the_time_limit(mode: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_sandbox.ENV, mode)
+    late = tmp_path / "late.txt"
+    graders = Graders(python_workers=1)
+    spec = parse_grader({"type": "python", "name": "forker", "source": FORK, "timeout_seconds": 1})
+    try:
+        assert (await graders.grade(spec, item={}, sample={"output_text": ""})).score == 1.0
+        before = _workers_under(os.getpid())
+        assert before, "no worker process found"
+        started = time.monotonic()
+        grading = asyncio.ensure_future(graders.grade(spec, item={"fork": True, "late": str(late)},
+                                                      sample={"output_text": ""}))
+        forked: set[int] = set()
+        while not grading.done() and not forked:  # the worker and its child, seen while it runs
+            forked = _workers_under(os.getpid()) - before
+            await asyncio.sleep(0.05)
+        r = await grading
+        assert "timed out after 1 s" in r.error
+        assert forked, "the forked child was never seen"
+        for _ in range(30):  # SIGKILL is delivered at once; reaping may take a moment
+            if not any(_alive(p) for p in before | forked):
+                break
+            await asyncio.sleep(0.05)
+        assert not any(_alive(p) for p in before | forked), "a grader process outlived the time limit"
+        await asyncio.sleep(max(0.0, started + 5.5 - time.monotonic()))  # past the child's 4 s sleep
+        assert not late.exists(), late.read_text()
+    finally:
+        await graders.aclose()
+
+
+def test_an_unknown_sandbox_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keel.errors import ConfigError
+
+    monkeypatch.setenv(_sandbox.ENV, "docker")
+    with pytest.raises(ConfigError) as e:
+        _sandbox.current()
+    assert "KEEL_GRADER_SANDBOX" in e.value.hint
