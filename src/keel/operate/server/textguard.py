@@ -49,8 +49,8 @@ class SurrogateGuard:
         if _ESCAPE.search(body):
             try:
                 bad = lone_surrogate_at(json.loads(body), "body")
-            except ValueError:
-                bad = None  # not JSON: the route says so
+            except (ValueError, RecursionError):
+                bad = None  # not JSON, or nested past the parser's stack: the route says so (a 400)
             if bad is not None:
                 response = error_response(
                     400, f"{bad} contains a lone UTF-16 surrogate (like \\ud800), which is not text", field=bad,
