@@ -58,3 +58,40 @@ def test_datasets_and_eval_gate_exit_codes(tmp_path: Path) -> None:
 
     bad = keel("eval", "run", "missing.yaml", cwd=tmp_path)
     assert bad.returncode == 2 and "eval file missing.yaml does not exist" in bad.stderr
+
+
+OPENAI_EVAL = {
+    "object": "eval", "name": "Capitals",
+    "data_source_config": {"type": "custom", "item_schema": {
+        "type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}}}},
+    "testing_criteria": [{"type": "string_check", "name": "Exact", "input": "{{ sample.output_text }}",
+                          "reference": "{{ item.answer }}", "operation": "eq"}],
+    "data_source": {"type": "completions", "model": "gpt-4.1", "input_messages": {"type": "template", "template": [
+        {"role": "user", "content": "{{item.question}}"}]}},
+}
+
+
+def test_an_eval_whose_items_all_errored_fails_and_the_hints_name_the_run(tmp_path: Path) -> None:
+    """Issue 14: an OpenAI eval whose every item errored exited 0; the gate's hint said `RUN`."""
+    (tmp_path / "eval.json").write_text(json.dumps(OPENAI_EVAL))
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps({"item": {"question": q, "answer": a}}) + "\n"
+                                                 for q, a in (("Capital of France?", "Paris"),
+                                                              ("Capital of Italy?", "Rome"))))
+    unreachable = "openai-compatible:http://127.0.0.1:9/v1#m"  # nothing listens on port 9: every item errors
+    r = subprocess.run([sys.executable, "-m", "keel", "eval", "run", "eval.json", "--data", "items.jsonl",
+                        "--model", unreachable], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "KEEL_MAX_RETRIES": "0"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "all 2 items errored, so nothing was graded" in r.stderr
+    run_id = keel("eval", "list", cwd=tmp_path).stdout.split()[0]
+    assert f"keel eval show {run_id} --errors" in r.stderr and "RUN" not in r.stderr
+
+    # The --fail-under gate's hint names the run too.
+    (tmp_path / "d.csv").write_text("question,answer,output\nq1,Paris,Paris\nq2,Rome,Roma\n")
+    keel("datasets", "import", "d.csv", cwd=tmp_path)
+    (tmp_path / "ev.yaml").write_text(EVAL.format(dataset="d"))
+    r = keel("eval", "run", "ev.yaml", "--fail-under", "0.9", cwd=tmp_path)
+    assert r.returncode == 1 and "RUN" not in r.stderr
+    run_id = keel("eval", "list", cwd=tmp_path).stdout.split()[0]
+    assert f"keel eval show {run_id} --html report.html" in r.stderr

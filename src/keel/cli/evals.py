@@ -14,8 +14,8 @@ app = typer.Typer(help="Run evals with OpenAI-compatible graders, compare runs, 
 
 RUN_EPILOG = (
     "Exit codes: 0 the run finished and passed the gate; 1 the gate failed (--fail-under or "
-    "--max-regression); 2 the eval definition or options are wrong. Items that errored are counted "
-    "and reported, and count as not passed."
+    "--max-regression), or every item of a target errored (nothing was graded); 2 the eval definition "
+    "or options are wrong. Items that errored are counted and reported, and count as not passed."
 )
 
 

@@ -69,8 +69,11 @@ def print_comparison(cmp: Comparison, console=None) -> None:
 
 
 class GateResult:
-    def __init__(self) -> None:
+    def __init__(self, run_id: str = "RUN", baseline_id: str | None = None) -> None:
         self.failures: list[str] = []
+        self.run_id = run_id
+        """The run checked, named in the fix."""
+        self.baseline_id = baseline_id
 
     @property
     def ok(self) -> bool:
@@ -88,8 +91,12 @@ def load_baseline(path: Path) -> RunSummary:
 def check_gate(summary: RunSummary, *, fail_under: float | None = None, baseline: RunSummary | None = None,
                max_regression: float | None = None) -> GateResult:
     """Whether a run passes the CI gate: every target's pass rate at least ``fail_under``,
-    and no target's pass rate more than ``max_regression`` below the baseline's."""
-    gate = GateResult()
+    and no target's pass rate more than ``max_regression`` below the baseline's. A target whose
+    every item errored fails whatever the options: nothing was graded, so nothing passed."""
+    gate = GateResult(summary.run_id, baseline.run_id if baseline is not None else None)
+    for t in summary.targets:
+        if t.items and t.errored >= t.items:
+            gate.failures.append(f"{t.target}: all {t.items} items errored, so nothing was graded")
     for t in summary.targets:
         if fail_under is not None and t.pass_rate < fail_under:
             gate.failures.append(f"{t.target}: pass rate {_pct(t.pass_rate)} is under --fail-under {_pct(fail_under)}")
@@ -107,8 +114,12 @@ def check_gate(summary: RunSummary, *, fail_under: float | None = None, baseline
 
 def raise_for_gate(gate: GateResult) -> None:
     if not gate.ok:
-        raise EvalGateFailed("eval gate failed: " + "; ".join(gate.failures),
-                             hint="see the failing items with `keel eval show RUN --html report.html`; regressions with `keel eval compare BASELINE RUN`")
+        run = gate.run_id
+        hint = f"see why items errored with `keel eval show {run} --errors`, the failing items with " \
+               f"`keel eval show {run} --html report.html`"
+        if gate.baseline_id:
+            hint += f"; regressions with `keel eval compare {gate.baseline_id} {run}`"
+        raise EvalGateFailed("eval gate failed: " + "; ".join(gate.failures), hint=hint)
 
 
 def summary_json(summary: RunSummary) -> str:
