@@ -244,8 +244,9 @@ def parse_eval(data: Any, *, where: str = "eval") -> EvalSpec:
 
 
 def load_eval(path: str | Path, **openai_options: Any) -> EvalSpec:
-    """Read a Keel eval file (YAML or JSON), or an OpenAI Evals definition (JSON with
-    ``testing_criteria``), which :func:`keel.evals.openai_import.from_openai` converts."""
+    """Read a Keel eval file (YAML or JSON), an OpenAI Evals definition (JSON with
+    ``testing_criteria``), which :func:`keel.evals.openai_import.from_openai` converts, or a
+    promptfoo config, which :func:`keel.evals.promptfoo_config.load_promptfoo` converts."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -257,6 +258,10 @@ def load_eval(path: str | Path, **openai_options: Any) -> EvalSpec:
         raise EvalSpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
     if not isinstance(data, dict):
         raise EvalSpecError(f"{p}: expected an object at the top level")
+    from keel.evals.promptfoo_config import is_promptfoo_config, load_promptfoo
+
+    if is_promptfoo_config(p, data):
+        return load_promptfoo(p, data, **openai_options)
     if "data_source_config" in data or ("testing_criteria" in data and "dataset" not in data):
         from keel.evals.openai_import import from_openai
 

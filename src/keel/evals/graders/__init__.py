@@ -32,6 +32,7 @@ from keel.evals.graders.specs import (
     Grader,
     LabelModelGrader,
     MultiGrader,
+    PromptfooGrader,
     PythonGrader,
     ScoreModelGrader,
     StringCheckGrader,
@@ -60,7 +61,7 @@ __all__ = [
 
 _ADAPTER: TypeAdapter[Grader] = TypeAdapter(Grader)
 GRADER_TYPES = ("string_check", "text_similarity", "score_model", "label_model", "python", "multi",
-                "trace_check", "trace_judge")
+                "trace_check", "trace_judge", "promptfoo")
 
 
 class GradeResult(BaseModel):
@@ -280,6 +281,10 @@ class Graders:
 
             score, passed, parts, account = await judge_trace(grader, trace, ns, grade_step)
             return GradeResult(name=grader.name, score=score, passed=passed, parts=parts, reasoning=account)
+        if isinstance(grader, PromptfooGrader):
+            from keel.evals.graders.promptfoo_grader import grade_assertions
+
+            return await grade_assertions(self, grader, ns)
         if isinstance(grader, MultiGrader):
             subs = await asyncio.gather(*(self._grade(g, ns) for g in grader.graders.values()),
                                         return_exceptions=True)
@@ -295,6 +300,16 @@ class Graders:
             return GradeResult(name=grader.name, score=score, passed=_passed(score, grader.pass_threshold),
                                parts=parts)
         raise EvalSpecError(f"unknown grader {grader!r}")  # pragma: no cover
+
+    async def python_score(self, source: str, *, name: str, timeout: float, sample: Mapping[str, Any],
+                           item: Mapping[str, Any]) -> float:
+        """Run ``grade(sample, item)`` defined by ``source`` in a worker (one pool per source)."""
+        key = hash((source, name, timeout))
+        pool = self._pools.get(key)
+        if pool is None:
+            spec = PythonGrader(name=name, source=source, timeout_seconds=timeout)
+            pool = self._pools[key] = PythonGraderPool(spec, size=self._python_workers)
+        return await pool.grade(dict(sample), dict(item))
 
     def model(self, name: str) -> Any:
         """The judge model for a model string, made once per ``Graders`` (building one reads

@@ -18,6 +18,7 @@ __all__ = [
     "JudgeMessage",
     "LabelModelGrader",
     "MultiGrader",
+    "PromptfooGrader",
     "PythonGrader",
     "Range",
     "SamplingParams",
@@ -305,9 +306,27 @@ class TraceJudgeGrader(_Spec):
         return data
 
 
+class PromptfooGrader(_Spec):
+    """Keel: a promptfoo test's assertions, read from the item (``item.assert``, with the test's
+    ``item.vars``), graded with promptfoo's semantics (:mod:`keel.evals.graders.promptfoo_asserts`).
+    The item passes when every assertion passes; its score is their weighted mean.
+    ``keel eval run promptfooconfig.yaml`` builds it; ``parts`` holds each assertion's verdict."""
+
+    type: Literal["promptfoo"] = "promptfoo"
+    name: str = "assertions"
+    judge_model: str | None = None
+    """The model ``llm-rubric`` asks (promptfoo's ``defaultTest.options.provider``, or ``--judge-model``)."""
+    embedding_model: str = "minilm"
+    """The embedder ``similar`` uses."""
+    base_dir: str = "."
+    """Where ``file://`` paths of ``python`` assertions are read from (the config's folder)."""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    """Per ``python`` assertion and per judge call."""
+
+
 Grader = Annotated[
     StringCheckGrader | TextSimilarityGrader | ScoreModelGrader | LabelModelGrader | PythonGrader | MultiGrader
-    | TraceCheckGrader | TraceJudgeGrader,
+    | TraceCheckGrader | TraceJudgeGrader | PromptfooGrader,
     Field(discriminator="type"),
 ]
 """Any grader, chosen by its ``type``."""
