@@ -62,7 +62,7 @@ def _finish(store, summary, *, as_json: bool, html: Path | None, baseline: str |
 
 
 @app.command("run", epilog=RUN_EPILOG)
-def run(eval_file: Path = typer.Argument(..., help="A Keel eval (YAML/JSON) or an OpenAI Evals definition (JSON)."),  # noqa: B008
+def run(eval_file: Path = typer.Argument(..., help="A Keel eval (YAML/JSON), an OpenAI eval (JSON) or a promptfoo config."),  # noqa: B008
         data: Path | None = typer.Option(None, "--data", help="Items (JSONL/CSV); needed for OpenAI definitions."),  # noqa: B008
         model: str | None = typer.Option(None, "--model", "-m", help="OpenAI definitions: the model under test."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="OpenAI definitions: the model for every judge."),
