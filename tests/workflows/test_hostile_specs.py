@@ -63,3 +63,11 @@ def test_anchors_and_merge_keys_of_ordinary_size_still_work(spec_file) -> None:
     """))
     nodes = {n.id: n for n in wf.spec.nodes}
     assert nodes["first"].instructions == "be brief" and nodes["second"].instructions == "be briefer"
+
+
+def test_a_deeply_nested_input_json_is_refused_without_a_traceback(spec_file) -> None:
+    path = spec_file("name: x\nnodes: []\nedges: []\n")
+    r = subprocess.run([sys.executable, "-m", "keel", "run", str(path), "--input-json", "[" * 5000 + "]" * 5000],
+                       capture_output=True, text=True, env={**os.environ}, timeout=120)
+    assert r.returncode == 2 and "--input-json, line 1: nested deeper than 100 levels" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -39,7 +39,9 @@ def run(
     value: object = ""
     if input_json is not None:
         try:
-            value = json.loads(input_json)
+            from keel.safeload import load_json
+
+            value = load_json(input_json, where="--input-json")
         except json.JSONDecodeError as e:
             raise WorkflowError(f"--input-json is not valid JSON: {e}", hint="quote it for the shell: '{\"a\": 1}'") \
                 from None
