@@ -104,3 +104,34 @@ def test_a_long_lived_stream_counts_by_its_time_to_first_byte(store) -> None:
     assert bot.first_p50 == 10.0
     assert max(b.latency_p99 or 0.0 for b in d.requests.series) == 100.0
     assert (d.slo.good, d.slo.total) == (11, 11)
+
+
+def test_failed_runs_are_errors_and_user_errors_are_no_model_calls(store) -> None:
+    """A run that failed counts as an error even when its request was answered 200; a model
+    call that failed with a user error (a model file that does not exist: `keel chat
+    local:./typo.gguf`) never reached a provider and lists no failing model."""
+    def run(run_id: str, status: str, *, workflow: str = "bot", ago: float = 30) -> None:
+        store.execute("INSERT INTO workflow_runs (id, workflow, version, version_id, status, seq, context, trace_id, "
+                      "created_at, updated_at, finished_at) VALUES (?, ?, 1, 'v', ?, 0, '{}', ?, ?, ?, ?)",
+                      (run_id, workflow, status, run_id, NOW - ago, NOW - ago + 1, NOW - ago + 1))
+
+    request(store, ago=30, status=200)  # the chat request that started the failed run: a 200 stream
+    run("r1", "failed")
+    run("r2", "succeeded")
+    run("r3", "failed", workflow="cli-only")  # a run from the CLI: no request at all
+    run("r4", "failed", ago=4000)  # before the range
+    calls = ModelCalls(store)
+    calls.record(ModelCallRecord(provider="local", model="./typo.gguf", status="error", latency_ms=1.0,
+                                 error_class="UnknownModelError", error_message="local model file does not exist",
+                                 tags={"workflow": "bot"}, started_at=NOW - 30))
+    calls.record(ModelCallRecord(provider="openai", model="gpt-x", status="error", latency_ms=5.0, http_status=503,
+                                 error_class="ProviderHTTPError", tags={"workflow": "bot"}, started_at=NOW - 30))
+    d = dashboard(store, range_s=3600, until=NOW)
+    assert d.runs is not None and (d.runs.total.count, d.runs.total.errors) == (3, 2)
+    bot = next(g for g in d.runs.groups if g.key == "bot")
+    assert (bot.count, bot.errors, bot.error_rate) == (2, 1, 0.5)
+    assert "cli-only" in d.workflows
+    assert sum(b.errors for b in d.runs.series) == 2
+    assert d.model_names == ["openai:gpt-x"] and d.models.total.count == 1 and d.models.total.errors == 1
+    only = dashboard(store, range_s=3600, until=NOW, workflow="cli-only")
+    assert (only.runs.total.count, only.runs.total.errors) == (1, 1)

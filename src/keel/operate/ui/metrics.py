@@ -1,6 +1,6 @@
 """Service-health metrics for the dashboard, from the server's access log and the model calls.
 
-Two sources, each cut into the same equal time buckets:
+Three sources, each cut into the same equal time buckets:
 
 - **requests** — ``serve_requests``, one row per HTTP request ``keel serve`` answered:
   requests per minute, latency p50/p95/p99, time to first byte (for a streamed answer,
@@ -14,7 +14,15 @@ Two sources, each cut into the same equal time buckets:
   4xx answers show in the response codes but are the caller's.
 - **models** — ``model_calls``, one row per attempt at a model call: calls and tokens
   per minute, latency, time to first token (streamed calls), per model
-  (``provider:name``). The workflow a call belongs to is its ``workflow`` tag.
+  (``provider:name``). The workflow a call belongs to is its ``workflow`` tag. A call that
+  failed with a user error before it reached any provider (a model file that does not exist,
+  a missing API key: any :class:`keel.errors.UserError`) is no model call and is left out, so
+  a typo in a model string does not list a "failing model".
+- **runs** — ``workflow_runs``, every run started in the range however it was started
+  (the server, the UI's chat, the CLI, Python): runs per minute, duration, and *failed
+  runs*, per workflow. A run that failed is an error even when the request that started it
+  was answered 200 (a streamed answer's status is sent before the run ends): the
+  dashboard's "Failed runs" figure and the error-rate chart show it next to the 5xx share.
 
 The SLO panel counts requests: a request is *good* when it did not fail with a 5xx (and,
 given ``slo_latency_ms``, answered within it). Over the SLO window: the share of good
@@ -155,6 +163,8 @@ class Dashboard:
     workflows: list[str]
     """Every workflow seen in the range (for the filter), before filtering."""
     model_names: list[str]
+    runs: Section | None = None
+    """Runs started in the range (``workflow_runs``): an error is a failed run; per workflow."""
 
 
 def _requests(store: SQLiteStore, since: float, until: float) -> list[_Row]:
@@ -176,13 +186,38 @@ def _code(row: dict[str, Any]) -> str:
     return row["error_class"] or row["status"]
 
 
+def _user_error_classes() -> frozenset[str]:
+    """Names of every :class:`~keel.errors.UserError` class: a model call that failed with one
+    never reached a provider (a typo, a missing file or key)."""
+    from keel.errors import UserError
+
+    names, todo = set(), [UserError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
+def _runs(store: SQLiteStore, since: float, until: float) -> list[_Row]:
+    rows = store.query(
+        "SELECT created_at, finished_at, workflow, status FROM workflow_runs WHERE created_at >= ? AND created_at < ? "
+        "ORDER BY created_at", (since, until))
+    return [_Row(at=r["created_at"], workflow=r["workflow"], model="", ok=r["status"] != "failed", code=r["status"],
+                 latency=(r["finished_at"] - r["created_at"]) * 1000 if r["finished_at"] else None, first=None,
+                 tokens=0, cost=0.0) for r in rows]
+
+
 def _model_calls(store: SQLiteStore, since: float, until: float) -> list[_Row]:
     rows = store.query(
         "SELECT started_at, provider, model, status, http_status, error_class, latency_ms, ttft_ms, "
         "input_tokens, output_tokens, cost_usd, tags FROM model_calls WHERE started_at >= ? AND started_at < ? "
         "ORDER BY started_at", (since, until))
     out = []
+    not_calls = _user_error_classes()
     for r in rows:
+        if r["status"] != "ok" and r["error_class"] in not_calls:
+            continue
         tags = json.loads(r["tags"]) if r["tags"] else {}
         out.append(_Row(
             at=r["started_at"], workflow=tags.get("workflow") or "(direct calls)",
@@ -244,15 +279,19 @@ def dashboard(store: SQLiteStore, *, range_s: float = 3600, until: float | None 
     window = slo_window_s or range_s
     all_requests = _requests(store, min(since, until - window), until)
     calls = _model_calls(store, since, until)
+    runs = _runs(store, since, until)
     if visible is not None:
         all_requests = [c for c in all_requests if visible(c.workflow)]
         calls = [c for c in calls if visible(c.workflow)]
+        runs = [c for c in runs if visible(c.workflow)]
     seen_workflows = sorted({c.workflow for c in all_requests if c.at >= since and c.workflow != "(no workflow)"}
-                            | {c.workflow for c in calls if c.workflow != "(direct calls)"})
+                            | {c.workflow for c in calls if c.workflow != "(direct calls)"}
+                            | {c.workflow for c in runs})
     seen_models = sorted({c.model for c in calls})
     if workflow:
         all_requests = [c for c in all_requests if c.workflow == workflow]
         calls = [c for c in calls if c.workflow == workflow]
+        runs = [c for c in runs if c.workflow == workflow]
     if model:
         calls = [c for c in calls if c.model == model]
     requests = [c for c in all_requests if c.at >= since]
@@ -270,4 +309,5 @@ def dashboard(store: SQLiteStore, *, range_s: float = 3600, until: float | None 
         since=since, until=until, bucket_s=range_s / buckets, workflow=workflow, model=model,
         requests=_section(requests, lambda c: c.workflow, since, range_s, buckets),
         models=_section(calls, lambda c: c.model, since, range_s, buckets),
-        slo=slo, workflows=seen_workflows, model_names=seen_models)
+        slo=slo, workflows=seen_workflows, model_names=seen_models,
+        runs=_section(runs, lambda c: c.workflow, since, range_s, buckets))

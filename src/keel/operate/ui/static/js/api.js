@@ -3,14 +3,31 @@
 const KEY = "keel.apiKey";
 const IDLE_MS = 20000; // the server pings every 5 s while a run is busy: 20 s of silence is a lost connection
 
-export const apiKey = () => localStorage.getItem(KEY) || "";
-export const setApiKey = (k) => (k ? localStorage.setItem(KEY, k) : localStorage.removeItem(KEY));
+// The key lives in sessionStorage (this tab, until it closes) unless the person ticks
+// "Remember": then in localStorage (this browser, until "Forget key"). Either is readable
+// by any script on this origin; the UI loads none but its own (docs/ui.md, "API keys").
+export const apiKey = () => sessionStorage.getItem(KEY) || localStorage.getItem(KEY) || "";
+export const keyRemembered = () => !!localStorage.getItem(KEY);
+export function setApiKey(k, { remember = keyRemembered() } = {}) {
+  sessionStorage.removeItem(KEY); localStorage.removeItem(KEY);
+  if (k) (remember ? localStorage : sessionStorage).setItem(KEY, k);
+  keyButton();
+}
 
-/** A failed request. kind: "auth" (401/403), "server" (5xx), "client" (other 4xx), "network". */
+/** The header's API key button says whether a key is set. */
+export function keyButton() {
+  const b = document.getElementById("key-button");
+  if (b) b.textContent = apiKey() ? "API key ✓" : "API key";
+}
+
+let keylessWorked = false; // a request without a key succeeded: a later "key needed" is new
+
+/** A failed request. kind: "auth" (401/403), "server" (5xx), "client" (other 4xx), "network".
+ * ``code`` is the server's error code (e.g. missing_api_key); ``sentKey`` whether a key was sent. */
 export class ApiError extends Error {
-  constructor(kind, message, { hint = "", status = 0 } = {}) {
+  constructor(kind, message, { hint = "", status = 0, code = "", sentKey = false } = {}) {
     super(message);
-    this.kind = kind; this.hint = hint; this.status = status;
+    this.kind = kind; this.hint = hint; this.status = status; this.code = code; this.sentKey = sentKey;
   }
 }
 
@@ -21,14 +38,14 @@ function headers(extra = {}) {
 }
 
 async function failure(resp) {
-  let message = `${resp.status} ${resp.statusText}`, hint = "";
+  let message = `${resp.status} ${resp.statusText}`, hint = "", code = "";
   try {
     const body = await resp.json();
-    if (body && body.error) { message = body.error.message || message; hint = body.error.hint || ""; }
+    if (body && body.error) { message = body.error.message || message; hint = body.error.hint || ""; code = body.error.code || ""; }
     else if (body && body.detail) message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
   } catch { /* not JSON: keep the status line */ }
   const kind = resp.status === 401 || resp.status === 403 ? "auth" : resp.status >= 500 ? "server" : "client";
-  return new ApiError(kind, message, { hint, status: resp.status });
+  return new ApiError(kind, message, { hint, status: resp.status, code, sentKey: !!apiKey() });
 }
 
 const TIMEOUT_MS = 15000; // a JSON request that takes longer is reported, not waited on forever
@@ -51,6 +68,7 @@ async function send(path, init, timeout = TIMEOUT_MS) {
     if (timer) clearTimeout(timer);
   }
   if (!resp.ok) throw await failure(resp);
+  if (!apiKey()) keylessWorked = true;
   return resp;
 }
 
@@ -117,28 +135,42 @@ export async function* postSSE(path, body, { signal } = {}) {
 }
 
 const TITLES = {
-  auth: "Your API key was refused: it may have expired or been revoked.",
+  auth: "Your API key was refused: it may have expired or been revoked.", // only when one was sent
+  forbidden: "Your API key is not allowed to do this.",
   server: "The server had a problem.",
   network: "The connection to the server was lost.",
   client: "The request was not accepted.",
 };
 
-/** Show ``err`` in ``where`` as an alert with a Retry button (and a key field for auth errors). */
+/** What an auth error means for the person: [title, what to do]. */
+function authText(err) {
+  if (err.status === 403) return [TITLES.forbidden, `${err.message}${err.hint ? ` — ${err.hint}` : ""}`];
+  if (err.sentKey) return [TITLES.auth, `${err.message}${err.hint ? ` — ${err.hint}` : ""}`];
+  return [keylessWorked ? "This server now requires an API key." : "This server requires an API key.",
+    "Ask whoever runs it for one, or create one where the server runs: keel keys create NAME --workflow '*' " +
+    "(it prints the key once). Then enter it below or with the API key button at the top right."];
+}
+
+/** Show ``err`` in ``where`` as an alert with a Retry button. An auth error (no key, a refused
+ * key) is a banner across the top of the page instead, with a key field, whatever ``where`` is. */
 export function showError(where, err, retry) {
   const box = document.createElement("div");
   box.className = "alert"; box.setAttribute("role", "alert");
   const kind = err instanceof ApiError ? err.kind : "server";
   if (!(err instanceof ApiError)) console.error(err);
+  const [titleText, detailText] = kind === "auth" ? authText(err) : [err.title || TITLES[kind], err.message + (err.hint ? ` — ${err.hint}` : "")];
   const title = document.createElement("p");
-  title.innerHTML = `<strong>${esc(err.title || TITLES[kind])}</strong>`;
+  title.innerHTML = `<strong>${esc(titleText)}</strong>`;
   box.append(title);
   const detail = document.createElement("p");
-  detail.textContent = err.message + (err.hint ? ` — ${err.hint}` : "");
+  detail.textContent = detailText;
   box.append(detail);
+  const banner = kind === "auth" && err.status === 401 ? document.getElementById("notice") : null;
+  if (banner) { box.classList.add("key-banner"); banner.replaceChildren(); where = banner; }
   const row = document.createElement("div"); row.className = "row";
   if (kind === "auth") {
     const id = `key-${Math.random().toString(36).slice(2)}`;
-    row.innerHTML = `<div class="field"><label for="${id}">New API key</label><input id="${id}" type="password" autocomplete="off"></div>`;
+    row.innerHTML = `<div class="field"><label for="${id}">${err.sentKey ? "New API key" : "API key"}</label><input id="${id}" type="password" autocomplete="off" placeholder="keel_sk_…"></div>`;
   }
   if (retry) {
     const b = document.createElement("button"); b.type = "button";
@@ -147,6 +179,7 @@ export function showError(where, err, retry) {
       const input = row.querySelector("input");
       if (input && input.value.trim()) setApiKey(input.value.trim());
       box.remove(); retry();
+      // a retry that is refused again puts its own banner back
     });
     row.append(b);
   }

@@ -1,5 +1,5 @@
 // The single-page app: a hash router over four pages, and the API-key dialog.
-import { apiKey, setApiKey } from "./api.js";
+import { apiKey, keyButton, keyRemembered, setApiKey } from "./api.js";
 
 const pages = {
   chat: () => import("./chat.js"),
@@ -25,6 +25,7 @@ async function route() {
   document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health" }[name]} · Keel`;
   const main = document.getElementById("main");
   main.replaceChildren();
+  document.getElementById("notice").replaceChildren(); // a key banner comes back if this page is refused too
   const mod = await pages[name]();
   current = mod;
   try {
@@ -38,10 +39,13 @@ async function route() {
 
 function keyDialog() {
   const dialog = document.getElementById("key-dialog");
-  const input = document.getElementById("key-input");
-  document.getElementById("key-button").addEventListener("click", () => { input.value = apiKey(); dialog.showModal(); });
+  const input = document.getElementById("key-input"), remember = document.getElementById("key-remember");
+  keyButton();
+  document.getElementById("key-button").addEventListener("click", () => {
+    input.value = apiKey(); remember.checked = keyRemembered(); dialog.showModal();
+  });
   dialog.addEventListener("close", () => {
-    if (dialog.returnValue === "save") setApiKey(input.value.trim());
+    if (dialog.returnValue === "save") setApiKey(input.value.trim(), { remember: remember.checked });
     if (dialog.returnValue === "clear") setApiKey("");
     if (dialog.returnValue === "save" || dialog.returnValue === "clear") route(); // read the page again with the new key
   });

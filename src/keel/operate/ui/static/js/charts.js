@@ -6,6 +6,21 @@ export const PALETTE = ["#1d4ed8", "#c2410c", "#047857", "#7c3aed", "#b91c1c", "
 const CODE_COLORS = { "2": "#047857", "3": "#0e7490", "4": "#a16207", "5": "#b91c1c", ok: "#047857" };
 export const codeColor = (code, i) => CODE_COLORS[String(code)[0]] || CODE_COLORS[code] || PALETTE[(i + 3) % PALETTE.length];
 
+/** Counts (``spec.integer``) get whole-number ticks only: no "0, 0.2, 0.4" shown as "0, 0, 0". */
+const INT_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
+
+/** Axis labels without repeats: a label equal to the one before it is left blank. */
+export function distinctLabels(labels) {
+  return labels.map((l, i) => (i > 0 && l === labels[i - 1] ? "" : l));
+}
+
+/** Bar labels that fit: every ``step``-th label, so that none overlaps the next (``px`` per bar). */
+export function thinLabels(labels, px) {
+  const widest = Math.max(0, ...labels.map((l) => String(l).length)) * 7 + 10;
+  const step = Math.max(1, Math.ceil(widest / Math.max(1, px)));
+  return labels.map((l, i) => (i % step === 0 ? l : ""));
+}
+
 const live = new Set();
 const resizer = new ResizeObserver((entries) => {
   for (const e of entries) {
@@ -60,10 +75,12 @@ function draw(fig) {
     width, height: spec.height || 200,
     legend: { show: true, live: !bars },
     cursor: { drag: { x: false, y: false }, points: { show: !bars } },
-    scales: { x: { time: !bars, ...(bars ? { range: (u, lo, hi) => [lo - 0.5, hi + 0.5] } : {}) }, y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * 1.1 : 1] } },
+    scales: { x: { time: !bars, ...(bars ? { range: () => barRange(fig._spec.x) } : {}) }, y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * 1.1 : 1] } },
     axes: [
-      { stroke: "#4b5563", grid: { show: false }, ...(bars ? { values: (u, ticks) => ticks.map((t) => spec.xLabels?.[t] ?? ""), splits: () => spec.x } : {}) },
-      { stroke: "#4b5563", grid: { stroke: "#e5e7eb" }, size: 64, values: (u, ticks) => ticks.map(spec.axisFmt || yFmt) },
+      { stroke: "#4b5563", grid: { show: false }, ...(bars ? { splits: () => spec.x,
+        values: (u, ticks) => thinLabels(ticks.map((t) => spec.xLabels?.[t] ?? ""), (u.width - 70) / Math.max(1, spec.x.length)) } : {}) },
+      { stroke: "#4b5563", grid: { stroke: "#e5e7eb" }, size: 64, ...(spec.integer ? { incrs: INT_INCRS } : {}),
+        values: (u, ticks) => distinctLabels(ticks.map(spec.axisFmt || yFmt)) },
     ],
     series: [
       bars ? { label: spec.xTitle || "", value: (u, v) => spec.xLabels?.[v] ?? "" } : { label: "time" },
@@ -84,6 +101,12 @@ function draw(fig) {
   fig._uplot = u; box._chart = u;
   live.add(u);
   resizer.observe(box);
+}
+
+// Half a slot either side of the bars, from the data: uPlot widens a single x (0..0) to 0..100
+// before a range function sees it, and one grader's bar was then 1 px wide.
+function barRange(xs) {
+  return xs.length ? [Math.min(...xs) - 0.5, Math.max(...xs) + 0.5] : [-0.5, 0.5];
 }
 
 // Grouped bars: series k of n sits in its own slot around each x.

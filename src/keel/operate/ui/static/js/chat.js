@@ -1,8 +1,37 @@
 // Chat: pick a workflow, talk to it, see tools, citations and approvals inline.
 import { ApiError, empty, getJSON, h, postSSE, showError, statusBadge } from "./api.js";
 
-let state = { workflows: [], workflow: "", version: "", messages: [], busy: false };
+// The thread is kept in sessionStorage (this tab): back from a trace, or after a reload, every
+// answer comes back with its tools, sources, status, trace link, a failed run's error and a
+// pending approval. Only the user's messages and succeeded answers go back to the workflow.
+const THREAD_KEY = "keel.chat.thread";
+let state = { workflows: [], workflow: "", version: "", messages: [], busy: false, ...restoreThread() };
 let root = null, abort = null;
+
+function restoreThread() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(THREAD_KEY) || "null");
+    if (saved && Array.isArray(saved.messages)) return { workflow: saved.workflow || "", version: saved.version || "", messages: saved.messages };
+  } catch { /* unreadable: start afresh */ }
+  return {};
+}
+
+function saveThread() {
+  try {
+    sessionStorage.setItem(THREAD_KEY, JSON.stringify({ workflow: state.workflow, version: state.version, messages: state.messages }));
+  } catch { /* full or disabled storage: the thread lives in this page only */ }
+}
+
+/** The thread's record of the answer in ``li`` (made, and added to the thread, on first use), with ``fields``. */
+function record(li, fields = {}) {
+  if (!li._rec) {
+    li._rec = { role: "assistant", content: "", status: "running", run_id: null, error: null, tools: [], citations: [], approval: null };
+    state.messages.push(li._rec);
+  }
+  Object.assign(li._rec, fields);
+  saveThread();
+  return li._rec;
+}
 
 export async function mount(main, { params }) {
   root = main;
@@ -13,7 +42,7 @@ export async function mount(main, { params }) {
   try {
     data = await getJSON("/ui/api/workflows");
   } catch (e) {
-    showError(body, e, () => { main.replaceChildren(); mount(main, { params }); });
+    showError(main, e, () => { main.replaceChildren(); mount(main, { params }); }); // full width, not the sidebar's column
     return;
   }
   state.workflows = data.workflows;
@@ -76,6 +105,7 @@ function conversation() {
 function newThread() {
   if (abort) abort.abort();
   state.messages = []; state.busy = false;
+  saveThread();
   renderThread();
 }
 
@@ -87,7 +117,23 @@ function renderThread() {
     thread.append(h("li.thread-empty", {}, empty(`Start a conversation with ${state.workflow}`,
       "Type a message below. The answer streams in here, with the tools it called and the sources it cited.")));
   }
-  for (const m of state.messages) thread.append(bubble(m.role, m.content));
+  for (const m of state.messages) thread.append(m.role === "assistant" ? restored(m) : bubble(m.role, m.content));
+}
+
+/** An answer of the thread as it ended: tools, text, sources, status and trace link, error, approval. */
+function restored(m) {
+  const li = h("li.msg.assistant", {}, h("div.who", {}, state.workflow), h("div.progress.muted.small", { role: "status" }),
+    h("div.tools", {}, (m.tools || []).map(toolCall)), h("div.text", { "aria-live": "polite" }, m.content || ""),
+    h("ol.citations", { "aria-label": "Sources" }, (m.citations || []).map(citation)), h("div.after"));
+  li._rec = m;
+  if (m.run_id) li.dataset.runId = m.run_id;
+  outcome(li, m);
+  if (m.status === "waiting" && m.approval) li.querySelector(".after").append(approvalCard(m.approval, li));
+  if (m.status === "error" || m.status === "running") {
+    li.querySelector(".after").append(h("div.alert", { role: "alert" }, h("p", {}, h("strong", {}, m.status === "error" ? "The run could not go on. " : "This answer was still streaming when the page was left. "),
+      m.error || (m.run_id ? "Open its trace to see how it ended." : ""))));
+  }
+  return li;
 }
 
 function bubble(role, text) {
@@ -103,7 +149,9 @@ async function send(text) {
   thread.querySelector(".thread-empty")?.remove();
   state.messages.push({ role: "user", content: text });
   thread.append(bubble("user", text));
-  const turn = { messages: state.messages.map((m) => ({ role: m.role, content: m.content })) };
+  saveThread();
+  const history = state.messages.filter((m) => m.role === "user" || (m.status === "succeeded" && m.content));
+  const turn = { messages: history.map((m) => ({ role: m.role, content: m.content })) };
   await stream("/ui/api/chat", { workflow: state.workflow, version: state.version ? Number(state.version) : null, ...turn });
 }
 
@@ -117,6 +165,7 @@ async function stream(path, payload, into = null) {
       h("div.tools"), h("div.text", { "aria-live": "polite" }), h("ol.citations", { "aria-label": "Sources" }), h("div.after"));
     thread.append(li);
   }
+  record(li);
   li.setAttribute("aria-busy", "true");
   const progress = li.querySelector(".progress"), text = li.querySelector(".text"), after = li.querySelector(".after");
   state.busy = true; setBusy(true);
@@ -124,10 +173,10 @@ async function stream(path, payload, into = null) {
   let runId = li.dataset.runId || null;
   try {
     for await (const { event, data } of postSSE(path, payload, { signal: abort.signal })) {
-      if (event === "run") { runId = data.run_id; li.dataset.runId = runId; }
+      if (event === "run") { runId = data.run_id; li.dataset.runId = runId; record(li, { run_id: runId }); }
       else if (event === "node") onNode(progress, data);
-      else if (event === "tool") li.querySelector(".tools").append(toolCall(data));
-      else if (event === "citation") li.querySelector(".citations").append(citation(data));
+      else if (event === "tool") { li.querySelector(".tools").append(toolCall(data)); record(li).tools.push(data); }
+      else if (event === "citation") { li.querySelector(".citations").append(citation(data)); record(li).citations.push(data); }
       else if (event === "token") {
         if (!li.dataset.streamed) { text.textContent = ""; li.dataset.streamed = "1"; }
         text.textContent += data.text; thread.scrollTop = thread.scrollHeight;
@@ -138,13 +187,14 @@ async function stream(path, payload, into = null) {
         if (li.dataset.streamed) { text.textContent = data.text; delete li.dataset.streamed; } else text.textContent += data.text;
         thread.scrollTop = thread.scrollHeight;
       }
-      else if (event === "approval") after.append(approvalCard(data, li));
+      else if (event === "approval") { after.append(approvalCard(data, li)); record(li, { approval: data }); }
       else if (event === "error") throw Object.assign(new ApiError("server", data.message, { hint: data.hint || "" }), { title: "The run could not go on." });
       else if (event === "done") finish(li, data);
     }
   } catch (e) {
     if (e.name === "AbortError" || !root) return;
     progress.replaceChildren();
+    record(li, { status: "error", error: e.message + (e.hint ? ` — ${e.hint}` : "") });
     showError(after, e, () => (runId ? resume(li, runId) : stream(path, payload, li)));
   } finally {
     li.setAttribute("aria-busy", "false");
@@ -165,15 +215,24 @@ function onNode(progress, ev) {
 }
 
 function finish(li, done) {
-  const progress = li.querySelector(".progress"), after = li.querySelector(".after"), text = li.querySelector(".text");
-  progress.replaceChildren(statusBadge(done.status), " ",
-    h("a", { href: `#/runs/${encodeURIComponent(done.run_id)}`, class: "trace-link" }, "Open trace"));
-  if (done.status === "failed") {
-    after.append(h("div.alert", { role: "alert" }, h("p", {}, h("strong", {}, "The run failed. "), done.error || "")));
-  }
-  if (done.status === "succeeded" && text.textContent) state.messages.push({ role: "assistant", content: text.textContent });
+  const text = li.querySelector(".text");
+  const rec = record(li, { run_id: done.run_id, status: done.status, error: done.error || null, content: text.textContent,
+    ...(done.status === "waiting" ? {} : { approval: null }) });
+  outcome(li, rec);
   const approve = done.status === "waiting" && li.querySelector(".approval button:not([disabled])");
   (approve || document.getElementById("chat-input"))?.focus();
+}
+
+/** The end of an answer: its status and trace link, and a failed run's error. */
+function outcome(li, m) {
+  const progress = li.querySelector(".progress"), after = li.querySelector(".after");
+  if (m.run_id) {
+    progress.replaceChildren(statusBadge(m.status), " ",
+      h("a", { href: `#/runs/${encodeURIComponent(m.run_id)}`, class: "trace-link" }, "Open trace"));
+  }
+  if (m.status === "failed") {
+    after.append(h("div.alert", { role: "alert" }, h("p", {}, h("strong", {}, "The run failed. "), m.error || "")));
+  }
 }
 
 function toolCall(t) {

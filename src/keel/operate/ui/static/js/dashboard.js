@@ -66,16 +66,19 @@ function filters(form, opts, d, refresh) {
     const want = [["", all], ...values.map((v) => [v, v])];
     if (slot.dataset.values === JSON.stringify(want)) return;
     slot.dataset.values = JSON.stringify(want);
-    slot.replaceChildren(h("label", { for: id }, label), h("select", { id, name }, want.map(([v, t]) => h("option", { value: v, selected: v === current }, t))));
+    // a long model name is cut with an ellipsis (CSS); its whole name is the title
+    const select = h("select", { id, name, title: current || all, onchange: (e) => { e.target.title = e.target.value || all; } },
+      want.map(([v, t]) => h("option", { value: v, title: t, selected: v === current }, t)));
+    slot.replaceChildren(h("label", { for: id }, label), select);
   };
   fill("dash-wf", "Workflow", "workflow", "All workflows", [...new Set([...d.workflows, ...(opts.workflow ? [opts.workflow] : [])])]);
   fill("dash-model", "Model", "model", "All models", [...new Set([...d.model_names, ...(opts.model ? [opts.model] : [])])]);
 }
 
 function render(body, d) {
-  const req = d.requests, mod = d.models;
+  const req = d.requests, mod = d.models, runs = d.runs;
   const key = `${d.range}|${d.workflow}|${d.model}`;
-  if (!req.total.count && !mod.total.count) {
+  if (!req.total.count && !mod.total.count && !runs.total.count) {
     destroyAll(); charts = {}; lastKey = "";
     body.replaceChildren(empty("No traffic in this time range",
       "Send a message in ", h("a", { href: "#/chat" }, "Chat"), " or call the API (", h("code", {}, "POST /v1/chat/completions"),
@@ -87,8 +90,11 @@ function render(body, d) {
     rpm: { title: "Requests per minute", x, series: [{ label: "requests/min", values: req.series.map((b) => b.per_min), fill: true }], yFmt: (v) => fmtNum(v, 1), spanGaps: true },
     lat: { title: "Request latency", x, series: [["p50", "latency_p50"], ["p95", "latency_p95"], ["p99", "latency_p99"]].map(([l, k]) => ({ label: l, values: req.series.map((b) => b[k]) })), yFmt: fmtMs, axisFmt: fmtMsAxis },
     ttfb: { title: "Time to first byte / token", x, series: [["p50", "first_p50"], ["p95", "first_p95"]].map(([l, k]) => ({ label: l, values: req.series.map((b) => b[k]) })), yFmt: fmtMs, axisFmt: fmtMsAxis },
-    err: { title: "Error rate (5xx share)", x, series: [{ label: "errors", color: "#b91c1c", values: req.series.map((b) => (b.count ? b.errors / b.count : null)), fill: true }], yFmt: fmtPct, axisFmt: (v) => `${+(v * 100).toFixed(1)}%` },
-    codes: { title: "Response codes (requests per bucket)", x, series: codes(req.series).map((c, i) => ({ label: c, color: codeColor(c, i), values: req.series.map((b) => b.codes[c] ?? 0) })), yFmt: (v) => fmtNum(v, 0) },
+    err: { title: "Error rate (5xx answers, failed runs)", x, series: [
+      { label: "5xx answers", color: "#b91c1c", values: req.series.map((b) => (b.count ? b.errors / b.count : null)), fill: true },
+      { label: "failed runs", color: "#c2410c", values: runs.series.map((b) => (b.count ? b.errors / b.count : null)) }],
+    yFmt: fmtPct, axisFmt: (v) => `${+(v * 100).toFixed(1)}%` },
+    codes: { title: "Response codes (requests per bucket)", x, series: codes(req.series).map((c, i) => ({ label: c, color: codeColor(c, i), values: req.series.map((b) => b.codes[c] ?? 0) })), yFmt: (v) => fmtNum(v, 0), integer: true },
     tpm: { title: "Model tokens per minute", x, series: [{ label: "tokens/min", values: mod.series.map((b) => b.tokens_per_min), fill: true }], yFmt: fmtTokens },
     mlat: { title: "Model latency", x, series: [["p50", "latency_p50"], ["p95", "latency_p95"], ["p99", "latency_p99"]].map(([l, k]) => ({ label: l, values: mod.series.map((b) => b[k]) })), yFmt: fmtMs, axisFmt: fmtMsAxis },
     ttft: { title: "Model time to first token", x, series: [["p50", "first_p50"], ["p95", "first_p95"]].map(([l, k]) => ({ label: l, values: mod.series.map((b) => b[k]) })), yFmt: fmtMs, axisFmt: fmtMsAxis },
@@ -96,6 +102,7 @@ function render(body, d) {
   const numbers = h("dl.stats.kpis", { "aria-label": "Totals over the range" },
     kpi("Requests", String(req.total.count), `${fmtNum(req.total.per_min, 2)}/min`, "kpi-requests"),
     kpi("Error rate", fmtPct(req.total.error_rate), `${req.total.errors} error${req.total.errors === 1 ? "" : "s"} (5xx)`, "kpi-errors", req.total.error_rate > 1 - d.slo.target ? "bad" : ""),
+    kpi("Failed runs", runs.total.count ? fmtPct(runs.total.error_rate) : "–", `${runs.total.errors} of ${runs.total.count} run${runs.total.count === 1 ? "" : "s"}`, "kpi-failed-runs", runs.total.errors ? "bad" : ""),
     kpi("Latency p50", fmtMs(req.total.latency_p50), `p95 ${fmtMs(req.total.latency_p95)} · p99 ${fmtMs(req.total.latency_p99)}`, "kpi-latency"),
     kpi("First byte p50", fmtMs(req.total.first_p50), `p95 ${fmtMs(req.total.first_p95)}`, "kpi-ttfb"),
     kpi("Model tokens", fmtTokens(mod.total.tokens), `${fmtTokens(mod.total.tokens_per_min)}/min`, "kpi-tokens"),
@@ -107,7 +114,7 @@ function render(body, d) {
     for (const k of ["rpm", "lat", "ttfb", "codes", "err"]) reqGrid.append(charts[k] = chart(specs[k]));
     for (const k of ["tpm", "mlat", "ttft"]) modGrid.append(charts[k] = chart(specs[k]));
     body.replaceChildren(slot, numbers, h("div.dash-top", {}, slo(d.slo)),
-      h("h2", {}, "Requests"), reqGrid, h("h3", {}, "Per workflow"), h("div", { id: "dash-by-workflow" }, groups(req.groups, "Workflow", false)),
+      h("h2", {}, "Requests"), reqGrid, h("h3", {}, "Per workflow"), h("div", { id: "dash-by-workflow" }, groups(byWorkflow(req.groups, runs.groups), "Workflow", false)),
       h("h2", {}, "Models"), modGrid, h("h3", {}, "Per model"), h("div", { id: "dash-by-model" }, groups(mod.groups, "Model", true)));
     lastKey = key;
   } else {
@@ -115,7 +122,7 @@ function render(body, d) {
     body.querySelector(".kpis").replaceWith(numbers);
     body.querySelector(".slo").replaceWith(slo(d.slo));
     for (const k of Object.keys(charts)) updateChart(charts[k], specs[k]);
-    body.querySelector("#dash-by-workflow").replaceChildren(groups(req.groups, "Workflow", false));
+    body.querySelector("#dash-by-workflow").replaceChildren(groups(byWorkflow(req.groups, runs.groups), "Workflow", false));
     body.querySelector("#dash-by-model").replaceChildren(groups(mod.groups, "Model", true));
   }
 }
@@ -144,12 +151,25 @@ function slo(s) {
     h("p.muted.small", {}, "A request is good unless the server answered 5xx. The budget is the share of requests allowed to fail (1 − target)."));
 }
 
+/** Per workflow: its requests, joined with its runs (a workflow run only from the CLI has no requests). */
+function byWorkflow(reqGroups, runGroups) {
+  const runs = Object.fromEntries(runGroups.map((g) => [g.key, g]));
+  const out = reqGroups.map((g) => ({ ...g, runs: runs[g.key] || null }));
+  for (const g of runGroups) {
+    if (!reqGroups.some((r) => r.key === g.key)) out.push({ key: g.key, count: 0, per_min: 0, error_rate: null, runs: g });
+  }
+  return out;
+}
+
 function groups(gs, what, model) {
-  if (!gs.length) return h("p.muted", {}, model ? "No model calls in this range." : "No requests in this range.");
+  if (!gs.length) return h("p.muted", {}, model ? "No model calls in this range." : "No requests or runs in this range.");
   const cols = model
     ? [["Calls", (g) => String(g.count)], ["Tokens/min", (g) => fmtTokens(g.tokens_per_min)], ["Latency p50", (g) => fmtMs(g.latency_p50)], ["p95", (g) => fmtMs(g.latency_p95)], ["p99", (g) => fmtMs(g.latency_p99)], ["TTFT p50", (g) => fmtMs(g.first_p50)], ["Errors", (g) => fmtPct(g.error_rate)]]
-    : [["Requests", (g) => String(g.count)], ["Req/min", (g) => fmtNum(g.per_min, 2)], ["Latency p50", (g) => fmtMs(g.latency_p50)], ["p95", (g) => fmtMs(g.latency_p95)], ["p99", (g) => fmtMs(g.latency_p99)], ["First byte p50", (g) => fmtMs(g.first_p50)], ["Errors", (g) => fmtPct(g.error_rate)]];
+    : [["Requests", (g) => String(g.count)], ["Req/min", (g) => fmtNum(g.per_min, 2)], ["Latency p50", (g) => fmtMs(g.latency_p50)], ["p95", (g) => fmtMs(g.latency_p95)], ["p99", (g) => fmtMs(g.latency_p99)], ["First byte p50", (g) => fmtMs(g.first_p50)], ["5xx", (g) => (g.count ? fmtPct(g.error_rate) : "–")],
+      ["Runs", (g) => String(g.runs?.count ?? 0)], ["Failed runs", (g) => (g.runs?.count ? `${g.runs.errors} (${fmtPct(g.runs.error_rate)})` : "–")]];
+  // a long name is cut with an ellipsis; the whole name is its title
+  const name = (key) => h("th", { scope: "row" }, h("span.clip", { title: key }, key));
   return h("div.table-wrap", {}, h("table.data", {},
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, what), ...cols.map(([t]) => h("th.num", { scope: "col" }, t)))),
-    h("tbody", {}, gs.map((g) => h("tr", { "data-key": g.key }, h("th", { scope: "row" }, g.key), ...cols.map(([, f]) => h("td.num", {}, f(g))))))));
+    h("tbody", {}, gs.map((g) => h("tr", { "data-key": g.key }, name(g.key), ...cols.map(([t, f]) => h("td.num", { "data-col": t }, f(g))))))));
 }

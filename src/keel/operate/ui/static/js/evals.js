@@ -100,12 +100,14 @@ async function report(body, id, baseline) {
     const labels = first.histogram.map((_, i) => `${(first.low + i * w).toFixed(1)}–${(first.low + (i + 1) * w).toFixed(1)}`);
     dist.append(chart({ title: `Scores: ${name}`, kind: "bars", x: labels.map((_, i) => i), xLabels: labels, xTitle: "score",
       series: s.targets.map((t) => ({ label: t.target, color: colors[t.target], values: (t.graders.find((g) => g.name === name) || { histogram: [] }).histogram })),
-      yFmt: (v) => (Number.isInteger(v) ? String(v) : "") }));
+      yFmt: (v) => (Number.isInteger(v) ? String(v) : ""), integer: true }));
   }
   body.append(h("h2", {}, "Score distributions"), dist);
 }
 
 const pct = (v) => `${Math.round(v * 100)}%`;
+/** A score with at most three decimals and no trailing zeros (0.182, not 0.18181818181818177). */
+const fmtScore = (v) => (v == null ? "–" : typeof v === "number" ? String(+v.toFixed(3)) : String(v));
 
 function comparison(c) {
   const rows = c.targets.map((t) => h("tr", {},
@@ -118,5 +120,5 @@ function comparison(c) {
     h("h2", { id: "cmp-title" }, "Compared with ", h("a", { href: `#/evals/${encodeURIComponent(c.run_a)}` }, h("code", {}, c.run_a))),
     h("div.table-wrap", {}, h("table.data", {}, h("thead", {}, h("tr", {}, ...["Target", "Before", "After", "Change", "Regressed", "Improved"].map((t, i) => h("th", { scope: "col", class: i ? "num" : "" }, t)))), h("tbody", {}, rows))),
     regressed.length ? h("details", {}, h("summary", {}, `${regressed.length} regressed item${regressed.length === 1 ? "" : "s"}`),
-      h("ul", {}, regressed.slice(0, 50).map((r) => h("li", {}, `#${r.idx} (${r.target}): ${r.before ?? "–"} → ${r.after ?? "–"}`, r.failed_graders.length ? ` · failed ${r.failed_graders.join(", ")}` : "")))) : "");
+      h("ul", {}, regressed.slice(0, 50).map((r) => h("li", {}, `#${r.idx} (${r.target}): ${fmtScore(r.before)} → ${fmtScore(r.after)}`, r.failed_graders.length ? ` · failed ${r.failed_graders.join(", ")}` : "")))) : "");
 }
