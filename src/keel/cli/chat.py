@@ -17,7 +17,7 @@ EPILOG = """Examples:
 
   keel chat openai:gpt-4.1-mini "Write a haiku about keels"
 
-  keel chat ollama:llama3.2 --system "Summarise this, briefly" < notes.txt   # the message from stdin
+  keel chat ollama:llama3.2 --system "Summarise this, briefly" < notes.txt
 
   git diff | keel chat openai:gpt-4.1-mini -s "Write a commit message for this diff"
 
