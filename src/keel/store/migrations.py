@@ -459,3 +459,42 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0304_workflow_drafts",
+        (
+            # The web UI canvas's working copy of a workflow, one per name: the YAML text as the
+            # editor left it, a revision bumped on every save (a save names the revision it was
+            # based on: optimistic concurrency), and the digest of its spec when it parses (NULL
+            # when it does not), to tell cheaply whether it differs from the latest version.
+            """
+            CREATE TABLE workflow_drafts (
+                name TEXT PRIMARY KEY,
+                source TEXT NOT NULL,
+                revision BIGINT NOT NULL,
+                digest TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                updated_by TEXT
+            )
+            """,
+            # Preview runs of a draft run an immutable snapshot of it (version 0 of the workflow),
+            # never listed as published; runs point at it by id so they resume like any other.
+            """
+            CREATE TABLE workflow_previews (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                models TEXT,
+                draft_revision BIGINT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX workflow_previews_name ON workflow_previews (name, digest)",
+        ),
+    )
+)
