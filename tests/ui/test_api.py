@@ -96,3 +96,13 @@ def test_the_ui_alone_serves_the_page_and_keeps_the_access_log(keel_home, tmp_pa
     [bot] = d["requests"]["groups"]
     assert bot["key"] == "echo-bot" and bot["count"] == 1 and bot["first_p50"] is not None
     assert [g["key"] for g in d["models"]["groups"]] == ["scripted:echo"]
+
+
+def test_the_chat_opens_the_latest_published_workflow_not_the_first_by_name(client) -> None:
+    """Issue 14: the chat opened the first workflow alphabetically, maybe another folder's. With
+    no project workflow ([chatkit] workflow of the server folder) it opens the latest published."""
+    doc = client.get("/ui/api/workflows").json()
+    latest = max(doc["workflows"], key=lambda w: w["published_at"])["name"]
+    assert doc["default"] == latest
+    assert {"echo-bot", "refund"} <= {w["name"] for w in doc["workflows"]}
+    assert doc["default"] != "echo-bot"  # first by name, published first
