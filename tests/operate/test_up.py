@@ -249,6 +249,9 @@ def test_up_on_a_taken_port_says_so_before_saying_it_is_up(tmp_path: Path) -> No
         held.listen()
         port = held.getsockname()[1]
         r = keel("up", "demo", "--port", str(port), *FAST, cwd=tmp_path)
+        served = keel("serve", "--port", str(port), cwd=tmp_path)  # keel serve checks the same way
+    assert_clean_failure(served, f"port {port} on 127.0.0.1 is taken")
+    assert "keel serve --port 0" in served.stderr
     assert_clean_failure(r, f"port {port} on 127.0.0.1 is taken")
     assert "keel up demo --port 0" in r.stderr
     assert "Keel is up" not in r.stdout
