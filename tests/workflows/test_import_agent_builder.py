@@ -149,7 +149,9 @@ def test_json_import_keeps_positions_messages_schemas_and_marks_placeholders() -
     agent = next(n for n in r.spec["nodes"] if n["type"] == "agent")
     assert agent["instructions"] == "this is default instruction"
     assert [m["role"] for m in agent["messages"]] == ["user", "assistant", "user"]
-    assert "position" in agent and isinstance(agent["position"]["x"], float)
+    assert "position" not in agent and isinstance(r.spec["layout"]["nodes"][agent["id"]]["x"], float)
+    assert set(r.spec["layout"]["nodes"]) <= {n["id"] for n in r.spec["nodes"]}
+    assert parse_spec(r.yaml).spec.layout.nodes[agent["id"]].x == r.spec["layout"]["nodes"][agent["id"]]["x"]
     note = next(n for n in r.spec["nodes"] if n["type"] == "note")
     assert note["text"].startswith("PLACEHOLDER") and "get_weather(location: string, unit: string)" in note["text"]
     assert any(d.kind == "placeholder" and "get_weather" in d.what for d in r.report.decisions)

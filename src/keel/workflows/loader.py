@@ -19,7 +19,7 @@ from keel.safeload import InputLimitError, compose_yaml
 from keel.workflows.errors import Problem, SpecError
 from keel.workflows.spec import CHECK_TYPES, NODE_TYPES, WorkflowSpec
 
-__all__ = ["LoadedSpec", "SourceMap", "load_spec", "parse_spec"]
+__all__ = ["LoadedSpec", "SourceMap", "load_spec", "parse_spec", "read_document"]
 
 PathKey = tuple[str | int, ...]
 
@@ -77,6 +77,17 @@ def _scalar(node: yaml.Node) -> Any:
 
 def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     """Parse and type-check a spec (structure only; see :func:`keel.workflows.validate`)."""
+    data, where = read_document(text, file=file)
+    problems = _type_problems(data, where)
+    if problems:
+        raise SpecError(sorted(problems, key=lambda p: p.line or 0))
+    spec = WorkflowSpec.model_validate(data)
+    return LoadedSpec(spec, text, where)
+
+
+def read_document(text: str, *, file: str | None = None) -> tuple[dict[str, Any], SourceMap]:
+    """The document as plain data (what it means, before any type check) with the line of each
+    value; :class:`SpecError` unless it is a mapping (malformed YAML/JSON, empty, a list...)."""
     where = SourceMap(file=file)
     try:
         root = compose_yaml(text)
@@ -94,11 +105,7 @@ def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     if not isinstance(data, dict):
         raise SpecError([Problem("the spec must be a mapping with name, nodes and edges",
                                  "see docs/workflows.md for an example", file=file, line=1)])
-    problems = _type_problems(data, where)
-    if problems:
-        raise SpecError(sorted(problems, key=lambda p: p.line or 0))
-    spec = WorkflowSpec.model_validate(data)
-    return LoadedSpec(spec, text, where)
+    return data, where
 
 
 def _yaml_problem(e: yaml.YAMLError, file: str | None) -> Problem:
@@ -188,6 +195,9 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
                 hint = (f"did you mean {close[0]!r}? " if close else "") + (
                     f"fields here: {', '.join(known)}" if known
                     else "remove it, or check its spelling against `keel workflows schema`")
+                if clean[-1] == "position" and len(clean) == 3 and clean[0] == "nodes":
+                    hint = ("node positions live in the top-level `layout:` section: "
+                            f"layout: {{nodes: {{{node_id or 'ID'}: {{x: ..., y: ...}}}}}} (docs/workflows.md#layout)")
             elif err["type"] == "missing":
                 msg = f"missing required field {clean[-1]!r}"
             problems.append(Problem(f"{field_path}: {msg}", hint, file=where.file,

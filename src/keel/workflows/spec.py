@@ -58,6 +58,7 @@ __all__ = [
     "HumanApprovalNode",
     "IfElseNode",
     "JailbreakCheck",
+    "Layout",
     "Limits",
     "McpNode",
     "McpServer",
@@ -69,6 +70,7 @@ __all__ = [
     "SetStateNode",
     "StartNode",
     "TransformNode",
+    "Viewport",
     "WhileNode",
     "WorkflowSpec",
     "compact",
@@ -88,13 +90,30 @@ class Position(_Spec):
     y: float
 
 
+class Viewport(_Spec):
+    """What part of the canvas was in view: the pan offset and the zoom factor."""
+
+    x: float = 0
+    y: float = 0
+    zoom: float = Field(default=1, gt=0, le=100)
+
+
+class Layout(_Spec):
+    """Where a canvas draws the workflow. It changes no run: it is not part of a version's
+    digest (docs/workflows.md, "Layout")."""
+
+    nodes: dict[str, Position] = Field(default_factory=dict)
+    """Node id -> its position (the top-left corner, in canvas units). Nodes missing here are
+    laid out automatically by the canvas; an id that names no node is a problem."""
+    viewport: Viewport | None = None
+    """The view the workflow was last saved with."""
+
+
 class _NodeBase(_Spec):
     id: str = Field(pattern=_ID)
     """Unique within the workflow; letters, digits and ``_`` (it is a CEL name: ``nodes.<id>``)."""
     title: str | None = None
-    """Label shown on a canvas."""
-    position: Position | None = None
-    """Canvas position, kept so a visual editor shows the layout the workflow was drawn with."""
+    """Label shown on a canvas (where it is drawn is the workflow's ``layout``)."""
 
     #: Ports this node's outgoing edges may use (``error`` is allowed on nodes that can fail).
     ports: ClassVar[tuple[str, ...]] = ("next",)
@@ -471,6 +490,10 @@ class WorkflowSpec(_Spec):
     limits: Limits | None = None
     """What one run may use (steps, seconds, state and output sizes); unset: the defaults of
     :class:`Limits`."""
+    layout: Layout | None = None
+    """Where a canvas draws each node (``layout: {nodes: {ID: {x, y}}, viewport: {x, y, zoom}}``).
+    Kept apart from the nodes so the YAML stays readable and moving a node is a small diff; not
+    part of the version's meaning."""
 
     def run_limits(self) -> Limits:
         """The limits every run of this spec obeys (the defaults where ``limits`` is unset)."""

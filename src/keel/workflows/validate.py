@@ -12,7 +12,8 @@ listing every problem, each with file, line, node id and a hint:
 - CEL syntax and type errors, undeclared variables, ``state.<name>`` never
   declared and ``nodes.<id>`` naming no node;
 - Agent model strings, tools, MCP servers and output schemas; Guardrails checks; File search
-  needs the context engine.
+  needs the context engine;
+- ``layout`` entries that name no node.
 """
 
 from __future__ import annotations
@@ -204,6 +205,22 @@ class _Checker:
                 if (n.id, port) not in self.out.edges:
                     self.problem(f"missing edge from {n.id!r} through port {port!r}",
                                  f"add `- {{from: {n.id}, port: {port}, to: ...}}` to edges", node=n.id)
+
+    def check_layout(self) -> None:
+        """Every id in ``layout.nodes`` names a node (a position of a node that is gone misleads
+        the canvas and hides a rename)."""
+        layout = self.spec.layout
+        if layout is None:
+            return
+        import difflib
+
+        for node_id in layout.nodes:
+            if node_id not in self.index:
+                close = difflib.get_close_matches(node_id, list(self.index), n=1)
+                self.problem(f"layout names node {node_id!r}, which the workflow does not have",
+                             (f"did you mean {close[0]!r}? " if close else "")
+                             + "remove its entry from layout.nodes (or rename it to the node's id)",
+                             path=("layout", "nodes", node_id))
 
     def check_reachability(self) -> None:
         starts = [n.id for n in self.spec.nodes if isinstance(n, StartNode)]
@@ -487,6 +504,7 @@ def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]]
         c.check_reachability()
         c.check_cycles()
     c.check_node_fields()
+    c.check_layout()
     if c.problems:
         c.problems.sort(key=lambda p: (p.line or 0))
         raise SpecError(c.problems)

@@ -3,7 +3,14 @@
 Publishing validates the spec, then stores its source text and canonical JSON, with the
 model aliases it uses as the publishing process resolved them (``models``), so a version runs
 with the models it was published with wherever it runs. Publishing an unchanged spec with
-unchanged models returns the latest version instead of a new one.
+unchanged models returns the latest version instead of a new one. The ``layout`` section
+(where a canvas draws the nodes) is not part of the digest: publishing a spec whose only change
+is its layout returns the latest version, whose stored source keeps the layout it was published
+with (the canvas keeps the new one in the workflow's draft, :mod:`keel.workflows.drafts`).
+
+Preview versions (:mod:`keel.workflows.drafts`) are runnable like versions but never listed:
+``version`` 0, stored apart in ``workflow_previews``; :meth:`Versions.by_id` finds them, so a
+preview run resumes and answers approvals like any other.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from keel.workflows.errors import WorkflowNotFoundError
 from keel.workflows.loader import LoadedSpec, parse_spec
 from keel.workflows.spec import WorkflowSpec
 
-__all__ = ["Versions", "WorkflowVersion", "model_strings", "resolved_models"]
+__all__ = ["Versions", "WorkflowVersion", "model_strings", "resolved_models", "spec_digest"]
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,18 @@ class WorkflowVersion:
 
 def _canonical(spec: WorkflowSpec) -> str:
     # Fields added later are left out while unset, so a spec published before them keeps its digest.
-    doc = spec.model_dump(mode="json", by_alias=True, exclude={"limits"} if spec.limits is None else None)
+    # The layout never counts: moving a node on a canvas does not change what a run does.
+    exclude = {"layout", "limits"} if spec.limits is None else {"layout"}
+    doc = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
     for node in doc.get("nodes", []):
         if node.get("allow_requester") is False:
             del node["allow_requester"]
     return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+def spec_digest(spec: WorkflowSpec) -> str:
+    """What a version's ``digest`` is: SHA-256 of the spec's canonical JSON (layout left out)."""
+    return hashlib.sha256(_canonical(spec).encode()).hexdigest()
 
 
 def model_strings(spec: WorkflowSpec) -> list[str]:
@@ -153,6 +167,10 @@ class Versions:
         if cached is not None:
             return cached
         rows = self.store.query("SELECT * FROM workflow_versions WHERE id = ?", (version_id,))
+        if not rows:  # a preview of a draft (version 0), never listed but runnable
+            rows = self.store.query(
+                "SELECT id, name, 0 AS version, spec, source, NULL AS source_file, digest, created_at AS published_at,"
+                " models FROM workflow_previews WHERE id = ?", (version_id,))
         if not rows:
             raise WorkflowNotFoundError(f"no workflow version with id {version_id}")
         if len(self._by_id) >= 256:

@@ -21,7 +21,8 @@ the token's workflow and without roles, acting for exactly the token's user.
 - :meth:`Caller.may_read_approval`: who may read its run, or an ``approver`` key of its workflow.
 - :func:`authorize_decision` (approve / reject): ``approver`` or ``admin`` keys of the
   workflow, never the key that started the run unless the node says ``allow_requester: true``
-  (then that key, for that end user, may); raises 404 / 403.
+  (then that key, for that end user, may) or the run is a canvas preview of a draft (version 0,
+  which only admin keys start: that admin may answer its approvals); raises 404 / 403.
 - :meth:`Caller.run_filter` / :meth:`Caller.approval_filter`: the ``key_id`` / ``end_user``
   arguments that make :meth:`keel.workflows.Runs.list` / ``approvals`` list only what the
   caller may read (still filter the rows by :meth:`Caller.may_see`).
@@ -181,6 +182,10 @@ def authorize_decision(caller: Caller, approval: Any, runs: Any, versions: Any) 
             allow = approval.key == "" and bool(getattr(node, "allow_requester", False))
         except Exception:  # a version or node that is gone: no exception to the rule
             allow = False
+        from keel.workflows.drafts import PREVIEW_VERSION
+
+        if run.version == PREVIEW_VERSION:  # a canvas preview: its editor (an admin) tries it out
+            allow = caller.has_role("admin", run.workflow)
     caller.check_decide(approval, run, allow_requester=allow)
 
 

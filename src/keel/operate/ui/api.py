@@ -15,6 +15,8 @@ through) the store under ``KEEL_HOME``, the same one the server uses.
 ``GET  /ui/api/evals``                     eval runs; ``/{id}`` summary; ``/{a}/compare/{b}``;
                                            ``/{id}/report`` the HTML report (``?baseline=ID``)
 ``GET  /ui/api/metrics``                   the service-health dashboard (metrics.py)
+``*    /ui/api/canvas/...``                  the workflow canvas: drafts, validate, publish, diff,
+                                           preview runs (canvas.py)
 =========================================  ==================================================
 
 Errors answer ``{"error": {"type", "message", "hint", ...}}``, the server's shape.
@@ -377,5 +379,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
                               visible=(lambda w: _sees(caller, w)) if hasattr(caller, "may_see") else None)
         return {**asdict(d), "range": range, "ranges": list(metrics.RANGES)}
 
+    from keel.operate.ui import canvas
+
+    api.include_router(canvas.router(get_store, caller_dep))  # /ui/api/canvas/... (canvas.py)
     r.include_router(api)
     return r

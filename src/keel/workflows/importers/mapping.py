@@ -11,7 +11,8 @@ The rules (docs/decisions/0012-agent-builder-import.md):
   ``input.output_text``, ``input.<field>`` -> ``input.output_parsed.<field>``, ``undefined`` ->
   ``null``; a condition that is a bare string or number (Agent Builder tests its truth) becomes
   a comparison; ``workflow.input_as_text`` and ``workflow.<field>`` stay as they are (Keel has them);
-- what Keel lacks (hosted tools, vector stores, ChatKit widgets) becomes a marked placeholder.
+- what Keel lacks (hosted tools, vector stores, ChatKit widgets) becomes a marked placeholder;
+- canvas positions go to the spec's top-level ``layout: {nodes: {ID: {x, y}}}`` section.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class _Mapper:
         self.nodes: list[dict[str, Any]] = []
         self.edges: list[dict[str, Any]] = []
         self.taken: set[str] = set()
+        self.layout: dict[str, dict[str, float]] = {}
+        """Keel node id -> its canvas position (Agent Builder's ``positionsByNodeId``)."""
 
     # -- ids ------------------------------------------------------------------------------
 
@@ -130,8 +133,11 @@ class _Mapper:
         for n in g.nodes:
             if n.id in reach:
                 self.node_edges(n)
-        return {"name": _slug(g.name, "imported").replace("_", "-"), "description": self._description(),
-                "nodes": self.nodes, "edges": self.edges}
+        spec: dict[str, Any] = {"name": _slug(g.name, "imported").replace("_", "-"),
+                                "description": self._description(), "nodes": self.nodes, "edges": self.edges}
+        if self.layout:
+            spec["layout"] = {"nodes": self.layout}
+        return spec
 
     def _description(self) -> str:
         return f"imported from Agent Builder ({self.report.form.replace('_', ' ')})"
@@ -171,8 +177,8 @@ class _Mapper:
         self.nodes.append(self._with_ui(n, {"id": kid, "type": "note", "title": self.label(n), "text": text}))
 
     def _with_ui(self, n: AbNode, out: dict[str, Any]) -> dict[str, Any]:
-        if n.position is not None:
-            out["position"] = {"x": n.position[0], "y": n.position[1]}
+        if n.position is not None:  # kept in the spec's top-level `layout:` section
+            self.layout[out["id"]] = {"x": n.position[0], "y": n.position[1]}
         return out
 
     # -- nodes ----------------------------------------------------------------------------
