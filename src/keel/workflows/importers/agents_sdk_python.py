@@ -23,6 +23,11 @@ from typing import Any
 
 from keel.workflows.importers.errors import NotImportable
 from keel.workflows.importers.ir import MISSING, AbEdge, AbGraph, AbNode
+from keel.workflows.importers.python_cel import Unrecognised, python_to_cel
+from keel.workflows.importers.python_cel import call_name as _call_name
+from keel.workflows.importers.python_cel import const as _const
+from keel.workflows.importers.python_cel import kw as _kw
+from keel.workflows.importers.python_steps import ToolSteps
 from keel.workflows.importers.report import Report
 
 __all__ = ["python_to_cel", "read_python"]
@@ -51,128 +56,7 @@ def _fill_empty_blocks(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-class _Unrecognised(Exception):
-    pass
-
-
-_PREC = {"?": 0, "||": 1, "&&": 2, "==": 3, "!=": 3, "<": 3, "<=": 3, ">": 3, ">=": 3, "in": 3,
-         "+": 4, "-": 4, "*": 5, "/": 5, "%": 5}
-_CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in"}
-_BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%"}
-_METHODS = {"lower": "lowerAscii", "upper": "upperAscii", "startswith": "startsWith", "endswith": "endsWith",
-            "strip": "trim"}
-_FUNCS = {"len": "size", "str": "string", "int": "int", "float": "double", "bool": "bool"}
-
-
-def python_to_cel(node: ast.expr, names: dict[str, str]) -> str:
-    """A Python expression of the export as CEL. ``names`` maps result variables to the CEL that
-    reads that node's output (``input`` or ``nodes.<id>``); ``workflow`` and ``state`` map to
-    themselves. Raises ``_Unrecognised`` for anything else."""
-    return _cel(node, names)[0]
-
-
-def _wrap(text: str, prec: int, need: int) -> str:
-    return f"({text})" if prec < need else text
-
-
-def _cel(node: ast.expr, names: dict[str, str]) -> tuple[str, int]:
-    top = 9
-    if isinstance(node, ast.Constant):
-        v = node.value
-        if isinstance(v, bool):
-            return ("true" if v else "false"), top
-        if v is None:
-            return "null", top
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False), top
-        if isinstance(v, int | float):
-            return repr(v), top
-        raise _Unrecognised(ast.unparse(node))
-    if isinstance(node, ast.Name):
-        if node.id in ("workflow", "state"):
-            return node.id, top
-        if node.id in names:
-            return names[node.id], top
-        raise _Unrecognised(node.id)
-    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
-        base, _ = _cel(node.value, names)
-        key = node.slice.value
-        if isinstance(key, str) and re.fullmatch(r"[A-Za-z_]\w*", key):
-            return f"{base}.{key}", top
-        return f"{base}[{json.dumps(key)}]", top
-    if isinstance(node, ast.Attribute):  # the TypeScript export reads fields as attributes
-        return f"{_cel(node.value, names)[0]}.{node.attr}", top
-    if isinstance(node, ast.BoolOp):
-        op = "&&" if isinstance(node.op, ast.And) else "||"
-        parts = [_wrap(*_cel(v, names), _PREC[op] + 1 if i else _PREC[op]) for i, v in enumerate(node.values)]
-        return f" {op} ".join(parts), _PREC[op]
-    if isinstance(node, ast.UnaryOp):
-        text, prec = _cel(node.operand, names)
-        if isinstance(node.op, ast.Not):
-            return "!" + _wrap(text, prec, 8), 8
-        if isinstance(node.op, ast.USub):
-            return "-" + _wrap(text, prec, 8), 8
-        raise _Unrecognised(ast.unparse(node))
-    if isinstance(node, ast.Compare) and len(node.ops) == 1:
-        op = node.ops[0]
-        left, right = _cel(node.left, names), _cel(node.comparators[0], names)
-        if isinstance(op, ast.NotIn):
-            return f"!({_wrap(*left, 4)} in {_wrap(*right, 4)})", 8
-        if type(op) not in _CMP:
-            raise _Unrecognised(ast.unparse(node))
-        sym = _CMP[type(op)]
-        return f"{_wrap(*left, 4)} {sym} {_wrap(*right, 4)}", 3
-    if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
-        sym = _BIN[type(node.op)]
-        p = _PREC[sym]
-        return f"{_wrap(*_cel(node.left, names), p)} {sym} {_wrap(*_cel(node.right, names), p + 1)}", p
-    if isinstance(node, ast.IfExp):
-        return (f"{_wrap(*_cel(node.test, names), 1)} ? {_wrap(*_cel(node.body, names), 1)} : "
-                f"{_wrap(*_cel(node.orelse, names), 0)}"), 0
-    if isinstance(node, ast.Dict):
-        if any(k is None for k in node.keys):
-            raise _Unrecognised(ast.unparse(node))
-        items = [f"{_cel(k, names)[0]}: {_cel(v, names)[0]}" for k, v in zip(node.keys, node.values, strict=True)]
-        return "{" + ", ".join(items) + "}", top
-    if isinstance(node, ast.List | ast.Tuple):
-        return "[" + ", ".join(_cel(e, names)[0] for e in node.elts) + "]", top
-    if isinstance(node, ast.Call) and not node.keywords:
-        if isinstance(node.func, ast.Name) and node.func.id in _FUNCS and len(node.args) == 1:
-            return f"{_FUNCS[node.func.id]}({_cel(node.args[0], names)[0]})", top
-        if isinstance(node.func, ast.Attribute) and node.func.attr in _METHODS:
-            target = _wrap(*_cel(node.func.value, names), 9)
-            args = ", ".join(_cel(a, names)[0] for a in node.args)
-            return f"{target}.{_METHODS[node.func.attr]}({args})", top
-    raise _Unrecognised(ast.unparse(node))
-
-
-def _kw(call: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
-
-
-def _const(node: ast.expr | None, default: Any = None) -> Any:
-    if node is None:
-        return default
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return default
-
-
-def _call_name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Await):
-        node = node.value
-    if not isinstance(node, ast.Call):
-        return None
-    f = node.func
-    if isinstance(f, ast.Name):
-        return f.id
-    if isinstance(f, ast.Attribute):
-        return f.attr
-    return None
-
-
-class _Reader:
+class _Reader(ToolSteps):
     def __init__(self, tree: ast.Module, source: str, report: Report) -> None:
         self.source = source
         self.report = report
@@ -319,7 +203,7 @@ class _Reader:
     def cel(self, node: ast.expr, what: str) -> str:
         try:
             return python_to_cel(node, self.names())
-        except _Unrecognised:
+        except Unrecognised:
             self.report.add("not_recognised", None, f"line {node.lineno}: {what} `{ast.unparse(node)[:80]}` is not "
                             "an expression the export writes: replaced by null", "write it in CEL in the spec")
             return "null"
@@ -470,81 +354,6 @@ class _Reader:
         self.results[base] = node
         self.prev = node
         return node
-
-    def file_search(self, value: ast.expr, parent: str | None) -> str:
-        search = next((n for n in ast.walk(value) if isinstance(n, ast.Call) and _call_name(n) == "search"), None)
-        config: dict[str, Any] = {"vector_store_id": "", "query": {"expression": "", "format": "cel"}}
-        if search is not None:
-            config["vector_store_id"] = _const(_kw(search, "vector_store_id"), "")
-            query = _kw(search, "query")
-            q = _const(query)
-            if isinstance(q, str):
-                config["query"] = {"expression": q, "format": "cel"}
-            elif query is not None:
-                config["query"] = {"expression": "{{ " + self.cel(query, "file search query") + " }}"}
-            config["max_results"] = _const(_kw(search, "max_num_results"), 10)
-        return self.add("FileSearch", "File search", config, parent)
-
-    def guardrails(self, stmts: list[ast.stmt], i: int, pending: list[tuple[str, str]], parent: str | None
-                   ) -> tuple[str, list[tuple[str, str]], int]:
-        text = self.cel(stmts[i].value, "guardrails input")  # type: ignore[attr-defined]
-        config: dict[str, Any] = {"expr": {"expression": text, "format": "cel"}, "guardrails": [],
-                                  "continue_on_error": False}
-        node = self.add("Guardrails", "Guardrails", config, parent)
-        self.connect(pending, node)
-        saved = self.prev
-        i += 1
-        result_var = None
-        while i < len(stmts) and isinstance(stmts[i], ast.Assign):
-            st = stmts[i]
-            name = ast.unparse(st.targets[0])  # type: ignore[attr-defined]
-            if not name.startswith("guardrails_"):
-                break
-            if re.fullmatch(r"guardrails_result\d*", name):
-                result_var = name
-                cfg = next((n.id for n in ast.walk(st.value) if isinstance(n, ast.Name)  # type: ignore[attr-defined]
-                            and n.id in self.guardrail_configs), None)
-                config["guardrails"] = self.guardrail_configs.get(cfg or "", [])
-            i += 1
-        self.results[result_var or "guardrails_result"] = node
-        self.prev = node
-        out: list[tuple[str, str]] = []
-        if i < len(stmts) and isinstance(stmts[i], ast.If) and re.fullmatch(
-                r"guardrails_hastripwire\d*", ast.unparse(stmts[i].test)):  # type: ignore[attr-defined]
-            branch = stmts[i]
-            i += 1
-            for body, port in ((branch.body, "on_fail"), (branch.orelse, "on_pass")):  # type: ignore[attr-defined]
-                self.prev = node
-                if len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Name) \
-                        and re.fullmatch(r"guardrails_output\d*", body[0].value.id):
-                    continue  # the export's way of writing a port with no edge
-                out += self.block(body, [(node, port)], parent)
-        else:
-            out = [(node, "on_pass")]
-        self.prev = saved if out == [] else node
-        return node, out, i
-
-    def mcp(self, stmts: list[ast.stmt], i: int, parent: str | None) -> tuple[str, int]:
-        transport = stmts[i].value  # type: ignore[attr-defined]
-        config: dict[str, Any] = {"transportType": "http"}
-        if isinstance(transport, ast.Call):
-            config["url"] = _const(_kw(transport, "url"))
-            headers = _const(_kw(transport, "headers"), {}) or {}
-            auth = headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                config.update(authType="bearer", bearerToken=auth.removeprefix("Bearer "))
-            if _call_name(transport) == "StdioClientTransport":
-                cmd = [_const(_kw(transport, "command"), ""), *list(_const(_kw(transport, "args"), []) or [])]
-                config["url"] = "stdio:" + " ".join(str(c) for c in cmd)
-        i += 1
-        while i < len(stmts) and "mcp_" in ast.unparse(stmts[i]):
-            call = next((n for n in ast.walk(stmts[i]) if isinstance(n, ast.Call) and _call_name(n) == "call_tool"),
-                        None)
-            if call is not None:
-                config["toolName"] = _const(_kw(call, "name"))
-                config["parameters"] = _const(_kw(call, "arguments"), {})
-            i += 1
-        return self.add("MCP", "MCP", config, parent), i
 
     def if_else(self, s: ast.If, pending: list[tuple[str, str]], parent: str | None) -> list[tuple[str, str]]:
         cases, bodies = [], []
