@@ -21,10 +21,11 @@ def store(keel_home: Path):
 
 
 def request(store, *, ago: float, status: int = 200, latency: float = 100.0, ttfb: float | None = 10.0,
-            workflow: str | None = "bot", path: str = "/v1/chat/completions") -> None:
+            workflow: str | None = "bot", path: str = "/v1/chat/completions", run_status: str | None = None) -> None:
     store.execute("INSERT INTO serve_requests (id, started_at, method, path, route, workflow, status, latency_ms, "
-                  "ttfb_ms, streamed) VALUES (?, ?, 'POST', ?, ?, ?, ?, ?, ?, 0)",
-                  (uuid.uuid4().hex, NOW - ago, path, path, workflow, status, latency, ttfb))
+                  "ttfb_ms, streamed, run_id, run_status) VALUES (?, ?, 'POST', ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                  (uuid.uuid4().hex, NOW - ago, path, path, workflow, status, latency, ttfb,
+                   None if run_status is None else uuid.uuid4().hex, run_status))
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -59,6 +60,31 @@ def test_requests_per_workflow_errors_are_5xx_and_ui_traffic_is_left_out(store) 
     assert (d.slo.total, d.slo.good, d.slo.met) == (12, 11, True)
     assert d.slo.budget_left == pytest.approx(1 - (1 / 12) / 0.1)
     assert d.workflows == ["bot", "other"]
+
+
+def test_a_request_whose_run_failed_is_an_error_whatever_its_status(store) -> None:
+    request(store, ago=50, run_status="succeeded")
+    request(store, ago=50)  # ran no workflow to its end (or none at all): its status decides
+    request(store, ago=40, run_status="failed")  # a stream answered 200, then its run failed
+    request(store, ago=40, run_status="waiting")  # waits for a person: not an error
+    request(store, ago=30, status=502, run_status="failed")  # a sync completion: counted once
+    request(store, ago=30, status=404, workflow="other")  # the caller's
+    request(store, ago=20, status=503, workflow="other")
+    d = dashboard(store, range_s=300, until=NOW, slo_target=0.5)
+    assert (d.requests.total.count, d.requests.total.errors) == (7, 3)
+    assert d.requests.total.error_rate == pytest.approx(3 / 7)
+    bot = next(g for g in d.requests.groups if g.key == "bot")
+    assert (bot.count, bot.errors) == (5, 2)
+    assert sum(b.errors for b in d.requests.series) == 3
+    codes: dict[str, int] = {}
+    for b in d.requests.series:
+        for code, n in b.codes.items():
+            codes[code] = codes.get(code, 0) + n
+    assert codes == {"200": 4, "502": 1, "404": 1, "503": 1}  # the codes chart keeps the HTTP codes
+    assert (d.slo.total, d.slo.good, d.slo.met) == (7, 4, True)
+    assert d.slo.budget_left == pytest.approx(1 - (3 / 7) / 0.5)
+    d = dashboard(store, range_s=300, until=NOW, workflow="bot", slo_target=0.9)
+    assert (d.slo.total, d.slo.good, d.slo.met) == (5, 3, False)
 
 
 def test_filters_and_model_calls(store) -> None:

@@ -498,3 +498,17 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0305_request_run_status",
+        (
+            # The run a served request ran and how it ended, when it ended within the request (a
+            # sync run, a streamed completion, a ChatKit or UI chat turn); NULL otherwise. The
+            # dashboard counts a request whose run failed as an error even when it was answered 200.
+            "ALTER TABLE serve_requests ADD COLUMN run_id TEXT",
+            "ALTER TABLE serve_requests ADD COLUMN run_status TEXT",
+        ),
+    )
+)

@@ -49,7 +49,10 @@ Hooks for optional modules (imported inside :func:`create_app`; absent modules a
 
 Per-request values the access log records (set them on ``request.state`` in a route, or
 ``scope["state"]`` in raw ASGI): ``workflow``, ``version``, ``run_id``, ``key_id``,
-``end_user``, ``input_tokens``, ``output_tokens``.
+``end_user``, ``input_tokens``, ``output_tokens``, and ``run_status``: the run's status when
+it ended within the request (``succeeded``, ``failed``, ``waiting``, ...; the dashboard counts
+a ``failed`` one as an error whatever the HTTP status). Set it from the result the route already
+holds, never with an extra query.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def router(services: Any) -> APIRouter:
             raise ApiError(400, "metadata.workflow must be a string", field="metadata.workflow",
                            hint="name a published workflow, e.g. {\"workflow\": \"support\"}")
         owner = f"{caller.key.id if caller.key else ''}/{caller.end_user or ''}"
-        context = ChatContext(owner=owner, workflow=requested, caller=caller)
+        context = ChatContext(owner=owner, workflow=requested, caller=caller, request_state=request.state)
         await _precheck(server, req, context, request)
         try:
             result = await server.process(body, context)

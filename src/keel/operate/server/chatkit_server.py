@@ -298,6 +298,8 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
 
     async def _outcome(self, thread: ThreadMetadata, result: RunResult, workflow: str, context: ChatContext,
                        streamed: AssistantMessageItem | None = None) -> AsyncIterator[ThreadStreamEvent]:
+        if context.request_state is not None:  # the access log's: a failed run is an error on the dashboard
+            context.request_state.run_id, context.request_state.run_status = result.run_id, result.status
         if result.status == "waiting" and result.approval is not None:
             if streamed is not None:  # words written before a tool call that waits for a person
                 text = "".join(c.text for c in streamed.content)

@@ -38,6 +38,9 @@ class ChatContext:
     """The workflow the request asked for (request ``metadata.workflow`` or ``?workflow=``)."""
     caller: Any = None
     """The authenticated caller (the server's auth object), used for budgets and scopes; None in open mode."""
+    request_state: Any = None
+    """The HTTP request's ``request.state``: a run that ends within the request leaves its ``run_id`` and
+    ``run_status`` there for the access log (``serve_requests``); None outside ``keel serve``."""
 
 
 def _item(doc: str) -> Any:

@@ -164,7 +164,7 @@ class AccessLog:
     Measures latency (until the last body byte), time to first body byte (``ttfb_ms``:
     what a streaming client waits for its first event) and whether the answer was a
     stream; reads what routes left on ``request.state`` (workflow, version, key_id,
-    end_user, run_id, input/output tokens). Writing happens off the event loop.
+    end_user, run_id, run_status, input/output tokens). Writing happens off the event loop.
     """
 
     def __init__(self, app: Any, *, sink: Any) -> None:
@@ -208,8 +208,10 @@ class AccessLog:
                     "route": route, "status": status, "ms": ms, "ttfb_ms": None if ttfb is None else round(ttfb, 3),
                     "bytes": sent, "streamed": streamed or None, "client": (scope.get("client") or ("", 0))[0],
                     "key_id": state.get("key_id"), "user": state.get("end_user"), "workflow": state.get("workflow"),
-                    "version": state.get("version"), "run_id": state.get("run_id")}
+                    "version": state.get("version"), "run_id": state.get("run_id"),
+                    "run_status": state.get("run_status")}
             row = (request_id, wall, scope["method"], path[:500], route, state.get("workflow"), state.get("version"),
                    state.get("key_id"), status, ms, None if ttfb is None else round(ttfb, 3),
-                   state.get("input_tokens"), state.get("output_tokens"), int(streamed))
+                   state.get("input_tokens"), state.get("output_tokens"), int(streamed), state.get("run_id"),
+                   state.get("run_status"))
             self.sink.put({k: v for k, v in line.items() if v not in (None, "")}, row)

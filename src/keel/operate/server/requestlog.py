@@ -20,8 +20,9 @@ from keel.store import SQLiteStore
 __all__ = ["COLUMNS", "RequestLog"]
 
 COLUMNS = ("id", "started_at", "method", "path", "route", "workflow", "version", "key_id", "status",
-           "latency_ms", "ttfb_ms", "input_tokens", "output_tokens", "streamed")
-"""The ``serve_requests`` columns, in the order :meth:`RequestLog.put` records carry them."""
+           "latency_ms", "ttfb_ms", "input_tokens", "output_tokens", "streamed", "run_id", "run_status")
+"""The ``serve_requests`` columns, in the order :meth:`RequestLog.put` records carry them. ``run_id``
+and ``run_status`` are the run the request ran and how it ended, when it ended within the request."""
 
 _INSERT = f"INSERT INTO serve_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _MAX_BATCH = 5000

@@ -151,6 +151,7 @@ async def _result(request: Request, started: Any, timeout: float | None = None) 
     if result is None:
         raise ApiError(504, f"run {started.run_id} is still going after {services.settings.run_timeout:g} s",
                        type="timeout", hint=f"it goes on: follow GET /v1/runs/{started.run_id}/events")
+    request.state.run_status = result.status  # the access log's: a failed run is an error on the dashboard
     return result
 
 

@@ -153,6 +153,7 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest, call
             out = _running(services, started.run_id)
         return JSONResponse(out.model_dump(mode="json"), status_code=202,
                             headers={"Location": f"/v1/runs/{started.run_id}"})
+    request.state.run_status = result.status  # the access log's: a failed run is an error on the dashboard
     out = run_out(services, services.runner.runs.get(result.run_id))
     if out.usage is not None:
         request.state.input_tokens, request.state.output_tokens = out.usage.input_tokens, out.usage.output_tokens
@@ -271,6 +272,7 @@ async def _answer(request: Request, approval_id: str, body: ApprovalAnswer | Non
     # Who decided comes from the credential; the body's `by` is ignored (docs/security.md).
     result = await services.runner.answer(approval.id, approved=approved, by=caller.identity("open mode (loopback)"),
                                           comment=body.comment, key=caller.key, end_user=caller.end_user)
+    request.state.run_status = result.status  # how the run went on after the decision
     return run_out(services, services.runner.runs.get(result.run_id))
 
 

@@ -228,6 +228,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
                                 stream_text=True, key_id=getattr(getattr(caller, "key", None), "id", None),
                                 end_user=getattr(caller, "end_user", None))
             account(result, body.workflow)
+            request.state.run_id, request.state.run_status = result.run_id, result.status  # the access log's
             return result
 
         return StreamingResponse(stream_run(s, start), media_type="text/event-stream", headers=_SSE_HEADERS)
@@ -257,6 +258,7 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
             result = await aapprove(a.id, approved=decision == "approve", by=by,
                                     comment=body.comment, store=s, on_event=on_event, stream_text=True)
             account(result, a.workflow)
+            request.state.run_status = result.status  # the access log's
             return result
 
         return StreamingResponse(stream_run(s, start, run_id=a.run_id), media_type="text/event-stream",

@@ -10,8 +10,10 @@ Three sources, each cut into the same equal time buckets:
   client keeps open for ten minutes was not a ten-minute wait (one such stream once made
   the p99 read 603 s). A stream that sent no byte at all has no latency. The UI's own
   page, static files and dashboard polling are left out: only API requests and the
-  requests that ran a workflow count. An *error* is a 5xx answer (the service's fault);
-  4xx answers show in the response codes but are the caller's.
+  requests that ran a workflow count. An *error* is a 5xx answer (the service's fault), or
+  a request whose workflow run ended within it and failed (``run_status``: a streamed
+  completion answered 200 before its run failed, a ChatKit or UI chat turn); 4xx answers
+  show in the response codes but are the caller's.
 - **models** — ``model_calls``, one row per attempt at a model call: calls and tokens
   per minute, latency, time to first token (streamed calls), per model
   (``provider:name``). The workflow a call belongs to is its ``workflow`` tag. A call that
@@ -20,12 +22,10 @@ Three sources, each cut into the same equal time buckets:
   a typo in a model string does not list a "failing model".
 - **runs** — ``workflow_runs``, every run started in the range however it was started
   (the server, the UI's chat, the CLI, Python): runs per minute, duration, and *failed
-  runs*, per workflow. A run that failed is an error even when the request that started it
-  was answered 200 (a streamed answer's status is sent before the run ends): the
-  dashboard's "Failed runs" figure and the error-rate chart show it next to the 5xx share.
+  runs*, per workflow: the dashboard's "Failed runs" figure and its line on the error-rate chart.
 
-The SLO panel counts requests: a request is *good* when it did not fail with a 5xx (and,
-given ``slo_latency_ms``, answered within it). Over the SLO window: the share of good
+The SLO panel counts requests: a request is *good* when it is no error (no 5xx, no failed
+run) and, given ``slo_latency_ms``, answered within it. Over the SLO window: the share of good
 requests against the target, and how much of the error budget (``1 - target`` of all
 requests) is left.
 
@@ -142,7 +142,8 @@ class Slo:
     total: int
     good: int
     current: float | None
-    """good / total over the window (None with no requests)."""
+    """good / total over the window (None with no requests). A request is good unless it answered 5xx
+    or its workflow run failed (or, given ``latency_ms``, it was slower)."""
     budget_left: float | None
     """Share of the error budget not spent yet: 1 is untouched, 0 spent, below 0 overspent."""
     met: bool | None
@@ -169,10 +170,13 @@ class Dashboard:
 
 def _requests(store: SQLiteStore, since: float, until: float) -> list[_Row]:
     rows = store.query(
-        "SELECT started_at, workflow, status, latency_ms, ttfb_ms, streamed, input_tokens, output_tokens "
+        "SELECT started_at, workflow, status, latency_ms, ttfb_ms, streamed, input_tokens, output_tokens, run_status "
         f"FROM serve_requests WHERE started_at >= ? AND started_at < ? AND NOT ({_UI_NOISE}) ORDER BY started_at",
         (since, until))
-    return [_Row(at=r["started_at"], workflow=r["workflow"] or "(no workflow)", model="", ok=r["status"] < 500,
+    # An error: the service's fault (5xx), or the run the request ran failed, whatever its status
+    # (a stream is answered 200 before its run ends). 4xx is the caller's.
+    return [_Row(at=r["started_at"], workflow=r["workflow"] or "(no workflow)", model="",
+                 ok=r["status"] < 500 and r["run_status"] != "failed",
                  code=str(r["status"]), latency=r["ttfb_ms"] if r["streamed"] else float(r["latency_ms"]),
                  first=r["ttfb_ms"],
                  tokens=int(r["input_tokens"] or 0) + int(r["output_tokens"] or 0), cost=0.0) for r in rows]

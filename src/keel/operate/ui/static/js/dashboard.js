@@ -90,8 +90,8 @@ function render(body, d) {
     rpm: { title: "Requests per minute", x, series: [{ label: "requests/min", values: req.series.map((b) => b.per_min), fill: true }], yFmt: (v) => fmtNum(v, 1), spanGaps: true },
     lat: { title: "Request latency", x, series: [["p50", "latency_p50"], ["p95", "latency_p95"], ["p99", "latency_p99"]].map(([l, k]) => ({ label: l, values: req.series.map((b) => b[k]) })), yFmt: fmtMs, axisFmt: fmtMsAxis },
     ttfb: { title: "Time to first byte / token", x, series: [["p50", "first_p50"], ["p95", "first_p95"]].map(([l, k]) => ({ label: l, values: req.series.map((b) => b[k]) })), yFmt: fmtMs, axisFmt: fmtMsAxis },
-    err: { title: "Error rate (5xx answers, failed runs)", x, series: [
-      { label: "5xx answers", color: "#b91c1c", values: req.series.map((b) => (b.count ? b.errors / b.count : null)), fill: true },
+    err: { title: "Error rate (requests: 5xx or run failed; runs: failed)", x, series: [
+      { label: "request errors", color: "#b91c1c", values: req.series.map((b) => (b.count ? b.errors / b.count : null)), fill: true },
       { label: "failed runs", color: "#c2410c", values: runs.series.map((b) => (b.count ? b.errors / b.count : null)) }],
     yFmt: fmtPct, axisFmt: (v) => `${+(v * 100).toFixed(1)}%` },
     codes: { title: "Response codes (requests per bucket)", x, series: codes(req.series).map((c, i) => ({ label: c, color: codeColor(c, i), values: req.series.map((b) => b.codes[c] ?? 0) })), yFmt: (v) => fmtNum(v, 0), integer: true },
@@ -101,7 +101,7 @@ function render(body, d) {
   };
   const numbers = h("dl.stats.kpis", { "aria-label": "Totals over the range" },
     kpi("Requests", String(req.total.count), `${fmtNum(req.total.per_min, 2)}/min`, "kpi-requests"),
-    kpi("Error rate", fmtPct(req.total.error_rate), `${req.total.errors} error${req.total.errors === 1 ? "" : "s"} (5xx)`, "kpi-errors", req.total.error_rate > 1 - d.slo.target ? "bad" : ""),
+    kpi("Error rate", fmtPct(req.total.error_rate), `${req.total.errors} error${req.total.errors === 1 ? "" : "s"} (5xx or run failed)`, "kpi-errors", req.total.error_rate > 1 - d.slo.target ? "bad" : ""),
     kpi("Failed runs", runs.total.count ? fmtPct(runs.total.error_rate) : "–", `${runs.total.errors} of ${runs.total.count} run${runs.total.count === 1 ? "" : "s"}`, "kpi-failed-runs", runs.total.errors ? "bad" : ""),
     kpi("Latency p50", fmtMs(req.total.latency_p50), `p95 ${fmtMs(req.total.latency_p95)} · p99 ${fmtMs(req.total.latency_p99)}`, "kpi-latency"),
     kpi("First byte p50", fmtMs(req.total.first_p50), `p95 ${fmtMs(req.total.first_p95)}`, "kpi-ttfb"),
@@ -148,7 +148,7 @@ function slo(s) {
       h("div", {}, h("dt", {}, "Error budget left"), h("dd", { class: `${tone}-text` }, s.budget_left == null ? "–" : fmtPct(s.budget_left)))),
     h("div.budget", { role: "meter", "aria-label": "Error budget left", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": left == null ? "0" : String(Math.round(Math.max(0, left) * 100)) },
       h(`span.budget-fill.${tone}`, { style: `width:${left == null ? 0 : Math.max(0, left) * 100}%` })),
-    h("p.muted.small", {}, "A request is good unless the server answered 5xx. The budget is the share of requests allowed to fail (1 − target)."));
+    h("p.muted.small", {}, "A request is good unless the server answered 5xx or the workflow run it ran failed (even when answered 200). The budget is the share of requests allowed to fail (1 − target)."));
 }
 
 /** Per workflow: its requests, joined with its runs (a workflow run only from the CLI has no requests). */
@@ -165,7 +165,7 @@ function groups(gs, what, model) {
   if (!gs.length) return h("p.muted", {}, model ? "No model calls in this range." : "No requests or runs in this range.");
   const cols = model
     ? [["Calls", (g) => String(g.count)], ["Tokens/min", (g) => fmtTokens(g.tokens_per_min)], ["Latency p50", (g) => fmtMs(g.latency_p50)], ["p95", (g) => fmtMs(g.latency_p95)], ["p99", (g) => fmtMs(g.latency_p99)], ["TTFT p50", (g) => fmtMs(g.first_p50)], ["Errors", (g) => fmtPct(g.error_rate)]]
-    : [["Requests", (g) => String(g.count)], ["Req/min", (g) => fmtNum(g.per_min, 2)], ["Latency p50", (g) => fmtMs(g.latency_p50)], ["p95", (g) => fmtMs(g.latency_p95)], ["p99", (g) => fmtMs(g.latency_p99)], ["First byte p50", (g) => fmtMs(g.first_p50)], ["5xx", (g) => (g.count ? fmtPct(g.error_rate) : "–")],
+    : [["Requests", (g) => String(g.count)], ["Req/min", (g) => fmtNum(g.per_min, 2)], ["Latency p50", (g) => fmtMs(g.latency_p50)], ["p95", (g) => fmtMs(g.latency_p95)], ["p99", (g) => fmtMs(g.latency_p99)], ["First byte p50", (g) => fmtMs(g.first_p50)], ["Errors", (g) => (g.count ? fmtPct(g.error_rate) : "–")],
       ["Runs", (g) => String(g.runs?.count ?? 0)], ["Failed runs", (g) => (g.runs?.count ? `${g.runs.errors} (${fmtPct(g.runs.error_rate)})` : "–")]];
   // a long name is cut with an ellipsis; the whole name is its title
   const name = (key) => h("th", { scope: "row" }, h("span.clip", { title: key }, key));
