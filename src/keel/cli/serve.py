@@ -115,6 +115,14 @@ def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> N
 
     import uvicorn
 
+    if not settings.port:  # type: ignore[attr-defined]
+        # --port 0 (the hint of a taken port): pick the free port here, so the URL printed
+        # below is one a browser can open, not ":0"
+        import socket
+
+        with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as s:  # type: ignore[attr-defined]
+            s.bind((settings.host, 0))  # type: ignore[attr-defined]
+            settings = settings.model_copy(update={"port": s.getsockname()[1]})  # type: ignore[attr-defined]
     if not reload:
         check_port(settings.host, settings.port)  # type: ignore[attr-defined]
 
