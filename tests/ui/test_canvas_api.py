@@ -162,7 +162,7 @@ def test_validate_places_a_cel_error_on_its_node_and_field_with_the_clis_message
     # the structured form gives the same problem
     data, _ = read_document(bad)
     same = client.post("/ui/api/canvas/validate", json={"spec": data}).json()
-    assert [p for p in same["problems"] if p["node_id"] == "route"][0]["pointer"] == cel["pointer"]
+    assert next(p for p in same["problems"] if p["node_id"] == "route")["pointer"] == cel["pointer"]
     # a layout naming no node is a problem placed on its entry
     data["layout"] = {"nodes": {"clasify": {"x": 1, "y": 2}}}
     layout = client.post("/ui/api/canvas/validate", json={"spec": data}).json()["problems"]
@@ -254,7 +254,7 @@ def _importable_cases() -> list[str]:
 def test_every_agent_builder_case_round_trips_through_the_save_api_with_its_layout(client) -> None:
     from keel.workflows.importers import NotImportable, import_file
 
-    done = 0
+    done = laid_out = 0
     for case in _importable_cases():
         try:
             imported = import_file(CASES / case / "input.json")
@@ -267,8 +267,9 @@ def test_every_agent_builder_case_round_trips_through_the_save_api_with_its_layo
             fresh(client, name)
             client.put(f"/ui/api/canvas/workflows/{name}/draft", json={"base_revision": 0, "yaml": imported.yaml})
             assert client.get(f"/ui/api/canvas/workflows/{name}").json()["layout"] == layout
+            laid_out += 1
         done += 1
-    assert done >= 40
+    assert done >= 40 and laid_out >= 40
 
 
 def test_a_comment_survives_an_edit_of_another_node(client) -> None:

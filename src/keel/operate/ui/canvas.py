@@ -408,11 +408,12 @@ def router(get_store: Callable[[], SQLiteStore], caller_dep: Any) -> APIRouter:
     @api.get("/models")
     def models(caller: Any = caller_dep) -> Any:
         from keel.config import get_settings
+        from keel.models.registry import PREFIXES
 
         settings = get_settings()
         return {"default": settings.default_model,
                 "aliases": [{"name": k, "model": v} for k, v in sorted(settings.models.items())],
-                "providers": ["openai", "openai-compatible", "openrouter", "ollama", "local", "scripted"]}
+                "providers": list(PREFIXES)}
 
     @api.get("/workflows/{name}/names")
     def names(name: str, node: str = Query(min_length=1, max_length=64), caller: Any = caller_dep) -> Any:
