@@ -89,7 +89,11 @@ def test_the_ui_alone_serves_the_page_and_keeps_the_access_log(keel_home, tmp_pa
             assert c.get("/", follow_redirects=True).text.startswith("<!doctype html>")
             r = c.post("/ui/api/chat", json={"workflow": "echo-bot", "messages": [{"role": "user", "content": "yo"}]})
             assert ("delta", {"text": "yo"}) in events(r.text)
+            run_id = events(r.text)[0][1]["run_id"]
             d = c.get("/ui/api/metrics?range=5m").json()
+            # the chat's row names its run and how it ended (a failed one is an error on the dashboard)
+            assert [(row["run_id"], row["run_status"]) for row in store.query(
+                "SELECT run_id, run_status FROM serve_requests WHERE path = '/ui/api/chat'")] == [(run_id, "succeeded")]
     finally:
         srv.stop()
         store.close()

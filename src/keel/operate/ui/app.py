@@ -55,10 +55,11 @@ class _AccessLog:
             route = scope.get("route")
             self.store().execute(
                 "INSERT INTO serve_requests (id, started_at, method, path, route, workflow, version, key_id, status, "
-                "latency_ms, ttfb_ms, streamed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "latency_ms, ttfb_ms, streamed, run_id, run_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (uuid.uuid4().hex, start, scope["method"], scope["path"], getattr(route, "path", None),
                  state.get("workflow"), state.get("version"), state.get("key_id"), seen["status"],
-                 (time.perf_counter() - perf) * 1000, seen["ttfb"], int(seen["streamed"])))
+                 (time.perf_counter() - perf) * 1000, seen["ttfb"], int(seen["streamed"]), state.get("run_id"),
+                 state.get("run_status")))
 
 
 def create_app(store: SQLiteStore | None = None) -> FastAPI:
