@@ -222,7 +222,7 @@ def main() -> int:
         try:
             publish(home, echo3("echo3"), "echo3")
             publish(home, APPROVE, "approve")
-            key = create_key(home, "fuzz-admin", "--workflow", "*") if mode == "keys" else None
+            key = create_key(home, "fuzz-admin", "--workflow", "*", "--admin", "--approver") if mode == "keys" else None
             server = start_server(home)
             try:
                 t0 = time.monotonic()
