@@ -565,3 +565,21 @@ def test_the_readme_parser_finds_every_quickstart_command() -> None:
     assert all(c.split()[0] in ("keel", "export", "cd") for c in parsed), parsed
     assert shell_commands('keel serve   # http://127.0.0.1:8000/ui\nkeel a && cd b  # x') == \
         ["keel serve", "keel a", "cd b"]
+
+
+def test_doctor_says_what_installing_the_local_extra_costs_and_how_to_keep_the_build(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14, item 4: `pip install 'keel[local]'` compiles llama.cpp (17 minutes on a busy
+    2-core machine) and nothing said so; the script it names exists and builds into a cache."""
+    import importlib.util
+
+    from keel.cli import doctor
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    local = next(c for c in doctor._check_extras() if c.name == "extra [local]")
+    assert local.detail == "not installed"
+    assert "compiles llama.cpp" in local.fix and "once per machine" in local.fix
+    script = re.search(r"bash (scripts/\S+\.sh)", local.fix)
+    assert script and (ROOT / script.group(1)).is_file(), local.fix
+    assert "KEEL_WHEEL_CACHE" in (ROOT / script.group(1)).read_text()

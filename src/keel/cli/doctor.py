@@ -207,7 +207,12 @@ def _check_extras() -> list[Check]:
     for extra, modules in extras.items():
         missing = [m for m in modules if importlib.util.find_spec(m) is None]
         if missing:
-            out.append(Check(f"extra [{extra}]", "info", "not installed", f"pip install 'keel[{extra}]' to enable it"))
+            fix = f"pip install 'keel[{extra}]' to enable it"
+            if extra == "local":  # llama-cpp-python is source only on PyPI (docs/decisions/0013)
+                fix += (" (it compiles llama.cpp: minutes, once per machine, as pip keeps the built wheel; "
+                        "to keep a portable build for other venvs and machines, from a checkout of Keel: "
+                        "bash scripts/build-local-wheel.sh)")
+            out.append(Check(f"extra [{extra}]", "info", "not installed", fix))
         else:
             out.append(Check(f"extra [{extra}]", "info", "installed"))
     return out
