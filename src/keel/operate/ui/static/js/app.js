@@ -7,6 +7,7 @@ const pages = {
   trace: () => import("./trace.js"),
   evals: () => import("./evals.js"),
   dashboard: () => import("./dashboard.js"),
+  workflows: () => import("./workflows.js"), // the list, and #/workflows/NAME: the canvas
 };
 let current = null;
 
@@ -22,8 +23,9 @@ async function route() {
     on ? a.setAttribute("aria-current", "page") : a.removeAttribute("aria-current");
   });
   if (current && current.unmount) current.unmount();
-  document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health" }[name]} · Keel`;
+  document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health", workflows: arg ? arg : "Workflows" }[name]} · Keel`;
   const main = document.getElementById("main");
+  main.classList.toggle("canvas-main", name === "workflows" && !!arg);
   main.replaceChildren();
   document.getElementById("notice").replaceChildren(); // a key banner comes back if this page is refused too
   const mod = await pages[name]();

@@ -1,0 +1,64 @@
+// A node on the canvas: icon and category colour, its input and output ports, its problems,
+// its state in a preview run, and whether a diff added or changed it.
+import { memo } from "react";
+import { Handle, Position, BaseEdge, EdgeLabelRenderer, getBezierPath } from "@xyflow/react";
+import { TYPES, ports, hasInput } from "./graph.js";
+import { Icon } from "./icons.jsx";
+
+function summary(n) {
+  if (n.type === "agent") return n.model || "";
+  if (n.type === "if_else") return `${(n.branches || []).length} branch${(n.branches || []).length === 1 ? "" : "es"}`;
+  if (n.type === "note") return (n.text || "").slice(0, 60);
+  if (n.type === "file_search") return n.collection || "";
+  if (n.type === "mcp") return n.tool || "";
+  return "";
+}
+
+export const KeelNode = memo(function KeelNode({ id, data, selected }) {
+  const n = data.node, meta = TYPES[n.type] || { label: n.type, icon: "?", cat: "core" };
+  const out = ports(n);
+  const errors = data.problems ? data.problems.filter((p) => p.severity === "error") : [];
+  const warns = data.problems ? data.problems.length - errors.length : 0;
+  const cls = ["kn", `cat-${meta.cat}`, selected ? "selected" : "", data.run ? `run-${data.run}` : "",
+    data.diff ? `diff-${data.diff}` : "", errors.length ? "has-errors" : "", n.type === "note" ? "note" : ""].join(" ");
+  const h = Math.max(56, 28 + out.length * 16);
+  return (
+    <div className={cls} data-node-id={id} data-node-type={n.type} style={{ minHeight: h }}
+         title={errors.map((p) => p.message).join("\n") || undefined}>
+      {hasInput(n) && <Handle type="target" position={Position.Left} id="in" className="port-in" />}
+      <div className="kn-head">
+        <span className="kn-icon" aria-hidden="true"><Icon type={n.type} /></span>
+        <span className="kn-title">{n.title || n.id}</span>
+        {errors.length > 0 && <span className="kn-problems" role="img" aria-label={`${errors.length} problem${errors.length > 1 ? "s" : ""}`}>{errors.length}</span>}
+        {!errors.length && warns > 0 && <span className="kn-warns" aria-label={`${warns} warnings`}>!</span>}
+      </div>
+      <div className="kn-sub">{meta.label}{summary(n) ? ` · ${summary(n)}` : ""}</div>
+      {data.run && <div className="kn-run" aria-label={`run: ${data.run}`}>{data.run}</div>}
+      {out.map((p, i) => (
+        <div key={p} className={`kn-port ${p === "error" ? "port-error" : ""}`} style={{ top: 24 + i * 16 }}>
+          <span className="kn-port-label">{p}</span>
+          <Handle type="source" position={Position.Right} id={p} className={`port-out port-${p}`} data-port={p} />
+        </div>
+      ))}
+    </div>
+  );
+});
+
+export function KeelEdge(props) {
+  const { id, sourceX, sourceY, targetX, targetY, sourcePosition, targetPosition, markerEnd, selected, data } = props;
+  const [path, lx, ly] = getBezierPath({ sourceX, sourceY, targetX, targetY, sourcePosition, targetPosition });
+  const port = data && data.port;
+  return (
+    <g data-edge-id={id} className={selected ? "edge-selected" : ""}>
+      <BaseEdge id={id} path={path} markerEnd={markerEnd} />
+      {port && port !== "next" && (
+        <EdgeLabelRenderer>
+          <div className="edge-label" style={{ transform: `translate(-50%, -50%) translate(${lx}px,${ly}px)` }}>{port}</div>
+        </EdgeLabelRenderer>
+      )}
+    </g>
+  );
+}
+
+export const nodeTypes = { keel: KeelNode };
+export const edgeTypes = { keel: KeelEdge };
