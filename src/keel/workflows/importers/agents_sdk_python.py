@@ -97,7 +97,7 @@ class _Reader(ToolSteps):
                     self.agents[name] = self.agent(value)  # type: ignore[arg-type]
                 elif cname in _HOSTED_TOOLS:
                     self.tools[name] = self.hosted_tool(cname, value)  # type: ignore[arg-type]
-                elif re.fullmatch(r"guardrails\d*_config", name) and isinstance(value, ast.Dict):
+                elif re.fullmatch(r"guardrails\d*_config\d*", name) and isinstance(value, ast.Dict):
                     self.guardrail_configs[name] = [
                         {"type": str(g.get("name", "")).lower().replace(" ", "_"), "name": g.get("name"),
                          "config": g.get("config") or {}} for g in (_const(value, {}) or {}).get("guardrails", [])]

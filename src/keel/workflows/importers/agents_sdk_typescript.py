@@ -6,9 +6,10 @@ executing anything). Zod schemas (``z.object``, ``z.string``, ``z.number``, ``z.
 ``z.array``, ``z.enum``) become pydantic-style classes; ``new Agent({...})`` becomes
 ``Agent(...)``; the ``runWorkflow`` body's blocks (``if`` / ``else if`` / ``else``, ``while``)
 become indented Python; camelCase names become snake_case (``classifyResultTemp`` ->
-``classify_result_temp``); ``===``, ``&&``, ``||``, ``!``, ``??`` become Python's operators.
-Guardrails, File search and MCP steps of a TypeScript export are not read yet: they are reported
-as not recognised (decision 0012).
+``classify_result_temp``); ``===``, ``&&``, ``||``, ``!``, ``??``, ``?.``, ``a ? b : c`` become Python's
+(:mod:`.typescript_syntax`); ``try`` / ``catch`` (a Guardrails node that continues on error)
+becomes ``try`` / ``except``. Guardrails configs, hosted tools, File search and MCP steps are
+rewritten by :mod:`.typescript_steps`.
 """
 
 from __future__ import annotations
@@ -19,38 +20,19 @@ import re
 from keel.workflows.importers.errors import NotImportable
 from keel.workflows.importers.ir import AbGraph
 from keel.workflows.importers.report import Report
+from keel.workflows.importers.typescript_steps import definitions, step
+from keel.workflows.importers.typescript_syntax import balance as _balance
+from keel.workflows.importers.typescript_syntax import fields as _fields
+from keel.workflows.importers.typescript_syntax import join_template_lines
+from keel.workflows.importers.typescript_syntax import js_to_py as _js_to_py
+from keel.workflows.importers.typescript_syntax import snake as _snake
 
 __all__ = ["read_typescript", "to_python"]
 
-_STRING_RE = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`)""")
 _SCHEMA_RE = re.compile(r"^const (\w+) = (z\.object\(.*\));\s*$", re.M)
 _AGENT_RE = re.compile(r"^const (\w+) = new Agent\((\{.*?\n\})\);", re.M | re.S)
-
-
-def _outside_strings(code: str, fn) -> str:
-    parts = _STRING_RE.split(code)
-    return "".join(p if i % 2 else fn(p) for i, p in enumerate(parts))
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
-
-
-def _js_to_py(code: str) -> str:
-    """A JavaScript expression or object literal in Python syntax (string literals untouched)."""
-
-    def fix(part: str) -> str:
-        part = re.sub(r"\.\.\.", "*", part)
-        part = part.replace("===", "==").replace("!==", "!=").replace("&&", " and ").replace("||", " or ")
-        part = part.replace("??", " or ")
-        part = re.sub(r"!(?!=)", " not ", part)
-        part = re.sub(r"\btrue\b", "True", part)
-        part = re.sub(r"\bfalse\b", "False", part)
-        part = re.sub(r"\b(null|undefined)\b", "None", part)
-        part = re.sub(r"([{,]\s*)([A-Za-z_]\w*)\s*:", r'\1"\2":', part)
-        return re.sub(r"(?<![\w.\"])([a-z]+[A-Z]\w*)", lambda m: _snake(m.group(1)), part)
-
-    return _outside_strings(code, fix)
+_HEADER_RE = re.compile(r"(\}\s*else\s+)?(if|while)\s*\(.*\)\s*\{|(\}\s*else|try|\}\s*catch\s*(\(\s*\w*\s*\))?|"
+                        r"\}\s*finally)\s*\{")
 
 
 def _zod(expr: str, classes: list[str], name: str) -> str:
@@ -80,24 +62,6 @@ def _zod(expr: str, classes: list[str], name: str) -> str:
                         hint="expected z.object / z.string / z.number / z.boolean / z.array / z.enum")
 
 
-def _fields(body: str) -> list[tuple[str, str]]:
-    """``key: value`` pairs of an object literal's top level."""
-    out, depth, cur = [], 0, ""
-    for ch in _outside_strings(body, lambda p: p) + ",":
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            if cur.strip():
-                key, _, value = cur.partition(":")
-                out.append((key.strip().strip("\"'"), value.strip()))
-            cur = ""
-        else:
-            cur += ch
-    return out
-
-
 def _agent(var: str, literal: str, schemas: set[str]) -> str:
     args = []
     for key, value in _fields(literal.strip()[1:-1]):
@@ -111,16 +75,13 @@ def _agent(var: str, literal: str, schemas: set[str]) -> str:
                 effort = dict(_fields(settings["reasoning"].strip()[1:-1])).get("effort")
                 parts.append(f"reasoning=Reasoning(effort={effort})")
             args.append(f"model_settings=ModelSettings({', '.join(parts)})")
+        elif key == "instructions" and "=>" in value:  # a function of the run context: reported, not read
+            args.append("instructions=instructions_function()")
         elif key in ("name", "instructions", "model"):
-            args.append(f"{key}={value}")
+            args.append(f"{key}={_js_to_py(value)}")
         elif key == "tools":
             args.append(f"tools={_js_to_py(value)}")
     return f"{_snake(var)} = Agent({', '.join(args)})\n"
-
-
-def _balance(code: str) -> int:
-    code = "".join(p for i, p in enumerate(_STRING_RE.split(code)) if not i % 2)
-    return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
 
 
 def _statements(lines: list[str]) -> list[str]:
@@ -132,8 +93,7 @@ def _statements(lines: list[str]) -> list[str]:
         line = raw.strip()
         if not line or line.startswith("//"):
             continue
-        if bal == 0 and (re.fullmatch(r"(\}\s*else\s+)?(if|while)\s*\(.*\)\s*\{", line)
-                         or re.fullmatch(r"\}\s*else\s*\{", line) or line in ("}", "};", "});")):
+        if bal == 0 and (_HEADER_RE.fullmatch(line) or line in ("}", "};", "});")):
             out.append(line)
             continue
         cur = f"{cur} {line}" if cur else line
@@ -174,6 +134,15 @@ def _body(lines: list[str]) -> list[str]:
         if re.fullmatch(r"\}\s*else\s*\{", line):
             out.append("  " * (depth - 1) + "else:")
             continue
+        if line.startswith("try"):
+            out.append(f"{ind}try:")
+            depth += 1
+            continue
+        m = re.fullmatch(r"\}\s*(catch|finally)\s*(\(\s*(\w*)\s*\))?\s*\{", line)
+        if m:
+            name = f" as {_snake(m.group(3))}" if m.group(3) else ""
+            out.append("  " * (depth - 1) + ("finally:" if m.group(1) == "finally" else f"except Exception{name}:"))
+            continue
         if line in ("}", "};", "});"):
             depth -= 1
             continue
@@ -182,7 +151,7 @@ def _body(lines: list[str]) -> list[str]:
         stmt = re.sub(r"^(const|let|var)\s+", "", line.rstrip(";"))
         stmt = re.sub(r"^state\.(\w+)\s*=", r'state["\1"] =', stmt)
         stmt = re.sub(r"runner\.run\(\s*(\w+)\s*,", r"Runner.run(\1, input=", stmt)
-        out.append(ind + _js_to_py(stmt))
+        out.append(ind + (step(stmt) or _js_to_py(stmt)))
     return out
 
 
@@ -193,16 +162,20 @@ def to_python(text: str, source: str) -> str:
         raise NotImportable(f"{source}: TypeScript without `export const runWorkflow = async (...) => {{`: not an "
                             "Agent Builder export", hint="expected the @openai/agents code Agent Builder's Code "
                             "export produced")
+    text = join_template_lines(text)
+    start = re.search(r"export\s+const\s+runWorkflow\s*=\s*async\s*\(\s*(\w+)[^)]*\)\s*=>\s*\{", text)
+    assert start is not None
     classes: list[str] = []
     for name, expr in _SCHEMA_RE.findall(text[: start.start()]):
         _zod(expr, classes, name)
+    tools = "".join(line + "\n" for line in definitions(text[: start.start()]))
     agents = "".join(_agent(v, lit, set()) for v, lit in _AGENT_RE.findall(text[: start.start()]))
     lines = text[start.end():].splitlines()
     trace = next((i for i, ln in enumerate(lines) if "withTrace(" in ln), None)
     body = _body(lines[trace + 1:] if trace is not None else lines)
     head = ("from typing import Literal\nfrom pydantic import BaseModel\n"
             "from agents import Agent, ModelSettings, Runner\n\n")
-    return (head + "\n".join(classes) + "\n" + agents + "\n\nasync def run_workflow(workflow_input):\n"
+    return (head + "\n".join(classes) + "\n" + tools + agents + "\n\nasync def run_workflow(workflow_input):\n"
             "  workflow = workflow_input.model_dump()\n" + "\n".join(body) + "\n")
 
 

@@ -31,7 +31,7 @@ from keel.workflows.importers.expressions import rewrite as _rewrite
 from keel.workflows.importers.expressions import slug as _slug
 from keel.workflows.importers.ir import MISSING, AbGraph, AbNode
 from keel.workflows.importers.report import Report
-from keel.workflows.importers.tool_nodes import ToolNodes
+from keel.workflows.importers.tool_nodes import ToolNodes, without_secrets
 
 __all__ = ["cel_string", "to_keel", "yaml_text"]
 
@@ -120,7 +120,7 @@ class _Mapper(ToolNodes):
 
     def unreachable(self, n: AbNode) -> None:
         kid = self.ids[n.id]
-        config = json.dumps(n.config, ensure_ascii=False, sort_keys=True)
+        config = json.dumps(without_secrets(n.config), ensure_ascii=False, sort_keys=True)  # no tokens in Notes
         text = n.config.get("text") if n.type == "Note" else None
         if not isinstance(text, str):
             text = (f"Not connected in Agent Builder (no path from Start reached it): {n.type} node "

@@ -83,6 +83,8 @@ class ToolSteps:
                 config["guardrails"] = self.guardrail_configs.get(cfg or "", [])
             i += 1
         self.results[result_var or "guardrails_result"] = node
+        # the TypeScript export may read the checked text from the output variable instead
+        self.results[(result_var or "guardrails_result").replace("result", "output")] = node
         self.prev = node
         out: list[tuple[str, str]] = []
         if i < len(stmts) and isinstance(stmts[i], ast.If) and re.fullmatch(
