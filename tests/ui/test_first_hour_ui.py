@@ -139,6 +139,10 @@ def test_a_failed_run_counts_as_an_error_on_the_dashboard(page: Page, ui_store, 
     row = page.locator('#dash-by-workflow tr[data-key="breaks"]')
     expect(row.locator('td[data-col="Failed runs"]')).to_have_text("1 (100.0%)")
     expect(row.locator('td[data-col="Runs"]')).to_have_text("1")
+    # the chat's request was answered 200 (a stream) but its run failed: an error, and not good for the SLO
+    expect(page.locator("#kpi-errors .kpi-value")).to_have_text("100.0%")
+    expect(row.locator('td[data-col="Errors"]')).to_have_text("100.0%")
+    expect(page.locator("#slo")).to_contain_text("0 / 1")
 
 
 def test_a_long_model_name_is_cut_in_the_filter_row_and_typos_are_no_failing_models(page: Page, ui_store) -> None:
