@@ -6,12 +6,14 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from keel.errors import UserError
-from keel.models import Message, ModelSettings, ResponseDone, StreamRestart, TextDelta, get_model
-from keel.models.structured import load_schema_file
+
+if TYPE_CHECKING:
+    from keel.models import Message, ModelSettings
 
 EPILOG = """Examples:
 
@@ -40,6 +42,10 @@ def chat(
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed, where the provider supports one."),
 ) -> None:
     """Send one message to a model and print its reply."""
+    # imported here: the models package is heavy, and every other command would pay for it
+    from keel.models import Message, ModelSettings
+    from keel.models.structured import load_schema_file
+
     output_schema = load_schema_file(schema) if schema else None
     message = _message(message)
     messages = ([Message.system(system)] if system else []) + [Message.user(message)]
@@ -67,6 +73,8 @@ def _message(given: str | None) -> str:
 
 async def _chat(model_string: str, messages: list[Message], output_schema: dict | None,
                 settings: ModelSettings, stream: bool) -> None:
+    from keel.models import ResponseDone, StreamRestart, TextDelta, get_model
+
     model = get_model(model_string)
     try:
         call = model.generate(messages, output_schema=output_schema, settings=settings, stream=stream)

@@ -56,9 +56,17 @@ def add(
         False, "--follow-symlinks",
         help="Follow symlinks that lead out of the folders given (by default they are skipped, with the reason)."),
     as_json: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    show_progress: bool = typer.Option(
+        False, "--progress",
+        help="Show progress on stderr even when it is not a terminal (as plain lines); by default a bar shows "
+             "on a terminal only."),
 ) -> None:
     """Ingest files into a collection. Unchanged files are skipped; deleted files leave the index.
+
+    Progress (files, chunks, chunks embedded) shows on stderr. Ctrl-C stops the ingest and says
+    what was kept: files indexed so far stay, and so do the vectors computed so far, so running
+    the same command again resumes without embedding them again.
 
     Only regular files are read: symlinks out of the folder (unless --follow-symlinks), symlink
     loops, FIFOs, devices and files over --max-mb are skipped and reported with the reason.
@@ -68,7 +76,8 @@ def add(
 
     metadata = _parse_meta(meta)
     with Collection.open(collection, embedder=embedder) as col:
-        report = col.add(paths, metadata=metadata, progress=not quiet and not as_json and sys.stderr.isatty(),
+        mode = False if quiet else True if show_progress else sys.stderr.isatty() and not as_json
+        report = col.add(paths, metadata=metadata, progress=mode,
                          max_bytes=int(max_mb * 1024 * 1024), follow_symlinks=follow_symlinks)
     if as_json:
         print(json.dumps(report_json(report)))

@@ -4,6 +4,9 @@ It is derived data: built from the term counts stored with each chunk (so
 building needs no re-tokenising) as a column-sorted sparse matrix of
 precomputed BM25 weights, one column per term. A query adds up the columns of
 its terms: one sparse matrix-vector product (scipy; numpy alone is the fallback).
+The first query of an index adds up posting lists with numpy; the scipy matrix is
+built from the second on, so a one-shot ``keel context search`` does not pay
+scipy's half-second import and a long-lived server still gets its speed.
 Measured against SQLite FTS5's ``bm25()`` in docs/decisions/0002-context-storage.md.
 """
 
@@ -30,6 +33,8 @@ class BM25Index:
     def __init__(self, blobs: list[bytes], *, k1: float = 1.2, b: float = 0.75) -> None:
         """``blobs[row]`` holds the packed term counts of the chunk at position ``row``."""
         self.n = len(blobs)
+        self._csc = None
+        self._queries = 0
         arrays = [unpack_terms(bl) for bl in blobs]
         lens = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=self.n)
         if self.n == 0 or lens.sum() == 0:
@@ -51,12 +56,18 @@ class BM25Index:
         norm = k1 * (1 - b + b * dl[rows] / avgdl)
         self.weights = (np.repeat(idf, df) * tf * (k1 + 1) / (tf + norm)).astype(np.float32)
         self.rows = rows
-        self._csc = None
-        try:
-            import scipy.sparse as sp
-        except ImportError:  # numpy alone works, about 3x slower on long posting lists
-            return
-        self._csc = sp.csc_matrix((self.weights, self.rows, self.indptr), shape=(self.n, self.terms.size))
+
+    def _matrix(self):
+        """The scipy CSC matrix of the weights (built on the second query), or ``None``."""
+        self._queries += 1
+        if self._csc is None and self._queries > 1:
+            try:
+                import scipy.sparse as sp
+            except ImportError:  # numpy alone works, about 3x slower on long posting lists
+                self._csc = False
+            else:
+                self._csc = sp.csc_matrix((self.weights, self.rows, self.indptr), shape=(self.n, self.terms.size))
+        return None if self._csc is False else self._csc
 
     def scores(self, term_ids: list[int]) -> np.ndarray:
         """BM25 score of every row for a query made of ``term_ids`` (repeats count)."""
@@ -65,11 +76,12 @@ class BM25Index:
             return out
         q = np.asarray(term_ids, dtype=np.uint32)
         pos = np.searchsorted(self.terms, q)
-        if self._csc is not None:
+        csc = self._matrix()
+        if csc is not None:
             cols = pos[(pos < self.terms.size) & (self.terms[np.minimum(pos, self.terms.size - 1)] == q)]
             if cols.size == 0:
                 return out
-            return np.asarray(self._csc[:, cols] @ np.ones(cols.size, dtype=np.float32), dtype=np.float32)
+            return np.asarray(csc[:, cols] @ np.ones(cols.size, dtype=np.float32), dtype=np.float32)
         for p, t in zip(pos, q, strict=True):
             if p < self.terms.size and self.terms[p] == t:
                 s, e = self.indptr[p], self.indptr[p + 1]

@@ -182,7 +182,7 @@ class Collection:
     # -- writing ---------------------------------------------------------------------
 
     def add(self, paths: Iterable[str | os.PathLike[str]], *, metadata: Mapping[str, Any] | None = None,
-            progress: bool = False, max_bytes: int | None = None, follow_symlinks: bool = False) -> IngestReport:
+            progress: bool | str = False, max_bytes: int | None = None, follow_symlinks: bool = False) -> IngestReport:
         """Ingest files and directories (see :mod:`keel.context.ingest`)."""
         from keel.context.ingest import ingest_paths
 

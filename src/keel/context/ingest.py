@@ -22,8 +22,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,15 +34,28 @@ from keel.context.bm25 import pack_terms
 from keel.context.files import gather, read_file
 from keel.context.lexical import ANALYZER, analyze
 from keel.context.parse import DEFAULT_MAX_BYTES, SkipFile, check_type, chunk_data
+from keel.context.progress import IngestProgress, ProgressMode
+from keel.context.progress import progress as _progress
 from keel.context.types import ChunkDraft, IngestReport, SkippedFile, content_hash
 from keel.errors import UserError
 
 if TYPE_CHECKING:
     from keel.context.collection import Collection
 
-__all__ = ["embed_text", "ingest_paths", "ingest_records"]
+__all__ = ["IngestInterrupted", "embed_text", "ingest_paths", "ingest_records"]
 
-_EMBED_BATCH = 256  # chunks gathered across files before one embedding call
+_EMBED_BATCH = 64  # chunks gathered across files before they are embedded and their files committed
+_KEEP_EVERY = 32  # vectors are kept (committed to the cache) at least every this many chunks
+
+
+class IngestInterrupted(UserError):
+    """Ctrl-C during an ingest: what was kept, and how to resume.
+
+    Not a ``KeyboardInterrupt``: the CLI (typer) turns those into a silent exit 130,
+    and this message is the point.
+    """
+
+    exit_code = 130
 
 
 def embed_text(d: ChunkDraft) -> str:
@@ -79,42 +91,12 @@ def _display(path: Path) -> str:
         return str(path.resolve())
 
 
-@contextmanager
-def _progress(enabled: bool, total: int, what: str) -> Iterator[Any]:
-    if not enabled:
-        class _Null:
-            def advance(self, *a: Any, **k: Any) -> None: ...
-        yield _Null()
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport, bar: IngestProgress) -> None:
+    """Compute vectors for chunk hashes the cache lacks, and store text, terms and vectors.
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(what, total=total, rate="")
-        started = time.monotonic()
-        state = {"chunks": 0}
-
-        class _Bar:
-            def advance(self, files: int = 1, chunks: int = 0) -> None:
-                state["chunks"] += chunks
-                dt = max(time.monotonic() - started, 1e-6)
-                bar.update(task, advance=files, rate=f"{state['chunks'] / dt:,.0f} chunks/s")
-
-        yield _Bar()
-
-
-def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport) -> None:
-    """Compute vectors for chunk hashes the cache lacks, and store text, terms and vectors."""
+    Vectors are committed to the cache every ``_KEEP_EVERY`` chunks (or the embedder's
+    batch size, if larger), so an interrupted ingest keeps nearly all its embedding work.
+    """
     shared, model = col.shared, col.embedder.name
     by_hash: dict[str, str] = {}
     for p in batch:
@@ -123,10 +105,18 @@ def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport)
     have_vec = set(shared.cached_vectors(hashes, model))
     need_vec = [h for h in hashes if h not in have_vec]
     need_text = shared.missing_texts(hashes)
-    t = time.monotonic()
-    vecs = col.embedder.embed([by_hash[h] for h in need_vec]) if need_vec else np.zeros((0, 0))
-    report.embed_seconds += time.monotonic() - t
-    report.chunks_embedded += len(need_vec)
+    step = max(_KEEP_EVERY, int(getattr(col.embedder, "batch_size", 0) or 0))
+    for i in range(0, len(need_vec), step):
+        part = need_vec[i : i + step]
+        t = time.monotonic()
+        vecs = col.embedder.embed([by_hash[h] for h in part])
+        report.embed_seconds += time.monotonic() - t
+        with shared.write() as c:
+            c.executemany("INSERT OR IGNORE INTO vectors (hash, model, vec) VALUES (?, ?, ?)",
+                          [(h, model, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                           for h, v in zip(part, vecs, strict=True)])
+        report.chunks_embedded += len(part)
+        bar.embedded(len(part))
     body: dict[str, str] = {}
     for p in batch:
         for h, d in zip(p.hashes, p.drafts, strict=True):
@@ -142,9 +132,6 @@ def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport)
                     counts[ids[t]] = counts.get(ids[t], 0) + 1
                 rows.append((h, body[h], pack_terms(counts), ANALYZER))
             c.executemany("INSERT OR IGNORE INTO texts (hash, text, terms, analyzer) VALUES (?, ?, ?, ?)", rows)
-        c.executemany("INSERT OR IGNORE INTO vectors (hash, model, vec) VALUES (?, ?, ?)",
-                      [(h, model, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                       for h, v in zip(need_vec, vecs, strict=True)])
 
 
 def _commit(col: Collection, p: _Pending) -> None:
@@ -169,10 +156,10 @@ def _commit(col: Collection, p: _Pending) -> None:
         col.db.bump(c)
 
 
-def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: Any) -> None:
+def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: IngestProgress) -> None:
     if not batch:
         return
-    _embed_missing(col, batch, report)
+    _embed_missing(col, batch, report, bar)
     for p in batch:
         _commit(col, p)
         report.files_indexed += 1
@@ -181,11 +168,66 @@ def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: An
     batch.clear()
 
 
+def _ingest_files(col: Collection, files: list[tuple[Path, str]], known: dict[str, tuple[str, str]],
+                  meta_json: str, metadata: Mapping[str, Any], seen: set[str], report: IngestReport,
+                  bar: IngestProgress, limit: int) -> None:
+    """Read, chunk, embed and commit ``files`` (``(path, real path)`` pairs), in batches."""
+    batch: list[_Pending] = []
+    pending_chunks = 0
+    for f, abs_path in files:
+        if abs_path in seen:
+            continue  # the same file again (a symlink to a file in the folder)
+        report.files_seen += 1
+        seen.add(abs_path)
+        try:
+            check_type(f)
+            data = read_file(abs_path, max_bytes=limit)
+            size = len(data)
+            file_hash = hashlib.sha256(data).hexdigest()[:32]
+            if known.get(abs_path) == (file_hash, meta_json):
+                report.files_unchanged += 1
+                bar.advance(1)
+                continue
+            drafts = chunk_data(f, data)
+        except SkipFile as e:
+            report.skipped.append(SkippedFile(_display(f), e.reason))
+            bar.advance(1)
+            continue
+        except OSError as e:
+            report.skipped.append(SkippedFile(_display(f), f"unreadable: {e.strerror or e}"))
+            bar.advance(1)
+            continue
+        texts = [embed_text(d) for d in drafts]
+        batch.append(_Pending(abs_path, _display(f), file_hash, size, drafts,
+                              [content_hash(t) for t in texts], texts, dict(metadata)))
+        pending_chunks += len(drafts)
+        if pending_chunks >= _EMBED_BATCH:
+            _flush(col, batch, report, bar)
+            pending_chunks = 0
+    _flush(col, batch, report, bar)
+
+
+def _interrupted(col: Collection, report: IngestReport, total: int) -> IngestInterrupted:
+    left = total - report.files_indexed - report.files_unchanged - len(report.skipped)
+    return IngestInterrupted(
+        f"interrupted: kept {report.files_indexed} newly indexed files ({report.chunks_written} chunks) in "
+        f"collection {col.name!r} and {report.chunks_embedded} chunk vectors in the embedding cache; "
+        f"about {max(left, 0)} files were not indexed",
+        hint="run the same `keel context add` again to resume: indexed files are skipped and cached vectors "
+             "are not computed again",
+    )
+
+
 def ingest_paths(col: Collection, paths: Sequence[Path], *, metadata: Mapping[str, Any],
-                 progress: bool = False, max_bytes: int | None = None,
+                 progress: ProgressMode = False, max_bytes: int | None = None,
                  follow_symlinks: bool = False) -> IngestReport:
     """Ingest ``paths`` into ``col`` (see the module docstring; which files are read, and how:
-    :mod:`keel.context.files`)."""
+    :mod:`keel.context.files`; what ``progress`` shows: :mod:`keel.context.progress`).
+
+    Ctrl-C raises :class:`IngestInterrupted`, which says what was kept: the files
+    committed so far stay indexed and the vectors computed so far stay cached, so
+    running the same ingest again resumes where this one stopped.
+    """
     started = time.monotonic()
     report = IngestReport()
     bad_keys = [k for k in metadata if not isinstance(k, str) or not k or k.startswith("$")]
@@ -199,40 +241,11 @@ def ingest_paths(col: Collection, paths: Sequence[Path], *, metadata: Mapping[st
     known = {r[0]: (r[1], r[2]) for r in col.db.query("SELECT abs_path, file_hash, meta FROM documents")}
     meta_json = dumps(dict(metadata))
     seen: set[str] = set()
-    batch: list[_Pending] = []
-    pending_chunks = 0
-    with _progress(progress, len(files), f"indexing into {col.name}") as bar:
-        for f, abs_path in files:
-            if abs_path in seen:
-                continue  # the same file again (a symlink to a file in the folder)
-            report.files_seen += 1
-            seen.add(abs_path)
-            try:
-                check_type(f)
-                data = read_file(abs_path, max_bytes=limit)
-                size = len(data)
-                file_hash = hashlib.sha256(data).hexdigest()[:32]
-                if known.get(abs_path) == (file_hash, meta_json):
-                    report.files_unchanged += 1
-                    bar.advance(1)
-                    continue
-                drafts = chunk_data(f, data)
-            except SkipFile as e:
-                report.skipped.append(SkippedFile(_display(f), e.reason))
-                bar.advance(1)
-                continue
-            except OSError as e:
-                report.skipped.append(SkippedFile(_display(f), f"unreadable: {e.strerror or e}"))
-                bar.advance(1)
-                continue
-            texts = [embed_text(d) for d in drafts]
-            batch.append(_Pending(abs_path, _display(f), file_hash, size, drafts,
-                                  [content_hash(t) for t in texts], texts, dict(metadata)))
-            pending_chunks += len(drafts)
-            if pending_chunks >= _EMBED_BATCH:
-                _flush(col, batch, report, bar)
-                pending_chunks = 0
-        _flush(col, batch, report, bar)
+    try:
+        with _progress(progress, len(files), f"indexing into {col.name}") as bar:
+            _ingest_files(col, files, known, meta_json, metadata, seen, report, bar, limit)
+    except KeyboardInterrupt:
+        raise _interrupted(col, report, len(files)) from None
     # Files that were under an ingested directory and are gone now leave the index.
     gone = [a for a in known if a not in seen and any(a.startswith(str(r) + os.sep) for r in roots)
             and not Path(a).exists()]

@@ -17,16 +17,33 @@ from keel.context.chunk_text import chunk_text
 from keel.context.files import SkipFile, read_file
 from keel.context.types import ChunkDraft
 
-__all__ = ["DEFAULT_MAX_BYTES", "SUFFIXES", "SkipFile", "chunk_data", "chunk_file"]
+__all__ = ["DEFAULT_MAX_BYTES", "LANGS", "SUFFIXES", "SkipFile", "chunk_data", "chunk_file"]
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
+LANGS: dict[str, str] = {
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".tsx": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".go": "go", ".rs": "rust", ".java": "java", ".kt": "kotlin", ".kts": "kotlin", ".scala": "scala",
+    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp",
+    ".cs": "csharp", ".rb": "ruby", ".php": "php", ".swift": "swift", ".lua": "lua", ".r": "r",
+    ".sh": "shell", ".bash": "shell", ".zsh": "shell", ".ps1": "powershell", ".sql": "sql",
+    ".vue": "vue", ".svelte": "svelte", ".css": "css", ".scss": "scss", ".less": "less",
+    ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json", ".jsonc": "json", ".json5": "json",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".ini": "ini", ".cfg": "ini", ".conf": "ini",
+    ".xml": "xml", ".proto": "protobuf", ".graphql": "graphql", ".gql": "graphql", ".tf": "terraform",
+}
+"""Code and configuration suffix -> language: chunked as text by blank-line blocks, kind ``code``,
+metadata ``lang``."""
+
 SUFFIXES: dict[str, str] = {
     ".md": "markdown", ".markdown": "markdown", ".mdx": "markdown",
-    ".txt": "text", ".text": "text", ".rst": "text", "": "text",
+    ".txt": "text", ".text": "text", ".rst": "text", ".adoc": "text", ".asciidoc": "text", ".org": "text",
+    ".tex": "text", ".log": "text", ".csv": "text", ".tsv": "text", "": "text",
     ".html": "html", ".htm": "html",
     ".py": "python", ".pyi": "python",
     ".pdf": "pdf",
+    **dict.fromkeys(LANGS, "code"),
 }
 """File suffix -> chunker. Anything else is skipped as an unsupported type."""
 
@@ -94,6 +111,9 @@ def chunk_data(path: Path, data: bytes, *, max_chars: int = 1200) -> list[ChunkD
         chunks = chunk_html(text, max_chars=max_chars)
     elif kind == "python":
         chunks = chunk_python(text, module=path.stem, max_chars=max(max_chars, 1500))
+    elif kind == "code":
+        chunks = chunk_text(text, max_chars=max_chars, kind="code", title=path.name,
+                            meta={"lang": LANGS[path.suffix.lower()]})
     else:
         chunks = chunk_text(text, max_chars=max_chars)
     if not chunks:
