@@ -48,7 +48,9 @@ WorkflowName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", descr
 RunId = Annotated[str, Path(min_length=4, max_length=64, pattern=r"^[0-9a-f]+$",
                             description="A run id (a unique prefix is enough)")]
 ApprovalId = Annotated[str, Path(min_length=4, max_length=64, pattern=r"^[0-9a-f]+$",
-                                 description="An approval id (a unique prefix is enough)")]
+                                 description="An approval id, in full")]
+FullRunId = Annotated[str, Path(min_length=4, max_length=64, pattern=r"^[0-9a-f]+$",
+                                description="A run id, in full")]
 CallerDep = Annotated[Caller, Depends(caller_dependency)]
 
 
@@ -87,11 +89,12 @@ def _no_run(run_id: str) -> ApiError:
                     hint="list the runs you may read with GET /v1/runs")
 
 
-def _record(services: Any, caller: Caller, run_id: str) -> RunRecord | None:
+def _record(services: Any, caller: Caller, run_id: str, *, prefix: bool = True) -> RunRecord | None:
     """The stored run (None while a run started here has not reached the store yet); 404 also
-    for a run the caller may not read (:meth:`Caller.may_read_run`), so ids do not leak."""
+    for a run the caller may not read (:meth:`Caller.may_read_run`), so ids do not leak.
+    ``prefix=False`` (routes that change state): the full id only."""
     try:
-        rec = services.runner.runs.get(run_id)
+        rec = services.runner.runs.get(run_id, prefix=prefix)
     except RunNotFoundError:
         meta = services.runner.hub.meta(run_id)
         if meta is None or not services.runner.hub.in_flight(run_id):
@@ -263,7 +266,9 @@ async def _answer(request: Request, approval_id: str, body: ApprovalAnswer | Non
                   approved: bool) -> RunOut:
     services = _services(request)
     body = body or ApprovalAnswer()
-    approval = services.runner.runs.approval(approval_id)
+    # The full id only: ids start with their creation time, so an 8-digit prefix names "the
+    # approval created this minute", not one approval (docs/security.md, "Ids are not patterns").
+    approval = services.runner.runs.approval(approval_id, prefix=False)
     if approval is None:
         raise ApiError(404, f"no approval with id {approval_id!r}", type="not_found_error",
                        field="path.approval_id", hint="list pending approvals with GET /v1/approvals")
@@ -292,11 +297,11 @@ async def reject(request: Request, approval_id: ApprovalId, caller: CallerDep,
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut, summary="Cancel a running or waiting run",
              responses={409: {"model": ErrorBody, "description": "The run has finished already"}})
-def cancel_run(request: Request, run_id: RunId, caller: CallerDep, body: CancelRequest | None = None) -> RunOut:
+def cancel_run(request: Request, run_id: FullRunId, caller: CallerDep, body: CancelRequest | None = None) -> RunOut:
     """The run becomes `cancelled` at once (its pending approvals are closed); the process executing
     it stops at its next step boundary, cancelling a model or tool call it has in flight."""
     services = _services(request)
-    rec = _record(services, caller, run_id)
+    rec = _record(services, caller, run_id, prefix=False)
     if rec is None:
         raise ApiError(409, f"run {run_id} is starting and not stored yet", field="path.run_id",
                        hint="retry in a moment")
