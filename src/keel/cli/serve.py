@@ -112,6 +112,7 @@ def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> N
     already taken is a :class:`ServeError` before anything is printed."""
     import importlib.util
     import os
+    import time
 
     import uvicorn
 
@@ -130,6 +131,9 @@ def run_server(settings: object, *, reload: bool = False, workers: int = 1) -> N
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     # The factory re-reads settings in each worker process: pass ours through the environment.
     os.environ["KEEL_SERVE_SETTINGS_JSON"] = settings.model_dump_json()  # type: ignore[attr-defined]
+    # When this server started, for every worker (one uvicorn starts again included): a key revoked
+    # since then keeps them all key-required (Keys.required), not only those that saw it active.
+    os.environ["KEEL_SERVE_STARTED_AT"] = repr(time.time())
     print(f"keel serve: http://{settings.host}:{settings.port}  (UI at /ui, API docs at /docs)",  # type: ignore[attr-defined]
           file=sys.stderr, flush=True)
     print(f"keel serve: {access_banner()}", file=sys.stderr, flush=True)

@@ -137,16 +137,19 @@ def _optional(name: str) -> Any:
         return None
 
 
-def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | None = None) -> FastAPI:
+def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | None = None,
+               started_at: float | None = None) -> FastAPI:
     """The ASGI app of ``keel serve``. ``settings`` default to :func:`load_serve_settings`
-    (``[serve]`` in keel.toml, ``KEEL_SERVE_*``); ``store`` to the one under ``KEEL_HOME``."""
+    (``[serve]`` in keel.toml, ``KEEL_SERVE_*``); ``store`` to the one under ``KEEL_HOME``;
+    ``started_at`` (default: now) is when the server started: a key revoked since then keeps
+    it key-required (:meth:`~keel.operate.server.keys.Keys.required`)."""
     settings = settings or load_serve_settings()
     store = store or open_store()
     budgets = Budgets(store, user_daily_tokens=settings.user_daily_tokens,
                       user_daily_cost_usd=settings.user_daily_cost_usd)
     runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers)
     access = setup_logging(settings.access_log)
-    services = Services(settings, store, Keys(store), budgets, runner, RequestLog(store, access),
+    services = Services(settings, store, Keys(store, since=started_at), budgets, runner, RequestLog(store, access),
                         client_tokens=ClientTokens(store))
     services.keys.required()  # keys at start-up: this process stays key-required until it restarts
 
@@ -245,8 +248,11 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
 
 def app_from_env() -> FastAPI:
     """The app for uvicorn's ``factory=True`` (what ``keel serve`` runs, one per worker):
-    settings from ``KEEL_SERVE_SETTINGS_JSON`` when ``keel serve`` set it, else as usual."""
+    settings from ``KEEL_SERVE_SETTINGS_JSON`` when ``keel serve`` set it, else as usual; the
+    server's start from ``KEEL_SERVE_STARTED_AT``."""
     import os
 
     raw = os.environ.get("KEEL_SERVE_SETTINGS_JSON")
-    return create_app(ServeSettings.model_validate_json(raw) if raw else None)
+    started = os.environ.get("KEEL_SERVE_STARTED_AT")  # set by keel serve, shared by its workers
+    return create_app(ServeSettings.model_validate_json(raw) if raw else None,
+                      started_at=float(started) if started else None)

@@ -73,8 +73,10 @@ def _row(r: dict) -> ApiKey:
 class Keys:
     """Create, list, revoke and verify keys in a store."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLiteStore, *, since: float | None = None) -> None:
         self.store = store
+        self.since = time.time() if since is None else since
+        """When the server these keys guard started (``keel serve`` passes it to every worker)."""
         self._required = False
 
     def create(self, name: str, *, scopes: list[str], daily_tokens: int | None = None,
@@ -119,10 +121,13 @@ class Keys:
 
     def required(self) -> bool:
         """Whether a server with these keys needs one on every request: an active key exists, or
-        existed at some point since this object was made. Sticky, so that revoking the last key
-        does not silently reopen a running server to keyless callers; a restart does."""
+        one was revoked since :attr:`since` (the server's start). So revoking the last key does
+        not silently reopen a running server to keyless callers, in any of its workers (even one
+        that never saw the key active, or that uvicorn started again); a restart does. Sticky
+        once true."""
         if not self._required:
-            self._required = self.any_active()
+            self._required = bool(self.store.query(
+                "SELECT 1 FROM serve_keys WHERE revoked_at IS NULL OR revoked_at >= ? LIMIT 1", (self.since,)))
         return self._required
 
     def verify(self, secret: str) -> ApiKey | None:
