@@ -2,7 +2,8 @@
 
 A workflow's Agent nodes carry the operator's instructions as the system prompt. A caller of
 ``/v1/chat/completions`` (``system`` and ``developer`` messages), ``/v1/responses``
-(``instructions`` and system/developer input items) or the runs API (``input.messages``) could
+(``instructions`` and system/developer input items), the runs API (``input.messages``), the web
+UI's chat (``messages``) or an MCP tool call over ``/mcp`` (``arguments.messages``) could
 otherwise add instructions of the same rank. ``[serve] caller_system_messages`` decides:
 
 ``demote`` (default)  the message becomes user content, prefixed with :data:`DEMOTED_PREFIX`
@@ -46,13 +47,14 @@ def apply_caller_roles(messages: list[dict[str, Any]], fields: list[str], mode: 
     return out
 
 
-def run_input_with_caller_roles(value: Any, mode: str) -> Any:
+def run_input_with_caller_roles(value: Any, mode: str, *, field: str = "body.input") -> Any:
     """A run's input with the system/developer messages of a conversation (``{"messages": [...]}``)
-    treated as ``mode`` says; any other input as it is."""
+    treated as ``mode`` says; any other input as it is. ``field`` names the input in the request
+    (the runs API's ``body.input``, an MCP call's ``arguments``)."""
     if not isinstance(value, dict) or not isinstance(value.get("messages"), list):
         return value
     messages = value["messages"]
     if not all(isinstance(m, dict) for m in messages):
         return value  # the engine names what is wrong with it
-    fields = [f"body.input.messages[{i}]" for i in range(len(messages))]
+    fields = [f"{field}.messages[{i}]" for i in range(len(messages))]
     return {**value, "messages": apply_caller_roles(messages, fields, mode)}

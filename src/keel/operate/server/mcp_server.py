@@ -89,18 +89,22 @@ def _note(ctx: Any, **values: Any) -> None:
         scope.setdefault("state", {}).update(values)
 
 
-def build_mcp_server(runner: Any, budgets: Any, *, http: bool) -> Server:
+def build_mcp_server(runner: Any, budgets: Any, *, http: bool, caller_system_messages: str = "accept") -> Server:
     """An MCP server whose tools are the published workflows ``runner`` knows.
 
     ``runner`` is a :class:`~keel.operate.server.runner.Runner` and ``budgets`` its
     :class:`~keel.operate.server.budgets.Budgets`. With ``http=True`` each request must carry
     the caller the server's guard authenticated (``scope["state"]["keel_caller"]``).
+    ``caller_system_messages``: what a conversation's system/developer messages in the
+    arguments become (``[serve] caller_system_messages``, :mod:`.caller_roles`; ``keel mcp``
+    on stdio is the local user's, like the CLI: ``accept``).
     """
     import mcp_types as types
     from mcp.server.lowlevel import Server
     from mcp.shared.exceptions import MCPError
 
     from keel import __version__
+    from keel.operate.server.caller_roles import run_input_with_caller_roles
     from keel.operate.server.errors import ApiError
     from keel.workflows import WorkflowNotFoundError
 
@@ -137,6 +141,8 @@ def build_mcp_server(runner: Any, budgets: Any, *, http: bool) -> Server:
             if caller is not None:
                 caller.allow(version.name)
                 budgets.check(caller.key, caller.end_user)
+            value = run_input_with_caller_roles(value, caller_system_messages,
+                                                field="arguments" if as_is else "arguments.input")
             started = await runner.start(version, value, key=caller.key if caller else None,
                                          end_user=caller.end_user if caller else None,
                                          provider_key=caller.provider_key if caller else None)
@@ -227,7 +233,8 @@ def http_app(services: Any) -> tuple[Any, contextlib.AbstractAsyncContextManager
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
                              *settings.cors_origins])
-    server = build_mcp_server(services.runner, services.budgets, http=True)
+    server = build_mcp_server(services.runner, services.budgets, http=True,
+                              caller_system_messages=settings.caller_system_messages)
     manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
                                            security_settings=security,
                                            max_request_body_size=settings.max_body_bytes)

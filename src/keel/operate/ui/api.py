@@ -220,7 +220,14 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
             await asyncio.to_thread(Versions(s).get, body.workflow, body.version)
         except UserError as e:
             return _user_error(e)
-        conversation = {"messages": [m.model_dump() for m in body.messages]}
+        messages = [m.model_dump() for m in body.messages]
+        settings = getattr(getattr(request.app.state, "keel", None), "settings", None)
+        if settings is not None:  # under keel serve: a caller's system messages as [serve] says (400 if refused)
+            from keel.operate.server.caller_roles import apply_caller_roles
+
+            messages = apply_caller_roles(messages, [f"body.messages[{i}]" for i in range(len(messages))],
+                                          settings.caller_system_messages)
+        conversation = {"messages": messages}
         account = _accountant(request, caller, s, fresh=True)
 
         async def start(on_event: Callable) -> Any:
