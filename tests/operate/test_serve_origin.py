@@ -133,10 +133,19 @@ def test_blind_wildcard_ids_approve_nothing(tmp_path: Path) -> None:
             assert httpx.get(server.url + f"/ui/api/runs/{quote(pattern, safe='')}").status_code == 404, pattern
         assert len(answers) == 2 * 16 and all(s in (404, 422) for s in answers), answers
         assert _pending(server) == [approval]
-        # The UI's routes take the full id only; the API keeps unique hex prefixes (8 digits or more).
+        # The UI's routes take the full id only; the API keeps unique hex prefixes (8 digits or more)
+        # for reads, but not for what changes state: ids begin with their creation time, so the first
+        # 8 (even 12) digits are "the approval made this minute", which a blind request can guess.
         assert httpx.get(server.url + f"/ui/api/runs/{run[:8]}").status_code == 404
         assert httpx.post(server.url + f"/ui/api/approvals/{approval[:8]}/approve", json={}).status_code == 404
         assert httpx.get(server.url + f"/v1/runs/{run[:8]}").json()["id"] == run
+        for short in (approval[:8], approval[:12], approval[:31]):
+            for decision in ("approve", "reject"):
+                r = httpx.post(server.url + f"/v1/approvals/{short}/{decision}", json={})
+                assert r.status_code == 404 and r.json()["error"]["field"] == "path.approval_id", r.text
+        assert httpx.post(server.url + f"/v1/runs/{run[:12]}/cancel", json={}).status_code == 404
+        assert _pending(server) == [approval]
+        assert httpx.get(server.url + f"/v1/runs/{run}").json()["status"] == "waiting"
     finally:
         server.stop()
 
@@ -162,6 +171,21 @@ def test_revoking_the_last_key_does_not_reopen_a_running_server(tmp_path: Path) 
         assert "open mode" in restarted.log_text()
     finally:
         restarted.stop()
+
+
+def test_a_key_created_and_revoked_while_no_request_came_still_closes_the_server(tmp_path: Path) -> None:
+    """The case of a worker that never saw the key active (workers > 1, or one uvicorn started
+    again): what counts is a key revoked since the server started, not what this process saw."""
+    publish(tmp_path, echo3("echo3"), "echo3")
+    server = start_server(tmp_path)
+    try:
+        secret = create_key(tmp_path, "brief", "--workflow", "*")
+        keel(tmp_path, "keys", "revoke", secret.split("_")[2])  # no request while the key was active
+        r = httpx.get(server.url + "/v1/workflows")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key", r.text
+        assert httpx.post(server.url + "/v1/workflows/echo3/runs", json={"input": "x"}).status_code == 401
+    finally:
+        server.stop()
 
 
 def test_a_server_started_with_keys_says_so_and_takes_any_host(tmp_path: Path) -> None:

@@ -99,6 +99,11 @@ def test_runs_traces_events_and_approvals_belong_to_the_key_that_started_them(se
     mine = [x["id"] for x in _call(serve, "GET", "/v1/approvals", a).json()["data"]]
     assert waiting["approval"]["id"] in mine
     assert waiting["approval"]["id"] not in [x["id"] for x in _call(serve, "GET", "/v1/approvals", c).json()["data"]]
+    # Nor may C cancel A's run (same workflow scope): 404, as for reading it, and the run waits on.
+    r = _call(serve, "POST", f"/v1/runs/{waiting['id']}/cancel", c, json={"reason": "mine now"})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "path.run_id", r.text
+    assert _call(serve, "GET", f"/v1/runs/{waiting['id']}", a).json()["status"] == "waiting"
+    assert waiting["approval"]["id"] in [x["id"] for x in _call(serve, "GET", "/v1/approvals", a).json()["data"]]
 
 
 def test_two_end_users_of_one_key_see_only_their_own_runs_and_threads(serve: Server) -> None:
