@@ -101,7 +101,9 @@ function Canvas({ name, host }) {
     setNodes([]);
     setSpec(s);
     const vp = !d.read_only && d.layout && d.layout.viewport;
-    requestAnimationFrame(() => requestAnimationFrame(() => (vp ? rf.setViewport({ x: vp.x, y: vp.y, zoom: vp.zoom }) : rf.fitView({ maxZoom: 1.2 }))));
+    const empty = !s.nodes.length; // an empty canvas keeps the plain view: a node added meanwhile must not move
+    requestAnimationFrame(() => requestAnimationFrame(() => (vp ? rf.setViewport({ x: vp.x, y: vp.y, zoom: vp.zoom })
+      : empty ? rf.setViewport({ x: 0, y: 0, zoom: 1 }) : rf.fitView({ maxZoom: 1.2 }))));
   }, [name, rf]);
 
   useEffect(() => {
