@@ -3,7 +3,9 @@
 ``model`` names a workflow, ``name`` (latest version) or ``name@version``. The
 conversation becomes the run's input as ``{"messages": [...]}`` (the workflows' chat
 history convention: the last user message is ``input_as_text``), and the run's output
-is the assistant's answer (JSON outputs are sent as JSON text). A run that stops at a
+is the assistant's answer: a string as is, an object's ``answer`` string (the convention
+the templates, ChatKit and the web UI share; the rest of the object, e.g. ``sources``,
+stays in the run), any other JSON as JSON text. A run that stops at a
 Human approval answers with one line naming the approval, and ``keel.approval_id``.
 The caller's ``system``/``developer`` messages and Responses ``instructions`` are demoted to
 user content, passed on, or refused as ``[serve] caller_system_messages`` says
@@ -181,6 +183,8 @@ def _answer(result: RunResult) -> str:
         a = result.approval
         return f"Waiting for approval {a.id}: {a.message}"
     out = result.output
+    if isinstance(out, dict) and isinstance(out.get("answer"), str):
+        return out["answer"]  # {"answer": ..., "sources": [...]}: the words are the answer
     return out if isinstance(out, str) else json.dumps(out, ensure_ascii=False)
 
 

@@ -6,9 +6,12 @@ Events, in order (``event:`` name, JSON ``data:``):
 ``node``      a :class:`~keel.workflows.NodeEvent` (node started/finished/failed, waiting);
 ``tool``      a tool call of the run: name, arguments, result, error;
 ``citation``  a retrieved passage (File search nodes): index, source, anchor, title, text;
-``token``     ``{"text", "node_id"}`` — a piece of an Agent node's answer as the model writes it
-              (Agent nodes without an output schema); ``token_reset``: drop that node's pieces
-              so far (a rejected attempt, a new one follows);
+``token``     ``{"text", "node_id", "provisional"}`` — a piece of an Agent node's answer as the
+              model writes it (Agent nodes without an output schema); ``provisional`` is true
+              when a later node (a Guardrails check, a Transform, an End expression) may still
+              withdraw or change that text (:mod:`keel.workflows.answer`): the page shows it
+              as a draft, "checking…", never as the answer; ``token_reset``: drop that node's
+              pieces so far (a rejected attempt, a new one follows);
 ``delta``     ``{"text"}`` — the run's answer (its End output), once it is known; a client that
               showed ``token`` pieces replaces them with it;
 ``approval``  ``{"id", "message", "node_id"}`` — the run waits for a person;
@@ -21,7 +24,7 @@ slow model from a dead connection. A client that goes away does not stop the run
 finishes in the server and can be read with ``GET /ui/api/runs/{id}``.
 
 Node events and model tokens stream live; the final ``delta`` is the authoritative answer
-(an End node may reshape what the agents wrote).
+(an End node may reshape what the agents wrote, a Guardrails check may withdraw it).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from keel.errors import KeelError
 from keel.store import SQLiteStore
 from keel.workflows import NodeEvent, RunResult, Runs, Spans
+from keel.workflows.answer import answer_nodes
 
 __all__ = ["answer_text", "stream_run"]
 
@@ -81,10 +85,33 @@ def _tools_and_citations(store: SQLiteStore, run_id: str) -> tuple[list[dict], l
     return tools, citations
 
 
-def _event(event: NodeEvent) -> str:
+_FINAL_CACHE: dict[tuple[str, int], frozenset[str]] = {}
+_FINAL_CACHE_MAX = 256
+
+
+def _final_nodes(store: SQLiteStore, run_id: str) -> frozenset[str]:
+    """The Agent nodes of ``run_id``'s workflow version whose text is the run's answer on every
+    path (nothing after them can withdraw it); empty when that cannot be told (all drafts then)."""
+    try:
+        run = Runs(store).get(run_id, prefix=False)
+        key = (run.workflow, run.version)
+        if key not in _FINAL_CACHE:
+            from keel.workflows.validate import compile_workflow
+            from keel.workflows.versions import Versions
+
+            version = Versions(store).get(run.workflow, run.version)
+            if len(_FINAL_CACHE) >= _FINAL_CACHE_MAX:
+                _FINAL_CACHE.pop(next(iter(_FINAL_CACHE)))
+            _FINAL_CACHE[key] = answer_nodes(compile_workflow(version.loaded(), models=version.models))
+        return _FINAL_CACHE[key]
+    except Exception:  # a draft is the safe reading
+        return frozenset()
+
+
+def _event(event: NodeEvent, final: frozenset[str] = frozenset()) -> str:
     """A node event as SSE: an Agent node's answer pieces are ``token`` / ``token_reset``."""
     if event.kind == "text_delta":
-        return sse("token", {"text": event.text, "node_id": event.node_id})
+        return sse("token", {"text": event.text, "node_id": event.node_id, "provisional": event.node_id not in final})
     if event.kind == "text_restart":
         return sse("token_reset", {"node_id": event.node_id})
     return sse("node", asdict(event))
@@ -97,6 +124,7 @@ async def stream_run(store: SQLiteStore,
     queue: asyncio.Queue[NodeEvent] = asyncio.Queue()
     task = asyncio.ensure_future(start(queue.put_nowait))
     announced = run_id
+    final: frozenset[str] | None = None  # read on the run's first answer piece
     if run_id:
         yield sse("run", {"run_id": run_id})
     try:
@@ -108,14 +136,19 @@ async def stream_run(store: SQLiteStore,
                 if announced is None:
                     announced = event.run_id
                     yield sse("run", {"run_id": event.run_id})
-                yield _event(event)
+                if final is None and event.kind == "text_delta":
+                    final = await asyncio.to_thread(_final_nodes, store, event.run_id)
+                yield _event(event, final or frozenset())
                 continue
             getter.cancel()
             if task.done():
                 break
             yield ": ping\n\n"
         while not queue.empty():
-            yield _event(queue.get_nowait())
+            event = queue.get_nowait()
+            if final is None and event.kind == "text_delta":
+                final = await asyncio.to_thread(_final_nodes, store, event.run_id)
+            yield _event(event, final or frozenset())
         try:
             result = task.result()
         except KeelError as e:

@@ -123,7 +123,9 @@ function renderThread() {
 /** An answer of the thread as it ended: tools, text, sources, status and trace link, error, approval. */
 function restored(m) {
   const li = h("li.msg.assistant", {}, h("div.who", {}, state.workflow), h("div.progress.muted.small", { role: "status" }),
-    h("div.tools", {}, (m.tools || []).map(toolCall)), h("div.text", { "aria-live": "polite" }, m.content || ""),
+    h("div.tools", {}, (m.tools || []).map(toolCall)),
+    m.withdrawn ? h("div.draft-note.small.withdrawn", {}, h("strong", {}, "Draft withdrawn: "), m.withdrawn) : "",
+    h("div.text", { "aria-live": "polite" }, m.content || ""),
     h("ol.citations", { "aria-label": "Sources" }, (m.citations || []).map(citation)), h("div.after"));
   li._rec = m;
   if (m.run_id) li.dataset.runId = m.run_id;
@@ -174,17 +176,20 @@ async function stream(path, payload, into = null) {
   try {
     for await (const { event, data } of postSSE(path, payload, { signal: abort.signal })) {
       if (event === "run") { runId = data.run_id; li.dataset.runId = runId; record(li, { run_id: runId }); }
-      else if (event === "node") onNode(progress, data);
+      else if (event === "node") { onNode(progress, data); if (isFailedCheck(data)) withdraw(li, data.node_id); }
       else if (event === "tool") { li.querySelector(".tools").append(toolCall(data)); record(li).tools.push(data); }
       else if (event === "citation") { li.querySelector(".citations").append(citation(data)); record(li).citations.push(data); }
       else if (event === "token") {
         if (!li.dataset.streamed) { text.textContent = ""; li.dataset.streamed = "1"; }
+        if (data.provisional) draft(li);
         text.textContent += data.text; thread.scrollTop = thread.scrollHeight;
       }
       else if (event === "token_reset") { text.textContent = ""; }
       else if (event === "delta") {
-        // the run's answer: it replaces the pieces streamed so far
+        // the run's answer: it replaces the pieces streamed so far (a draft that passed its checks,
+        // or what the workflow answers instead of a withdrawn one)
         if (li.dataset.streamed) { text.textContent = data.text; delete li.dataset.streamed; } else text.textContent += data.text;
+        settle(li);
         thread.scrollTop = thread.scrollHeight;
       }
       else if (event === "approval") { after.append(approvalCard(data, li)); record(li, { approval: data }); }
@@ -193,6 +198,7 @@ async function stream(path, payload, into = null) {
     }
   } catch (e) {
     if (e.name === "AbortError" || !root) return;
+    withdraw(li, null, "the run stopped before it was checked."); // never leave an unchecked draft behind
     progress.replaceChildren();
     record(li, { status: "error", error: e.message + (e.hint ? ` — ${e.hint}` : "") });
     showError(after, e, () => (runId ? resume(li, runId) : stream(path, payload, li)));
@@ -201,6 +207,54 @@ async function stream(path, payload, into = null) {
     state.busy = false; setBusy(false);
     abort = null;
   }
+}
+
+// Drafts: an Agent node's words that a later node (a Guardrails check, a Transform, an End
+// expression) may still withdraw or change stream in as a draft, styled and labelled
+// "checking…". The run's answer (``delta``) replaces the draft; a failed check withdraws it
+// at once, visibly, before the workflow's own answer arrives.
+
+function isFailedCheck(ev) {
+  return ev.kind === "node_finished" && ev.node_type === "guardrails" && ev.port === "fail";
+}
+
+function draftNote(li) {
+  let note = li.querySelector(".draft-note");
+  if (!note) {
+    note = h("div.draft-note.small", { role: "status" });
+    li.querySelector(".text").before(note);
+  }
+  return note;
+}
+
+function draft(li) {
+  const text = li.querySelector(".text");
+  if (text.classList.contains("provisional")) return;
+  text.classList.add("provisional");
+  const note = draftNote(li);
+  note.className = "draft-note small checking";
+  note.replaceChildren(h("span.spinner", { "aria-hidden": "true" }), " Draft — checking…");
+}
+
+/** Take a draft back: its words leave the page, a note says why (``check``: the Guardrails node). */
+function withdraw(li, check, why = "") {
+  const text = li.querySelector(".text");
+  if (!text.classList.contains("provisional")) return;
+  text.classList.remove("provisional");
+  text.textContent = "";
+  const reason = check ? `the check “${check}” did not pass, so it is not shown.` : why;
+  const note = draftNote(li);
+  note.className = "draft-note small withdrawn";
+  note.replaceChildren(h("strong", {}, "Draft withdrawn: "), reason);
+  record(li, { withdrawn: reason });
+}
+
+/** The run's answer is in: a draft still on the page was what the checks let through. */
+function settle(li) {
+  const text = li.querySelector(".text");
+  text.classList.remove("provisional");
+  const note = li.querySelector(".draft-note.checking");
+  if (note) note.remove();
 }
 
 function setBusy(on) {
@@ -216,6 +270,7 @@ function onNode(progress, ev) {
 
 function finish(li, done) {
   const text = li.querySelector(".text");
+  withdraw(li, null, "the run did not confirm it as the answer."); // a draft no answer replaced
   const rec = record(li, { run_id: done.run_id, status: done.status, error: done.error || null, content: text.textContent,
     ...(done.status === "waiting" ? {} : { approval: null }) });
   outcome(li, rec);
