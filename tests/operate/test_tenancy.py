@@ -145,10 +145,22 @@ def test_a_client_token_acts_for_its_user_only_with_the_keys_scope_and_no_roles(
     r = _call(serve, "POST", f"/v1/approvals/{waiting['approval']['id']}/approve", token)
     assert r.status_code == 404
     assert _call(serve, "GET", f"/v1/runs/{waiting['id']}", token).status_code == 404
+    # Nor every caller's traffic: the service dashboard is for keys, not an end user's browser.
+    r = _call(serve, "GET", "/ui/api/metrics", token)
+    assert r.status_code == 403 and r.json()["error"]["field"] == "header.Authorization", r.text
+    assert _call(serve, "GET", "/ui/api/metrics", backend).status_code == 200
     # A token for one workflow: the key's other workflows are out of its scope.
     narrow = _session(serve, backend, user="alice", workflow="echo3").json()["client_secret"]
     assert _call(serve, "POST", "/v1/workflows/echo3/runs", narrow, json={"input": "x"}).status_code == 200
     assert _call(serve, "POST", "/v1/workflows/other/runs", narrow, json={"input": "x"}).status_code == 403
+    # Nor its user's ChatKit threads of the key's other workflows.
+    elsewhere, _ = new_thread(serve, "about the other workflow", "other", token)
+    listed = _call(serve, "POST", "/chatkit", narrow, json={"type": "threads.list", "params": {}}).json()["data"]
+    assert thread in [t["id"] for t in listed] and elsewhere not in [t["id"] for t in listed]
+    r = _call(serve, "POST", "/chatkit", narrow, json={"type": "items.list", "params": {"thread_id": elsewhere}})
+    assert r.status_code == 404, r.text
+    assert _call(serve, "POST", "/chatkit", token, json={"type": "items.list", "params": {"thread_id": elsewhere}}
+                 ).status_code == 200
 
 
 def test_tampered_expired_and_revoked_client_tokens_are_401(serve: Server) -> None:

@@ -73,7 +73,9 @@ class KeelChatKitStore(Store[ChatContext]):
 
     def _thread_row(self, thread_id: str, context: ChatContext) -> dict[str, Any]:
         rows = self.db.query("SELECT * FROM chatkit_threads WHERE id = ? AND owner = ?", (thread_id, context.owner))
-        if not rows:
+        caller = context.caller
+        if not rows or (rows[0]["workflow"] and caller is not None and not caller.may_see(rows[0]["workflow"])):
+            # (a client token narrowed to one workflow does not see its user's threads of the others)
             raise NotFoundError(f"no ChatKit thread {thread_id}")
         return rows[0]
 
@@ -102,6 +104,10 @@ class KeelChatKitStore(Store[ChatContext]):
                            context: ChatContext) -> Page[ThreadMetadata]:
         desc, limit = order != "asc", _page_size(limit)
         sql, params = "SELECT id, created_at, doc FROM chatkit_threads WHERE owner = ?", [context.owner]
+        key = getattr(context.caller, "key", None)
+        if key is not None and "*" not in key.scopes:  # only threads of workflows this caller may use
+            sql += f" AND (workflow IS NULL OR workflow IN ({', '.join('?' * len(key.scopes))}))"
+            params += list(key.scopes)
         if after:
             cursor = self._thread_row(after, context)
             sql += " AND (created_at, id) " + ("<" if desc else ">") + " (?, ?)"

@@ -382,6 +382,11 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
                   slo_target: float = Query(default=0.99, gt=0, lt=1),
                   slo_window: str | None = Query(default=None, pattern="^(" + "|".join(metrics.RANGES) + ")$"),
                   slo_latency_ms: float | None = Query(default=None, gt=0), caller: Any = caller_dep) -> Any:
+        if getattr(caller, "via_token", False):  # an end user's browser: not every caller's traffic
+            return _error(403, "a client token acts for one end user; the service dashboard needs an API key",
+                          type="permission_error", field="header.Authorization",
+                          hint="open the dashboard with an API key of the workflows (keel keys create NAME "
+                               "--workflow W); client tokens are for ChatKit and the chat")
         d = metrics.dashboard(get_store(), range_s=metrics.RANGES[range], workflow=workflow or None,
                               model=model or None, slo_target=slo_target, slo_latency_ms=slo_latency_ms,
                               slo_window_s=metrics.RANGES[slo_window] if slo_window else None,
