@@ -195,7 +195,11 @@ class Newcomer:
             found = re.search(url_line + r"\s*(http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
             if found:
                 served = Served(proc, found.group(1), log)
-                _wait_healthy(served)
+                try:
+                    _wait_healthy(served)
+                except AssertionError:
+                    served.stop()
+                    raise
                 return served
             if proc.poll() is not None:
                 raise AssertionError(f"keel {' '.join(args)} exited with {proc.returncode}:\n{log.read_text()}")
