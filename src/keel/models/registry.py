@@ -11,6 +11,9 @@
                                          forces a structured-output mode
 ``local:path/to/model.gguf``             llama.cpp in-process (``pip install 'keel[local]'``)
 ``scripted:NAME``                        the scripted test model (:mod:`keel.testing`)
+``extractive`` (``extractive:default``)  no model: quotes the sentences of the request's
+                                         numbered sources that answer it, with citations
+                                         (:mod:`keel.models.extractive`)
 =======================================  ==============================================
 
 An alias from ``[models]`` in ``keel.toml`` may stand in for any of them.
@@ -29,7 +32,7 @@ from keel.models.base import Model
 
 __all__ = ["PREFIXES", "ModelSpec", "get_model", "parse_model_string"]
 
-PREFIXES = ("openai", "openrouter", "ollama", "lmstudio", "openai-compatible", "local", "scripted")
+PREFIXES = ("openai", "openrouter", "ollama", "lmstudio", "openai-compatible", "local", "scripted", "extractive")
 
 EXAMPLES = (
     "openai:gpt-4.1-mini",
@@ -58,6 +61,8 @@ _OPTIONS = {"api": ("chat", "responses"), "structured": ("json_schema", "json_ob
 def parse_model_string(model: str) -> ModelSpec:
     """Split a model string into its parts; raise :class:`UnknownModelError` if malformed."""
     model = model.strip()
+    if model == "extractive":  # the built-in answerer needs no name
+        model = "extractive:default"
     prefix, sep, rest = model.partition(":")
     if not sep or not rest:
         # Aliases were looked up before this (get_model, validation): a bare name is either a
@@ -76,7 +81,7 @@ def parse_model_string(model: str) -> ModelSpec:
             + f"providers: {', '.join(PREFIXES)}",
         )
     options: list[tuple[str, str]] = []
-    if prefix not in ("local", "scripted") and "?" in rest:
+    if prefix not in ("local", "scripted", "extractive") and "?" in rest:
         rest, _, query = rest.rpartition("?")
         for pair in filter(None, query.split("&")):
             key, _, value = pair.partition("=")
@@ -126,6 +131,12 @@ def _scripted_model(spec: ModelSpec, settings: Settings) -> Model:
     return get_script(spec.name)
 
 
+def _extractive_model(spec: ModelSpec, settings: Settings) -> Model:
+    from keel.models.extractive import ExtractiveModel
+
+    return ExtractiveModel(spec.name)
+
+
 _FACTORIES: dict[str, Callable[[ModelSpec, Settings], Model]] = {
     "openai": _http_model,
     "openrouter": _http_model,
@@ -134,6 +145,7 @@ _FACTORIES: dict[str, Callable[[ModelSpec, Settings], Model]] = {
     "openai-compatible": _http_model,
     "local": _local_model,
     "scripted": _scripted_model,
+    "extractive": _extractive_model,
 }
 
 
