@@ -11,12 +11,14 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from keel.config import Settings, get_settings
 from keel.errors import KeelError
+
+if TYPE_CHECKING:  # keel.config (pydantic-settings) loads when doctor runs, not with every command
+    from keel.config import Settings
 
 NO_MODEL_HELP = """\
 No model is configured. Keel works without one (ingest, search, traces, evals on
@@ -72,6 +74,8 @@ def run_checks(*, offline: bool = False) -> list[Check]:
         Check("python", "ok" if sys.version_info >= (3, 11) else "fail",
               sys.version.split()[0], None if sys.version_info >= (3, 11) else "Keel needs Python 3.11 or newer")
     ]
+    from keel.config import get_settings
+
     try:
         settings = get_settings()
     except KeelError as e:

@@ -19,6 +19,7 @@ collection file and hard-links the derived index files.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -44,9 +45,13 @@ class CollectionNotFoundError(UserError):
 
 def collections_root(home: Path | None = None) -> Path:
     if home is None:
-        from keel.config import get_settings
+        env = os.environ.get("KEEL_HOME")
+        if env:  # the environment wins over .env and keel.toml: no need to load the settings (pydantic)
+            home = Path(env).expanduser()
+        else:
+            from keel.config import get_settings
 
-        home = get_settings().home
+            home = get_settings().home
     return Path(home) / "collections"
 
 

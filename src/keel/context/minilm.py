@@ -175,7 +175,9 @@ class NumpyMiniLM:
         encs = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
         out = np.zeros((len(encs), 384), dtype=np.float32)
-        with self._lock, _one_blas_thread():
+        # a short query's products are too small for BLAS threads (and threadpoolctl costs an import)
+        small = sum(len(e.ids) for e in encs) <= 64
+        with self._lock, contextlib.nullcontext() if small else _one_blas_thread():
             for start in range(0, len(order), batch_size):
                 idx = order[start: start + batch_size]
                 seq = max(len(encs[i].ids) for i in idx)
