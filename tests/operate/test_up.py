@@ -36,8 +36,13 @@ def test_up_in_an_empty_folder_creates_ingests_and_publishes(tmp_path: Path) -> 
     assert "ingesting 2 files from" in out and "into collection 'kb-handbook'" in out
     assert "2 indexed" in out and "'kb-handbook' holds 2 documents" in out
     assert "published workflow kb v1" in out
-    # No key in this environment: one line says what works and how to add a model.
-    assert "export OPENAI_API_KEY=... or keel up --model ollama:llama3.2" in out
+    # No key in this environment: the project answers offline (extractive), and one line says
+    # how to switch to a model.
+    assert "answerer: extractive (no model: quotes the sentences of your docs that answer, with citations)" in out
+    assert "export OPENAI_API_KEY=... and keel up --model openai:gpt-4.1-mini, or keel up --model ollama:llama3.2" \
+        in out
+    assert tomllib.loads((project / "keel.toml").read_text())["models"] == {"kb-answer": "extractive"}
+    assert "workflow: kb@1" in (project / "evals" / "handbook.yaml").read_text()
     assert {p.name for p in project.iterdir()} >= {"workflow.yaml", "keel.toml", "docs", "README.md"}
     assert tomllib.loads((project / "keel.toml").read_text())["chatkit"] == {"workflow": "kb"}
     assert "keel context add kb-handbook ./docs" in (project / "README.md").read_text()
@@ -143,7 +148,7 @@ def test_up_with_a_model_answers_from_the_docs_with_their_sources(tmp_path: Path
     assert "27 days of paid holiday" in sent and "[1] docs/time-off.md" in sent
 
 
-def test_up_serves_the_assistant_and_without_a_model_the_chat_says_how_to_add_one(tmp_path: Path) -> None:
+def test_up_serves_the_assistant_and_without_a_model_the_chat_answers_from_the_docs(tmp_path: Path) -> None:
     # A workflow another folder published in the same KEEL_HOME, first by name.
     other = tmp_path / "other"
     other.mkdir()
@@ -164,12 +169,18 @@ def test_up_serves_the_assistant_and_without_a_model_the_chat_says_how_to_add_on
         # this server's keel.toml does not define `bot`.
         r = httpx.post(f"{url}/v1/workflows/aaa/runs", json={"input": "hello there"}, timeout=60)
         assert r.status_code == 200 and r.json()["output"] == "hello there", r.text
-        said = _chat(url, "How many holiday days do I get?")
-        assert "\n" not in said and "export OPENAI_API_KEY" in said and "--model ollama:llama3.2" in said
-        # The run that got that far is traced: its File search found the time-off document.
+        # Issue 19: no key, no model, and the chat answers from the docs, quoting and citing them.
+        said = _chat_item(url, "How many holiday days do I get?")
+        assert said["text"].startswith("Full-time employees have 27 days of paid holiday a year"), said
+        assert "[1]" in said["text"] and "docs/time-off.md" in [a["source"]["filename"] for a in said["annotations"]]
+        said = _chat_item(url, "When are expense claims paid?")
+        assert "Claims are paid with the next monthly salary." in said["text"], said
+        assert "docs/expenses.md" in [a["source"]["filename"] for a in said["annotations"]]
+        # The run is traced: its File search found the time-off document, its answer is a model call.
         runs = httpx.get(f"{url}/v1/runs", timeout=30).json()["data"]
         trace = httpx.get(f"{url}/v1/runs/{runs[0]['id']}/trace", timeout=30).json()
         assert "time-off.md" in json.dumps(trace) or "handbook" in json.dumps(trace)
+        assert "extractive:default" in json.dumps(trace)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -12,8 +12,10 @@ taken in this ``KEEL_HOME``), so two projects never share a knowledge base. In a
 it does the same with that project: re-ingesting is incremental, and publishing an
 unchanged workflow keeps its version.
 
-Nothing here needs a model: ingest, search with citations, traces and the UI work
-without one; a chat answers in one line how to add a model until one is configured.
+Nothing here needs a model: a new project made where no model key is set answers with the
+built-in extractive answerer (model string ``extractive``: it quotes the sentences of the
+retrieved passages that answer, with citations; see docs/models.md, "Offline answering"), and
+``keel up --model ...`` switches it to a model in one line.
 """
 
 from __future__ import annotations
@@ -39,11 +41,15 @@ EPILOG = """Examples:
 
   keel up kb --no-serve               # all but starting the server
 
-Without a model key the server still ingests, searches and traces; the chat says how to
-add a model (export OPENAI_API_KEY=... or --model ollama:llama3.2). See docs/serve.md ("keel up").
+Without a model key a new project answers offline: the extractive answerer quotes the
+docs' sentences that answer, with citations. Switch to a model in one line (export
+OPENAI_API_KEY=... and --model openai:gpt-4.1-mini, or --model ollama:llama3.2). See
+docs/serve.md ("keel up").
 """
 
 TEMPLATE = "knowledge-assistant"
+OFFLINE = "extractive"
+"""The answerer a new project gets when its template's models have no key (docs/models.md)."""
 
 
 class UpError(UserError):
@@ -79,6 +85,8 @@ def up(
     if model:
         _set_model(target / "keel.toml", model)
         print(f"model: every alias in keel.toml now names {model}")
+    elif created and _models_without_keys(target):
+        _set_model(target / "keel.toml", OFFLINE)
     from keel.workflows import load, publish
 
     loaded = load(target / "workflow.yaml")
@@ -166,6 +174,10 @@ def _rename(target: Path, workflow: str, collection: str) -> None:
     text = re.sub(r"(\bcollection: )handbook$", rf"\g<1>{collection}", text, flags=re.MULTILINE)
     text = text.replace("keel context add handbook ", f"keel context add {collection} ")
     spec.write_text(text, encoding="utf-8")
+    evals = target / "evals" / "handbook.yaml"
+    if evals.is_file():
+        evals.write_text(evals.read_text(encoding="utf-8").replace(
+            "workflow: knowledge-assistant@", f"workflow: {workflow}@"), encoding="utf-8")
     readme = target / "README.md"
     if readme.is_file():
         text = readme.read_text(encoding="utf-8")
@@ -250,15 +262,14 @@ def _ingest(collection: str, folder: Path, embedder: str | None) -> None:
         print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
 
 
-def _model_status(spec: Any, again: str = "keel up") -> str:
-    """One line: the models the workflow uses are ready, or how to add one."""
+def _missing_keys(models: list[str]) -> list[str]:
+    """The model strings among ``models`` that are malformed or whose provider has no key."""
     from keel.config import get_settings
     from keel.errors import KeelError
     from keel.models import parse_model_string
     from keel.models.providers import provider_for
 
     settings = get_settings()
-    models = [settings.resolve_alias(n.model) for n in spec.nodes if n.type == "agent" and getattr(n, "model", None)]
     missing = []
     for m in dict.fromkeys(models):
         try:
@@ -267,6 +278,34 @@ def _model_status(spec: Any, again: str = "keel up") -> str:
                 provider_for(ms.prefix, settings, base_url=ms.base_url).check_credentials()
         except KeelError:
             missing.append(m)
+    return missing
+
+
+def _models_without_keys(target: Path) -> list[str]:
+    """The model strings the new project's keel.toml names that have no key in this environment."""
+    import tomllib
+
+    table = tomllib.loads((target / "keel.toml").read_text(encoding="utf-8")).get("models", {})
+    return _missing_keys([v for v in table.values() if isinstance(v, str)])
+
+
+def answerer_line(again: str = "keel up") -> str:
+    """What the extractive answerer is, and the one line that switches to a model."""
+    return (f"answerer: {OFFLINE} (no model: quotes the sentences of your docs that answer, with citations). "
+            f"Switch to a model in one line: export OPENAI_API_KEY=... and {again} --model openai:gpt-4.1-mini, "
+            f"or {again} --model ollama:llama3.2")
+
+
+def _model_status(spec: Any, again: str = "keel up") -> str:
+    """One line: the models the workflow uses are ready, or how to add one."""
+    from keel.config import get_settings
+    from keel.models import parse_model_string
+
+    settings = get_settings()
+    models = [settings.resolve_alias(n.model) for n in spec.nodes if n.type == "agent" and getattr(n, "model", None)]
+    missing = _missing_keys(models)
+    if not missing and models and all(parse_model_string(m).prefix == OFFLINE for m in models):
+        return answerer_line(again)
     if not missing:
         return f"models: {', '.join(dict.fromkeys(models)) or 'none needed'}"
     return (f"models: {', '.join(missing)} has no key yet, so chat answers how to add one; search, ingest and "

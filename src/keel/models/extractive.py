@@ -65,12 +65,13 @@ class Scored:
 _PASSAGE = re.compile(r"^\[(\d+)\] ?(.*)$", re.MULTILINE)
 _WORD = re.compile(r"[^\W_]+(?:-[^\W_]+)*(?:[.:,]\d+)*", re.UNICODE)  # full-time is one word
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_STOP = frozenset(
+_STOP_WORDS = (
     "a an the and or but if then of to in on at by for with from into about over under as is are was were be been "
     "being it its this that these those there here which who whom whose what when where why how not no can could "
     "will would shall should may might must do does did have has had i you he she we they me my your our their "
-    "also just only any all some each such more most other get got many much long know".split()
+    "also just only any all some each such more most other get got many much long know"
 )
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 def _stem(word: str) -> str:
@@ -124,7 +125,7 @@ def _embedder():
 
         MiniLMEmbedder.model_path()
         return MiniLMEmbedder()
-    except Exception:  # noqa: BLE001 - lexical scoring alone still answers
+    except Exception:  # lexical scoring alone still answers
         return None
 
 
