@@ -1,6 +1,6 @@
 // The workflow canvas page: toolbar, palette, the graph (React Flow), and the side panels.
 // Mounted by the vanilla SPA at #/workflows/NAME: mountCanvas(element, {name, host}).
-import { StrictMode, useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { createRoot } from "react-dom/client";
 import {
   ReactFlow, ReactFlowProvider, MiniMap, Controls, Background, applyNodeChanges, useReactFlow,
@@ -530,7 +530,7 @@ let root = null;
 export function mountCanvas(element, { name, host }) {
   unmountCanvas();
   root = createRoot(element);
-  root.render(<StrictMode><ReactFlowProvider><Canvas name={name} host={host} /></ReactFlowProvider></StrictMode>);
+  root.render(<ReactFlowProvider><Canvas name={name} host={host} /></ReactFlowProvider>);
 }
 
 export function unmountCanvas() {
