@@ -458,6 +458,14 @@ class LocalModel(Model):
             raise _missing(self.name)
         if request.output_schema is not None or request.tools:
             _import_llguidance()
+        # A bounded number of generations at once, and a bounded line (keel.models.local_queue).
+        from keel.models.local_queue import queue as local_queue
+
+        async with local_queue.slot(f"local model {self.name}"):
+            async for item in self._generate_in_thread(request):
+                yield item
+
+    async def _generate_in_thread(self, request: ModelRequest) -> AsyncIterator[TextDelta | ModelResponse]:
         entry = _loaded(self.path, self.n_ctx, self.n_threads)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

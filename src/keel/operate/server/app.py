@@ -211,7 +211,10 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
             store.query("SELECT 1")
         except Exception as e:
             return JSONResponse({"status": "unavailable", "error": str(e)}, status_code=503)
-        return {"status": "ok"}
+        from keel.models.local_queue import local_generations
+
+        # the local model's line: generations running now, waiting for a slot, and the limits
+        return {"status": "ok", "local_generations": local_generations()}
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
