@@ -43,6 +43,9 @@ def test_up_in_an_empty_folder_creates_ingests_and_publishes(tmp_path: Path) -> 
         in out
     assert tomllib.loads((project / "keel.toml").read_text())["models"] == {"kb-answer": "extractive"}
     assert "workflow: kb@1" in (project / "evals" / "handbook.yaml").read_text()
+    doctor = keel("doctor", "--offline", cwd=project)  # says which answerer is in use, and the switch
+    assert "alias kb-answer (extractive): answerer: extractive, no model" in doctor.stdout, doctor.stdout
+    assert "switch to a model in one line: keel up --model openai:gpt-4.1-mini" in doctor.stdout
     assert {p.name for p in project.iterdir()} >= {"workflow.yaml", "keel.toml", "docs", "README.md"}
     assert tomllib.loads((project / "keel.toml").read_text())["chatkit"] == {"workflow": "kb"}
     assert "keel context add kb-handbook ./docs" in (project / "README.md").read_text()

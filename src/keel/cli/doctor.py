@@ -33,7 +33,9 @@ stored outputs); to talk to a model, pick one and set it as the default:
   Any OpenAI-compatible server (vLLM, llama.cpp, LM Studio, ...)
                 export KEEL_MODEL=openai-compatible:http://127.0.0.1:8080/v1#MODEL
 
-or put `default_model = "..."` (and `[models]` aliases) in keel.toml. Then
+Knowledge workflows answer even without one: the model string `extractive` quotes
+the sentences of their sources that answer (what `keel up` sets when no key is set).
+Or put `default_model = "..."` (and `[models]` aliases) in keel.toml. Then
 `keel doctor` again, and `keel chat "$KEEL_MODEL" "hello"`."""
 
 
@@ -156,6 +158,11 @@ def _check_model(label: str, target: str, settings: Settings, *, offline: bool) 
         return Check(name, "fail", e.message, e.hint)
     if spec.prefix == "scripted":
         return Check(name, "ok", "scripted test model")
+    if spec.prefix == "extractive":  # issue 19: say which answerer is in use, and the switch
+        from keel.models.extractive import SWITCH
+
+        return Check(name, "ok", "answerer: extractive, no model (quotes the sentences of the retrieved passages "
+                                 f"that answer, with citations); switch to a model in one line: {SWITCH}")
     if spec.prefix == "local":
         return _check_local_file(name, Path(spec.name))
     if offline:
