@@ -167,7 +167,12 @@ def test_up_serves_the_assistant_and_without_a_model_the_chat_answers_from_the_d
         names = [w["name"] for w in httpx.get(f"{url}/v1/workflows", timeout=30).json()["data"]]
         assert names == ["aaa", "kb"]
         # The UI opens this project's workflow, not the first by name.
-        assert httpx.get(f"{url}/ui/api/workflows", timeout=30).json()["default"] == "kb"
+        listed = httpx.get(f"{url}/ui/api/workflows", timeout=30).json()
+        assert listed["default"] == "kb"
+        # The chat page says the answers come from no model, and the one line to switch (issue 19).
+        answerers = {w["name"]: w["answerer"] for w in listed["workflows"]}
+        assert answerers["aaa"] is None and answerers["kb"]["name"] == "extractive"
+        assert "keel up --model openai:gpt-4.1-mini" in answerers["kb"]["switch"]
         # The other folder's workflow runs with the alias it was published with, although
         # this server's keel.toml does not define `bot`.
         r = httpx.post(f"{url}/v1/workflows/aaa/runs", json={"input": "hello there"}, timeout=60)

@@ -155,6 +155,16 @@ def _accountant(request: Request, caller: Any, store: SQLiteStore, *, fresh: boo
     return account
 
 
+def _answerer(models: dict[str, str]) -> dict[str, str] | None:
+    """``{"name": "extractive", "switch": ...}`` when a version's models include the extractive
+    answerer (answers quote the sources, no model), else None."""
+    from keel.models.extractive import SWITCH
+
+    if any(m.strip() == "extractive" or m.strip().startswith("extractive:") for m in models.values()):
+        return {"name": "extractive", "switch": SWITCH}
+    return None
+
+
 def _default_workflow(visible: list[dict[str, Any]]) -> str | None:
     """The workflow the chat opens on: the project's (``[chatkit] workflow`` of the server
     folder's keel.toml, which ``keel up`` sets, or ``KEEL_CHATKIT_WORKFLOW``) when the caller
@@ -209,6 +219,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
         for row in rows:
             if row["name"] in out:
                 out[row["name"]]["versions"].append(row["version"])
+        for name, w in out.items():  # issue 19: the chat says when the answers come from no model
+            w["answerer"] = _answerer(Versions(s).get(name).models)
         return {"workflows": list(out.values()), "default": _default_workflow(list(out.values()))}
 
     @api.post("/chat")

@@ -79,12 +79,16 @@ function sidebar() {
       ...w.versions.map((v) => h("option", { value: String(v), selected: String(v) === state.version }, `v${v}`)));
     const d = document.getElementById("chat-desc");
     if (d) d.textContent = w.description || "";
+    const a = document.getElementById("chat-answerer");  // issue 19: no model, and how to add one
+    if (a) a.textContent = w.answerer ? `Answers without a model: the extractive answerer quotes the sentences of the `
+      + `documents that answer, with citations. Switch to a model in one line: ${w.answerer.switch}` : "";
   };
   const w = state.workflows.find((x) => x.name === state.workflow);
   const aside = h("aside.chat-side", { "aria-label": "Conversation settings" },
     h("div.field", {}, h("label", { for: "chat-workflow" }, "Workflow"), wf),
     h("div.field", {}, h("label", { for: "chat-version" }, "Version"), ver),
     h("p.muted.small", { id: "chat-desc" }, w.description || ""),
+    h("p.muted.small", { id: "chat-answerer" }),
     h("button.secondary", { type: "button", id: "new-thread", onclick: () => { newThread(); document.getElementById("chat-input")?.focus(); } }, "New thread"));
   queueMicrotask(fillVersions);
   return aside;
