@@ -15,8 +15,9 @@ the same model with what loads in a fraction of a second:
   the real tokens and L2 normalisation.
 
 The forward pass runs on one BLAS thread (``threadpoolctl``, when installed):
-OpenBLAS's threads made the many small attention products up to 60x slower,
-and the whole pass 4x slower, on a busy 2-core machine (benchmarks/retrieval.py).
+on a busy 2-core machine OpenBLAS's threads made the many small attention
+products up to 60x slower, a batch 4x slower, and even a one-line query's
+forward pass 0.6 s instead of 0.02 s (docs/decisions/0015-numpy-minilm.md).
 
 The vectors match sentence-transformers' within float32 rounding (cosine
 above 1 - 1e-6 on the test texts), so collections indexed by either are
@@ -175,9 +176,7 @@ class NumpyMiniLM:
         encs = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
         out = np.zeros((len(encs), 384), dtype=np.float32)
-        # a short query's products are too small for BLAS threads (and threadpoolctl costs an import)
-        small = sum(len(e.ids) for e in encs) <= 64
-        with self._lock, contextlib.nullcontext() if small else _one_blas_thread():
+        with self._lock, _one_blas_thread():
             for start in range(0, len(order), batch_size):
                 idx = order[start: start + batch_size]
                 seq = max(len(encs[i].ids) for i in idx)
