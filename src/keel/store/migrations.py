@@ -512,3 +512,44 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0306_optimize_runs",
+        (
+            # A prompt optimization run (keel optimize prompt): its inputs, where it stands, and
+            # its result once finished. Every model call it made is kept in optimize_calls, keyed
+            # by what was asked, so a killed run replays its decisions and repeats at most the one
+            # call that was in flight.
+            """
+            CREATE TABLE optimize_runs (
+                id TEXT PRIMARY KEY,
+                eval_path TEXT NOT NULL,
+                eval_spec TEXT NOT NULL,
+                target TEXT NOT NULL,
+                options TEXT NOT NULL,
+                status TEXT NOT NULL,
+                error TEXT,
+                result TEXT,
+                published TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE optimize_calls (
+                run_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                call_key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                response TEXT NOT NULL,
+                input_tokens BIGINT,
+                output_tokens BIGINT,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, call_key)
+            )
+            """,
+        ),
+    )
+)
