@@ -275,3 +275,18 @@ def test_up_on_a_taken_port_says_so_before_saying_it_is_up(tmp_path: Path) -> No
     assert "keel up demo --port 0" in r.stderr
     assert "Keel is up" not in r.stdout
     assert not (tmp_path / "demo").exists()  # found out before creating and ingesting anything
+
+
+def test_the_offline_default_answers_the_handbook_eval(tmp_path: Path) -> None:
+    """Issue 19's goal: with no key, the demo's default answerer gets at least 80% of the
+    handbook's 30 questions right with a citation into the right document (the template's own
+    eval, run by `keel eval` over the published workflow; the local MiniLM embedder, as a user
+    gets it)."""
+    r = keel("up", "demo", "--no-serve", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = keel("eval", "run", "evals/handbook.yaml", "--json", cwd=tmp_path / "demo")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    summary = json.loads(r.stdout)
+    [target] = summary["targets"]
+    assert target["target"] == "demo@1" and target["items"] == 30 and target["errored"] == 0, target
+    assert target["passed"] >= 24, target  # >= 80%, words and citation both right
