@@ -56,33 +56,35 @@ class LoadedSpec:
     where: SourceMap
 
 
-def _to_python(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> Any:
+def _to_python(node: yaml.Node, path: PathKey, lines: dict[PathKey, int],
+               loader: yaml.SafeLoader | None = None) -> Any:
+    # One constructor per document (making a loader per scalar was a third of reading a big spec).
+    loader = loader if loader is not None else yaml.SafeLoader("")
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        yaml.SafeLoader("").flatten_mapping(node)  # merge keys (`<<: *defaults`) into the mapping
+        loader.flatten_mapping(node)  # merge keys (`<<: *defaults`) into the mapping
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) \
-                else _scalar(key_node)
-            out[key] = _to_python(value_node, (*path, str(key)), lines)
+                else _scalar(key_node, loader)
+            out[key] = _to_python(value_node, (*path, str(key)), lines, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
-    return _scalar(node)
+        return [_to_python(v, (*path, i), lines, loader) for i, v in enumerate(node.value)]
+    return _scalar(node, loader)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    return yaml.SafeLoader("").construct_object(node, deep=True)  # type: ignore[arg-type]
+def _scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
+    return loader.construct_object(node, deep=True)  # type: ignore[arg-type]
 
 
 def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     """Parse and type-check a spec (structure only; see :func:`keel.workflows.validate`)."""
     data, where = read_document(text, file=file)
-    problems = _type_problems(data, where)
+    problems, spec = _type_problems(data, where)
     if problems:
         raise SpecError(sorted(problems, key=lambda p: p.line or 0))
-    spec = WorkflowSpec.model_validate(data)
-    return LoadedSpec(spec, text, where)
+    return LoadedSpec(spec if spec is not None else WorkflowSpec.model_validate(data), text, where)
 
 
 def read_document(text: str, *, file: str | None = None) -> tuple[dict[str, Any], SourceMap]:
@@ -140,8 +142,10 @@ def load_spec(path: str | Path) -> LoadedSpec:
     return parse_spec(text, file=str(p))
 
 
-def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
+def _type_problems(data: dict, where: SourceMap) -> tuple[list[Problem], WorkflowSpec | None]:
+    """The type problems of ``data``, and the spec when pydantic accepts it (validated once)."""
     problems: list[Problem] = []
+    spec: WorkflowSpec | None = None
     nodes = data.get("nodes")
     # Unknown node types get their own message: pydantic's union error lists every member.
     if isinstance(nodes, list):
@@ -161,7 +165,7 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
     # the other nodes' problems are still listed.
     reported = {p.path.split("]")[0] + "]" for p in problems if p.path and p.path.startswith("nodes[")}
     try:
-        WorkflowSpec.model_validate(data)
+        spec = WorkflowSpec.model_validate(data)
     except ValidationError as e:
         for err in e.errors():
             loc = tuple(err["loc"])
@@ -203,7 +207,7 @@ def _type_problems(data: dict, where: SourceMap) -> list[Problem]:
             problems.append(Problem(f"{field_path}: {msg}", hint, file=where.file,
                                     line=where.line(tuple(str(p) if not isinstance(p, int) else p for p in clean)),
                                     node_id=str(node_id) if node_id is not None else None, path=field_path))
-    return problems
+    return problems, spec
 
 
 def _known_fields(loc: tuple) -> list[str]:

@@ -119,6 +119,19 @@ class _Checker:
         self.out = CompiledWorkflow(self.spec, {})
         self.state_names: set[str] = set()
         self.bad_sources: set[str] = set()
+        self._settings: Any = None  # read once per check, not once per model string (a 500-node spec has 250)
+        self._succ: dict[str, list[str]] | None = None  # edges by source / by target, built once the edges are
+        self._pred: dict[str, list[str]] | None = None  # checked (reachability and `input` are linear, not N x E)
+
+    def _adjacency(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        if self._succ is None or self._pred is None:
+            succ: dict[str, list[str]] = {}
+            pred: dict[str, list[str]] = {}
+            for (src, _), dst in self.out.edges.items():
+                succ.setdefault(src, []).append(dst)
+                pred.setdefault(dst, []).append(src)
+            self._succ, self._pred = succ, pred
+        return self._succ, self._pred
 
     def problem(self, message: str, hint: str, *, node: str | None = None, path: tuple = ()) -> None:
         full: tuple = (("nodes", self.index[node], *path) if node in self.index else path)
@@ -257,11 +270,12 @@ class _Checker:
             self.out.warnings.append(self.problems.pop(before))
 
     def _reach(self, start: str) -> set[str]:
+        succ, _ = self._adjacency()
         seen, todo = {start}, deque([start])
         while todo:
             cur = todo.popleft()
-            for (src, _), dst in self.out.edges.items():
-                if src == cur and dst not in seen:
+            for dst in succ.get(cur, ()):
+                if dst not in seen:
                     seen.add(dst)
                     todo.append(dst)
         return seen
@@ -326,10 +340,11 @@ class _Checker:
         found: list[set[str]] = []
         seen: set[str] = set()
         todo = [at]
+        _, pred = self._adjacency()
         while todo:
             cur = todo.pop()
-            for (src, _), dst in self.out.edges.items():
-                if dst != cur or src in seen:
+            for src in pred.get(cur, ()):
+                if src in seen:
                     continue
                 seen.add(src)
                 n = self.out.nodes[src]
@@ -408,9 +423,11 @@ class _Checker:
         from keel.models import parse_model_string
 
         try:
-            from keel.config import get_settings
+            if self._settings is None:
+                from keel.config import get_settings
 
-            parse_model_string(get_settings().resolve_alias(self.models.get(model, model)))
+                self._settings = get_settings()
+            parse_model_string(self._settings.resolve_alias(self.models.get(model, model)))
         except KeelError as e:
             self.problem(e.message, e.hint or "", node=n.id, path=path)
 
