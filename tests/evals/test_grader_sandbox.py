@@ -184,3 +184,91 @@ def test_an_unknown_sandbox_mode_is_a_config_error(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError) as e:
         _sandbox.current()
     assert "KEEL_GRADER_SANDBOX" in e.value.hint
+
+
+def _fake_python(root: Path) -> tuple[Path, Path]:
+    """A Python installed with ``--prefix=$HOME`` (``root`` is the home folder): its binary,
+    its site-packages, and a KEEL_HOME beside them. Returns (executable, site-packages)."""
+    exe = root / "bin" / "python3.11"
+    site_packages = root / "lib" / "python3.11" / "site-packages"
+    for d in (exe.parent, site_packages, root / "include", root / ".keel"):
+        d.mkdir(parents=True, exist_ok=True)
+    exe.write_text("")
+    return exe, site_packages
+
+
+def test_a_python_under_home_does_not_bring_home_into_the_sandbox(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 review: binding two levels above the real Python bound ``$HOME`` itself when
+    Python's prefix is the home folder, and KEEL_HOME with it."""
+    home = tmp_path / "home"
+    exe, site_packages = _fake_python(home)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KEEL_HOME", str(home / ".keel"))
+    for name in ("prefix", "base_prefix", "exec_prefix", "base_exec_prefix"):
+        monkeypatch.setattr(sys, name, str(home))
+    monkeypatch.setattr(sys, "executable", str(exe))
+    import site
+
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(site_packages)])
+    dirs = _sandbox._python_dirs()
+    assert dirs == sorted([str(home / "bin"), str(home / "lib"), str(site_packages)])
+    for d in dirs:
+        assert not (home / ".keel").is_relative_to(d) and not home.is_relative_to(d), d
+    args = _sandbox._bwrap_args()
+    bound = {args[i + 1] for i, a in enumerate(args) if a in ("--ro-bind", "--bind", "--ro-bind-try")}
+    assert str(home) not in bound and str(tmp_path) not in bound
+    assert bound >= set(dirs)
+
+
+def test_a_folder_holding_keel_home_or_home_is_never_bound(tmp_path: Path) -> None:
+    """KEEL_HOME inside the Python install's lib folder, and a venv whose real Python lives in
+    the home folder: the folders that hold them stay out; the narrower ones go in."""
+    py = tmp_path / "opt" / "py"
+    exe, site_packages = _fake_python(py)
+    keel_home = py / "lib" / "keel-state"
+    keel_home.mkdir()
+    dirs = _sandbox._python_dirs(prefixes=[str(py)], executable=str(exe), site_dirs=[str(site_packages)],
+                                 private=[str(tmp_path / "home"), str(keel_home)])
+    assert str(py / "lib") not in dirs and str(py) not in dirs
+    assert dirs == sorted([str(py / "bin"), str(site_packages)])
+
+    home = tmp_path / "home"
+    real_exe, _ = _fake_python(home / ".pyenv")
+    venv = home / "proj" / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = {real_exe.parent}\n")
+    (venv / "bin" / "python").symlink_to(real_exe)
+    venv_site = venv / "lib" / "python3.11" / "site-packages"
+    venv_site.mkdir(parents=True)
+    dirs = _sandbox._python_dirs(prefixes=[str(venv), str(home / ".pyenv")], executable=str(venv / "bin" / "python"),
+                                 site_dirs=[str(venv_site)], private=[str(home), str(home / ".keel")])
+    assert dirs == sorted([str(venv / "bin"), str(venv / "lib"), str(venv / "pyvenv.cfg"), str(venv_site),
+                           str(home / ".pyenv" / "bin"), str(home / ".pyenv" / "lib")])
+
+
+SEE_PREFIX = '''
+def grade(sample, item):
+    import os
+    raise ValueError("LISTED" + repr(sorted(os.listdir(item["prefix"]))))
+'''
+
+
+@BWRAP
+async def test_under_bubblewrap_a_prefix_that_is_home_is_not_mounted_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real interpreter, with HOME pointed at its prefix: the grader still runs, and sees the
+    prefix's lib and bin folders, not the rest of it (``include``, which the old bind showed)."""
+    monkeypatch.setenv(_sandbox.ENV, "bubblewrap")
+    real = os.path.realpath(sys.base_prefix)
+    if not os.path.isdir(os.path.join(real, "include")) or real == "/usr":
+        pytest.skip("this interpreter's prefix has no include folder of its own")
+    monkeypatch.setenv("HOME", real)
+    graders = Graders(python_workers=1)
+    spec = parse_grader({"type": "python", "name": "see", "source": SEE_PREFIX})
+    try:
+        r = await graders.grade(spec, item={"prefix": real}, sample={"output_text": ""})
+    finally:
+        await graders.aclose()
+    said = getattr(r, "invalid", None) or r.error
+    listed = ast.literal_eval(said.split("LISTED", 1)[1].split("]")[0] + "]")
+    assert "lib" in listed and "include" not in listed, listed

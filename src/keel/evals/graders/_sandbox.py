@@ -4,7 +4,9 @@ Two modes (``KEEL_GRADER_SANDBOX``: ``auto``, the default, ``bubblewrap`` or ``r
 
 - ``bubblewrap``: the worker runs under ``bwrap`` (Debian package ``bubblewrap``) in new
   user, PID, mount, network, IPC and UTS namespaces, with no capabilities. It sees the
-  Python install and the system's ``/usr`` read-only, a fresh ``/proc`` of its own PID
+  Python install (each prefix's ``lib``, the site-packages folders and the executable's
+  folder; never a folder that is or contains ``$HOME`` or ``KEEL_HOME``) and the system's
+  ``/usr`` read-only, a fresh ``/proc`` of its own PID
   namespace, a private ``/dev`` and an empty ``/tmp`` (its working directory): not the
   parent's environment or files, not ``KEEL_HOME``, not the network. When the worker is
   killed, the kernel kills everything else in its PID namespace.
@@ -87,22 +89,67 @@ def _probe() -> Sandbox:
     return Sandbox("bubblewrap", f"bwrap at {bwrap} works here", bwrap)
 
 
-def _python_dirs() -> list[str]:
-    """The directories the interpreter needs (its install, a virtualenv's), never ``/``."""
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-            str(Path(os.path.realpath(sys.executable)).parent.parent)}
-    return sorted(d for d in {os.path.realpath(d) for d in dirs} | dirs if d and d != "/" and os.path.isdir(d))
+def _private_dirs() -> list[str]:
+    """Folders no bind may expose: the user's home, ``KEEL_HOME`` (the store's folder) and
+    Keel's default home."""
+    found = [str(Path.home())]
+    home = os.environ.get("KEEL_HOME")
+    if home:
+        found.append(os.path.expanduser(home))
+    try:
+        import platformdirs
+
+        found.append(platformdirs.user_data_dir("keel", appauthor=False))
+    except ImportError:  # pragma: no cover - a dependency of keel
+        pass
+    return found
+
+
+def _exposes(directory: str, private: list[str]) -> bool:
+    """Whether binding ``directory`` shows one of ``private`` (it is one, or contains one)."""
+    mine = {directory, os.path.realpath(directory)}
+    for p in private:
+        for q in {os.path.abspath(p), os.path.realpath(p)}:
+            if any(q == d or q.startswith(d.rstrip("/") + "/") for d in mine):
+                return True
+    return False
+
+
+def _python_dirs(*, prefixes: list[str] | None = None, executable: str | None = None,
+                 site_dirs: list[str] | None = None, private: list[str] | None = None) -> list[str]:
+    """What the interpreter needs, and no more: each prefix's ``lib``/``lib64`` and
+    ``pyvenv.cfg``, the site-packages folders and the executable's folder (the link's and the
+    real file's). Never ``/``, and never a folder that is or contains one of ``private``
+    (default :func:`_private_dirs`): a Python installed under ``$HOME`` must not bring the
+    home folder, or ``KEEL_HOME`` under it, into the sandbox. The arguments default to this
+    interpreter's (tests pass fake ones)."""
+    import site
+
+    if prefixes is None:
+        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    executable = sys.executable if executable is None else executable
+    site_dirs = site.getsitepackages() if site_dirs is None else site_dirs
+    private = _private_dirs() if private is None else private
+    wanted: set[str] = set()
+    for prefix in {p for p in prefixes if p} | {os.path.realpath(p) for p in prefixes if p}:
+        wanted.update(os.path.join(prefix, name) for name in ("lib", "lib64", "pyvenv.cfg"))
+    wanted.update(site_dirs)
+    if executable:
+        wanted.update({os.path.dirname(executable), os.path.dirname(os.path.realpath(executable))})
+    return sorted(d for d in wanted
+                  if d and d != "/" and os.path.exists(d) and not _exposes(d, private))
 
 
 def _bwrap_args() -> list[str]:
     args = ["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    private = _private_dirs()
     for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
+        elif os.path.isdir(top) and not _exposes(top, private):
             args += ["--ro-bind", top, top]
     args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    for d in _python_dirs():
+    for d in _python_dirs(private=private):
         args += ["--ro-bind", d, d]
     worker = Path(__file__).with_name("_python_worker.py")
     args += ["--ro-bind", str(worker), f"{_INSIDE}/worker.py",
