@@ -13,6 +13,7 @@ from keel.cli import evals as evals_cli
 from keel.cli import init as init_cli
 from keel.cli import keys as keys_cli
 from keel.cli import mcp as mcp_cli
+from keel.cli import optimize as optimize_cli
 from keel.cli import serve as serve_cli
 from keel.cli import up as up_cli
 from keel.errors import KeelError
@@ -44,6 +45,7 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(context.app, name="context")
 app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(evals_cli.app, name="eval")
+app.add_typer(optimize_cli.app, name="optimize")
 app.command("serve", epilog=serve_cli.EPILOG)(serve_cli.serve)
 app.add_typer(keys_cli.app, name="keys")
 app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
