@@ -11,8 +11,8 @@ returned. What counts as a secret:
 - secrets held for the current task with :func:`holding` (the server holds a
   caller's ``X-Keel-Provider-Key`` for the run it starts, and for nothing else);
 - secrets passed to :func:`scrub` directly (a provider scrubs its own key);
-- anything shaped like a key: Keel keys (``keel_sk_...``), ``sk-...`` provider
-  keys, and ``Bearer`` tokens.
+- anything shaped like a key: Keel keys (``keel_sk_...``), Keel client tokens
+  (``keel_ct_...``), ``sk-...`` provider keys, and ``Bearer`` tokens.
 
 Values shorter than :data:`MIN_LENGTH` are not treated as secrets (they would
 redact ordinary words). :func:`scrub` is cheap but not free: call it on error
@@ -35,12 +35,15 @@ MIN_LENGTH = 8
 
 PATTERNS = (
     re.compile(r"keel_sk_[a-z0-9]{8}_[A-Za-z0-9_-]{20,}"),  # Keel API keys (keel.operate.server.keys)
+    # Keel client tokens (keel.operate.server.client_tokens): payload, then "." and the signature;
+    # a payload cut before its signature is still redacted.
+    re.compile(r"keel_ct_[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?"),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),                 # OpenAI-style provider keys
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"),
 )
 """Shapes of secrets; a group, when a pattern has one, is kept (``Bearer [redacted]``)."""
 
-_ANY = re.compile(r"keel_sk_|\bsk-|(?i:bearer\s)")
+_ANY = re.compile(r"keel_sk_|keel_ct_|\bsk-|(?i:bearer\s)")
 """Whether any of :data:`PATTERNS` may match: most text has none, and this one pass is cheap."""
 
 _MAX_REGISTERED = 64

@@ -60,3 +60,24 @@ def test_scrub_knows_key_shapes_and_registered_keys() -> None:
     for leaked in ("registered-0123456789", "sk-proj-abcdef123456", "tok.en-123456789", "ABCDEFGHIJKLMNOPQRSTUVWX"):
         assert leaked not in clean, clean
     assert "Bearer [redacted]" in clean and clean.endswith("e short1")
+
+
+def test_a_client_token_is_scrubbed_from_error_text_and_log_records(tmp_path: Path) -> None:
+    """Issue 13 review: ``keel_ct_...`` client tokens (a browser's credential for one end user)
+    were not among the key shapes, so error text and log lines kept them whole."""
+    import logging
+
+    from keel.operate.server.client_tokens import ClientTokens
+    from keel.operate.server.hygiene import RedactingFilter
+    from keel.store import open_store
+
+    token, _ = ClientTokens(open_store(tmp_path)).mint(key_id="abcd1234", user="user-42", workflow="support", ttl=600)
+    payload, signature = token.removeprefix("keel_ct_").split(".")
+    text = f"token {token} refused; cut short: {token[:30]} end"
+    clean = secrets.scrub(text)
+    assert clean == "token [redacted] refused; cut short: [redacted] end", clean
+    assert payload not in clean and signature not in clean
+
+    record = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, "bad credential %s", (token,), None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "bad credential [redacted]"
