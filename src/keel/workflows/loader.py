@@ -19,7 +19,7 @@ from keel.safeload import InputLimitError, compose_yaml
 from keel.workflows.errors import Problem, SpecError
 from keel.workflows.spec import CHECK_TYPES, NODE_TYPES, WorkflowSpec
 
-__all__ = ["LoadedSpec", "SourceMap", "load_spec", "parse_spec", "read_document"]
+__all__ = ["LoadedSpec", "SourceMap", "load_spec", "parse_spec", "read_document", "spec_from_document"]
 
 PathKey = tuple[str | int, ...]
 
@@ -81,6 +81,12 @@ def _scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
 def parse_spec(text: str, *, file: str | None = None) -> LoadedSpec:
     """Parse and type-check a spec (structure only; see :func:`keel.workflows.validate`)."""
     data, where = read_document(text, file=file)
+    return spec_from_document(data, where, text)
+
+
+def spec_from_document(data: dict[str, Any], where: SourceMap, text: str) -> LoadedSpec:
+    """:func:`parse_spec` after :func:`read_document`: for callers that need the plain data too
+    (the canvas shows it), so the text is read once. ``data`` is not changed."""
     problems, spec = _type_problems(data, where)
     if problems:
         raise SpecError(sorted(problems, key=lambda p: p.line or 0))

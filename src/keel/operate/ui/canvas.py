@@ -96,7 +96,7 @@ from pydantic import BaseModel, Field, JsonValue, model_validator
 from keel.store import SQLiteStore
 from keel.workflows.drafts import Draft, DraftConflict, Drafts
 from keel.workflows.errors import Problem, SpecError, WorkflowError
-from keel.workflows.loader import parse_spec, read_document
+from keel.workflows.loader import parse_spec, read_document, spec_from_document
 from keel.workflows.roundtrip import apply_data, fresh_yaml, to_json
 from keel.workflows.spec import NODE_TYPES
 from keel.workflows.versions import Versions, WorkflowVersion
@@ -158,17 +158,29 @@ def problem_json(p: Problem, *, severity: str = "error") -> dict[str, Any]:
 
 def check_text(text: str, *, file: str) -> tuple[list[dict[str, Any]], bool]:
     """``(problems, parsed)``: what ``keel workflows validate`` says about ``text`` (warnings too)."""
+    problems, parsed, _ = _check_and_read(text, file=file)
+    return problems, parsed
+
+
+def _check_and_read(text: str, *, file: str) -> tuple[list[dict[str, Any]], bool, Any]:
+    """:func:`check_text` plus the document's plain data (a :class:`SpecError` when the text is
+    not a YAML mapping), reading the text once: a canvas document needs both."""
     from keel.workflows.validate import compile_workflow
 
     try:
-        loaded = parse_spec(text, file=file)
+        data, where = read_document(text, file=file)
     except SpecError as e:
-        return [problem_json(p) for p in e.problems], False
+        return [problem_json(p) for p in e.problems], False, e
+    plain = to_json(data)  # before pydantic sees ``data``
+    try:
+        loaded = spec_from_document(data, where, text)
+    except SpecError as e:
+        return [problem_json(p) for p in e.problems], False, plain
     try:
         compiled = compile_workflow(loaded)
     except SpecError as e:
-        return [problem_json(p) for p in e.problems], True
-    return [problem_json(p, severity="warning") for p in compiled.warnings], True
+        return [problem_json(p) for p in e.problems], True, plain
+    return [problem_json(p, severity="warning") for p in compiled.warnings], True, plain
 
 
 def _undrawable(data: Any, problems: list[dict[str, Any]]) -> str | None:
@@ -222,11 +234,9 @@ def router(get_store: Callable[[], SQLiteStore], caller_dep: Any) -> APIRouter:
             return None
         text = draft.source if draft is not None else version.source  # type: ignore[union-attr]
         file = f"draft:{name}@r{draft.revision}" if draft is not None else f"{name}@v{version.version}"  # type: ignore[union-attr]
-        problems, _ = check_text(text, file=file)
-        try:
-            data = to_json(read_document(text)[0])
-        except SpecError as e:
-            data, message = None, f"the text is not a workflow spec: {e.problems[0].message}"
+        problems, _, data = _check_and_read(text, file=file)
+        if isinstance(data, SpecError):
+            data, message = None, f"the text is not a workflow spec: {data.problems[0].message}"
         else:
             message = _undrawable(data, problems)
         layout = data.get("layout") if isinstance(data, dict) and isinstance(data.get("layout"), dict) else None
