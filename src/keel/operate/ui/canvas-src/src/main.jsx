@@ -19,6 +19,12 @@ import { ConflictDialog, NodeRunDetails, PreviewPanel, StatePanel, VersionsPanel
 
 const CAT_COLOURS = { core: "#2563eb", tools: "#0d9488", logic: "#c2410c", data: "#7c3aed" };
 const NONE = {};
+// Props of <ReactFlow> that must keep their identity between renders: a new function or object
+// there re-renders every node wrapper (500 of them at fit-to-view) on each selection click.
+const MULTI_SELECT_KEYS = ["Shift", "Meta", "Control"];
+const PRO_OPTIONS = { hideAttribution: true };
+const EDGE_OPTIONS = { type: "keel" };
+const miniColour = (n) => CAT_COLOURS[(TYPES[n.data.node.type] || {}).cat] || "#9ca3af";
 const posOf = (nodes) => Object.fromEntries(nodes.map((n) => [n.id, n.position]));
 const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
 
@@ -259,6 +265,11 @@ function Canvas({ name, host }) {
     const sel = chs.filter((c) => c.type === "select");
     if (sel.length) setSelectedEdges((prev) => { const next = new Set(prev); for (const c of sel) c.selected ? next.add(c.id) : next.delete(c.id); return next; });
   }, []);
+  const onNodeDragStart = useCallback(() => { dragBefore.current = current(); }, []); // eslint-disable-line react-hooks/exhaustive-deps
+  const onNodeDragStop = useCallback(() => {
+    if (dragBefore.current) { history.current.push(dragBefore.current); dragBefore.current = null; setChanges((c) => c + 1); }
+  }, []);
+  const onNodeClick = useCallback(() => setTab((t) => (t === "preview" || t === "inspect" ? t : "inspect")), []);
   const onConnect = useCallback((c) => {
     edit((s) => [connect(s, c.source, c.sourceHandle || "next", c.target)]);
     setMessage({ kind: "ok", text: `Connected ${c.source} (${c.sourceHandle || "next"}) to ${c.target}.` });
@@ -475,15 +486,13 @@ function Canvas({ name, host }) {
         <div className="canvas-flow" onDragOver={(e) => { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }} onDrop={onDrop}>
           <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes} edgeTypes={edgeTypes}
             onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect} isValidConnection={isValidConnection}
-            onNodeDragStart={() => { dragBefore.current = current(); }}
-            onNodeDragStop={() => { if (dragBefore.current) { history.current.push(dragBefore.current); dragBefore.current = null; setChanges((c) => c + 1); } }}
-            onNodeClick={() => setTab((t) => (t === "preview" || t === "inspect" ? t : "inspect"))}
-            deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={["Shift", "Meta", "Control"]}
+            onNodeDragStart={onNodeDragStart} onNodeDragStop={onNodeDragStop} onNodeClick={onNodeClick}
+            deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={MULTI_SELECT_KEYS}
             nodesDraggable={!readOnly} nodesConnectable={!readOnly} elementsSelectable
             onlyRenderVisibleElements={nodes.length > 150} minZoom={0.05} maxZoom={2.5}
-            proOptions={{ hideAttribution: true }} defaultEdgeOptions={{ type: "keel" }}>
+            proOptions={PRO_OPTIONS} defaultEdgeOptions={EDGE_OPTIONS}>
             <Background gap={20} />
-            <MiniMap pannable zoomable nodeColor={(n) => CAT_COLOURS[(TYPES[n.data.node.type] || {}).cat] || "#9ca3af"} ariaLabel="Minimap" />
+            <MiniMap pannable zoomable nodeColor={miniColour} ariaLabel="Minimap" />
             <Controls showInteractive={false} />
           </ReactFlow>
           {spec.nodes.length === 0 && <div className="canvas-empty" role="status">An empty canvas. Drag a node from the palette, or press P and Enter.</div>}
