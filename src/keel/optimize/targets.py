@@ -188,10 +188,19 @@ class WorkflowAgent:
         return {**sample, "usage": self._usage(sample.get("workflow_run_id"))}
 
     def _usage(self, run_id: str | None) -> dict[str, int]:
-        rows = self.store.query(
+        """Tokens the workflow run's model calls used (through its trace)."""
+        from keel.workflows import RunNotFoundError, Runs
+
+        try:
+            trace_id = Runs(self.store).get(run_id).trace_id if run_id else None
+        except RunNotFoundError:
+            trace_id = None
+        if not trace_id:
+            return {}
+        row = self.store.query(
             "SELECT COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(output_tokens), 0) AS o FROM model_calls "
-            "WHERE run_id = ?", (run_id,)) if run_id else []
-        return {"input_tokens": int(rows[0]["i"]), "output_tokens": int(rows[0]["o"])} if rows else {}
+            "WHERE trace_id = ?", (trace_id,))[0]
+        return {"input_tokens": int(row["i"]), "output_tokens": int(row["o"])}
 
     async def aclose(self) -> None:
         if self._sampler is not None:
