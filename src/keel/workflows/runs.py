@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from keel.store import SQLiteStore
 from keel.workflows.errors import RunNotFoundError
 
-__all__ = ["ApprovalRecord", "RunRecord", "RunResult", "RunStatus", "Runs", "StepRecord"]
+__all__ = ["ApprovalRecord", "RunRecord", "RunResult", "RunStatus", "Runs", "StepRecord", "scope_sql"]
 
 RunStatus = Literal["running", "waiting", "succeeded", "failed", "cancelled"]
 """``cancelled``: stopped by ``keel runs cancel`` / ``POST /v1/runs/{id}/cancel`` (see :meth:`Engine.cancel`)."""
@@ -120,6 +121,26 @@ def _by_prefix(store: SQLiteStore, table: str, prefix: str) -> list[dict[str, An
     return [r for r in rows if r["id"].startswith(prefix)]
 
 
+def scope_sql(*, workflows: Iterable[str] | None = None, key_id: str | None = None,
+              end_user: str | None = None, run_column: str = "id") -> tuple[str, list[str]]:
+    """SQL conditions (each begins `` AND ``) and their parameters that keep ``workflow_runs``
+    rows to the runs a caller may read: of ``workflows`` (None: any; empty: none) and, with
+    ``key_id``, started by that key (for ``end_user``, when given). With ``run_column`` other
+    than ``id`` (``run_id`` of ``workflow_approvals``), the key condition is a sub-query on
+    the runs. Filtering here, before ``LIMIT``, keeps a caller's list from coming back short.
+    """
+    sql, params = "", []
+    if workflows is not None:
+        names = sorted(set(workflows))
+        sql += f" AND workflow IN ({', '.join('?' * len(names))})" if names else " AND 0"
+        params += names
+    if key_id:
+        owned = " AND key_id = ?" + (" AND end_user = ?" if end_user else "")
+        params += [key_id, end_user] if end_user else [key_id]
+        sql += owned if run_column == "id" else f" AND {run_column} IN (SELECT id FROM workflow_runs WHERE 1 = 1{owned})"
+    return sql, params
+
+
 class Runs:
     """Read runs, steps and approvals."""
 
@@ -140,13 +161,17 @@ class Runs:
         return _run(rows[0])
 
     def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50,
-             key_id: str | None = None, end_user: str | None = None) -> list[RunRecord]:
-        """Runs, newest first; ``key_id`` / ``end_user``: only those that key (for that user) started."""
+             key_id: str | None = None, end_user: str | None = None,
+             workflows: Iterable[str] | None = None) -> list[RunRecord]:
+        """Runs, newest first; ``key_id`` / ``end_user``: only those that key (for that user)
+        started; ``workflows``: only runs of these (:func:`scope_sql`), before ``limit``."""
         sql, params = "SELECT * FROM workflow_runs WHERE 1 = 1", []
-        for column, value in (("workflow", workflow), ("key_id", key_id), ("end_user", end_user)):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
+        if workflow:
+            sql += " AND workflow = ?"
+            params.append(workflow)
+        scope, scope_params = scope_sql(workflows=workflows, key_id=key_id, end_user=end_user)
+        sql += scope
+        params += scope_params
         if status:
             sql += " AND status = ?"
             params.append(status)
@@ -158,13 +183,13 @@ class Runs:
         return [StepRecord(**{**r, "output": _loads(r["output"])}) for r in rows]
 
     def approvals(self, *, status: str | None = "pending", run_id: str | None = None, key_id: str | None = None,
-                  end_user: str | None = None) -> list[ApprovalRecord]:
-        """Approvals, oldest first; ``key_id`` / ``end_user``: only of runs that key (for that user) started."""
+                  end_user: str | None = None, workflows: Iterable[str] | None = None) -> list[ApprovalRecord]:
+        """Approvals, oldest first; ``key_id`` / ``end_user``: only of runs that key (for that
+        user) started; ``workflows``: only of these workflows (:func:`scope_sql`)."""
         sql, params = "SELECT * FROM workflow_approvals WHERE 1 = 1", []
-        if key_id:
-            sql += " AND run_id IN (SELECT id FROM workflow_runs WHERE key_id = ?" + (
-                " AND end_user = ?)" if end_user else ")")
-            params += [key_id, end_user] if end_user else [key_id]
+        scope, scope_params = scope_sql(workflows=workflows, key_id=key_id, end_user=end_user, run_column="run_id")
+        sql += scope
+        params += scope_params
         if status:
             sql += " AND status = ?"
             params.append(status)

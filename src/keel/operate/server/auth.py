@@ -23,9 +23,10 @@ the token's workflow and without roles, acting for exactly the token's user.
   workflow, never the key that started the run unless the node says ``allow_requester: true``
   (then that key, for that end user, may) or the run is a canvas preview of a draft (version 0,
   which only admin keys start: that admin may answer its approvals); raises 404 / 403.
-- :meth:`Caller.run_filter` / :meth:`Caller.approval_filter`: the ``key_id`` / ``end_user``
-  arguments that make :meth:`keel.workflows.Runs.list` / ``approvals`` list only what the
-  caller may read (still filter the rows by :meth:`Caller.may_see`).
+- :meth:`Caller.run_filter` / :meth:`Caller.approval_filter`: the ``workflows`` / ``key_id`` /
+  ``end_user`` arguments that make :meth:`keel.workflows.Runs.list` / ``approvals`` list only
+  what the caller may read, in SQL (before ``LIMIT``: filtering after it made a scoped key's
+  list come back short, or empty, behind newer runs of other workflows).
 - :meth:`Caller.may_read_eval`: admin keys of every workflow the eval runs (``*`` for evals
   with no workflow target).
 - :meth:`Caller.identity`: who decided, as recorded with a decision (from the credential,
@@ -46,7 +47,8 @@ from keel.operate.server.errors import ApiError
 from keel.operate.server.keys import ApiKey
 from keel.operate.server.settings import is_loopback
 
-__all__ = ["PROVIDER_KEY_HEADER", "USER_HEADER", "Caller", "authenticate", "authorize_decision", "caller"]
+__all__ = ["PROVIDER_KEY_HEADER", "USER_HEADER", "Caller", "authenticate", "authorize_decision", "caller",
+           "check_open_client"]
 
 USER_HEADER = "X-Keel-User"
 PROVIDER_KEY_HEADER = "X-Keel-Provider-Key"
@@ -103,16 +105,28 @@ class Caller:
             return True
         return run is not None and self.may_read_run(run)
 
-    def run_filter(self) -> dict[str, str | None]:
-        """Arguments of :meth:`keel.workflows.Runs.list` that keep to this caller's runs."""
-        if self.key is None or "admin" in self.key.roles:
-            return {}
-        return {"key_id": self.key.id, "end_user": self.end_user}
+    def _workflows(self) -> tuple[str, ...] | None:
+        """The workflows this key may see (None: all, and in open mode)."""
+        if self.key is None or "*" in self.key.scopes:
+            return None
+        return tuple(self.key.scopes)
 
-    def approval_filter(self) -> dict[str, str | None]:
-        """Arguments of :meth:`keel.workflows.Runs.approvals` that keep to what this caller may see."""
-        if self.key is not None and "approver" in self.key.roles:
+    def run_filter(self) -> dict[str, Any]:
+        """Arguments of :meth:`keel.workflows.Runs.list` (and of
+        :func:`keel.workflows.runs.scope_sql`) that keep, in SQL and so before ``LIMIT``, to
+        exactly the runs :meth:`may_read_run` allows: of the key's workflows, and unless it is an
+        admin key, started by it (for its end user)."""
+        if self.key is None:
             return {}
+        if "admin" in self.key.roles:
+            return {"workflows": self._workflows()}
+        return {"workflows": self._workflows(), "key_id": self.key.id, "end_user": self.end_user}
+
+    def approval_filter(self) -> dict[str, Any]:
+        """Arguments of :meth:`keel.workflows.Runs.approvals` that keep to what this caller may
+        see: approver and admin keys every approval of their workflows, others their own runs'."""
+        if self.key is not None and ("approver" in self.key.roles or "admin" in self.key.roles):
+            return {"workflows": self._workflows()}
         return self.run_filter()
 
     def may_read_eval(self, workflows: Iterable[str]) -> bool:
@@ -153,6 +167,15 @@ class Caller:
                                 f"{approval.workflow!r}", type="permission_error", code="not_an_approver",
                            hint=f"use a key with the approver role: keel keys create NAME --workflow "
                                 f"{approval.workflow} --approver")
+
+
+def check_open_client(host: str | None) -> None:
+    """Raise the 403 an open server (no keys) answers a client ``host`` that is not on loopback
+    (None: no peer address known, refused too). ``keel serve`` and the UI-only app both use it."""
+    if not is_loopback(host or ""):
+        raise ApiError(403, "this server has no API keys, so it answers only on loopback",
+                       type="permission_error", code="open_mode_loopback_only",
+                       hint="create a key with `keel keys create NAME --workflow WORKFLOW` and send it")
 
 
 def _check_user(user: str, field: str) -> str:
@@ -234,11 +257,7 @@ def authenticate(request: Request) -> Caller:
                        field="header.Authorization", code="missing_api_key",
                        hint="send Authorization: Bearer keel_sk_... (create keys with `keel keys create`)")
     else:
-        client = request.client.host if request.client else ""
-        if not is_loopback(client):
-            raise ApiError(403, "this server has no API keys, so it answers only on loopback",
-                           type="permission_error", code="open_mode_loopback_only",
-                           hint="create a key with `keel keys create NAME --workflow WORKFLOW` and send it")
+        check_open_client(request.client.host if request.client else None)
     user = request.headers.get(USER_HEADER)
     if token_user is not None:
         if user is not None and user != token_user:

@@ -43,6 +43,7 @@ from keel.operate.ui import metrics
 from keel.operate.ui.chat import stream_run
 from keel.store import ModelCalls, SQLiteStore, open_store
 from keel.workflows import Runs, Spans, Versions, aapprove, arun
+from keel.workflows.runs import scope_sql
 
 __all__ = ["ChatMessage", "ChatRequest", "router"]
 
@@ -290,11 +291,14 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
         sql = ("SELECT id, workflow, version, status, error, created_at, updated_at, finished_at, trace_id, "
                "key_id, end_user FROM workflow_runs WHERE 1 = 1")
         params: list[Any] = []
-        mine = caller.run_filter() if hasattr(caller, "run_filter") else {}
-        for column, value in (("workflow", workflow), ("status", status), *mine.items()):
+        for column, value in (("workflow", workflow), ("status", status)):
             if value:
                 sql += f" AND {column} = ?"
                 params.append(value)
+        # The caller's runs only, in SQL: filtered after LIMIT, a scoped key's list came back short.
+        scope, scope_params = scope_sql(**(caller.run_filter() if hasattr(caller, "run_filter") else {}))
+        sql += scope
+        params += scope_params
         if since:
             sql += " AND created_at >= ?"
             params.append(time.time() - since)

@@ -5,7 +5,8 @@
 ``keel serve`` includes the same router in the full server (with API keys, the
 workflows API and the OpenAI-compatible endpoint); use that in production. This app
 keeps the same access log as the server (``serve_requests``) so the dashboard has
-requests to show.
+requests to show. It has no API keys, so it is open mode: it answers only clients on
+loopback, addressed to a loopback ``Host`` (docs/security.md, "Open mode and browsers").
 """
 
 from __future__ import annotations
@@ -19,11 +20,34 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from keel.operate.server.auth import check_open_client
+from keel.operate.server.errors import ApiError
 from keel.operate.server.origin import OriginGuard
 from keel.operate.ui.api import router
 from keel.store import SQLiteStore, open_store
 
 __all__ = ["create_app"]
+
+
+class _LoopbackOnly:
+    """ASGI middleware: this app has no keys, so, like an open ``keel serve``, it answers only
+    clients on loopback (:func:`~keel.operate.server.auth.check_open_client`), on every path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            try:
+                check_open_client(client[0] if client else None)
+            except ApiError as e:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await e.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _AccessLog:
@@ -75,6 +99,7 @@ def create_app(store: SQLiteStore | None = None) -> FastAPI:
     app.include_router(router(store=get_store))
     # No keys here: always open, so the same Host / same-origin / JSON checks as an open `keel serve`.
     app.add_middleware(OriginGuard, open_mode=lambda: True)
+    app.add_middleware(_LoopbackOnly)  # and only from this machine, as an open `keel serve`
     app.add_middleware(_AccessLog, store=get_store)
 
     @app.get("/", include_in_schema=False)
