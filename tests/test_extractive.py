@@ -98,3 +98,31 @@ def test_what_it_cannot_do_is_a_clear_error_with_the_fix() -> None:
                        timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr, r.stderr
     assert "found no numbered sources" in r.stderr and "fix: " in r.stderr
+
+
+def test_a_node_that_needs_more_than_quotes_is_refused_at_validate_time(tmp_path) -> None:
+    spec = tmp_path / "x.yaml"
+    spec.write_text("""name: x
+nodes:
+  - {id: start, type: start}
+  - id: answer
+    type: agent
+    model: extractive
+    output_schema: {type: object, properties: {a: {type: string}}, required: [a], additionalProperties: false}
+  - {id: done, type: end}
+edges:
+  - {from: start, to: answer}
+  - {from: answer, to: done}
+""", encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "keel", "workflows", "validate", str(spec)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"{spec}:6 (node answer): model 'extractive' is the extractive answerer" in r.stderr
+    assert "fix: give this node a model" in r.stderr
+    # the same node without the schema (the knowledge-assistant's answer node) is valid
+    spec.write_text(spec.read_text().replace(
+        "    output_schema: {type: object, properties: {a: {type: string}}, required: [a], additionalProperties: false}\n",
+        ""), encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "keel", "workflows", "validate", str(spec)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

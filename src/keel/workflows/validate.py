@@ -427,9 +427,18 @@ class _Checker:
                 from keel.config import get_settings
 
                 self._settings = get_settings()
-            parse_model_string(self._settings.resolve_alias(self.models.get(model, model)))
+            spec = parse_model_string(self._settings.resolve_alias(self.models.get(model, model)))
         except KeelError as e:
             self.problem(e.message, e.hint or "", node=n.id, path=path)
+            return
+        plain_agent = isinstance(n, AgentNode) and n.output_schema is None and not n.tools and not n.mcp
+        if spec.prefix == "extractive" and not plain_agent:  # it only quotes sources (docs/models.md)
+            from keel.models.extractive import SWITCH
+
+            self.problem(f"model {model!r} is the extractive answerer, which only quotes its sources: it cannot "
+                         "write structured output, call tools or judge",
+                         f"give this node a model (point the alias at one in keel.toml: {SWITCH})",
+                         node=n.id, path=path)
 
     def check_mcp_server(self, n: Any, server: str, path: tuple) -> None:
         from keel.workflows.mcp_tools import check_server
