@@ -69,6 +69,9 @@ def apply_data(text: str, new: dict[str, Any]) -> ApplyResult:
     old, _ = read_document(text)
     if same(old, new):
         return ApplyResult(text, changed=False, comments_kept=True)
+    spliced = _splice(text, old, new)
+    if spliced is not None:
+        return ApplyResult(spliced, changed=True, comments_kept=True)
     from ruamel.yaml.comments import CommentedMap
 
     try:
@@ -99,6 +102,163 @@ def fresh_yaml(data: dict[str, Any]) -> str:
 
     _Dumper.add_representer(str, _str)
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+
+
+# -- splicing: only the changed parts go through ruamel.yaml ------------------------------------
+
+_MAX_PIECES = 200
+"""More changed pieces than this: the whole document goes through ruamel.yaml instead."""
+
+
+class _Bail(Exception):
+    """The document's shape is not one :func:`_splice` handles: take the whole-document path."""
+
+
+def _splice(text: str, old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """``text`` edited to mean ``new`` by rewriting only the pieces that changed, or None.
+
+    Reading a 500-node spec into ruamel.yaml's round-trip tree and writing it back takes
+    seconds; an edit on the canvas changes a few nodes. So the text is cut along its block
+    structure (the C parser's line of every entry and item): each changed entry of a block
+    mapping, or item of a block sequence, is one piece, and only the pieces go through
+    ruamel.yaml, merged as :func:`apply_data` merges the whole document. Everything else stays
+    byte for byte. None (the caller takes the whole-document path) when the shape is not plain
+    block YAML (flow style or aliases on the way down, keys added or removed, lists that change
+    length, a piece whose text ruamel.yaml would not write back as it is), or when the result,
+    read back, does not mean ``new``."""
+    from keel.safeload import compose_yaml
+
+    if any(ch in text for ch in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        return None  # line breaks other than \n: the parser's line numbers and ours could differ
+    try:
+        root = compose_yaml(text)
+        lines = text.split("\n")
+        pieces: list[tuple[int, int, Any, Any, Any]] = []
+        _shared_nodes(root)
+        _splice_map(root, old, new, len(lines), pieces)
+        if not pieces or len(pieces) > _MAX_PIECES:
+            return None
+        out_lines: list[str] = []
+        pos = 0
+        for start, end, kind, old_v, new_v in sorted(pieces, key=lambda p: p[0]):
+            out_lines += lines[pos:start]
+            out_lines += _rewrite(lines[start:end], end == len(lines), kind, old_v, new_v)
+            pos = end
+        out_lines += lines[pos:]
+        out = "\n".join(out_lines)
+        if same(read_document(out)[0], new):
+            return out
+    except _Bail:
+        return None
+    except Exception:  # any surprise: the whole-document path decides
+        return None
+    return None
+
+
+def _shared_nodes(root: Any) -> None:
+    """:class:`_Bail` when a node appears twice (an alias: editing one place edits both)."""
+    import yaml
+
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        n = todo.pop()
+        if id(n) in seen:
+            raise _Bail
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            todo += [x for pair in n.value for x in pair]
+        elif isinstance(n, yaml.SequenceNode):
+            todo += n.value
+
+
+def _block(node: Any, kind: type) -> bool:
+    return isinstance(node, kind) and not node.flow_style
+
+
+def _splice_map(node: Any, old: dict[str, Any], new: dict[str, Any], end: int, pieces: list) -> None:
+    """Pieces for the changed entries of block mapping ``node`` (meaning ``old``, to mean ``new``),
+    whose last entry ends before line ``end``."""
+    import yaml
+
+    if not _block(node, yaml.MappingNode) or not isinstance(old, dict) or not isinstance(new, dict):
+        raise _Bail
+    keys = [k for k, _ in node.value]
+    if not all(isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:str" for k in keys) \
+            or [k.value for k in keys] != list(old) or set(new) != set(old):
+        raise _Bail
+    for j, (k, v) in enumerate(node.value):
+        stop = keys[j + 1].start_mark.line if j + 1 < len(keys) else end
+        if same(old[k.value], new[k.value]):
+            continue
+        ov, nv = old[k.value], new[k.value]
+        if _block(v, yaml.MappingNode) and isinstance(ov, dict) and isinstance(nv, dict) and set(ov) == set(nv) \
+                and v.start_mark.line > k.start_mark.line:
+            _splice_map(v, ov, nv, stop, pieces)
+        elif _block(v, yaml.SequenceNode) and isinstance(ov, list) and isinstance(nv, list) and len(ov) == len(nv) \
+                and v.start_mark.line > k.start_mark.line:
+            _splice_seq(v, ov, nv, stop, pieces)
+        else:
+            pieces.append((k.start_mark.line, stop, ("entry", k.start_mark.column), {k.value: ov}, {k.value: nv}))
+
+
+def _splice_seq(node: Any, old: list[Any], new: list[Any], end: int, pieces: list) -> None:
+    """Pieces for the changed items of block sequence ``node``: each changed item is rewritten whole."""
+    items = node.value
+    if len(items) != len(old):
+        raise _Bail
+    for i, item in enumerate(items):
+        stop = items[i + 1].start_mark.line if i + 1 < len(items) else end
+        if same(old[i], new[i]):
+            continue
+        pieces.append((item.start_mark.line, stop, ("item", item.start_mark.column), old[i], new[i]))
+
+
+def _rewrite(chunk: list[str], at_end: bool, kind: tuple[str, int], old: Any, new: Any) -> list[str]:
+    """The lines of one piece, merged through ruamel.yaml: the piece is shifted to a small document
+    of its own (an entry as a one-key mapping; an item as a one-item list under a key), which
+    must write back byte for byte before the merge, then shifted back."""
+    what, column = kind
+    first = chunk[0]
+    if what == "item":
+        dash = len(first) - len(first.lstrip(" "))
+        if not first[dash:].startswith("-") or column <= dash:
+            raise _Bail  # the dash is not on the item's first line
+    else:
+        dash = column
+        if len(first) - len(first.lstrip(" ")) != column:
+            raise _Bail
+    for cand in _INDENTS:
+        at = cand[2] if what == "item" else 0
+        shift = dash - at
+        if shift < 0:
+            continue
+        if any(line.strip() == "" and line != "" for line in chunk) or \
+                any(line and not line.startswith(" " * shift) for line in chunk):
+            raise _Bail
+        body = "\n".join(line[shift:] for line in chunk) + ("" if at_end else "\n")
+        snippet = ("_:\n" + body) if what == "item" else body
+        try:
+            doc = _rt(cand).load(snippet)
+        except Exception:
+            raise _Bail from None
+        if _dump(doc, cand) != snippet:
+            continue
+        if what == "item":
+            _merge_value(doc["_"], 0, old, new)
+        else:
+            _merge_map(doc, old, new)
+        out = _dump(doc, cand)
+        if what == "item":
+            if not out.startswith("_:\n"):
+                raise _Bail
+            out = out[3:]
+        if not at_end:  # the piece's lines, as ``text.split("\n")`` cuts them
+            if not out.endswith("\n"):
+                raise _Bail
+            out = out[:-1]
+        return [(" " * shift + line) if line else line for line in out.split("\n")]
+    raise _Bail
 
 
 # -- ruamel.yaml ----------------------------------------------------------------------------

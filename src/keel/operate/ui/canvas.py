@@ -431,9 +431,13 @@ def router(get_store: Callable[[], SQLiteStore], caller_dep: Any) -> APIRouter:
 
         editor(caller, name)
         s = get_store()
-        doc = document(s, name)
-        if doc is None:
+        # The text alone (the draft, else the latest version): names need no check of the whole spec.
+        draft = Drafts(s).get(name)
+        version = latest(s, name) if draft is None else None
+        if draft is None and version is None:
             return _error(404, f"no workflow named {name!r}", type="not_found_error", hint="save a draft first")
+        doc = {"yaml": draft.source if draft is not None else version.source,  # type: ignore[union-attr]
+               "origin": "draft" if draft is not None else "version"}
         try:
             spec = parse_spec(doc["yaml"]).spec
             return {"node": node, "names": names_in_scope(spec, node)}
