@@ -37,6 +37,8 @@ from keel.optimize.targets import OptTarget
 __all__ = ["Candidate", "Options", "Search", "minimum_budget", "split_rows"]
 
 MIN_ROWS = 4
+REFLECTION_MAX_TOKENS = 1024
+"""Longest reply asked of the reflection model (new instructions, with its reasoning before them)."""
 
 
 @dataclass(frozen=True)
@@ -194,11 +196,13 @@ class Search:
         prompt = reflection_prompt(parent.instructions, examples)
 
         async def ask() -> dict[str, Any]:
-            from keel.models import Message, get_model
+            from keel.models import Message, ModelSettings, get_model
 
             if self._reflection_model is None:
                 self._reflection_model = get_model(self.options.reflection_model)
-            response = await self._reflection_model.generate([Message(role="user", content=prompt)]).response()
+            response = await self._reflection_model.generate(
+                [Message(role="user", content=prompt)], settings=ModelSettings(max_tokens=REFLECTION_MAX_TOKENS),
+            ).response()
             return {"text": response.text, "usage": {"input_tokens": response.usage.input_tokens or 0,
                                                      "output_tokens": response.usage.output_tokens or 0}}
 

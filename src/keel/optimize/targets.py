@@ -100,6 +100,7 @@ class ModelPrompt:
     def apply(self, spec_data: dict[str, Any], instructions: str) -> dict[str, Any]:
         """The eval file's data with this target's system message set to ``instructions``."""
         data = copy.deepcopy(spec_data)
+        found = False
         for t in data.get("targets") or []:
             if t.get("type") == "model" and (t.get("name") or t.get("model")) == self.label:
                 prompt = t.get("prompt") or []
@@ -114,6 +115,12 @@ class ModelPrompt:
                                         "there is no prompt to write the instructions into",
                                         hint="copy the instructions from `keel optimize show` into the items")
                 t["prompt"] = msgs
+                found = True
+        if not found:
+            raise UnknownTarget(f"the eval file has no model target named {self.label!r} in its targets: list "
+                                "(a matrix or an imported OpenAI/promptfoo definition)",
+                                hint="copy the best instructions from `keel optimize show --json` into the eval "
+                                     "by hand, or give the eval an explicit model target")
         return data
 
     async def aclose(self) -> None:
