@@ -125,6 +125,8 @@ def test_killed_run_resumes_and_repeats_at_most_one_model_call(tmp_path, keel_ho
     stored = rows(keel_home, "SELECT COUNT(*) FROM optimize_calls")[0][0]
     assert stored >= before - 1  # every call but the one in flight was stored
 
+    # the run pinned the dataset version it started with: a file changed meanwhile does not matter
+    (tmp_path / "cities.jsonl").write_text('{"city": "bern", "expected": "x"}\n' * 4)
     resumed = keel("optimize", "resume", run_id[:12], env={"KEEL_TEST_CALL_LOG": str(log)})
     assert resumed.returncode == 0, resumed.stderr
     total = log.read_text().splitlines()
@@ -162,6 +164,8 @@ def test_bad_input_is_one_clear_message_and_nothing_half_written(tmp_path, keel_
         assert "--budget 11" in out.stderr  # 4 validation rows + 2 x 3 minibatch rows + 1 reflection
     runs = rows(keel_home, "SELECT status FROM optimize_runs")
     assert runs == ([("failed",)] if case == "garbage" else [])
+    if case != "garbage":  # checked before anything is written: not even the dataset file is imported
+        assert rows(keel_home, "SELECT COUNT(*) FROM eval_datasets") == [(0,)]
     assert not (tmp_path / "cities.optimized.yaml").exists()
     if case == "garbage":
         drafts = rows(keel_home, "SELECT COUNT(*) FROM workflow_drafts")[0][0]

@@ -29,19 +29,34 @@ from keel.store import SQLiteStore
 __all__ = ["optimize_prompt", "publish", "resume_prompt"]
 
 
-def _rows(store: SQLiteStore, spec: EvalSpec) -> list[DatasetRow]:
-    datasets = Datasets(store)
+def _is_file(spec: EvalSpec) -> bool:
     path = Path(spec.dataset)
-    if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") and path.is_file():
-        info = datasets.import_file(path).dataset
-    else:
-        info = datasets.get(spec.dataset)
-    return list(datasets.rows(info.id))
+    return path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") and path.is_file()
+
+
+def _rows(store: SQLiteStore, spec: EvalSpec) -> list[DatasetRow]:
+    """The eval's rows; a dataset file is read, not imported (nothing is written before the checks)."""
+    if _is_file(spec):
+        from keel.evals.datasets import read_rows
+
+        return list(read_rows(spec.dataset))
+    datasets = Datasets(store)
+    return list(datasets.rows(datasets.get(spec.dataset).id))
+
+
+def _pinned(store: SQLiteStore, spec: EvalSpec) -> EvalSpec:
+    """The spec with its dataset pinned to a stored version (a file is imported), so a resumed run
+    reads the rows it started with even if the file changed since."""
+    if _is_file(spec):
+        return spec.model_copy(update={"dataset": Datasets(store).import_file(spec.dataset).dataset.ref})
+    if "@" not in spec.dataset:
+        return spec.model_copy(update={"dataset": Datasets(store).get(spec.dataset).ref})
+    return spec
 
 
 def _prepare(store: SQLiteStore, spec: EvalSpec, target_name: str, options: Options) -> tuple[OptTarget, list[DatasetRow]]:
-    rows = _rows(store, spec)
     target = resolve_target(store, spec, target_name)
+    rows = _rows(store, spec)
     split_rows(rows, fraction=options.val_fraction, seed=options.seed)  # TooFewRows before any write
     return target, rows
 
@@ -57,6 +72,7 @@ async def optimize_prompt(store: SQLiteStore, eval_path: str | Path, *, target: 
     run_id = run_id or time.strftime("opt-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     search = Search(spec=spec, target=opt_target, rows=rows, options=options,
                     calls=CallLog(store, run_id, options.budget), run_id=run_id, log=log)
+    spec = _pinned(store, spec)
     now = time.time()
     store.execute(
         "INSERT INTO optimize_runs (id, eval_path, eval_spec, target, options, status, created_at, updated_at) "
