@@ -83,9 +83,18 @@ def test_agent_node_result_is_a_draft_until_published(tmp_path):
     (tmp_path / "cities.workflow.yaml").write_text(WORKFLOW)
     publish_workflow(tmp_path / "cities.workflow.yaml", store=store)
     ev = write_eval(tmp_path, workflow="cities@1")
+    text = Path(ev).read_text()  # and a trace grader, which reads each candidate's workflow run
+    Path(ev).write_text(text.replace("targets:\n", "  - {type: trace_check, name: path, nodes_visited: [answer]}\n"
+                                                    "targets:\n"))
     run = asyncio.run(optimize_prompt(store, ev, target="answer",
                                       options=Options(budget=20, reflection_model="scripted:opt-reflect")))
-    assert run.result["best_score"] == 1.0 and run.result["seed_score"] == 0.0
+    assert run.result["seed_score"] == 0.5  # the trace grader passes, the string check fails
+    assert run.result["best_score"] == 1.0
+    from keel.models.scripted import get_script
+
+    shown = get_script("opt-reflect").calls[-1].messages[-1].content  # the reflection read the run's steps
+    assert "Steps of the run:" in shown and "- answer/model#0: paris" in shown
+    assert "path (trace_check): passed" in shown and "exact (string_check eq): failed" in shown
     draft = Drafts(store).get("cities")
     assert draft is not None and f"instructions: {PROPOSAL}" in draft.source
     assert "# the optimizer rewrites only this field" in draft.source  # the YAML's comments are kept

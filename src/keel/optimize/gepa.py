@@ -29,6 +29,7 @@ from keel.evals.datasets import DatasetRow
 from keel.evals.graders import Graders
 from keel.evals.graders.feedback import feedback
 from keel.evals.spec import EvalSpec
+from keel.evals.traces import TraceCache
 from keel.optimize.errors import BudgetTooSmall, ReflectionGarbage, TooFewRows
 from keel.optimize.reflection import Example, parse_proposal, reflection_prompt
 from keel.optimize.state import CallLog, key_of
@@ -93,6 +94,7 @@ class _Rollout:
     output: str
     feedback: str
     passed: bool
+    trace: str = ""
 
 
 class Search:
@@ -109,7 +111,7 @@ class Search:
         self.train, self.val = split_rows(rows, fraction=options.val_fraction, seed=options.seed)
         self.minibatch = max(1, min(options.minibatch, len(self.train)))
         self.rng = random.Random(options.seed)
-        self.graders = Graders(python_workers=1)
+        self.graders = Graders(python_workers=1, traces=TraceCache(calls.store))
         self.candidates: list[Candidate] = []
         self.rollouts: dict[tuple[str, int], _Rollout] = {}
         self.events: list[dict[str, Any]] = []
@@ -145,7 +147,8 @@ class Search:
                 passed = passed and grade.error is None and grade.passed is not False
                 scores.append(s)
                 notes.append(feedback(grader, grade, item=row.item, sample=sample))
-            result = _Rollout(sum(scores) / len(scores), str(sample.get("output_text", "")), "\n".join(notes), passed)
+            result = _Rollout(sum(scores) / len(scores), str(sample.get("output_text", "")), "\n".join(notes), passed,
+                              str(sample.get("trace_text") or ""))
         self.rollouts[(instructions, row.idx)] = result
         return result
 
@@ -192,7 +195,8 @@ class Search:
     # -- reflection -----------------------------------------------------------------------------
 
     async def _reflect(self, parent: Candidate, batch: list[DatasetRow], results: list[_Rollout]) -> str | None:
-        examples = [Example(self.target.input_text(r), x.output, x.score, x.feedback) for r, x in zip(batch, results, strict=True)]
+        examples = [Example(self.target.input_text(r), x.output, x.score, x.feedback, x.trace)
+                    for r, x in zip(batch, results, strict=True)]
         prompt = reflection_prompt(parent.instructions, examples)
 
         async def ask() -> dict[str, Any]:

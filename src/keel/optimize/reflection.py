@@ -26,6 +26,8 @@ class Example:
     output: str
     score: float
     feedback: str
+    trace: str = ""
+    """A workflow run's steps (empty for a model target)."""
 
 
 def _clip(text: str) -> str:
@@ -35,7 +37,9 @@ def _clip(text: str) -> str:
 def reflection_prompt(instructions: str, examples: list[Example]) -> str:
     """The user message sent to the reflection model."""
     shown = "\n\n".join(
-        f"### Example {i}\nInput:\n{_clip(e.input)}\n\nOutput:\n{_clip(e.output)}\n\n"
+        f"### Example {i}\nInput:\n{_clip(e.input)}\n\n"
+        + (f"Steps of the run:\n{_clip(e.trace)}\n\n" if e.trace else "")
+        + f"Output:\n{_clip(e.output)}\n\n"
         f"Score: {e.score:.2f} (1.00 is best)\nFeedback:\n{e.feedback}"
         for i, e in enumerate(examples, 1))
     return (

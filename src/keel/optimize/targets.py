@@ -29,6 +29,15 @@ from keel.store import SQLiteStore
 __all__ = ["ModelPrompt", "OptTarget", "WorkflowAgent", "resolve_target"]
 
 
+MAX_TRACE_STEPS = 40
+"""Steps of a workflow run shown to the reflection model."""
+
+
+def _short(text: str | None, limit: int = 300) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
 def _usage(u: Any) -> dict[str, int]:
     return {"input_tokens": int(u.input_tokens or 0), "output_tokens": int(u.output_tokens or 0)}
 
@@ -192,7 +201,31 @@ class WorkflowAgent:
             sample = await self._sampler.sample(self.target, row.item, call_id[:32])
         except EvalSpecError as e:
             return {"error": e.message, "usage": {}}
-        return {**sample, "usage": self._usage(sample.get("workflow_run_id"))}
+        return {**sample, "usage": self._usage(sample.get("workflow_run_id")),
+                "trace_text": self._trace_text(sample.get("workflow_run_id"))}
+
+    def _trace_text(self, run_id: str | None) -> str:
+        """The run's steps, one line each, for the reflection model (the optimized node's tool calls
+        and results included)."""
+        from keel.errors import KeelError
+        from keel.evals.traces import load_trace
+
+        if not run_id:
+            return ""
+        try:
+            trace = load_trace(self.store, run_id)
+        except KeelError:
+            return ""
+        lines = []
+        for step in trace.steps[:MAX_TRACE_STEPS]:
+            if step.kind == "node" and step.node_id != self.node_id:
+                lines.append(f"- node {step.label}: {_short(step.output_text)}" + (f" (error: {step.error})" if step.error else ""))
+            elif step.kind == "tool":
+                lines.append(f"- tool {step.tool}({_short(json.dumps(step.arguments, ensure_ascii=False))}) -> "
+                             f"{_short(step.output_text)}" + (f" (error: {step.error})" if step.error else ""))
+            elif step.kind == "model":
+                lines.append(f"- {step.label}: {_short(step.output_text or json.dumps(step.output_json))}")
+        return "\n".join(lines)
 
     def _usage(self, run_id: str | None) -> dict[str, int]:
         """Tokens the workflow run's model calls used (through its trace)."""
