@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel.errors import ModelBehaviorError
 from keel.evals.datasets import DatasetRow
 from keel.evals.errors import EvalSpecError
 from keel.evals.spec import EvalSpec, ModelTarget, WorkflowTarget
@@ -98,6 +99,8 @@ class ModelPrompt:
                 t.timeout)
         except TimeoutError:
             return {"error": f"{t.model} timed out after {t.timeout:g} s", "usage": {}}
+        except ModelBehaviorError as e:  # this row's answer broke its schema: graded 0, the run goes on
+            return {"error": e.message, "usage": {}}
         parsed = response.parsed
         if parsed is None and response.text[:1] in "{[":
             try:
