@@ -95,6 +95,9 @@ function Canvas({ name, host }) {
   const dirty = changes !== savedAt;
 
   // --- loading -----------------------------------------------------------------------------
+  // React Flow's helper object changes once its pane is ready: read it through a ref, so the
+  // document is fetched and drawn once, not again when the pane mounts.
+  const rfRef = useRef(rf); rfRef.current = rf;
   const load = useCallback((d) => {
     setDoc(d);
     setYamlText(d.yaml || "");
@@ -108,9 +111,9 @@ function Canvas({ name, host }) {
     setSpec(s);
     const vp = !d.read_only && d.layout && d.layout.viewport;
     const empty = !s.nodes.length; // an empty canvas keeps the plain view: a node added meanwhile must not move
-    requestAnimationFrame(() => requestAnimationFrame(() => (vp ? rf.setViewport({ x: vp.x, y: vp.y, zoom: vp.zoom })
-      : empty ? rf.setViewport({ x: 0, y: 0, zoom: 1 }) : rf.fitView({ maxZoom: 1.2 }))));
-  }, [name, rf]);
+    requestAnimationFrame(() => requestAnimationFrame(() => { const rf = rfRef.current; return vp ? rf.setViewport({ x: vp.x, y: vp.y, zoom: vp.zoom })
+      : empty ? rf.setViewport({ x: 0, y: 0, zoom: 1 }) : rf.fitView({ maxZoom: 1.2 }); }));
+  }, [name]);
 
   useEffect(() => {
     let live = true;
