@@ -130,6 +130,9 @@ EDITS = {
     "two positions": lambda d: [d["layout"]["nodes"][k].__setitem__("x", -5.5) for k in ("n3", "n40")],
     "an edge": lambda d: d["edges"][4].__setitem__("to", "n9"),
     "a top-level string": lambda d: d.__setitem__("description", "no"),  # must stay a string
+    "a viewport added": lambda d: d["layout"].__setitem__("viewport", {"x": 1, "y": -2.5, "zoom": 0.4}),
+    "a viewport and a title": lambda d: (d["layout"].__setitem__("viewport", {"x": 0, "y": 0, "zoom": 1}),
+                                         d["nodes"][5].__setitem__("title", "on: yes")),
 }
 
 
@@ -153,4 +156,4 @@ def test_a_save_rewrites_only_the_changed_pieces_with_the_whole_document_paths_t
     assert result.text == expected and result.changed and result.comments_kept
     assert read_document(result.text)[0] == new
     assert "# A long chain." in result.text and "# transform 32" in result.text and "# the end" in result.text
-    assert loaded and max(loaded) < len(text) / 10  # the old code loaded the whole document into ruamel.yaml
+    assert max(loaded, default=0) < len(text) / 10  # the old code loaded the whole document into ruamel.yaml

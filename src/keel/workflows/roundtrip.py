@@ -140,7 +140,9 @@ def _splice(text: str, old: dict[str, Any], new: dict[str, Any]) -> str | None:
             return None
         out_lines: list[str] = []
         pos = 0
-        for start, end, kind, old_v, new_v in sorted(pieces, key=lambda p: p[0]):
+        for start, end, kind, old_v, new_v in sorted(pieces, key=lambda p: (p[0], p[1])):
+            if start < pos or end > len(lines):
+                raise _Bail  # pieces overlap (an entry changed and keys added after it)
             out_lines += lines[pos:start]
             out_lines += _rewrite(lines[start:end], end == len(lines), kind, old_v, new_v)
             pos = end
@@ -184,15 +186,19 @@ def _splice_map(node: Any, old: dict[str, Any], new: dict[str, Any], end: int, p
     if not _block(node, yaml.MappingNode) or not isinstance(old, dict) or not isinstance(new, dict):
         raise _Bail
     keys = [k for k, _ in node.value]
-    if not all(isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:str" for k in keys) \
-            or [k.value for k in keys] != list(old) or set(new) != set(old):
+    if not keys or not all(isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:str" for k in keys) \
+            or [k.value for k in keys] != list(old) or not set(old) <= set(new):
         raise _Bail
+    added = {k: v for k, v in new.items() if k not in old}
+    if added:  # new keys (a layout's viewport, say) go after the last entry's last line, as ruamel.yaml puts them
+        at = _last_line(node) + 1
+        pieces.append((at, at, ("insert", keys[0].start_mark.column), None, added))
     for j, (k, v) in enumerate(node.value):
         stop = keys[j + 1].start_mark.line if j + 1 < len(keys) else end
         if same(old[k.value], new[k.value]):
             continue
         ov, nv = old[k.value], new[k.value]
-        if _block(v, yaml.MappingNode) and isinstance(ov, dict) and isinstance(nv, dict) and set(ov) == set(nv) \
+        if _block(v, yaml.MappingNode) and isinstance(ov, dict) and isinstance(nv, dict) and set(ov) <= set(nv) \
                 and v.start_mark.line > k.start_mark.line:
             _splice_map(v, ov, nv, stop, pieces)
         elif _block(v, yaml.SequenceNode) and isinstance(ov, list) and isinstance(nv, list) and len(ov) == len(nv) \
@@ -214,11 +220,35 @@ def _splice_seq(node: Any, old: list[Any], new: list[Any], end: int, pieces: lis
         pieces.append((item.start_mark.line, stop, ("item", item.start_mark.column), old[i], new[i]))
 
 
+def _last_line(node: Any) -> int:
+    """The last line (0-based) holding part of ``node``'s value."""
+    import yaml
+
+    if _block(node, yaml.MappingNode) and node.value:
+        return _last_line(node.value[-1][1])
+    if _block(node, yaml.SequenceNode) and node.value:
+        return _last_line(node.value[-1])
+    end = node.end_mark
+    return end.line - 1 if end.column == 0 and end.line > node.start_mark.line else end.line
+
+
+def _inserted(added: dict[str, Any], column: int) -> list[str]:
+    """Lines for new mapping entries at ``column``: one line each (small flat values), else :class:`_Bail`."""
+    from ruamel.yaml.comments import CommentedMap
+
+    out = _dump(CommentedMap((k, _new(v)) for k, v in added.items()), _INDENTS[0])
+    if out.count("\n") != len(added) or not out.endswith("\n"):
+        raise _Bail  # a block value: its indentation style is the document's, which only a rewrite knows
+    return [" " * column + line for line in out[:-1].split("\n")]
+
+
 def _rewrite(chunk: list[str], at_end: bool, kind: tuple[str, int], old: Any, new: Any) -> list[str]:
     """The lines of one piece, merged through ruamel.yaml: the piece is shifted to a small document
     of its own (an entry as a one-key mapping; an item as a one-item list under a key), which
     must write back byte for byte before the merge, then shifted back."""
     what, column = kind
+    if what == "insert":
+        return _inserted(new, column)
     first = chunk[0]
     if what == "item":
         dash = len(first) - len(first.lstrip(" "))
