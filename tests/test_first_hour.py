@@ -83,6 +83,7 @@ TICKETS = [
     {"input": "My parcel arrived broken", "label": "refund", "output": "refund"},
     {"input": "Where is my order?", "label": "question", "output": "question"},
     {"input": "I want my money back", "label": "refund", "output": "refund"},
+    {"input": "Do you ship to Norway?", "label": "question", "output": "question"},
 ]
 
 EVAL = """\
@@ -92,6 +93,22 @@ graders:
   - {type: string_check, name: label, operation: eq, input: "{{sample.output_text}}", reference: "{{item.label}}"}
 targets:
   - {type: precomputed, field: output}
+"""
+
+# The eval `keel optimize prompt` improves: a model target (the OpenAI stub) whose instructions
+# are the prompt; its graders say what better is.
+TRIAGE = """\
+name: triage
+dataset: tickets
+graders:
+  - {type: string_check, name: label, operation: eq, input: "{{sample.output_text}}", reference: "{{item.label}}"}
+targets:
+  - type: model
+    name: triage
+    model: openai:gpt-4.1-mini
+    prompt:
+      - {role: system, content: "Label the ticket."}
+      - {role: user, content: "{{item.input}}"}
 """
 
 OPENAI_EVAL = {
@@ -133,6 +150,7 @@ FILES: dict[str, Callable[[Path], None]] = {
     "tickets.jsonl": lambda p: p.write_text(_jsonl([{k: r[k] for k in ("input", "label", "output")}
                                                     for r in TICKETS]), encoding="utf-8"),
     "eval.yaml": lambda p: p.write_text(EVAL, encoding="utf-8"),
+    "triage.yaml": lambda p: p.write_text(TRIAGE, encoding="utf-8"),
     "openai-eval.json": lambda p: p.write_text(json.dumps(OPENAI_EVAL), encoding="utf-8"),
     "items.jsonl": lambda p: p.write_text(_jsonl([{"input": r["input"], "label": r["label"]} for r in TICKETS]),
                                           encoding="utf-8"),
@@ -441,6 +459,7 @@ def _quickstart_command(person: Newcomer, command: str) -> None:
         return _mcp(person, command)
     _answers_for(person, argv)
     r = person.keel(*argv[1:])
+    person.stub.plan.clear()  # replies a command did not use must not answer the next one
     if not person.check(command, not _clean(r), _clean(r)):
         return
     _expect(person, command, argv, r)
@@ -454,6 +473,13 @@ def _answers_for(person: Newcomer, argv: list[str]) -> None:
     if argv[1:3] == ["eval", "run"] and "--model" in argv:
         for row in TICKETS:
             person.stub.answer(row["label"])
+    if argv[1:3] == ["optimize", "prompt"]:
+        # Every call of the run (the target answering a row, the reflection proposing) gets a
+        # reply that is usable as proposed instructions; as a label it grades 0, so the run
+        # searches its whole budget and finishes with a report.
+        budget = int(argv[argv.index("--budget") + 1])
+        for _ in range(budget):
+            person.stub.answer("```\nAnswer with one word: refund or question.\n```")
 
 
 def _expect(person: Newcomer, command: str, argv: list[str], r: subprocess.CompletedProcess[str]) -> None:
