@@ -161,6 +161,14 @@ def test_json_import_keeps_positions_messages_schemas_and_marks_placeholders() -
     assert any(d.fix and d.fix.startswith("keel context add vs_123") for d in fs.report.placeholders())
 
 
+def test_settings_keel_cannot_express_are_reported_not_dropped_silently() -> None:
+    doc = json.loads((CASES / "core_nodes--agent--basic_agent--default_instructions" / "input.json").read_text())
+    agent = next(n for n in doc["nodes"] if n["node_type"] == "builtins.Agent")
+    agent["config"].setdefault("model_settings", {})["top_p"] = 0.3
+    r = import_text(json.dumps(doc), source="wf.json")
+    assert any(d.kind == "dropped" and "top_p 0.3" in d.what for d in r.report.decisions)
+
+
 async def test_agent_messages_reach_the_model_after_the_input(spec_file, store) -> None:
     path = spec_file("""
         name: msgs

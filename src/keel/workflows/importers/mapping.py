@@ -248,6 +248,11 @@ class _Mapper(ToolNodes):
                 out[key] = value
         if c.get("max_output_tokens"):
             out["max_tokens"] = c["max_output_tokens"]
+        for key in ("top_p", "parallel_tool_calls"):
+            value = c.get(key, settings.get(key))
+            if value is not None:
+                self.report.add("dropped", kid, f"{key} {value!r}: Keel's Agent node has no such setting "
+                                "(the provider's default applies)")
         effort = (c.get("reasoning") or {}).get("effort")
         if effort:
             self.report.add("dropped", kid, f"reasoning effort {effort!r}: Keel's Agent node has no such "
