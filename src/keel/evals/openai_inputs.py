@@ -104,6 +104,18 @@ def config_item_schema(config: Any, where: str) -> dict[str, Any] | None:
     return None
 
 
+def rows_file(rows: list[Any], cache: Path, prefix: str) -> str:
+    """``rows`` as a JSONL file in ``cache``, named by its content (written once, atomically)."""
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    path = cache / f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return str(path)
+
+
 def source_dataset(source: Any, where: str, *, files: dict[str, str], cache: Path) -> str | None:
     """A dataset file for a run's ``source``: inline rows written once to ``cache``, a ``file_id``
     through ``files``, a ``file_path`` as it is; ``None`` when there is no source."""
@@ -116,14 +128,7 @@ def source_dataset(source: Any, where: str, *, files: dict[str, str], cache: Pat
         rows = source.get("content")
         if not isinstance(rows, list):
             raise EvalSpecError(f"{where}: data_source.source.content must be a list of {{\"item\": ...}} rows")
-        text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-        path = cache / f"inline-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
-        if not path.exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-        return str(path)
+        return rows_file(rows, cache, "inline")
     if kind == "file_id":
         file_id = source.get("id")
         if file_id in files:

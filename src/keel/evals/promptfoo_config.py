@@ -25,7 +25,6 @@ assertions.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -230,16 +229,9 @@ def _judge(default: dict[str, Any], judge_model: str | None) -> str | None:
 
 def _cache_file(rows: list[dict[str, Any]]) -> str:
     from keel.config import get_settings
+    from keel.evals.openai_inputs import rows_file
 
-    text = "".join(json.dumps({"item": r}, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    cache = get_settings().home / "evals" / "sources"
-    path = cache / f"promptfoo-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    return str(path)
+    return rows_file([{"item": r} for r in rows], get_settings().home / "evals" / "sources", "promptfoo")
 
 
 def load_promptfoo(path: Path, data: dict[str, Any], *, model: str | None = None, judge_model: str | None = None,
