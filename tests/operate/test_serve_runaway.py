@@ -14,23 +14,10 @@ from pathlib import Path
 from keel.store import SQLiteStore
 from tests.operate.conftest import Server, publish, start_server
 from tests.operate.test_chatkit import message, post
+from tests.workflows.test_run_limits import CYCLE
 
-LOOP = """
-name: spin
-nodes:
-  - {id: start, type: start, state: {n: 0}}
-  - {id: count, type: set_state, assign: {n: state.n + 1}}
-  - id: again
-    type: if_else
-    branches: [{name: more, condition: "state.n >= 0"}]
-  - {id: done, type: end}
-edges:
-  - {from: start, to: count}
-  - {from: count, to: again}
-  - {from: again, port: more, to: count}
-  - {from: again, port: else, to: done}
-limits: {max_steps: 10000000}
-"""
+# The If/else back-edge cycle of the engine tests, allowed to run (almost) for ever.
+LOOP = CYCLE + "limits: {max_steps: 10000000}\n"
 
 
 def _seq(home: Path, run_id: str) -> int:
