@@ -158,6 +158,7 @@ def test_json_import_keeps_positions_messages_schemas_and_marks_placeholders() -
     assert any(d.fix and d.fix.startswith("keel context add vs_123") for d in fs.report.placeholders())
 
 
+@needs_cases
 def test_settings_keel_cannot_express_are_reported_not_dropped_silently() -> None:
     doc = json.loads((CASES / "core_nodes--agent--basic_agent--default_instructions" / "input.json").read_text())
     agent = next(n for n in doc["nodes"] if n["node_type"] == "builtins.Agent")
