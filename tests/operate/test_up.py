@@ -173,6 +173,8 @@ def test_up_serves_the_assistant_and_without_a_model_the_chat_answers_from_the_d
         answerers = {w["name"]: w["answerer"] for w in listed["workflows"]}
         assert answerers["aaa"] is None and answerers["kb"]["name"] == "extractive"
         assert "keel up --model openai:gpt-4.1-mini" in answerers["kb"]["switch"]
+        # ... said where to run it: the page's reader is not in the project's folder.
+        assert answerers["kb"]["switch"].startswith(f"in {(tmp_path / 'kb').resolve()}: keel up --model")
         # The other folder's workflow runs with the alias it was published with, although
         # this server's keel.toml does not define `bot`.
         r = httpx.post(f"{url}/v1/workflows/aaa/runs", json={"input": "hello there"}, timeout=60)

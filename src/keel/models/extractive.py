@@ -30,10 +30,18 @@ from keel.errors import UserError
 from keel.models.base import Model, ModelRequest
 from keel.models.types import ModelResponse, TextDelta, Usage
 
-__all__ = ["ExtractiveError", "ExtractiveModel", "Passage", "Scored", "answer", "parse_request", "rank"]
+__all__ = ["ExtractiveError", "ExtractiveModel", "Passage", "Scored", "answer", "parse_request", "rank", "switch_line"]
 
 SWITCH = "keel up --model openai:gpt-4.1-mini (with OPENAI_API_KEY set) or keel up --model ollama:llama3.2"
 """The one line that switches a ``keel up`` project from the extractive answerer to a model."""
+
+
+def switch_line(project: str | None = None) -> str:
+    """:data:`SWITCH`, said where to run it when the reader is not in the project folder
+    (the web UI: the server's folder, which ``keel up`` serves from)."""
+    if not project:
+        return SWITCH
+    return f"in {project}: {SWITCH}"
 
 DONT_KNOW = "I don't know."
 

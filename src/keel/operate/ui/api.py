@@ -159,10 +159,14 @@ def _accountant(request: Request, caller: Any, store: SQLiteStore, *, fresh: boo
 def _answerer(models: dict[str, str]) -> dict[str, str] | None:
     """``{"name": "extractive", "switch": ...}`` when a version's models include the extractive
     answerer (answers quote the sources, no model), else None."""
-    from keel.models.extractive import SWITCH
+    from keel.models.extractive import switch_line
 
     if any(m.strip() == "extractive" or m.strip().startswith("extractive:") for m in models.values()):
-        return {"name": "extractive", "switch": SWITCH}
+        # The page's reader is not in a terminal in the project folder: name the folder the
+        # server runs in when it holds the project (`keel up` serves from it).
+        here = Path.cwd()
+        project = str(here) if (here / "keel.toml").is_file() else None
+        return {"name": "extractive", "switch": switch_line(project)}
     return None
 
 
