@@ -553,3 +553,67 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        "0307_run_queue",
+        (
+            # Runs a server started for workers to execute (keel serve --no-execute, keel worker;
+            # docs/workflows.md, "Workers"). A row lives from the start (or an answered approval) until
+            # the run finishes or waits again; claimed_until is 0 while nobody holds it, and a worker
+            # renews it with its heartbeat. The run's own row (workflow_runs) keeps the owner and lease
+            # the engine checks: the queue only says who should look at which run next.
+            """
+            CREATE TABLE run_queue (
+                run_id TEXT PRIMARY KEY,
+                stream_text INTEGER NOT NULL,
+                enqueued_at DOUBLE PRECISION NOT NULL,
+                claimed_by TEXT,
+                claimed_until DOUBLE PRECISION NOT NULL,
+                attempts BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX run_queue_ready ON run_queue (claimed_until, enqueued_at)",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
+        "0308_run_events",
+        (
+            # Node events and answer tokens of runs executed by another process, for the servers whose
+            # clients follow them (GET /v1/runs/{id}/events, streamed chat completions, ChatKit). id is
+            # time-ordered and increasing per writer, so a follower reads WHERE id > its last.
+            """
+            CREATE TABLE run_events (
+                run_id TEXT NOT NULL,
+                id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                doc TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, id)
+            )
+            """,
+            "CREATE INDEX run_events_created ON run_events (created_at)",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
+        "0309_rate_counters",
+        (
+            # Requests per key or end user per fixed window, counted atomically in the store so that
+            # every server sharing it enforces one limit (INSERT ... ON CONFLICT DO UPDATE ... RETURNING).
+            """
+            CREATE TABLE rate_counters (
+                bucket TEXT NOT NULL,
+                window_start BIGINT NOT NULL,
+                n BIGINT NOT NULL,
+                PRIMARY KEY (bucket, window_start)
+            )
+            """,
+        ),
+    )
+)
