@@ -617,3 +617,38 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0311_router",
+        (
+            # A router policy (keel router train): which models it routes between, how (kNN over the
+            # embedded query, or a cascade), and the threshold calibrated to a share of strong calls.
+            # Training again adds version + 1; `router:NAME` uses the newest version.
+            """
+            CREATE TABLE router_policies (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                spec TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                UNIQUE (name, version)
+            )
+            """,
+            # The outcomes it learned from: one row per eval item, with the query's embedding
+            # (float32, base64) and the score each model got on it.
+            """
+            CREATE TABLE router_examples (
+                policy_id TEXT NOT NULL,
+                idx BIGINT NOT NULL,
+                query TEXT NOT NULL,
+                embedding TEXT NOT NULL,
+                strong_score DOUBLE PRECISION NOT NULL,
+                weak_score DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (policy_id, idx)
+            )
+            """,
+        ),
+    )
+)
