@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sqlite3
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from keel.context._store import (
-    CollectionDB,
-    CollectionNotFoundError,
-    SharedChunks,
-    collections_root,
-    validate_name,
-)
+from keel.context._backend import ContextBackend, list_names, open_backend
+from keel.context._store import CollectionNotFoundError, validate_name
 from keel.context.bm25 import BM25Index
-from keel.context.dense import HNSW_MIN, DenseIndex
+from keel.context.dense import HNSW_MIN
 from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from keel.context.filters import Filter, compile_filter
+from keel.context.filters import Filter
 from keel.context.fusion import rrf
 from keel.context.lexical import ANALYZER, analyze
 from keel.context.types import Citation, Hit, IngestReport
@@ -43,6 +35,7 @@ from keel.context.userregex import RegexError, compile_regex, count_matches
 from keel.errors import UserError
 
 if TYPE_CHECKING:
+    from keel.context._backend import DenseSearch
     from keel.context.rerank import Reranker
 
 __all__ = ["DEFAULT_POOL", "Collection", "CollectionStats", "RegexError", "SearchMode", "list_collections"]
@@ -71,6 +64,8 @@ class CollectionStats:
     created_at: float = 0.0
     bytes_linked: int = 0
     """Index files hard-linked with a fork or parent: on disk once, however many collections use them."""
+    backend: str = "embedded"
+    """Where the collection is stored: ``embedded`` (SQLite files) or ``postgresql``."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,72 +76,64 @@ class _Indexes:
     generation: int
     ids: np.ndarray  # row -> chunk id
     bm25: BM25Index
-    dense: DenseIndex
+    dense: DenseSearch
     row_of: dict[int, int] = field(default_factory=dict)
 
 
-def _dir_size(path: Path, *, linked: bool | None = None) -> int:
-    """Bytes of the files under ``path``; ``linked`` True/False counts only files that
-    are / are not hard-linked elsewhere (a fork's index files share their parent's)."""
-    if not path.exists():
-        return 0
-    total = 0
-    for p in path.rglob("*"):
-        if p.is_file():
-            st = p.stat()
-            if linked is None or (st.st_nlink > 1) == linked:
-                total += st.st_size
-    return total
-
-
-def list_collections(home: Path | None = None) -> list[str]:
-    root = collections_root(home)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "collection.db").is_file())
+def list_collections(home: Path | None = None, *, store: str | None = None) -> list[str]:
+    """Names of the collections in the configured store (or ``store``, a store URL)."""
+    return list_names(home=home, url=store)
 
 
 class Collection:
-    """A named collection under ``$KEEL_HOME/collections/``. Open with :meth:`open`."""
+    """A named collection, in ``$KEEL_HOME/collections/`` or in the PostgreSQL store.
+    Open with :meth:`open`."""
 
     hnsw_min: int = HNSW_MIN
     """Chunk count from which dense search uses the HNSW graph instead of exact search."""
 
-    def __init__(self, name: str, directory: Path, db: CollectionDB, shared: SharedChunks,
-                 embedder: Embedder) -> None:
+    def __init__(self, name: str, backend: ContextBackend, embedder: Embedder, *,
+                 home: Path | None = None, store: str | None = None) -> None:
         self.name = name
-        self.directory = directory
-        self.db = db
-        self.shared = shared
+        self.backend = backend
         self.embedder = embedder
+        self._home = home
+        self._store = store
         self._indexes: _Indexes | None = None
+
+    @property
+    def db(self):  # the embedded backend's SQLite file (tests and tools that inspect it)
+        return self.backend.db  # type: ignore[attr-defined]
+
+    @property
+    def directory(self) -> Path:
+        return self.backend.directory  # type: ignore[attr-defined]
 
     # -- opening ---------------------------------------------------------------------
 
     @classmethod
     def open(cls, name: str, *, home: Path | None = None, create: bool = True,
-             embedder: str | Embedder | None = None) -> Collection:
+             embedder: str | Embedder | None = None, store: str | None = None) -> Collection:
         """Open ``name``, creating it when ``create`` (the embedder is fixed at creation).
 
         ``embedder`` may be an embedder string (see :mod:`keel.context.embedders`) or
-        an object; when omitted, the collection's recorded embedder is used.
+        an object; when omitted, the collection's recorded embedder is used. ``store``
+        is a store URL (default: ``KEEL_STORE_URL`` or ``store`` in keel.toml); a
+        ``postgresql://`` URL keeps the collection in PostgreSQL.
         """
         validate_name(name)
-        root = collections_root(home)
-        directory = root / name
-        if not (directory / "collection.db").is_file() and not create:
-            existing = list_collections(home)
+        db = open_backend(name, home=home, create=create, url=store)
+        if db is None:
+            existing = list_collections(home, store=store)
             raise CollectionNotFoundError(
                 f"no collection named {name!r}",
                 hint=f"create it with `keel context add {name} PATH...`"
                 + (f"; existing: {', '.join(existing)}" if existing else ""),
             )
-        shared = SharedChunks(root)
-        db = CollectionDB(directory)
-        db.conn.execute("ATTACH DATABASE ? AS shared", (str(shared.path),))
         recorded = db.get_meta("embedder")
         analyzer = db.get_meta("analyzer")
         if analyzer is not None and analyzer != ANALYZER:
+            db.close()
             raise UserError(
                 f"collection {name!r} was indexed with the {analyzer!r} analyzer; this process has {ANALYZER!r}",
                 hint="install PyStemmer (pip install 'keel[context]') or re-create the collection",
@@ -156,22 +143,20 @@ class Collection:
         if recorded is None:
             spec = wanted or DEFAULT_EMBEDDER
             emb = emb_obj or get_embedder(spec)
-            with db.write() as c:
-                db.set_meta(c, "embedder", emb.name)
-                db.set_meta(c, "embedder_spec", spec if isinstance(spec, str) else emb.name)
-                db.set_meta(c, "analyzer", ANALYZER)
+            db.set_meta({"embedder": emb.name, "embedder_spec": spec if isinstance(spec, str) else emb.name,
+                         "analyzer": ANALYZER})
         else:
             if wanted is not None and wanted not in (recorded, db.get_meta("embedder_spec")):
+                db.close()
                 raise UserError(
                     f"collection {name!r} uses the embedder {recorded!r}, not {wanted!r}",
                     hint="omit --embedder, or fork/re-create the collection to change embedders",
                 )
             emb = emb_obj or get_embedder(db.get_meta("embedder_spec") or recorded)
-        return cls(name, directory, db, shared, emb)
+        return cls(name, db, emb, home=home, store=store)
 
     def close(self) -> None:
-        self.db.close()
-        self.shared.close()
+        self.backend.close()
 
     def __enter__(self) -> Collection:
         return self
@@ -198,36 +183,19 @@ class Collection:
 
     def remove(self, sources: Iterable[str]) -> int:
         """Remove documents by source path; returns how many were removed."""
-        n = 0
-        with self.db.write() as c:
-            for s in sources:
-                n += c.execute("DELETE FROM documents WHERE source = ? OR abs_path = ?", (s, s)).rowcount
-            if n:
-                self.db.bump(c)
-        return n
+        return self.backend.remove_documents(list(sources), sources=True)
 
     # -- indexes ---------------------------------------------------------------------
 
     def _load(self) -> _Indexes:
-        gen = self.db.generation()
+        gen = self.backend.generation()
         if self._indexes is not None and self._indexes.generation == gen:
             return self._indexes
-        with self.db.snapshot() as c:
-            gen = int(c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            rows = c.execute(
-                "SELECT c.id, t.terms, v.vec FROM chunks c JOIN shared.texts t ON t.hash = c.hash"
-                " LEFT JOIN shared.vectors v ON v.hash = c.hash AND v.model = ? ORDER BY c.id",
-                (self.embedder.name,),
-            ).fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        dim = self.embedder.dim if rows else 0
-        zero = bytes(4 * dim)
-        vecs = np.frombuffer(b"".join(r[2] or zero for r in rows), dtype=np.float32).reshape(len(rows), dim) \
-            if rows else np.zeros((0, 1), dtype=np.float32)
-        bm25 = BM25Index([r[1] for r in rows])
-        dense = DenseIndex(vecs, cache_dir=self.directory / "index", tag=f"{gen}:{self.embedder.name}",
-                           hnsw_min=self.hnsw_min)
-        self._indexes = _Indexes(gen, ids, bm25, dense, {int(i): r for r, i in enumerate(ids)})
+        loaded = self.backend.load(self.embedder.name, self.embedder.dim)
+        bm25 = BM25Index(loaded.terms)
+        dense = self.backend.dense_index(loaded, self.embedder.name, self.embedder.dim, hnsw_min=self.hnsw_min)
+        ids = loaded.ids
+        self._indexes = _Indexes(loaded.generation, ids, bm25, dense, {int(i): r for r, i in enumerate(ids)})
         return self._indexes
 
     def _allowed(self, idx: _Indexes, where: Filter | None, regex: str | None) -> tuple[np.ndarray | None,
@@ -236,17 +204,7 @@ class Collection:
         if where is None and regex is None:
             return None, {}
         pattern = compile_regex(regex) if regex is not None else None
-        sql = "SELECT c.id" + (", t.text" if pattern else "") + " FROM chunks c JOIN documents d ON d.id = c.doc_id"
-        if pattern:
-            sql += " JOIN shared.texts t ON t.hash = c.hash"
-        params: list[Any] = []
-        if where is not None:
-            cond, params = compile_filter(where, self.db.meta_keys())
-            sql += f" WHERE {cond}"
-        try:
-            rows = self.db.query(sql, params)
-        except sqlite3.Error as e:
-            raise UserError(f"filter failed: {e}", hint="check the --where values") from None
+        rows = self.backend.filter_rows(where, with_text=pattern is not None)
         mask = np.zeros(len(idx.ids), dtype=bool)
         counts: dict[int, int] = {}
         if pattern is not None:  # within a time budget: a catastrophic pattern is refused, not run for ever
@@ -289,7 +247,7 @@ class Collection:
                 rankings["dense"] = [int(r) for r in rows]
                 scores["dense"] = dict(zip(rankings["dense"], map(float, sc), strict=True))
             if mode in ("bm25", "hybrid"):
-                term_ids = self.shared.lookup_terms(list(dict.fromkeys(analyze(query))))
+                term_ids = self.backend.lookup_terms(list(dict.fromkeys(analyze(query))))
                 top, sc = idx.bm25.top(list(term_ids.values()), pool, allowed)
                 rankings["bm25"] = top.tolist()
                 scores["bm25"] = dict(zip(rankings["bm25"], sc.tolist(), strict=True))
@@ -317,11 +275,7 @@ class Collection:
         if not fused:
             return []
         ids = [int(idx.ids[r]) for r, _ in fused]
-        marks = ",".join("?" * len(ids))
-        rows = self.db.query(
-            "SELECT c.id, t.text, d.source, c.anchor, c.start_line, c.end_line, c.title, c.heading_path,"
-            " c.kind, c.symbols, c.signature, c.meta, c.hash FROM chunks c JOIN documents d ON d.id = c.doc_id"
-            f" JOIN shared.texts t ON t.hash = c.hash WHERE c.id IN ({marks})", ids)
+        rows = self.backend.hit_rows(ids)
         by_id = {r[0]: r for r in rows}
         rank_of = {name: {row: i + 1 for i, row in enumerate(rk)} for name, rk in rankings.items()}
         hits = []
@@ -346,61 +300,36 @@ class Collection:
     # -- housekeeping ----------------------------------------------------------------
 
     def stats(self) -> CollectionStats:
-        docs = self.db.query("SELECT COUNT(*) FROM documents")[0][0]
-        kinds = dict(self.db.query("SELECT kind, COUNT(*) FROM chunks GROUP BY kind ORDER BY 2 DESC"))
+        docs, kinds = self.backend.counts()
+        own, linked, shared = self.backend.sizes()
         return CollectionStats(
             name=self.name, documents=docs, chunks=sum(kinds.values()), kinds=kinds,
-            embedder=self.embedder.name, generation=self.db.generation(),
-            bytes_collection=_dir_size(self.directory, linked=False),
-            bytes_linked=_dir_size(self.directory, linked=True),
-            bytes_shared=_dir_size(self.shared.path.parent),
-            parent=self.db.get_meta("parent"), created_at=float(self.db.get_meta("created_at") or 0),
+            embedder=self.embedder.name, generation=self.backend.generation(),
+            bytes_collection=own, bytes_linked=linked, bytes_shared=shared,
+            parent=self.backend.get_meta("parent"), created_at=float(self.backend.get_meta("created_at") or 0),
+            backend=self.backend.kind,
         )
 
     def sources(self) -> list[str]:
-        return [r[0] for r in self.db.query("SELECT source FROM documents ORDER BY source")]
+        return self.backend.sources()
+
+    def chunk_texts(self) -> list[tuple[str, str, str, str, str, str]]:
+        """``(hash, text, source, anchor, title, heading_path JSON)`` of every chunk, in ingest order."""
+        return self.backend.chunk_texts()
 
     def fork(self, name: str) -> Collection:
         """A copy-on-write fork named ``name``: a snapshot now, independent afterwards.
 
-        Chunk text, terms and vectors are shared (content-addressed); only the
-        collection file is copied (SQLite's online backup, consistent even while
-        another process writes) and the derived index files are hard-linked.
+        Chunk text, terms and vectors are shared (content-addressed); embedded, only the
+        collection file is copied (SQLite's online backup, consistent even while another
+        process writes) and the derived index files are hard-linked; in PostgreSQL the
+        chunk rows are copied in one transaction.
         """
         validate_name(name)
-        target = self.directory.parent / name
-        if target.exists():
-            raise UserError(f"collection {name!r} already exists", hint="pick another name for the fork")
-        tmp = self.directory.parent / f".{name}.forking{os.getpid()}"
-        tmp.mkdir(parents=True)
-        try:
-            dst = sqlite3.connect(tmp / "collection.db")
-            with self.db.lock:
-                self.db.conn.backup(dst, name="main")
-            dst.execute("PRAGMA journal_mode=WAL")
-            dst.execute("INSERT INTO meta VALUES ('parent', ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                        (self.name,))
-            dst.execute("INSERT INTO meta VALUES ('created_at', ?) ON CONFLICT (key) DO UPDATE SET"
-                        " value=excluded.value", (str(time.time()),))
-            dst.commit()
-            dst.close()
-            src_index = self.directory / "index"
-            if src_index.is_dir():
-                (tmp / "index").mkdir()
-                for f in src_index.iterdir():
-                    if f.is_file() and ".tmp" not in f.name:
-                        try:
-                            os.link(f, tmp / "index" / f.name)
-                        except OSError:
-                            shutil.copy2(f, tmp / "index" / f.name)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return Collection.open(name, home=self.directory.parent.parent, create=False, embedder=self.embedder)
+        self.backend.fork(name)
+        return Collection.open(name, home=self._home, create=False, embedder=self.embedder, store=self._store)
 
     def drop(self) -> None:
         """Delete this collection (its shared chunk content stays for other collections)."""
-        self.close()
-        shutil.rmtree(self.directory)
+        self.backend.drop()
 

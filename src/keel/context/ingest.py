@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keel.context._backend import ChunkRow, DocumentRows
 from keel.context._store import dumps
-from keel.context.bm25 import pack_terms
 from keel.context.files import gather, read_file
 from keel.context.lexical import ANALYZER, analyze
 from keel.context.parse import DEFAULT_MAX_BYTES, SkipFile, check_type, chunk_data
@@ -97,63 +97,43 @@ def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport,
     Vectors are committed to the cache every ``_KEEP_EVERY`` chunks (or the embedder's
     batch size, if larger), so an interrupted ingest keeps nearly all its embedding work.
     """
-    shared, model = col.shared, col.embedder.name
+    backend, model = col.backend, col.embedder.name
     by_hash: dict[str, str] = {}
     for p in batch:
         by_hash.update(zip(p.hashes, p.texts, strict=True))
     hashes = list(by_hash)
-    have_vec = set(shared.cached_vectors(hashes, model))
+    have_vec = set(backend.cached_vectors(hashes, model))
     need_vec = [h for h in hashes if h not in have_vec]
-    need_text = shared.missing_texts(hashes)
+    need_text = backend.missing_texts(hashes)
     step = max(_KEEP_EVERY, int(getattr(col.embedder, "batch_size", 0) or 0))
     for i in range(0, len(need_vec), step):
         part = need_vec[i : i + step]
         t = time.monotonic()
         vecs = col.embedder.embed([by_hash[h] for h in part])
         report.embed_seconds += time.monotonic() - t
-        with shared.write() as c:
-            c.executemany("INSERT OR IGNORE INTO vectors (hash, model, vec) VALUES (?, ?, ?)",
-                          [(h, model, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                           for h, v in zip(part, vecs, strict=True)])
+        backend.put_vectors(model, [(h, np.ascontiguousarray(v, dtype=np.float32))
+                                    for h, v in zip(part, vecs, strict=True)])
         report.chunks_embedded += len(part)
         bar.embedded(len(part))
     body: dict[str, str] = {}
     for p in batch:
         for h, d in zip(p.hashes, p.drafts, strict=True):
             body[h] = d.text
-    with shared.write() as c:
-        if need_text:
-            analysed = {h: analyze(by_hash[h]) for h in need_text}
-            ids = shared.term_ids(c, [t for terms in analysed.values() for t in terms])
-            rows = []
-            for h, terms in analysed.items():
-                counts: dict[int, int] = {}
-                for t in terms:
-                    counts[ids[t]] = counts.get(ids[t], 0) + 1
-                rows.append((h, body[h], pack_terms(counts), ANALYZER))
-            c.executemany("INSERT OR IGNORE INTO texts (hash, text, terms, analyzer) VALUES (?, ?, ?, ?)", rows)
+    if need_text:
+        backend.put_texts([(h, body[h], analyze(by_hash[h])) for h in need_text], ANALYZER)
 
 
 def _commit(col: Collection, p: _Pending) -> None:
     """Replace one document's rows in a single transaction."""
-    now = time.time()
-    with col.db.write() as c:
-        c.execute("DELETE FROM documents WHERE abs_path = ?", (p.abs_path,))
-        doc_id = c.execute(
-            "INSERT INTO documents (source, abs_path, file_hash, size, indexed_at, meta) VALUES (?, ?, ?, ?, ?, ?)",
-            (p.source, p.abs_path, p.file_hash, p.size, now, dumps(p.meta))).lastrowid
-        rows = []
-        keys: set[str] = set()
-        for seq, (d, h) in enumerate(zip(p.drafts, p.hashes, strict=True)):
-            meta = {**d.meta, **p.meta}
-            keys.update(meta)
-            rows.append((doc_id, seq, h, d.kind, d.title, dumps(list(d.heading_path)), d.anchor, d.start_line,
-                         d.end_line, dumps(list(d.symbols)), d.signature, dumps(meta)))
-        c.executemany(
-            "INSERT INTO chunks (doc_id, seq, hash, kind, title, heading_path, anchor, start_line, end_line,"
-            " symbols, signature, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        col.db.add_meta_keys(c, keys)
-        col.db.bump(c)
+    rows = []
+    keys: set[str] = set()
+    for seq, (d, h) in enumerate(zip(p.drafts, p.hashes, strict=True)):
+        meta = {**d.meta, **p.meta}
+        keys.update(meta)
+        rows.append(ChunkRow(seq, h, d.kind, d.title, dumps(list(d.heading_path)), d.anchor, d.start_line,
+                             d.end_line, dumps(list(d.symbols)), d.signature, dumps(meta)))
+    col.backend.replace_document(DocumentRows(p.abs_path, p.source, p.file_hash, p.size, dumps(p.meta), rows, keys),
+                                 col.embedder.name)
 
 
 def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: IngestProgress) -> None:
@@ -238,7 +218,7 @@ def ingest_paths(col: Collection, paths: Sequence[Path], *, metadata: Mapping[st
     report.skipped.extend(found.skipped)
     report.files_seen += len(found.skipped)
     limit = max_bytes or DEFAULT_MAX_BYTES
-    known = {r[0]: (r[1], r[2]) for r in col.db.query("SELECT abs_path, file_hash, meta FROM documents")}
+    known = col.backend.known_documents()
     meta_json = dumps(dict(metadata))
     seen: set[str] = set()
     try:
@@ -250,9 +230,7 @@ def ingest_paths(col: Collection, paths: Sequence[Path], *, metadata: Mapping[st
     gone = [a for a in known if a not in seen and any(a.startswith(str(r) + os.sep) for r in roots)
             and not Path(a).exists()]
     if gone:
-        with col.db.write() as c:
-            c.executemany("DELETE FROM documents WHERE abs_path = ?", [(a,) for a in gone])
-            col.db.bump(c)
+        col.backend.remove_documents(gone, sources=False)
         report.files_removed = len(gone)
     report.seconds = time.monotonic() - started
     return report
@@ -263,7 +241,7 @@ def ingest_records(col: Collection, records: Sequence[tuple[str, str, str, Mappi
     """Ingest ``(id, title, text, metadata)`` records as one chunk each; ``id`` becomes the source."""
     started = time.monotonic()
     report = IngestReport()
-    known = {r[0]: (r[1], r[2]) for r in col.db.query("SELECT abs_path, file_hash, meta FROM documents")}
+    known = col.backend.known_documents()
     batch: list[_Pending] = []
     with _progress(progress, len(records), f"indexing into {col.name}") as bar:
         for rid, title, text, meta in records:

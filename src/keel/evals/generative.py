@@ -137,9 +137,7 @@ class GenerationReport:
 
 def collection_chunks(collection: Any) -> list[Chunk]:
     """Every distinct chunk of a :class:`keel.context.Collection`, in ingest order."""
-    rows = collection.db.query(
-        "SELECT c.hash, t.text, d.source, c.anchor, c.title, c.heading_path FROM chunks c"
-        " JOIN documents d ON d.id = c.doc_id JOIN shared.texts t ON t.hash = c.hash ORDER BY c.id")
+    rows = collection.chunk_texts()
     out: dict[str, Chunk] = {}
     for h, text, source, anchor, title, path in rows:
         if h not in out:
