@@ -9,13 +9,24 @@ from pathlib import Path
 import pytest
 
 from tests.openai_stub import OpenAIStub
+from tests.pg import PostgresUnavailable, TestPostgres, start_postgres
 
 _PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "OLLAMA_HOST", "KEEL_MODEL")
 
 
+TEST_STORE = os.environ.get("KEEL_TEST_STORE", "sqlite").strip().lower() or "sqlite"
+"""The backend the whole suite runs on: ``sqlite`` (default) or ``postgresql``
+(``KEEL_TEST_STORE=postgresql python -m pytest ...``: every test's KEEL_STORE_URL is a fresh
+database on a throwaway PostgreSQL server, see tests/pg.py)."""
+if TEST_STORE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"KEEL_TEST_STORE={TEST_STORE!r}: use sqlite or postgresql")
+
+
 @pytest.fixture(autouse=True)
-def keel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty KEEL_HOME and cwd; no provider keys leak in from the machine."""
+def keel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+              request: pytest.FixtureRequest) -> Path:
+    """A fresh, empty KEEL_HOME and cwd; no provider keys leak in from the machine. Under
+    ``KEEL_TEST_STORE=postgresql``, KEEL_STORE_URL also names a fresh PostgreSQL database."""
     home = tmp_path_factory.mktemp("keel-home")
     cwd = tmp_path_factory.mktemp("cwd")
     monkeypatch.setenv("KEEL_HOME", str(home))
@@ -24,7 +35,34 @@ def keel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     for name in [k for k in os.environ if k.startswith("KEEL_") and k != "KEEL_HOME"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(cwd)
+    if TEST_STORE == "postgresql":
+        monkeypatch.setenv("KEEL_STORE_URL", request.getfixturevalue("pg_url"))
     return home
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[TestPostgres]:
+    """One real PostgreSQL server for the test session (skips, saying why, if none can start)."""
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as e:
+        if TEST_STORE == "postgresql":
+            pytest.fail(f"KEEL_TEST_STORE=postgresql but PostgreSQL cannot start: {e}")
+        pytest.skip(f"PostgreSQL cannot start here: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: TestPostgres) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL; dropped after the test."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
 
 
 @pytest.fixture

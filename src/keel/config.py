@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     openai_compatible_api_key: SecretStr | None = None
     """Key sent to ``openai-compatible:`` endpoints (``KEEL_OPENAI_COMPATIBLE_API_KEY``)."""
 
+    store: str | None = Field(default=None, validation_alias=_env("KEEL_STORE_URL", "store"))
+    """Where the store lives (``KEEL_STORE_URL``, or ``store =`` in keel.toml): a
+    ``postgresql://USER:PASSWORD@HOST:PORT/DATABASE`` URL for PostgreSQL; unset, an embedded
+    SQLite file under ``home`` (docs/store.md)."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -80,8 +80,12 @@ class _Writer:
         if self.rows:
             with self.store.transaction():
                 self.store.executemany(
-                    "INSERT OR REPLACE INTO eval_results (run_id, target, idx, status, score, passed, sample,"
-                    " grades, error, created_at, workflow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO eval_results (run_id, target, idx, status, score, passed, sample,"
+                    " grades, error, created_at, workflow_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (run_id, target, idx) DO UPDATE SET status = excluded.status,"
+                    " score = excluded.score, passed = excluded.passed, sample = excluded.sample,"
+                    " grades = excluded.grades, error = excluded.error, created_at = excluded.created_at,"
+                    " workflow_run_id = excluded.workflow_run_id",
                     self.rows,
                 )
             self.rows.clear()

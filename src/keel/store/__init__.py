@@ -1,12 +1,14 @@
 """Keel's store: all durable state (model calls today; runs, traces, evals later).
 
-The default is an embedded SQLite file, ``$KEEL_HOME/keel.db``, in WAL mode.
-The schema is written in portable SQL so that PostgreSQL can back it too.
+The default is an embedded SQLite file, ``$KEEL_HOME/keel.db``, in WAL mode;
+``KEEL_STORE_URL=postgresql://...`` puts everything in PostgreSQL instead (:mod:`keel.store.postgres`).
+The same SQL and migrations run on both (:mod:`keel.store.dialect` holds the differences).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from keel.store._sqlite import SQLiteStore
 from keel.store.migrations import MIGRATIONS, Migration
@@ -19,10 +21,34 @@ Store = SQLiteStore
 DB_FILENAME = "keel.db"
 
 
-def open_store(home: str | Path | None = None) -> SQLiteStore:
-    """Open (creating and migrating as needed) the store under ``home`` or ``KEEL_HOME``."""
-    if home is None:
+def open_store(home: str | Path | None = None, *, url: str | None = None, migrate: bool = True) -> Any:
+    """Open (creating and migrating as needed) Keel's store: the one factory every part of Keel uses.
+
+    ``url`` (else ``KEEL_STORE_URL``, else ``store =`` in keel.toml) picks the backend:
+    ``postgresql://...`` (or ``postgres://``) opens a :class:`~keel.store.postgres.PostgresStore`;
+    ``sqlite:///PATH`` a SQLite file at ``PATH``; unset, the SQLite file ``keel.db`` under
+    ``home`` (else ``KEEL_HOME``). Raises :class:`~keel.errors.StoreError` (one line and a fix)
+    when the store cannot be reached or is newer than this Keel.
+    """
+    if url is None or home is None:
         from keel.config import get_settings
 
-        home = get_settings().home
-    return SQLiteStore(Path(home) / DB_FILENAME)
+        settings = get_settings()
+        url = url if url is not None else settings.store
+        home = home if home is not None else settings.home
+    url = (url or "").strip()
+    if not url:
+        return SQLiteStore(Path(home) / DB_FILENAME, migrate=migrate)
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme in ("postgresql", "postgres"):
+        from keel.store.postgres import PostgresStore
+
+        return PostgresStore(url, migrate=migrate)
+    if scheme == "sqlite" and url.startswith("sqlite:///"):
+        return SQLiteStore(Path(url[len("sqlite:///"):]).expanduser(), migrate=migrate)
+    from keel.errors import ConfigError
+    from keel.store.postgres import redact_url
+
+    raise ConfigError(f"KEEL_STORE_URL (or `store =` in keel.toml) is not a store URL: {redact_url(url)!r}",
+                      hint="use postgresql://USER:PASSWORD@HOST:PORT/DATABASE, sqlite:///PATH, or leave it "
+                           "unset for the embedded store under KEEL_HOME")

