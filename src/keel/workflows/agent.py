@@ -16,17 +16,26 @@ prompt ends with :data:`TOOL_DATA_NOTICE`, and tool results go back to the model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import KeelError
 from keel.models import Message, ModelResponse, ModelSettings, call_context, use_recorder
 from keel.store import ModelCalls
+from keel.workflows.multi_agent import (
+    AgentCall,
+    Budget,
+    agent_tools,
+    handoff_message,
+    handoff_specs,
+    handoff_tools,
+)
 from keel.workflows.nodes import NodeFailure, StepOutcome
 from keel.workflows.spec import AgentNode
 from keel.workflows.tool_policy import PYTHON_DEFAULT, Decision, decide, name_key
 from keel.workflows.tools import ToolContext
-from keel.workflows.tracing import INSERT_SQL, Span, span_row
+from keel.workflows.tracing import INSERT_SQL, Span, span_row, stable_span_id
 
 if TYPE_CHECKING:
     from keel.workflows.engine import Engine, _ActiveRun
@@ -45,9 +54,12 @@ def _text(value: Any) -> str:
 async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: Span, model_string: str,
                      messages: list[Message], key: str, *, tools: list[Any] | None = None,
                      output_schema: dict[str, Any] | None = None,
-                     settings: ModelSettings | None = None) -> ModelResponse:
+                     settings: ModelSettings | None = None, nested: bool = False) -> ModelResponse:
     """One model call of a node, memoized under ``key`` (a re-executed step replays it), with its
-    ``model`` span and ``model_calls`` row. A failed call raises :class:`NodeFailure`."""
+    ``model`` span and ``model_calls`` row. A failed call raises :class:`NodeFailure`.
+
+    ``nested``: the call of an agent called as a tool, whose answer is not the node's: it is not
+    streamed, and it is stored at once (the tool result it becomes is)."""
     memo = engine.memo_get(run.id, key)
     if memo is not None:
         return ModelResponse.model_validate_json(memo)
@@ -61,15 +73,15 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
                 attributes={"gen_ai.operation.name": "chat", "gen_ai.provider.name": model.provider,
                             "gen_ai.request.model": model.name, "keel.memo": key})
     records = _Collected()
+    stream = engine.stream_text and output_schema is None and not nested
     try:
         with use_recorder(records), call_context(
                 trace_id=run.trace_id, span_id=span.span_id,
                 tags={"run_id": run.id, "node_id": node_id, "workflow": run.wf.spec.name}):
             call = model.generate(messages, tools=tools or [], output_schema=output_schema,
                                   settings=settings or ModelSettings(),
-                                  stream=engine.stream_text and output_schema is None)
-            response = await (_relay(engine, run.id, node_id, call) if engine.stream_text and output_schema is None
-                              else call)
+                                  stream=stream)
+            response = await (_relay(engine, run.id, node_id, call) if stream else call)
     except BaseException as e:
         for rec in records:
             engine.model_calls.record(rec)
@@ -83,7 +95,7 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
         "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
         "keel.cost_usd": response.cost_usd})
     writes = [ModelCalls.insert(rec) for rec in records] + [(INSERT_SQL, span_row(span.end()))]
-    if response.tool_calls:  # tools run next: the calls they make must be on disk first
+    if response.tool_calls or nested:  # tools run next: the calls they make must be on disk first
         engine.memo_put(run.id, key, response.model_dump_json(), also=writes)
     else:  # the node's answer: it commits with the step
         engine.memo_with_step(run, key, response.model_dump_json(), also=writes)
@@ -138,52 +150,150 @@ async def run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[
 
 async def _run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict[str, Any], node_span: Span,
                      sessions: Any) -> StepOutcome:
-    wf, seq = run.wf, run.seq
+    wf = run.wf
     try:
-        instructions = wf.templates[(node.id, "instructions")].render(env) if node.instructions else ""
         user_text = _text(wf.expressions[(node.id, "input")].evaluate(env))
     except Exception as e:  # CelError: a variable missing at run time
         raise NodeFailure(f"cannot build the prompt: {e}", kind="cel") from None
     history = [Message.model_validate(m) for m in run.ctx["history"]] if node.include_chat_history else []
-    tools: dict[str, Any] = {wf.tools[ref].name: wf.tools[ref] for ref in node.tools}
-    if node.mcp:
-        from keel.workflows.mcp_tools import list_tools
-
-        for t in await list_tools(engine, run, node.mcp, sessions, f"{seq}:mcp_tools", node_id=node.id,
-                                  node_span=node_span):
-            if t.name in tools:
-                raise NodeFailure(f"two tools are named {t.name!r} (MCP server {t.server.server!r} and another)",
-                                  kind="mcp")
-            tools[t.name] = t
-    if tools:
-        instructions = f"{instructions}\n\n{TOOL_DATA_NOTICE}" if instructions else TOOL_DATA_NOTICE
-    messages = ([Message.system(instructions)] if instructions else []) + history + [Message.user(user_text)]
-    messages += [Message.user(m.content) if m.role == "user" else Message.assistant(m.content) for m in node.messages]
-    new_turns = [Message.user(user_text)]
-    decisions = _decisions(node, wf, tools)
-    tool_specs = [t.tool for t in tools.values()]
-    settings = ModelSettings(temperature=node.temperature, max_tokens=node.max_tokens)
     node_span.attributes.update({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": node.id,
                                  "gen_ai.request.model": node.model})
-    input_tokens = output_tokens = 0
+    loop = _Loop(engine, run, env, sessions, Budget(wf.spec.run_limits(), int(run.ctx.get("agent_turns", 0))),
+                 node.id)
+    response, final = await loop.agent(node, history, user_text, node_span, node_span, str(run.seq), depth=0)
+    node_span.attributes.update({"gen_ai.usage.input_tokens": loop.input_tokens,
+                                 "gen_ai.usage.output_tokens": loop.output_tokens, "keel.turns": loop.turns})
+    if final.id != node.id:
+        node_span.attributes["keel.agent.final"] = final.id
+    loop.budget.save(run.ctx)  # the run's variables as this step leaves them: the engine commits them
+    new_turns = [Message.user(user_text), Message.assistant(response.text)]
+    return StepOutcome(
+        "next", {"output_text": response.text, "output_parsed": response.parsed},
+        history=run.ctx["history"] + [m.model_dump(mode="json", exclude_defaults=True) for m in new_turns])
 
-    for turn in range(node.max_turns):
-        response = await call_model(engine, run, node.id, node_span, node.model, messages, f"{seq}:model:{turn}",
-                                    tools=tool_specs, output_schema=node.output_schema, settings=settings)
-        input_tokens += response.usage.input_tokens
-        output_tokens += response.usage.output_tokens
-        messages.append(response.to_message())
-        if not response.tool_calls:
-            node_span.attributes.update({"gen_ai.usage.input_tokens": input_tokens,
-                                         "gen_ai.usage.output_tokens": output_tokens, "keel.turns": turn + 1})
-            new_turns.append(Message.assistant(response.text))
-            return StepOutcome(
-                "next", {"output_text": response.text, "output_parsed": response.parsed},
-                history=run.ctx["history"] + [m.model_dump(mode="json", exclude_defaults=True) for m in new_turns])
-        for i, call in enumerate(response.tool_calls):
-            messages.append(Message.tool(call.id, await _call_tool(engine, run, node, node_span, tools, decisions,
-                                                                   call, f"{seq}:tool:{turn}:{i}")))
-    raise NodeFailure(f"no final answer within max_turns={node.max_turns} model calls", kind="turn_limit")
+
+class _Loop:
+    """The agents of one Agent node step: the node's own, the agents it calls as tools (nested, each
+    under its tool call's span) and the agents it hands off to (each under its own ``agent`` span)."""
+
+    def __init__(self, engine: Engine, run: _ActiveRun, env: dict[str, Any], sessions: Any, budget: Budget,
+                 node_id: str) -> None:
+        self.engine, self.run, self.env, self.sessions, self.budget = engine, run, env, sessions, budget
+        self.node_id = node_id
+        """The graph node this step executes (streamed text and ``model_calls`` rows carry it)."""
+        self.input_tokens = self.output_tokens = self.turns = 0
+
+    def instructions(self, agent: AgentNode, tools: bool) -> str:
+        try:
+            text = self.run.wf.templates[(agent.id, "instructions")].render(self.env) if agent.instructions else ""
+        except Exception as e:  # CelError: a variable missing at run time
+            raise NodeFailure(f"cannot build the prompt of agent {agent.id!r}: {e}", kind="cel") from None
+        if tools:
+            text = f"{text}\n\n{TOOL_DATA_NOTICE}" if text else TOOL_DATA_NOTICE
+        return text
+
+    async def tools(self, agent: AgentNode, key: str, span: Span, depth: int) -> dict[str, Any]:
+        wf = self.run.wf
+        tools: dict[str, Any] = {wf.tools[ref].name: wf.tools[ref] for ref in agent.tools}
+        for call in agent_tools(agent, wf.nodes):
+            tools[call.name] = dataclasses.replace(call, run=self._specialist(agent, call, depth))
+        if agent.mcp:
+            from keel.workflows.mcp_tools import list_tools
+
+            for t in await list_tools(self.engine, self.run, agent.mcp, self.sessions, key, node_id=agent.id,
+                                      node_span=span):
+                if t.name in tools:
+                    raise NodeFailure(f"two tools are named {t.name!r} (MCP server {t.server.server!r} and "
+                                      "another)", kind="mcp")
+                tools[t.name] = t
+        return tools
+
+    def _specialist(self, caller: AgentNode, call: AgentCall, depth: int) -> Any:
+        async def run(arguments: dict[str, Any], tool_span: Span, key: str) -> str:
+            target = self.run.wf.nodes[call.target]
+            self.budget.enter(depth + 1, caller.id, target.id)
+            span = self._agent_span(target, tool_span, f"{key}:agent", caller=caller.id, how="tool")
+            try:
+                response, _ = await self.agent(target, [], _text(arguments.get("input", "")), span, tool_span,
+                                               f"{key}:agent", depth=depth + 1)
+            except NodeFailure as e:
+                self.engine.spans.write(span.end(error=e.message))
+                raise
+            self.engine.spans.write(span.end())
+            return response.text
+        return run
+
+    def _agent_span(self, agent: AgentNode, parent: Span, key: str, *, caller: str, how: str) -> Span:
+        return Span(self.run.trace_id, f"invoke_agent {agent.id}", "agent",
+                    span_id=stable_span_id(self.run.id, key), parent_id=parent.span_id, run_id=self.run.id,
+                    attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.id,
+                                "gen_ai.request.model": agent.model, "keel.agent.caller": caller,
+                                "keel.agent.via": how})
+
+    async def agent(self, agent: AgentNode, history: list[Message], user_text: str, span: Span, outer: Span,
+                    prefix: str, *, depth: int) -> tuple[ModelResponse, AgentNode]:
+        """Run ``agent`` (and whoever it hands off to) to a final answer; spans go under ``span``
+        (handoff targets' under ``outer``), memo keys start with ``prefix``."""
+        wf, engine = self.run.wf, self.engine
+        tools = await self.tools(agent, f"{prefix}:mcp_tools", span, depth)
+        handoffs = handoff_tools(agent, wf.nodes)
+        instructions = self.instructions(agent, bool(tools or handoffs))
+        system = [Message.system(instructions)] if instructions else []
+        messages = system + history + [Message.user(user_text)]
+        messages += [Message.user(m.content) if m.role == "user" else Message.assistant(m.content)
+                     for m in agent.messages]
+        n = turns_here = 0
+        own = False  # whether ``span`` is a handoff target's (this loop writes it)
+        try:
+            while True:
+                if turns_here >= agent.max_turns:
+                    who = "" if agent.id == self.node_id and depth == 0 else f"agent {agent.id!r}: "
+                    raise NodeFailure(f"{who}no final answer within max_turns={agent.max_turns} model calls",
+                                      kind="turn_limit")
+                self.budget.turn(agent.id)
+                specs = [t.tool for t in tools.values()] + handoff_specs(agent, wf.nodes)
+                response = await call_model(
+                    engine, self.run, self.node_id, span, agent.model, messages, f"{prefix}:model:{n}",
+                    tools=specs, output_schema=agent.output_schema,
+                    settings=ModelSettings(temperature=agent.temperature, max_tokens=agent.max_tokens),
+                    nested=depth > 0)
+                n, turns_here, self.turns = n + 1, turns_here + 1, self.turns + 1
+                self.input_tokens += response.usage.input_tokens
+                self.output_tokens += response.usage.output_tokens
+                messages.append(response.to_message())
+                if not response.tool_calls:
+                    if own:
+                        engine.spans.write(span.end())
+                    return response, agent
+                decisions = _decisions(agent, wf, tools)
+                target: str | None = None
+                for i, call in enumerate(response.tool_calls):
+                    if call.name in handoffs:
+                        text = handoff_message(handoffs[call.name]) if target is None else \
+                            "error: the conversation was handed off already; this handoff was not taken"
+                        target = target or handoffs[call.name]
+                        messages.append(Message.tool(call.id, text))
+                        continue
+                    messages.append(Message.tool(call.id, await _call_tool(
+                        engine, self.run, agent, span, tools, decisions, call, f"{prefix}:tool:{n - 1}:{i}")))
+                if target is None:
+                    continue
+                # The handoff: the target takes the conversation over, under its own instructions and tools.
+                if own:
+                    engine.spans.write(span.end())
+                caller, agent = agent, wf.nodes[target]
+                span = self._agent_span(agent, outer, f"{prefix}:handoff:{n - 1}", caller=caller.id, how="handoff")
+                own = True
+                tools = await self.tools(agent, f"{prefix}:mcp_tools:{n - 1}", span, depth)
+                handoffs = handoff_tools(agent, wf.nodes)
+                instructions = self.instructions(agent, bool(tools or handoffs))
+                messages = ([Message.system(instructions)] if instructions else []) + messages[len(system):]
+                system = messages[:1] if instructions else []
+                turns_here = 0
+        except NodeFailure as e:
+            if own:
+                engine.spans.write(span.end(error=e.message))
+            raise
 
 
 def _decisions(node: AgentNode, wf: Any, tools: dict[str, Any]) -> dict[str, Decision]:
@@ -233,7 +343,11 @@ async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span
     if hasattr(tool, "server"):
         span.attributes["keel.mcp.server"] = tool.server.server
     try:
-        result = await tool.call(call.arguments, ToolContext(run.id, node.id, idempotency_key, call.id))
+        if isinstance(tool, AgentCall):  # an agent as a tool: its spans go under this call's
+            span.attributes["keel.agent.target"] = tool.target
+            result = await tool.run(call.arguments, span, key)  # type: ignore[misc]
+        else:
+            result = await tool.call(call.arguments, ToolContext(run.id, node.id, idempotency_key, call.id))
     except NodeFailure as e:
         engine.spans.write(span.end(error=e.message))
         raise

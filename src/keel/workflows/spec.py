@@ -46,6 +46,7 @@ __all__ = [
     "NODE_TYPES",
     "AgentMessage",
     "AgentNode",
+    "AgentTool",
     "ApprovalPolicy",
     "Branch",
     "CustomCheck",
@@ -140,41 +141,17 @@ class StartNode(_NodeBase):
 ApprovalPolicy = Literal["always", "never"]
 """``always``: a call waits (durably) until a person approves it; ``never``: calls go ahead."""
 
+class AgentTool(_Spec):
+    """Another Agent node offered to this one as a tool (agents as tools): the model sees a function
+    tool taking ``{"input": text}``; a call runs that agent on the text, with its own instructions,
+    model and tools, and its final answer comes back as the tool result."""
 
-class McpServer(_Spec):
-    """An MCP server whose tools an Agent node may call."""
-
-    server: str
-    """``stdio:COMMAND ARGS`` (a subprocess speaking MCP on stdin/stdout) or an ``http(s)://``
-    streamable-HTTP URL."""
-    tools: list[str] | None = None
-    """Tool names the model may call (default: every tool the server lists)."""
-    approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
-    """Tool name -> ``always`` | ``never``; the key ``*`` sets the policy of the others (default
-    ``always``: a tool the server exposes and no key names needs approval). Names are compared
-    case- and punctuation-insensitively (``delete_all`` also covers ``Delete-All``), and tools
-    whose names differ only so always need approval (:mod:`keel.workflows.tool_policy`). A call
-    that needs approval pauses the run like a Human approval node; a rejected call is reported
-    to the model as declined."""
-    approval_timeout: float | None = Field(default=None, gt=0)
-    """Seconds an approval may wait before the call counts as declined (None waits forever)."""
-    env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment variables for a ``stdio:`` server (it does not inherit Keel's secrets)."""
-    timeout: float = Field(default=60, gt=0)
-    """Seconds one tool call may take."""
-
-    def policy(self, tool: str) -> ApprovalPolicy:
-        """The policy of ``tool`` on its own (the Agent node also treats look-alike names)."""
-        from keel.workflows.tool_policy import MCP_DEFAULT, decide
-
-        return decide(self.approval, [tool], default=MCP_DEFAULT)[tool].policy  # type: ignore[return-value]
-
-
-class AgentMessage(_Spec):
-    """A fixed message an Agent node sends after its input."""
-
-    role: Literal["user", "assistant"]
-    content: str
+    agent: str = Field(pattern=_ID)
+    """Id of the Agent node to call. It may stay off the graph (no edges): then it runs only as a tool."""
+    name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    """Tool name the model sees (default: the agent's id)."""
+    description: str | None = None
+    """Tool description the model sees (default: the agent's ``description``)."""
 
 
 class AgentNode(_NodeBase):
@@ -212,6 +189,17 @@ class AgentNode(_NodeBase):
     approval_timeout: float | None = Field(default=None, gt=0)
     """Seconds a Python tool call's approval may wait before it counts as declined (None waits
     forever)."""
+    agent_tools: list[AgentTool] = Field(default_factory=list)
+    """Agent nodes this agent may call as tools (a conductor and its specialists); see
+    docs/agents.md. A specialist that calls itself, directly or through others, is refused."""
+    handoffs: list[str] = Field(default_factory=list)
+    """Agent node ids this agent may hand the conversation to: the model sees a
+    ``transfer_to_<id>`` tool; a call carries the conversation over to that agent, which answers in
+    this node's place (its answer is the node's output). A handoff cycle needs
+    ``limits.max_agent_turns`` set in the spec."""
+    description: str = ""
+    """What this agent does, shown to agents that call it as a tool or hand off to it (the Agents
+    SDK's ``handoff_description``)."""
 
     can_fail: ClassVar[bool] = True
 
@@ -474,6 +462,12 @@ class Limits(_Spec):
     max_output_bytes: int = Field(default=1_000_000, ge=1_000, le=1_000_000_000)
     """Size of one node's output, as JSON (the Start node's output is the run's input, which is
     not limited here)."""
+    max_agent_depth: int = Field(default=3, ge=1, le=20)
+    """How deep agents may call agents as tools: a conductor calling a specialist is depth 1, the
+    specialist calling another agent depth 2."""
+    max_agent_turns: int = Field(default=1_000, ge=1, le=1_000_000)
+    """Model calls all agents of a run may make together (Agent nodes, the agents they call as
+    tools and the agents they hand off to). Set it to allow a handoff cycle."""
 
 
 class WorkflowSpec(_Spec):

@@ -37,7 +37,7 @@ from keel.store import SQLiteStore
 
 __all__ = ["Span", "SpanKind", "Spans", "new_id", "stable_span_id"]
 
-SpanKind = Literal["workflow", "node", "model", "tool"]
+SpanKind = Literal["workflow", "node", "agent", "model", "tool"]
 
 
 def new_id(n: int = 16) -> str:

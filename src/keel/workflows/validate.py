@@ -119,6 +119,10 @@ class _Checker:
         self.out = CompiledWorkflow(self.spec, {})
         self.state_names: set[str] = set()
         self.bad_sources: set[str] = set()
+        from keel.workflows.multi_agent_check import off_graph
+
+        self.off_graph = off_graph(self.spec)
+        """Agent nodes only other agents use (as tools or handoff targets): no edges needed."""
         self._settings: Any = None  # read once per check, not once per model string (a 500-node spec has 250)
         self._succ: dict[str, list[str]] | None = None  # edges by source / by target, built once the edges are
         self._pred: dict[str, list[str]] | None = None  # checked (reachability and `input` are linear, not N x E)
@@ -209,7 +213,7 @@ class _Checker:
                     node_id=e.source, path=f"edges[{i}]"))
             self.out.edges[(e.source, e.port)] = e.target
         for n in self.spec.nodes:
-            if n.id in self.bad_sources:
+            if n.id in self.bad_sources or n.id in self.off_graph:
                 continue
             required = _REQUIRED_PORTS.get(type(n), ())
             if isinstance(n, IfElseNode):
@@ -241,7 +245,7 @@ class _Checker:
             return
         seen = self._reach(starts[0])
         for n in self.spec.nodes:
-            if n.id not in seen and not isinstance(n, NoteNode):
+            if n.id not in seen and not isinstance(n, NoteNode) and n.id not in self.off_graph:
                 self.problem(f"node {n.id!r} is unreachable from start",
                              "add an edge into it, or delete it", node=n.id)
         for n in self.spec.nodes:
@@ -530,6 +534,9 @@ def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]]
         c.check_reachability()
         c.check_cycles()
     c.check_node_fields()
+    from keel.workflows.multi_agent_check import check_multi_agent
+
+    check_multi_agent(c.spec, lambda n: [c.out.tools[r].name for r in n.tools if r in c.out.tools], c.problem)
     c.check_layout()
     if c.problems:
         c.problems.sort(key=lambda p: (p.line or 0))

@@ -1,0 +1,117 @@
+"""Multi-agent pieces of an Agent node: agents as tools, handoffs, and the run's agent budget.
+
+An Agent node may offer other Agent nodes to its model in two ways (docs/agents.md):
+
+- **agents as tools** (``agent_tools``): a function tool per specialist, taking ``{"input": text}``.
+  A call runs the specialist on that text with its own instructions, model and tools, nested one
+  level deeper, and its final answer is the tool result. The result is memoized like any tool
+  result, so a resumed run does not run a completed specialist again.
+- **handoffs** (``handoffs``): a ``transfer_to_<id>`` tool per target. A call ends the current
+  agent's turn: the conversation so far is carried over to the target, which continues under its
+  own instructions, model and tools, and whose answer is the node's.
+
+This module holds what does not need the engine: the tools the model sees, the :class:`AgentCall`
+an agent-tool call turns into, and :class:`Budget`, which enforces ``limits.max_agent_depth`` and
+``limits.max_agent_turns``. The loop that runs agents is :mod:`keel.workflows.agent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from keel.models import Tool
+from keel.workflows.nodes import NodeFailure
+from keel.workflows.spec import AgentNode, Limits
+
+__all__ = ["HANDOFF_PREFIX", "AgentCall", "Budget", "agent_tools", "handoff_message", "handoff_specs", "handoff_tools"]
+
+HANDOFF_PREFIX = "transfer_to_"
+"""Handoff tools are named ``transfer_to_<target id>``, as the Agents SDK names them."""
+
+_INPUT_SCHEMA = {"type": "object", "properties": {"input": {"type": "string", "description":
+                 "What to ask the agent: the whole request, since it sees nothing else of this conversation."}},
+                 "required": ["input"], "additionalProperties": False}
+
+
+def _describe(target: AgentNode) -> str:
+    return target.description or target.title or f"the {target.id} agent"
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """An agent offered as a tool: what the model sees (:attr:`tool`) and the node it runs.
+
+    :attr:`run` is bound by the agent loop; it runs the agent on the ``input`` argument and returns
+    its final answer as text."""
+
+    name: str
+    tool: Tool
+    target: str
+    """Id of the Agent node a call runs."""
+    run: Callable[[dict[str, Any], Any, str], Awaitable[str]] | None = None
+    """``(arguments, tool span, memo key) -> answer``."""
+
+
+def agent_tools(node: AgentNode, nodes: dict[str, Any]) -> list[AgentCall]:
+    """The agents ``node`` offers as tools (validation made sure each names an Agent node)."""
+    out = []
+    for ref in node.agent_tools:
+        target = nodes[ref.agent]
+        name = ref.name or ref.agent
+        description = ref.description if ref.description is not None else f"Ask {_describe(target)}."
+        out.append(AgentCall(name, Tool(name=name, description=description, parameters=_INPUT_SCHEMA),
+                             ref.agent))
+    return out
+
+
+def handoff_tools(node: AgentNode, nodes: dict[str, Any]) -> dict[str, str]:
+    """Handoff tool name -> target node id, for every handoff of ``node``."""
+    return {f"{HANDOFF_PREFIX}{target}": target for target in node.handoffs}
+
+
+def handoff_specs(node: AgentNode, nodes: dict[str, Any]) -> list[Tool]:
+    """The ``transfer_to_<id>`` tools the model of ``node`` sees."""
+    return [Tool(name=name, description=f"Hand the conversation over to {_describe(nodes[target])}: it "
+                 "answers the user from here on.", parameters={"type": "object", "properties": {},
+                                                               "additionalProperties": False})
+            for name, target in handoff_tools(node, nodes).items()]
+
+
+def handoff_message(target: str) -> str:
+    """The tool result of a handoff call (the history the target reads shows where it took over)."""
+    return f'{{"assistant": "{target}"}}'
+
+
+class Budget:
+    """The agent turns a run has used, and the depth the current agent runs at.
+
+    One budget per Agent node step: it starts from the turns earlier steps used (stored in the
+    run's variables under ``agent_turns``) and :meth:`save` writes the new total back."""
+
+    def __init__(self, limits: Limits, used: int) -> None:
+        self.limits = limits
+        self.used = used
+
+    def turn(self, agent_id: str) -> None:
+        """Count one model call by ``agent_id``; a failure when the run has none left."""
+        if self.used >= self.limits.max_agent_turns:
+            raise NodeFailure(
+                f"limits.max_agent_turns: the agents of this run made {self.used} model calls (the limit is "
+                f"{self.limits.max_agent_turns}); stopped before agent {agent_id!r} called its model again. "
+                "Fix: raise it with `limits: {max_agent_turns: ...}` in the workflow spec, or give the agents "
+                "a way to finish (a handoff cycle goes round until this limit)", kind="agent_turn_limit")
+        self.used += 1
+
+    def enter(self, depth: int, caller: str, target: str) -> None:
+        """Check that ``caller`` may call ``target`` as a tool at nesting ``depth`` (1: a node's own
+        agent calling a specialist)."""
+        if depth > self.limits.max_agent_depth:
+            raise NodeFailure(
+                f"limits.max_agent_depth: agent {caller!r} called agent {target!r} as a tool at depth {depth} "
+                f"(the limit is {self.limits.max_agent_depth}). Fix: raise it with `limits: {{max_agent_depth: "
+                "...}` in the workflow spec, or nest the agents less deeply", kind="agent_depth_limit")
+
+    def save(self, ctx: dict[str, Any]) -> None:
+        ctx["agent_turns"] = self.used

@@ -1,0 +1,210 @@
+"""Multi-agent workflows: agents as tools and handoffs, on real runs with a real SQLite store
+(``scripted:NAME`` models, one per agent, so each agent's requests can be read back)."""
+
+from __future__ import annotations
+
+import pytest
+
+from keel.testing import scripted
+from keel.workflows import Runs, Spans, SpecError, arun, validate
+
+CONDUCTOR = """
+name: desk
+nodes:
+  - {id: start, type: start}
+  - id: conductor
+    type: agent
+    model: scripted:conductor
+    instructions: You conduct specialists.
+    agent_tools:
+      - {agent: researcher, description: Finds facts.}
+      - {agent: writer, name: write_it}
+    handoffs: [closer]
+  - id: researcher
+    type: agent
+    model: scripted:researcher
+    instructions: You research.
+    tools: [tests.workflows.tools_for_tests:lookup_order]
+  - {id: writer, type: agent, model: scripted:writer, instructions: You write., description: Writes prose.}
+  - {id: closer, type: agent, model: scripted:closer, instructions: You close the case.}
+  - {id: done, type: end}
+edges:
+  - {from: start, to: conductor}
+  - {from: conductor, to: done}
+"""
+
+
+def _script(conductor, researcher, writer, closer) -> None:
+    conductor.reply(tool_calls=[("researcher", {"input": "what about order 7?"})])
+    researcher.reply(tool_calls=[("lookup_order", {"order_id": 7})])
+    researcher.reply("Order 7 shipped.")
+    conductor.reply(tool_calls=[("write_it", {"input": "a note: order 7 shipped"})])
+    writer.reply("Dear customer, order 7 is on its way.")
+    conductor.reply(tool_calls=[("transfer_to_closer", {})])
+    closer.reply("Case closed: order 7 is on its way.")
+
+
+async def test_a_conductor_calls_two_specialists_and_hands_off(spec_file, store) -> None:
+    path = spec_file(CONDUCTOR)
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        _script(conductor, researcher, writer, closer)
+        result = await arun(path, "Where is order 7?", store=store)
+        assert result.status == "succeeded", result.error
+        assert result.output == "Case closed: order 7 is on its way."
+        for m in (conductor, researcher, writer, closer):
+            m.assert_done()
+        # The conductor sees one function tool per specialist and a transfer tool.
+        names = [t.name for t in conductor.calls[0].tools]
+        assert names == ["researcher", "write_it", "transfer_to_closer"]
+        assert conductor.calls[0].tools[0].description == "Finds facts."
+        assert conductor.calls[0].tools[1].description == "Ask Writes prose.."
+        # Each specialist runs with its own instructions and only the input it was given ...
+        first = researcher.calls[0].messages
+        assert [m.role for m in first] == ["system", "user"]
+        assert first[0].content.startswith("You research.") and first[1].content == "what about order 7?"
+        assert [t.name for t in researcher.calls[0].tools] == ["lookup_order"]
+        assert writer.calls[0].messages[-1].content == "a note: order 7 shipped"
+        # ... and its answer comes back to the conductor as the tool result.
+        assert conductor.calls[1].messages[-1].role == "tool"
+        assert conductor.calls[1].messages[-1].content == "Order 7 shipped."
+        assert conductor.calls[2].messages[-1].content == "Dear customer, order 7 is on its way."
+        # The handoff target gets the whole conversation, under its own instructions.
+        taken = closer.calls[0].messages
+        assert taken[0].role == "system" and taken[0].content.startswith("You close the case.")
+        assert "You conduct specialists." not in taken[0].content
+        assert taken[1].content == "Where is order 7?"
+        assert [m.role for m in taken[1:]] == ["user", "assistant", "tool", "assistant", "tool", "assistant", "tool"]
+        assert [t.name for t in closer.calls[0].tools] == []
+
+    run = Runs(store).get(result.run_id)
+    assert [s.node_id for s in Runs(store).steps(result.run_id)] == ["start", "conductor", "done"]
+    spans = Spans(store).for_trace(run.trace_id)
+    by_id = {s.span_id: s for s in spans}
+    node = next(s for s in spans if s.kind == "node" and s.name == "node conductor")
+    assert node.attributes["keel.agent.final"] == "closer"
+
+    def parent(s):
+        return by_id[s.parent_id]
+
+    tool_research = next(s for s in spans if s.name == "execute_tool researcher")
+    assert parent(tool_research) is node
+    agent_research = next(s for s in spans if s.name == "invoke_agent researcher")
+    assert agent_research.kind == "agent" and parent(agent_research) is tool_research
+    research_models = [s for s in spans if s.kind == "model" and s.parent_id == agent_research.span_id]
+    assert [s.name for s in research_models] == ["chat scripted:researcher"] * 2
+    lookup = next(s for s in spans if s.name == "execute_tool lookup_order")
+    assert parent(lookup) is agent_research  # the specialist's own tool call, under the specialist
+    writer_span = next(s for s in spans if s.name == "invoke_agent writer")
+    assert parent(parent(writer_span)).span_id == node.span_id
+    closer_span = next(s for s in spans if s.name == "invoke_agent closer")
+    assert parent(closer_span) is node and closer_span.attributes["keel.agent.via"] == "handoff"
+    assert [s.name for s in spans if s.parent_id == closer_span.span_id] == ["chat scripted:closer"]
+    assert all(s.status == "ok" for s in spans if s.kind in ("agent", "tool", "model"))
+    conductor_models = [s for s in spans if s.kind == "model" and s.parent_id == node.span_id]
+    assert len(conductor_models) == 3
+
+
+async def test_a_resumed_run_does_not_run_a_completed_specialist_again(spec_file, store) -> None:
+    """The conductor's model fails after the researcher answered; the recovered run replays the
+    researcher's answer from its memo (the researcher's script is not asked again)."""
+    path = spec_file(CONDUCTOR)
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        conductor.reply(tool_calls=[("researcher", {"input": "what about order 7?"})])
+        researcher.reply("Order 7 shipped.")
+        conductor.reply(delay=30)  # the process "dies" while the conductor thinks: the test cancels it
+        import asyncio
+
+        task = asyncio.ensure_future(arun(path, "Where is order 7?", store=store))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if len(conductor.calls) == 2:
+                break
+        assert len(conductor.calls) == 2 and len(researcher.calls) == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        conductor.reply(tool_calls=[("transfer_to_closer", {})])
+        closer.reply("Closed.")
+        await arecover(store=store, force=True)
+        assert len(researcher.calls) == 1  # not run again
+        researcher.assert_done()
+        writer.assert_done()
+        assert conductor.calls[-2].messages[-1].content == "Order 7 shipped."
+    [run] = Runs(store).list()
+    assert Runs(store).get(run.id).output == "Closed."
+
+
+def _error(spec_file, text: str) -> str:
+    with pytest.raises(SpecError) as e:
+        validate(spec_file(text))
+    return "\n".join(f"{p} @{p.path} hint: {p.hint}" for p in e.value.problems)
+
+
+def _spec(conductor: str, extra: str = "", limits: str = "") -> str:
+    return f"""
+name: bad
+nodes:
+  - {{id: start, type: start}}
+  - {{id: a, type: agent, model: scripted:a, {conductor}}}
+  - {{id: b, type: agent, model: scripted:b{extra}}}
+  - {{id: c, type: agent, model: scripted:c}}
+  - {{id: done, type: end}}
+edges:
+  - {{from: start, to: a}}
+  - {{from: a, to: done}}
+{limits}"""
+
+
+def test_unknown_and_non_agent_ids_are_refused_at_their_line(spec_file) -> None:
+    text = _error(spec_file, _spec("agent_tools: [{agent: researchr}], handoffs: [done]"))
+    assert "agent_tools names node 'researchr', which the workflow does not have" in text
+    assert "handoffs names node 'done', a end node: only Agent nodes" in text
+    assert "wf.yaml:4" in text and "agent_tools[0].agent" in text and "handoffs[0]" in text
+
+
+def test_an_agent_that_calls_itself_through_others_is_refused(spec_file) -> None:
+    text = _error(spec_file, _spec("agent_tools: [{agent: b}]", ", agent_tools: [{agent: a}]"))
+    assert "agent 'a' calls itself as a tool through a -> b -> a" in text
+    text = _error(spec_file, _spec("agent_tools: [{agent: a}]"))
+    assert "agent 'a' calls itself as a tool through a -> a" in text
+    # Through a handoff too: a calls b, which hands the conversation back to a.
+    text = _error(spec_file, _spec("agent_tools: [{agent: b}]", ", handoffs: [a]"))
+    assert "calls itself as a tool through a -> b -> a" in text
+
+
+def test_a_handoff_cycle_needs_a_turn_limit(spec_file) -> None:
+    text = _error(spec_file, _spec("handoffs: [b]", ", handoffs: [c]").replace(
+        "{id: c, type: agent, model: scripted:c}", "{id: c, type: agent, model: scripted:c, handoffs: [a]}"))
+    assert "the handoff cycle a -> b -> c -> a can hand the conversation round without end" in text
+    assert "limits: {max_agent_turns: N}" in text
+    bounded = _spec("handoffs: [b]", ", handoffs: [a]", "limits: {max_agent_turns: 20}").replace(
+        "  - {id: c, type: agent, model: scripted:c}\n", "")
+    assert validate(spec_file(bounded)).spec.node("a").handoffs == ["b"]
+
+
+def test_nesting_deeper_than_the_depth_limit_is_refused(spec_file) -> None:
+    deep = _spec("agent_tools: [{agent: b}]", ", agent_tools: [{agent: c}]", "limits: {max_agent_depth: 1}")
+    text = _error(spec_file, deep)
+    assert "agent 'a' nests agents 2 deep through its agent_tools (limits.max_agent_depth is 1)" in text
+    assert "max_agent_depth: 2" in text
+
+
+def test_off_graph_agents_need_no_edges_but_unused_ones_still_do(spec_file) -> None:
+    text = _error(spec_file, _spec("agent_tools: [{agent: b}]"))
+    assert "node 'b'" not in text  # b is a tool: off the graph is fine
+    assert "missing edge from 'c' through port 'next'" in text  # c is nobody's: it is on the graph
+
+
+async def test_the_agent_turn_limit_stops_a_handoff_cycle(spec_file, store) -> None:
+    path = spec_file(_spec("handoffs: [b]", ", handoffs: [a]", "limits: {max_agent_turns: 3}").replace(
+        "  - {id: c, type: agent, model: scripted:c}\n", ""))
+    with scripted("a") as a, scripted("b") as b:
+        a.reply(tool_calls=[("transfer_to_b", {})])
+        b.reply(tool_calls=[("transfer_to_a", {})])
+        a.reply(tool_calls=[("transfer_to_b", {})])
+        result = await arun(path, "hi", store=store)
+    assert result.status == "failed"
+    assert "limits.max_agent_turns: the agents of this run made 3 model calls (the limit is 3)" in result.error
+    assert "stopped before agent 'b'" in result.error
