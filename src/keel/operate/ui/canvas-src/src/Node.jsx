@@ -1,8 +1,8 @@
 // A node on the canvas: icon and category colour, its input and output ports, its problems,
 // its state in a preview run, and whether a diff added or changed it.
 import { memo } from "react";
-import { Handle, Position, BaseEdge, EdgeLabelRenderer, getBezierPath } from "@xyflow/react";
-import { TYPES, ports, hasInput } from "./graph.js";
+import { Handle, Position, BaseEdge, EdgeLabelRenderer, getBezierPath, useStore } from "@xyflow/react";
+import { LOD_ZOOM, PORT_TOP, PORT_STEP, TYPES, nodeHeight, ports, hasInput } from "./graph.js";
 import { Icon } from "./icons.jsx";
 
 function summary(n) {
@@ -14,18 +14,37 @@ function summary(n) {
   return "";
 }
 
+// Level of detail: zoomed out (below LOD_ZOOM), a node is its box, title and ports only (no icon,
+// subtitle or port labels, which are unreadable there): a fitted 2,000-node graph draws a third of
+// the elements. The boolean selector re-renders nodes only when the zoom crosses the threshold.
+const zoomedOut = (s) => s.transform[2] < LOD_ZOOM;
+
 export const KeelNode = memo(function KeelNode({ id, data, selected }) {
+  const low = useStore(zoomedOut);
   const n = data.node, meta = TYPES[n.type] || { label: n.type, icon: "?", cat: "core" };
   const out = ports(n);
   const errors = data.problems ? data.problems.filter((p) => p.severity === "error") : [];
   const warns = data.problems ? data.problems.length - errors.length : 0;
   const cls = ["kn", `cat-${meta.cat}`, selected ? "selected" : "", data.run ? `run-${data.run}` : "",
-    data.diff ? `diff-${data.diff}` : "", errors.length ? "has-errors" : "", n.type === "note" ? "note" : ""].join(" ");
-  const h = Math.max(56, 28 + out.length * 16);
+    data.diff ? `diff-${data.diff}` : "", errors.length ? "has-errors" : "", n.type === "note" ? "note" : "", low ? "lod" : ""].join(" ");
+  // Handles are placed the same way at both levels (graph.js handlesOf says where, for culling).
+  const handles = <>
+    {hasInput(n) && <Handle type="target" position={Position.Left} id="in" className="port-in" />}
+    {out.map((p, i) => <Handle key={p} type="source" position={Position.Right} id={p} className={`port-out port-${p}`} data-port={p}
+      style={{ top: PORT_TOP + i * PORT_STEP }} />)}
+  </>;
+  if (low) {
+    return (
+      <div className={cls} data-node-id={id} data-node-type={n.type} style={{ height: nodeHeight(n) }}>
+        {handles}
+        <span className="kn-title">{n.title || n.id}</span>
+        {errors.length > 0 && <span className="kn-problems" role="img" aria-label={`${errors.length} problem${errors.length > 1 ? "s" : ""}`}>{errors.length}</span>}
+      </div>);
+  }
   return (
-    <div className={cls} data-node-id={id} data-node-type={n.type} style={{ minHeight: h }}
+    <div className={cls} data-node-id={id} data-node-type={n.type} style={{ height: nodeHeight(n) }}
          title={errors.map((p) => p.message).join("\n") || undefined}>
-      {hasInput(n) && <Handle type="target" position={Position.Left} id="in" className="port-in" />}
+      {handles}
       <div className="kn-head">
         <span className="kn-icon" aria-hidden="true"><Icon type={n.type} /></span>
         <span className="kn-title">{n.title || n.id}</span>
@@ -34,12 +53,7 @@ export const KeelNode = memo(function KeelNode({ id, data, selected }) {
       </div>
       <div className="kn-sub">{meta.label}{summary(n) ? ` · ${summary(n)}` : ""}</div>
       {data.run && <div className="kn-run" aria-label={`run: ${data.run}`}>{data.run}</div>}
-      {out.map((p, i) => (
-        <div key={p} className={`kn-port ${p === "error" ? "port-error" : ""}`} style={{ top: 24 + i * 16 }}>
-          <span className="kn-port-label">{p}</span>
-          <Handle type="source" position={Position.Right} id={p} className={`port-out port-${p}`} data-port={p} />
-        </div>
-      ))}
+      {out.map((p, i) => <span key={p} className={`kn-port-label ${p === "error" ? "port-error" : ""}`} style={{ top: PORT_TOP + i * PORT_STEP }}>{p}</span>)}
     </div>
   );
 });

@@ -64,6 +64,26 @@ export function freeId(spec, base) {
 export const edgeId = (e) => `${e.from}.${e.port || "next"}->${e.to}`;
 
 export const NODE_W = 200, NODE_H = 64;
+/** Below this zoom a node is drawn with less detail (Node.jsx). */
+export const LOD_ZOOM = 0.4;
+/** Where output port ``i`` sits: PORT_TOP + i * PORT_STEP px below the node's top border. */
+export const PORT_TOP = 31, PORT_STEP = 16;
+const HANDLE = 10, BORDER_TOP = 4, BORDER = 1; // canvas.css: .react-flow__handle, .kn
+
+/** A node's height on the canvas: room for its ports. */
+export const nodeHeight = (n) => Math.max(56, 28 + ports(n).length * PORT_STEP);
+
+/** Where React Flow would measure the node's handles (canvas.css draws them there). Given up
+ * front, React Flow need not draw every node once to measure it, so culling works from the first
+ * frame: a 2,000-node graph opens drawing only the nodes on screen. */
+export function handlesOf(n) {
+  const h = nodeHeight(n), out = [];
+  if (hasInput(n)) out.push({ id: "in", type: "target", position: "left", x: BORDER - HANDLE / 2,
+    y: BORDER_TOP + (h - BORDER_TOP - BORDER) / 2 - HANDLE / 2, width: HANDLE, height: HANDLE });
+  ports(n).forEach((p, i) => out.push({ id: p, type: "source", position: "right", x: NODE_W - BORDER - HANDLE / 2,
+    y: BORDER_TOP + PORT_TOP + i * PORT_STEP - HANDLE / 2, width: HANDLE, height: HANDLE }));
+  return out;
+}
 
 /** Positions for every node: the layout's where it has one, dagre's for the others. */
 export function positions(spec, layout) {

@@ -3,13 +3,13 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { createRoot } from "react-dom/client";
 import {
-  ReactFlow, ReactFlowProvider, MiniMap, Controls, Background, applyNodeChanges, useReactFlow,
+  ReactFlow, ReactFlowProvider, MiniMap, Controls, ControlButton, Background, applyNodeChanges, getViewportForBounds, useReactFlow,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
 import "./canvas.css";
 import { makeApi } from "./api.js";
 import {
-  CATEGORIES, TYPES, connect, edgeId, flowEdges, freeId, hasInput, newNode, positions, removeNodes, renameNode, withLayout,
+  CATEGORIES, LOD_ZOOM, NODE_W, TYPES, connect, edgeId, flowEdges, freeId, handlesOf, hasInput, newNode, nodeHeight, positions, removeNodes, renameNode, withLayout,
 } from "./graph.js";
 import { History } from "./history.js";
 import { Icon } from "./icons.jsx";
@@ -38,9 +38,43 @@ function buildNodes(spec, prev, deco, pending, selectOnly) {
     const selected = selectOnly ? selectOnly.has(sn.id) : !!(old && old.selected);
     if (old && old.data.node === sn && old.position === position && old.data.problems === problems && old.data.run === run
         && old.data.diff === diff && old.selected === selected && old.draggable === !deco.readOnly) return old;
+    // size and handles known up front: React Flow culls from the first frame (graph.js handlesOf)
+    const same = old && old.data.node === sn;
     return { id: sn.id, type: "keel", position, selected, draggable: !deco.readOnly, connectable: !deco.readOnly,
-      data: { node: sn, problems, run, diff } };
+      initialWidth: NODE_W, initialHeight: nodeHeight(sn), handles: same ? old.handles : handlesOf(sn),
+      ...(same && old.measured ? { measured: old.measured } : {}), data: { node: sn, problems, run, diff } };
   });
+}
+
+const READABLE_ZOOM = 0.8;
+
+/** The box around every node (positions from the spec's layout, sizes from graph.js). */
+function bounds(spec, pos) {
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (const n of spec.nodes || []) {
+    const p = pos[n.id];
+    if (!p) continue;
+    minX = Math.min(minX, p.x); minY = Math.min(minY, p.y);
+    maxX = Math.max(maxX, p.x + NODE_W); maxY = Math.max(maxY, p.y + nodeHeight(n));
+  }
+  return maxX > minX ? { x: minX, y: minY, width: maxX - minX, height: maxY - minY } : null;
+}
+
+/** The view a document opens at: its saved viewport; else all of it (null: fit to view) when that
+ * is readable; else, for a big graph, a readable zoom around the Start node. Fitting 500 nodes draws
+ * them all, too small to read and too many to cull; this draws the few dozen on screen. */
+function openView(spec, pos, saved) {
+  if (saved) return saved;
+  const nodes = spec.nodes || [];
+  if (!nodes.length) return { x: 0, y: 0, zoom: 1 }; // an empty canvas keeps the plain view: a node added meanwhile must not move
+  const b = bounds(spec, pos);
+  const box = document.querySelector(".canvas-flow")?.getBoundingClientRect();
+  const w = box && box.width > 0 ? box.width : Math.max(400, window.innerWidth - 560);
+  const h = box && box.height > 0 ? box.height : Math.max(300, window.innerHeight - 140);
+  if (!b || Math.min(w / (b.width + 80), h / (b.height + 80)) >= LOD_ZOOM) return null;
+  const start = pos[(nodes.find((n) => n.type === "start") || nodes[0]).id] || b;
+  const z = READABLE_ZOOM;
+  return { x: Math.round(40 - start.x * z), y: Math.round(Math.min(40 - b.y * z, h / 2 - (start.y + 30) * z)), zoom: z };
 }
 
 function Palette({ onAdd, disabled }) {
@@ -98,6 +132,14 @@ function Canvas({ name, host }) {
   // React Flow's helper object changes once its pane is ready: read it through a ref, so the
   // document is fetched and drawn once, not again when the pane mounts.
   const rfRef = useRef(rf); rfRef.current = rf;
+  const firstView = useRef(null);
+  // Fit to view from the layout, not from measured nodes: React Flow's fitView waits until every
+  // node has been drawn once, which culling (onlyRenderVisibleElements) never does.
+  const fitAll = useCallback(() => {
+    const rf = rfRef.current, s = specRef.current, box = document.querySelector(".canvas-flow")?.getBoundingClientRect();
+    const b = s && box ? bounds(s, posOf(nodesRef.current)) : null;
+    if (b) rf.setViewport(getViewportForBounds(b, box.width, box.height, 0.05, 1.2, 0.1));
+  }, []);
   const load = useCallback((d) => {
     setDoc(d);
     setYamlText(d.yaml || "");
@@ -109,11 +151,14 @@ function Canvas({ name, host }) {
     selectOnly.current = new Set();
     setNodes([]);
     setSpec(s);
-    const vp = !d.read_only && d.layout && d.layout.viewport;
-    const empty = !s.nodes.length; // an empty canvas keeps the plain view: a node added meanwhile must not move
-    requestAnimationFrame(() => requestAnimationFrame(() => { const rf = rfRef.current; return vp ? rf.setViewport({ x: vp.x, y: vp.y, zoom: vp.zoom })
-      : empty ? rf.setViewport({ x: 0, y: 0, zoom: 1 }) : rf.fitView({ maxZoom: 1.2 }); }));
-  }, [name]);
+    const saved = !d.read_only && d.layout && d.layout.viewport;
+    const vp = openView(s, pending.current, saved ? { x: saved.x, y: saved.y, zoom: saved.zoom } : null);
+    if (!firstView.current) firstView.current = vp || { x: 0, y: 0, zoom: 1 }; // the pane's first frame
+    if (vp && !saved && s.nodes.length) {
+      setMessage({ kind: "ok", text: `${s.nodes.length} nodes: opened at a readable zoom around the start. Fit (F) shows them all.` });
+    }
+    requestAnimationFrame(() => requestAnimationFrame(() => (vp ? rfRef.current.setViewport(vp) : fitAll())));
+  }, [name, fitAll]);
 
   useEffect(() => {
     let live = true;
@@ -443,7 +488,7 @@ function Canvas({ name, host }) {
     else if (mod && e.key.toLowerCase() === "v") { e.preventDefault(); paste(); }
     else if (mod && e.key.toLowerCase() === "a") { e.preventDefault(); setNodes((ns) => ns.map((n) => (n.selected ? n : { ...n, selected: true }))); }
     else if ((e.key === "Delete" || e.key === "Backspace") && !readOnly) { e.preventDefault(); deleteSelection(); }
-    else if (!mod && e.key === "f") rf.fitView({ maxZoom: 1.2 });
+    else if (!mod && e.key === "f") fitAll();
     else if (!mod && e.key === "p") { e.preventDefault(); document.querySelector(".palette-item")?.focus(); }
     else if (!mod && e.key === "i") { e.preventDefault(); setTab("inspect"); requestAnimationFrame(() => document.querySelector(".inspector input, .inspector textarea, .inspector select")?.focus()); }
   };
@@ -474,7 +519,7 @@ function Canvas({ name, host }) {
         <span className="spacer" />
         <button type="button" className="secondary" onClick={undo} disabled={readOnly} title="Undo (Ctrl+Z)">Undo</button>
         <button type="button" className="secondary" onClick={redo} disabled={readOnly} title="Redo (Ctrl+Shift+Z)">Redo</button>
-        <button type="button" className="secondary" onClick={() => rf.fitView({ maxZoom: 1.2 })} title="Fit to view (F)">Fit</button>
+        <button type="button" className="secondary" onClick={fitAll} title="Fit to view (F)">Fit</button>
         <button type="button" onClick={() => save()} disabled={readOnly} title="Save draft (Ctrl+S)">Save draft</button>
         <button type="button" onClick={publish} disabled={readOnly}>Publish</button>
       </div>
@@ -492,11 +537,13 @@ function Canvas({ name, host }) {
             onNodeDragStart={onNodeDragStart} onNodeDragStop={onNodeDragStop} onNodeClick={onNodeClick}
             deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={MULTI_SELECT_KEYS}
             nodesDraggable={!readOnly} nodesConnectable={!readOnly} elementsSelectable
-            onlyRenderVisibleElements={nodes.length > 150} minZoom={0.05} maxZoom={2.5}
+            onlyRenderVisibleElements={nodes.length > 150} minZoom={0.05} maxZoom={2.5} defaultViewport={firstView.current || undefined}
             proOptions={PRO_OPTIONS} defaultEdgeOptions={EDGE_OPTIONS}>
             <Background gap={20} />
             <MiniMap pannable zoomable nodeColor={miniColour} ariaLabel="Minimap" />
-            <Controls showInteractive={false} />
+            <Controls showInteractive={false} showFitView={false}>
+              <ControlButton onClick={fitAll} title="Fit to view (F)" aria-label="Fit to view">⤢</ControlButton>
+            </Controls>
           </ReactFlow>
           {spec.nodes.length === 0 && <div className="canvas-empty" role="status">An empty canvas. Drag a node from the palette, or press P and Enter.</div>}
         </div>
