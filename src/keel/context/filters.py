@@ -54,8 +54,13 @@ def _scalar(v: Any, where: str) -> Any:
     raise FilterError(f"filter value for {where} must be a string, number or boolean, got {json.dumps(v)}")
 
 
-def compile_filter(flt: Filter, known_meta: set[str]) -> tuple[str, list[Any]]:
-    """``(sql, params)``: a boolean SQL expression over ``chunks c JOIN documents d``."""
+def compile_filter(flt: Filter, known_meta: set[str], *, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+    """``(sql, params)``: a boolean SQL expression over ``chunks c JOIN documents d``.
+
+    ``dialect`` ``"sqlite"`` gives ``?`` parameters and ``json_extract`` over JSON text;
+    ``"postgresql"`` gives ``%s`` parameters and ``jsonb`` operators (metadata and the
+    symbol and heading lists are ``jsonb`` columns there).
+    """
     if not isinstance(flt, dict) or not flt:
         raise FilterError(f"a filter must be a non-empty object, got {json.dumps(flt, default=str)}")
     parts: list[str] = []
@@ -64,7 +69,7 @@ def compile_filter(flt: Filter, known_meta: set[str]) -> tuple[str, list[Any]]:
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{key} needs a non-empty list of filters")
-            subs = [compile_filter(v, known_meta) for v in value]
+            subs = [compile_filter(v, known_meta, dialect=dialect) for v in value]
             parts.append("(" + f" {key[1:].upper()} ".join(s for s, _ in subs) + ")")
             for _, p in subs:
                 params.extend(p)
@@ -72,7 +77,7 @@ def compile_filter(flt: Filter, known_meta: set[str]) -> tuple[str, list[Any]]:
         if key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r} at the top level",
                               hint="use $and or $or here, or a field name")
-        sql, p = _field(key, value, known_meta)
+        sql, p = (_pg_field if dialect == "postgresql" else _field)(key, value, known_meta)
         parts.append(sql)
         params.extend(p)
     return "(" + " AND ".join(parts) + ")", params
@@ -127,6 +132,67 @@ def _field(field: str, value: Any, known_meta: set[str]) -> tuple[str, list[Any]
             else:
                 parts.append(f"{col} {_OPS[op]} ?")
                 params.extend([*col_params, val])
+        else:
+            raise FilterError(f"unknown filter operator {op!r} on field {field!r}",
+                              hint=f"operators: {', '.join([*_OPS, '$in', '$nin'])}")
+    return "(" + " AND ".join(parts) + ")", params
+
+
+def _pg_field(field: str, value: Any, known_meta: set[str]) -> tuple[str, list[Any]]:
+    """:func:`_field` for PostgreSQL: metadata compared as ``jsonb`` (numbers as numbers)."""
+    col, is_list = _column(field, known_meta)
+    is_meta = col.startswith("json_extract")
+    conds = value if isinstance(value, dict) else {"$eq": value}
+    if not conds:
+        raise FilterError(f"empty condition for field {field!r}")
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def lhs() -> str:
+        if is_meta:
+            params.append(field)
+            return "(c.meta -> %s)"
+        return col
+
+    def rhs(v: Any) -> str:
+        if is_meta:
+            params.append(json.dumps(v))
+            return "%s::jsonb"
+        params.append(int(v) if isinstance(v, bool) else v)
+        return "%s"
+
+    for op, v in conds.items():
+        if op in ("$in", "$nin"):
+            if not isinstance(v, list) or not v:
+                raise FilterError(f"{op} on {field!r} needs a non-empty list, got {json.dumps(v, default=str)}")
+            for x in v:
+                _scalar(x, field)
+            if is_list:
+                alts = []
+                for x in v:
+                    alts.append(f"{col} @> %s::jsonb")
+                    params.append(json.dumps([x]))
+                sql = "(" + " OR ".join(alts) + ")"
+            else:
+                left = lhs()
+                sql = f"{left} IN ({', '.join(rhs(x) for x in v)})"
+            parts.append(sql if op == "$in" else f"NOT COALESCE({sql}, false)")
+        elif op in _OPS:
+            _scalar(v, field)
+            if is_list:
+                if op not in ("$eq", "$ne"):
+                    raise FilterError(f"{field!r} is a list: only equality, $in and $nin apply")
+                params.append(json.dumps([v]))
+                parts.append(f"{col} @> %s::jsonb" if op == "$eq" else f"NOT ({col} @> %s::jsonb)")
+            elif v is None:
+                left = lhs()
+                null = f"({left} IS NULL" + (f" OR {left} = 'null'::jsonb)" if is_meta else ")")
+                if is_meta:
+                    params.append(field)
+                parts.append(f"NOT {null}" if op == "$ne" else null)
+            else:
+                left = lhs()
+                parts.append(f"{left} {_OPS[op]} {rhs(v)}")
         else:
             raise FilterError(f"unknown filter operator {op!r} on field {field!r}",
                               hint=f"operators: {', '.join([*_OPS, '$in', '$nin'])}")
