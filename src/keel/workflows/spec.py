@@ -141,6 +141,42 @@ class StartNode(_NodeBase):
 ApprovalPolicy = Literal["always", "never"]
 """``always``: a call waits (durably) until a person approves it; ``never``: calls go ahead."""
 
+class McpServer(_Spec):
+    """An MCP server whose tools an Agent node may call."""
+
+    server: str
+    """``stdio:COMMAND ARGS`` (a subprocess speaking MCP on stdin/stdout) or an ``http(s)://``
+    streamable-HTTP URL."""
+    tools: list[str] | None = None
+    """Tool names the model may call (default: every tool the server lists)."""
+    approval: dict[str, ApprovalPolicy] = Field(default_factory=dict)
+    """Tool name -> ``always`` | ``never``; the key ``*`` sets the policy of the others (default
+    ``always``: a tool the server exposes and no key names needs approval). Names are compared
+    case- and punctuation-insensitively (``delete_all`` also covers ``Delete-All``), and tools
+    whose names differ only so always need approval (:mod:`keel.workflows.tool_policy`). A call
+    that needs approval pauses the run like a Human approval node; a rejected call is reported
+    to the model as declined."""
+    approval_timeout: float | None = Field(default=None, gt=0)
+    """Seconds an approval may wait before the call counts as declined (None waits forever)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for a ``stdio:`` server (it does not inherit Keel's secrets)."""
+    timeout: float = Field(default=60, gt=0)
+    """Seconds one tool call may take."""
+
+    def policy(self, tool: str) -> ApprovalPolicy:
+        """The policy of ``tool`` on its own (the Agent node also treats look-alike names)."""
+        from keel.workflows.tool_policy import MCP_DEFAULT, decide
+
+        return decide(self.approval, [tool], default=MCP_DEFAULT)[tool].policy  # type: ignore[return-value]
+
+
+class AgentMessage(_Spec):
+    """A fixed message an Agent node sends after its input."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class AgentTool(_Spec):
     """Another Agent node offered to this one as a tool (agents as tools): the model sees a function
     tool taking ``{"input": text}``; a call runs that agent on the text, with its own instructions,
