@@ -14,6 +14,11 @@
 ``extractive`` (``extractive:default``)  no model: quotes the sentences of the request's
                                          numbered sources that answer it, with citations
                                          (:mod:`keel.models.extractive`)
+``router:NAME``                          routes each request between two models by a policy
+                                         trained with ``keel router train``
+                                         (:mod:`keel.models.router`)
+``hf:path/to/folder``                    a Hugging Face causal LM with transformers on the
+                                         CPU, e.g. a ``keel distill train`` student
 =======================================  ==============================================
 
 An alias from ``[models]`` in ``keel.toml`` may stand in for any of them.
@@ -32,7 +37,8 @@ from keel.models.base import Model
 
 __all__ = ["PREFIXES", "ModelSpec", "get_model", "parse_model_string"]
 
-PREFIXES = ("openai", "openrouter", "ollama", "lmstudio", "openai-compatible", "local", "scripted", "extractive")
+PREFIXES = ("openai", "openrouter", "ollama", "lmstudio", "openai-compatible", "local", "scripted", "extractive",
+            "router", "hf")
 
 EXAMPLES = (
     "openai:gpt-4.1-mini",
@@ -81,7 +87,7 @@ def parse_model_string(model: str) -> ModelSpec:
             + f"providers: {', '.join(PREFIXES)}",
         )
     options: list[tuple[str, str]] = []
-    if prefix not in ("local", "scripted", "extractive") and "?" in rest:
+    if prefix not in ("local", "scripted", "extractive", "router", "hf") and "?" in rest:
         rest, _, query = rest.rpartition("?")
         for pair in filter(None, query.split("&")):
             key, _, value = pair.partition("=")
@@ -131,6 +137,18 @@ def _scripted_model(spec: ModelSpec, settings: Settings) -> Model:
     return get_script(spec.name)
 
 
+def _router_model(spec: ModelSpec, settings: Settings) -> Model:
+    from keel.models.router import RouterModel
+
+    return RouterModel(spec.name, settings=settings)
+
+
+def _hf_model(spec: ModelSpec, settings: Settings) -> Model:
+    from keel.models.hf import HFModel
+
+    return HFModel(spec.name, retry=_retry_policy(settings))
+
+
 def _extractive_model(spec: ModelSpec, settings: Settings) -> Model:
     from keel.models.extractive import ExtractiveModel
 
@@ -146,6 +164,8 @@ _FACTORIES: dict[str, Callable[[ModelSpec, Settings], Model]] = {
     "local": _local_model,
     "scripted": _scripted_model,
     "extractive": _extractive_model,
+    "router": _router_model,
+    "hf": _hf_model,
 }
 
 

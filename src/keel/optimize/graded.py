@@ -1,0 +1,141 @@
+"""Graded model calls: what a model was asked, what it answered, and what the graders said.
+
+Distillation sets (:mod:`keel.optimize.distill`) and the router (:mod:`keel.optimize.router`)
+learn from the same thing: the eval runs a user already has. Each result of a **model target**
+is one model call whose request Keel can rebuild exactly — the stored eval spec and the stored
+dataset item render the same messages the runner sent (the runner's own code does it) — and
+whose answer and grades are stored in ``eval_results``.
+
+Grades: ``score`` is the mean over the graders (``eval_results.score``); ``grades`` holds each
+grader's score by name, so a filter can name one grader (a trace grader's ``trace_check`` or
+``trace_judge`` as well as any other).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from keel.evals.datasets import Datasets
+from keel.evals.errors import EvalSpecError
+from keel.evals.results import RunInfo, get_run, iter_results, list_runs
+from keel.evals.spec import ModelTarget, parse_eval
+from keel.models import Message, Tool, ToolCall
+from keel.store import SQLiteStore
+
+__all__ = ["GradedCall", "graded_calls", "request_messages"]
+
+
+@dataclass(frozen=True)
+class GradedCall:
+    """One model call of an eval run, with its grades."""
+
+    run_id: str
+    target: str
+    """The eval target's name (its label)."""
+    idx: int
+    """The dataset item."""
+    model: str
+    """The model string that answered."""
+    messages: tuple[Message, ...]
+    """The request, as sent."""
+    tools: tuple[Tool, ...]
+    output: Message
+    """The assistant's answer: its text and tool calls."""
+    score: float | None
+    """Mean of the graders' scores (``None`` when none scored)."""
+    passed: bool | None
+    grades: dict[str, float | None]
+    """Each grader's score, by grader name."""
+    created_at: float
+
+    @property
+    def input_key(self) -> str:
+        """The same for two calls that were asked the same thing (messages and tools)."""
+        data = [[m.model_dump(mode="json", exclude_defaults=True) for m in self.messages],
+                [t.model_dump(mode="json") for t in self.tools]]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+
+    def query_text(self) -> str:
+        """The text a router embeds: the user's last message."""
+        users = [m.content for m in self.messages if m.role == "user"]
+        return users[-1] if users else (self.messages[-1].content if self.messages else "")
+
+    def grade(self, grader: str | None) -> float | None:
+        """The score of ``grader``, or the mean over graders when ``grader`` is ``None``."""
+        return self.score if grader is None else self.grades.get(grader)
+
+
+def request_messages(target: ModelTarget, item: dict) -> list[Message]:
+    """The messages the eval runner sends for ``item`` (its own rendering code)."""
+    from keel.evals.runner import _referenced_messages
+    from keel.evals.templates import render
+
+    ns = {"item": item}
+    if target.messages_from is not None:
+        return _referenced_messages(target.messages_from, ns)
+    return [Message(role=m.role, content=render(m.content, ns)) for m in target.messages()]
+
+
+def _tool_calls(raw: object) -> tuple[ToolCall, ...]:
+    out = []
+    for c in raw if isinstance(raw, list) else []:
+        fn = c.get("function", {}) if isinstance(c, dict) else {}
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except json.JSONDecodeError:
+            args = {}
+        out.append(ToolCall(id=str(c.get("id", "")), name=str(fn.get("name", "")),
+                            arguments=args if isinstance(args, dict) else {}))
+    return tuple(out)
+
+
+def _model_targets(info: RunInfo) -> dict[str, ModelTarget]:
+    data = {k: v for k, v in info.spec.items() if not k.startswith("_")}
+    spec = parse_eval(data, where=f"eval run {info.id}")
+    return {t.label: t for t in spec.all_targets() if isinstance(t, ModelTarget)}
+
+
+def graded_calls(store: SQLiteStore, *, runs: list[str] | None = None, targets: list[str] | None = None,
+                 since: float | None = None, until: float | None = None,
+                 limit_runs: int = 1000) -> Iterator[GradedCall]:
+    """The graded calls of model targets in eval runs (``runs``: ids or prefixes; default all),
+    oldest run first. Errored items (no answer) are left out."""
+    infos = [get_run(store, r) for r in runs] if runs else list(reversed(list_runs(store, limit=limit_runs)))
+    datasets = Datasets(store)
+    for info in infos:
+        try:
+            model_targets = _model_targets(info)
+        except EvalSpecError:  # a spec this version can no longer read: nothing to rebuild from
+            continue
+        wanted = [t for t in model_targets if targets is None or t in targets]
+        if not wanted:
+            continue
+        items = {row.idx: row.item for row in datasets.rows(info.dataset_id)}
+        for name in wanted:
+            target = model_targets[name]
+            tools = tuple(Tool(name=t.name, description=t.description, parameters=t.parameters)
+                          for t in target.tools)
+            for r in iter_results(store, info.id, target=name):
+                if r.status != "ok" or r.sample is None or r.idx not in items:
+                    continue
+                created = _created_at(store, info.id, name, r.idx)
+                if (since is not None and created < since) or (until is not None and created > until):
+                    continue
+                text = r.sample.get("output_text")
+                output = Message.assistant(text if isinstance(text, str) else "",
+                                           _tool_calls(r.sample.get("output_tools")))
+                yield GradedCall(
+                    run_id=info.id, target=name, idx=r.idx, model=str(r.sample.get("model") or target.model),
+                    messages=tuple(request_messages(target, items[r.idx])), tools=tools, output=output,
+                    score=r.score, passed=r.passed,
+                    grades={g["name"]: g.get("score") for g in r.grades if "name" in g}, created_at=created,
+                )
+
+
+def _created_at(store: SQLiteStore, run_id: str, target: str, idx: int) -> float:
+    rows = store.query("SELECT created_at FROM eval_results WHERE run_id = ? AND target = ? AND idx = ?",
+                       (run_id, target, idx))
+    return float(rows[0]["created_at"]) if rows else 0.0
