@@ -9,11 +9,13 @@ import typer
 
 from keel.cli import approvals, chat, context, doctor, run, runs, version, workflows
 from keel.cli import datasets as datasets_cli
+from keel.cli import distill as distill_cli
 from keel.cli import evals as evals_cli
 from keel.cli import init as init_cli
 from keel.cli import keys as keys_cli
 from keel.cli import mcp as mcp_cli
 from keel.cli import optimize as optimize_cli
+from keel.cli import router as router_cli
 from keel.cli import serve as serve_cli
 from keel.cli import up as up_cli
 from keel.errors import KeelError
@@ -46,6 +48,8 @@ app.add_typer(context.app, name="context")
 app.add_typer(datasets_cli.app, name="datasets")
 app.add_typer(evals_cli.app, name="eval")
 app.add_typer(optimize_cli.app, name="optimize")
+app.add_typer(distill_cli.app, name="distill")
+app.add_typer(router_cli.app, name="router")
 app.command("serve", epilog=serve_cli.EPILOG)(serve_cli.serve)
 app.add_typer(keys_cli.app, name="keys")
 app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
