@@ -7,7 +7,7 @@ def test_public_names_are_exactly_the_curated_ones() -> None:
     assert sorted(keel.__all__) == sorted([
         "KeelError", "Message", "Model", "ModelBehaviorError", "ModelResponse", "ModelSettings",
         "ProviderError", "Settings", "StructuredOutputError", "Tool", "ToolCall", "Usage", "UserError",
-        "__version__", "get_model", "get_settings", "open_store",
+        "__version__", "get_model", "get_settings", "open_store", "tool",
     ])
     for name in keel.__all__:
         assert hasattr(keel, name), name

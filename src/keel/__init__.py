@@ -29,6 +29,7 @@ _LAZY = {
     "Message": "keel.models", "Model": "keel.models", "ModelResponse": "keel.models",
     "ModelSettings": "keel.models", "Tool": "keel.models", "ToolCall": "keel.models", "Usage": "keel.models",
     "get_model": "keel.models",
+    "tool": "keel.workflows.tools",
     "open_store": "keel.store",
 }
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         get_model,
     )
     from keel.store import open_store
+    from keel.workflows.tools import tool
 
 
 def __getattr__(name: str) -> object:
@@ -87,4 +89,5 @@ __all__ = [
     "get_model",
     "get_settings",
     "open_store",
+    "tool",
 ]

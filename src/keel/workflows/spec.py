@@ -56,6 +56,7 @@ __all__ = [
     "GuardrailCheck",
     "GuardrailsNode",
     "HallucinationCheck",
+    "HttpTool",
     "HumanApprovalNode",
     "IfElseNode",
     "JailbreakCheck",
@@ -141,6 +142,30 @@ class StartNode(_NodeBase):
 ApprovalPolicy = Literal["always", "never"]
 """``always``: a call waits (durably) until a person approves it; ``never``: calls go ahead."""
 
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class HttpTool(_Spec):
+    """The built-in HTTP request tool of an Agent node (:mod:`keel.workflows.http_tool`): the model
+    may call URLs on ``allow_hosts`` only, with ``methods`` only; refusals come back to it as errors."""
+
+    allow_hosts: list[str] = Field(min_length=1)
+    """Hosts the tool may call: ``api.example.com`` (any port), ``127.0.0.1:8080`` (that port),
+    ``*.example.com`` (its subdomains). Redirects to other hosts are refused too."""
+    methods: list[HttpMethod] = Field(default_factory=lambda: ["GET"], min_length=1)
+    """HTTP methods the model may use (default: GET only)."""
+    timeout: float = Field(default=10, gt=0, le=600)
+    """Seconds one call may take in all (connecting, redirects, reading)."""
+    max_response_bytes: int = Field(default=100_000, ge=1, le=100_000_000)
+    """Largest response body read; a larger one is not downloaded and the model is told so."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every call; ``${NAME}`` in a value is the environment variable ``NAME``
+    at call time (keys stay out of the spec and away from the model)."""
+    name: str = Field(default="http_request", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    """Tool name the model sees (and ``approval`` keys name)."""
+    description: str | None = None
+    """Tool description the model sees (default: says the hosts and methods)."""
+
 class McpServer(_Spec):
     """An MCP server whose tools an Agent node may call."""
 
@@ -225,6 +250,13 @@ class AgentNode(_NodeBase):
     approval_timeout: float | None = Field(default=None, gt=0)
     """Seconds a Python tool call's approval may wait before it counts as declined (None waits
     forever)."""
+    http: HttpTool | None = None
+    """The built-in HTTP request tool, offered to the model with its allow-listed hosts, methods,
+    timeout and size limit (docs/workflows.md, "HTTP request tool"). Its calls follow ``approval``
+    like a Python tool's, by its ``name``."""
+    max_tool_result_tokens: int | None = Field(default=None, ge=16, le=10_000_000)
+    """Longest tool result sent back to the model, in estimated tokens; a longer one is cut and
+    ends with ``[truncated: N tokens → M; ask for a narrower query]`` (None: no limit)."""
     agent_tools: list[AgentTool] = Field(default_factory=list)
     """Agent nodes this agent may call as tools (a conductor and its specialists); see
     docs/agents.md. A specialist that calls itself, directly or through others, is refused."""

@@ -19,16 +19,17 @@ import asyncio
 import importlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
-from pydantic import ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from keel.models import Tool
 
-__all__ = ["FunctionTool", "ToolContext", "ToolNotFound", "function_tool", "resolve_tool"]
+__all__ = ["FunctionTool", "ToolContext", "ToolNotFound", "function_tool", "resolve_tool", "tool"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,20 @@ class FunctionTool:
     """Name, description and JSON schema of the parameters, as sent to the model."""
     context_param: str | None
     """Name of the parameter that receives a :class:`ToolContext`, if any."""
+    args_model: type[BaseModel] | None = None
+    """The arguments as a pydantic model (from the signature): a call's arguments are validated and
+    converted with it (``date``, ``Literal``, nested models...) before the function sees them."""
 
     async def call(self, arguments: dict[str, Any], ctx: ToolContext) -> Any:
         kwargs = dict(arguments)
+        if self.args_model is not None:
+            try:
+                parsed = self.args_model.model_validate(kwargs)
+            except ValidationError as e:  # back to the model, which can correct its call
+                problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                                     for err in e.errors())
+                return f"error: invalid arguments for tool {self.name}: {problems}"
+            kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
         if self.context_param:
             kwargs[self.context_param] = ctx
         if inspect.iscoroutinefunction(self.fn):
@@ -88,11 +100,52 @@ def _make(fn: Callable[..., Any], name: str | None = None, description: str | No
     model = create_model(f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
     schema = model.model_json_schema()
     schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
+    summary, params = _docstring(inspect.getdoc(fn) or "")
+    for pname, prop in schema.get("properties", {}).items():
         prop.pop("title", None)
+        if pname in params and "description" not in prop:
+            prop["description"] = params[pname]
     tool_name = name or fn.__name__
-    doc = description if description is not None else inspect.getdoc(fn) or ""
-    return FunctionTool(tool_name, fn, Tool(name=tool_name, description=doc, parameters=schema), context_param)
+    doc = description if description is not None else summary
+    return FunctionTool(tool_name, fn, Tool(name=tool_name, description=doc, parameters=schema), context_param,
+                        model)
+
+
+_SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?|Notes?):\s*$")
+_PARAM = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SPHINX = re.compile(r"^:param\s+(?:[\w\[\], |]+\s+)?(\w+):\s*(.*)$")
+
+
+def _docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """The description of a tool and of each parameter, from a Google-style (``Args:`` section,
+    ``name: text`` or ``name (type): text`` lines, continuation lines indented) or Sphinx-style
+    (``:param name: text``) docstring. The summary is the docstring without those sections."""
+    summary: list[str] = []
+    params: dict[str, str] = {}
+    section = current = None
+    for line in doc.splitlines():
+        head = _SECTION.match(line.strip()) if not line.startswith((" ", "\t")) else None
+        if head:
+            section, current = head.group(1).lower(), None
+            continue
+        sphinx = _SPHINX.match(line.strip())
+        if sphinx:
+            current = sphinx.group(1)
+            params[current] = sphinx.group(2).strip()
+            section = "sphinx"
+            continue
+        if section in ("args", "arguments", "parameters", "params"):
+            m = _PARAM.match(line)
+            if m and len(line) - len(line.lstrip()) <= 4:
+                current = m.group(1).lstrip("*")
+                params[current] = m.group(2).strip()
+            elif line.strip() and current:
+                params[current] = f"{params[current]} {line.strip()}".strip()
+        elif section is None:
+            summary.append(line)
+        elif section == "sphinx" and line.strip() and current:
+            params[current] = f"{params[current]} {line.strip()}".strip()
+    return "\n".join(summary).strip(), params
 
 
 def function_tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,
@@ -105,6 +158,25 @@ def function_tool(fn: Callable[..., Any] | None = None, *, name: str | None = No
         return f
 
     return register(fn) if fn is not None else register
+
+
+tool = function_tool
+"""``@keel.tool``: make a Python function a tool Agent nodes can name (by its import path or its
+name). Its JSON schema comes from the type hints, its description and the parameters'
+descriptions from the docstring (Google ``Args:`` or Sphinx ``:param x:``), and every call's
+arguments are validated and converted by the signature's types before the function runs; invalid
+ones go back to the model as ``error: invalid arguments ...`` so it can correct the call::
+
+    @keel.tool
+    def convert(amount: float, currency: Literal["EUR", "USD"], on: date | None = None) -> str:
+        \"\"\"Convert an amount to another currency.
+
+        Args:
+            amount: the amount, in the source currency
+            currency: the currency to convert to
+            on: the day of the rate (default: today)
+        \"\"\"
+"""
 
 
 def _import(module_name: str) -> Any:

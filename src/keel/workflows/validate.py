@@ -513,6 +513,8 @@ class _Checker:
                              "annotate every parameter with a JSON-compatible type", node=n.id, path=("tools", i))
         known = {name_key(ref) for ref in n.tools} | {name_key(self.out.tools[ref].name) for ref in n.tools
                                                       if ref in self.out.tools}
+        if n.http is not None:  # the built-in HTTP request tool takes its policy from here too
+            known.add(name_key(n.http.name))
         for tool in n.approval:
             if tool != "*" and name_key(tool) not in known:
                 self.problem(f"approval names tool {tool!r}, which is not one of this node's Python `tools`",

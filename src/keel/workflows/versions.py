@@ -68,6 +68,9 @@ def _canonical(spec: WorkflowSpec) -> str:
     for node in doc.get("nodes", []):
         if node.get("allow_requester") is False:
             del node["allow_requester"]
+        for key in ("http", "max_tool_result_tokens"):  # Agent node fields added in issue 19
+            if key in node and node[key] is None:
+                del node[key]
     return json.dumps(doc, sort_keys=True, ensure_ascii=False)
 
 
