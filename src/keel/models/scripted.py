@@ -46,7 +46,8 @@ class Reply:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """``(tool_name, arguments)`` pairs."""
     error: BaseException | None = None
-    respond: Callable[[ModelRequest], str] | None = None
+    respond: Callable[[ModelRequest], str | Reply] | None = None
+    """Computes the reply from the request: its text, or a whole :class:`Reply` (tool calls too)."""
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
     delay: float = 0.0
@@ -129,6 +130,9 @@ class ScriptedModel(Model):
                     hint=f"queue another with scripted({self.name!r}).reply(...)",
                 )
             reply = Reply(respond=self.default)
+        if reply.respond is not None:
+            computed = reply.respond(request)
+            reply = computed if isinstance(computed, Reply) else replace(reply, respond=None, text=computed)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.error is not None:
