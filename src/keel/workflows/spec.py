@@ -166,6 +166,7 @@ class HttpTool(_Spec):
     description: str | None = None
     """Tool description the model sees (default: says the hosts and methods)."""
 
+
 class McpServer(_Spec):
     """An MCP server whose tools an Agent node may call."""
 
