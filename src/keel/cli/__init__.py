@@ -18,6 +18,7 @@ from keel.cli import optimize as optimize_cli
 from keel.cli import router as router_cli
 from keel.cli import serve as serve_cli
 from keel.cli import up as up_cli
+from keel.cli import worker as worker_cli
 from keel.errors import KeelError
 
 __all__ = ["app", "main"]
@@ -54,6 +55,7 @@ app.command("serve", epilog=serve_cli.EPILOG)(serve_cli.serve)
 app.add_typer(keys_cli.app, name="keys")
 app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
 app.command("up", epilog=up_cli.EPILOG)(up_cli.up)
+app.command("worker", epilog=worker_cli.EPILOG)(worker_cli.worker)
 
 
 def main() -> None:

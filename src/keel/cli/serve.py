@@ -46,6 +46,9 @@ def serve(host: str | None = typer.Option(None, "--host", help="Address to liste
                                                                "(X-Keel-Provider-Key)."),
           access_log: Path | None = typer.Option(None, "--access-log",  # noqa: B008
                                                  help="Also append JSON access-log lines to this file."),
+          execute: bool | None = typer.Option(None, "--execute/--no-execute",
+                                              help="Execute the runs this server starts (default), or queue "
+                                                   "them for `keel worker` processes sharing the store."),
           ) -> None:
     """Serve published workflows over HTTP until interrupted.
 
@@ -56,7 +59,7 @@ def serve(host: str | None = typer.Option(None, "--host", help="Address to liste
 
     settings = load_serve_settings(host=host, port=port, cors_origins=cors_origin or None,
                                    max_body_bytes=max_body_bytes, run_timeout=run_timeout,
-                                   allow_provider_keys=allow_provider_keys, access_log=access_log)
+                                   allow_provider_keys=allow_provider_keys, access_log=access_log, execute=execute)
     if not is_loopback(settings.host):
         from keel.operate.server.keys import Keys
         from keel.store import open_store

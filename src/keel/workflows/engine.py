@@ -337,9 +337,12 @@ class Engine:
         Call it when a worker starts (``keel runs resume`` does); it is safe to call
         from several processes at once.
         """
-        rows = self.store.query("SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at")
+        # Runs in the run queue are the workers' to claim (keel.workflows.queue), not recovered here.
+        rows = self.store.query("SELECT id FROM workflow_runs WHERE status = 'running'"
+                                " AND id NOT IN (SELECT run_id FROM run_queue) ORDER BY created_at")
         waiting = self.store.query(
-            "SELECT r.id FROM workflow_runs r WHERE r.status = 'waiting' AND ("
+            "SELECT r.id FROM workflow_runs r WHERE r.status = 'waiting'"
+            " AND r.id NOT IN (SELECT run_id FROM run_queue) AND ("
             " NOT EXISTS (SELECT 1 FROM workflow_approvals a WHERE a.run_id = r.id AND a.status = 'pending')"
             " OR EXISTS (SELECT 1 FROM workflow_approvals a WHERE a.run_id = r.id AND a.status = 'pending'"
             " AND a.expires_at <= ?))", (self.clock.now(),))
@@ -410,8 +413,9 @@ class Engine:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
     async def answer(self, approval_id: str, *, approved: bool, by: str | None = None,
-                     comment: str | None = None) -> RunResult:
-        """Approve or reject a pending approval, then continue its run."""
+                     comment: str | None = None, drive: bool = True) -> RunResult:
+        """Approve or reject a pending approval, then continue its run (``drive=False``: leave that to
+        whoever the caller queues it for, see :mod:`keel.workflows.queue`)."""
         approval = self.runs.approval(approval_id)
         if approval is None:
             raise ApprovalError(f"no approval with id {approval_id!r}",
@@ -427,6 +431,8 @@ class Engine:
                 ("approved" if approved else "rejected", self.clock.now(), by, comment, approval.id))
             if changed != 1:
                 raise ApprovalError(f"approval {approval.id} was answered meanwhile", hint="check `keel runs show`")
+        if not drive:
+            return self._result(approval.run_id)
         run = self._claim(approval.run_id, from_status="waiting")
         if run is None:
             return self._result(approval.run_id)

@@ -147,7 +147,12 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     store = store or open_store()
     budgets = Budgets(store, user_daily_tokens=settings.user_daily_tokens,
                       user_daily_cost_usd=settings.user_daily_cost_usd)
-    runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers)
+    from keel.operate.server.rates import RateLimits
+
+    rates = RateLimits(store, per_key=settings.key_requests_per_minute, per_user=settings.user_requests_per_minute)
+    budgets.rates = rates if rates.enabled else None
+    runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers,
+                    execute=settings.execute, share_events=settings.share_events)
     access = setup_logging(settings.access_log)
     services = Services(settings, store, Keys(store, since=started_at), budgets, runner, RequestLog(store, access),
                         client_tokens=ClientTokens(store))

@@ -51,6 +51,8 @@ class Budgets:
         self.store = store
         self.user_daily_tokens = user_daily_tokens
         self.user_daily_cost_usd = user_daily_cost_usd
+        self.rates = None
+        """A :class:`~keel.operate.server.rates.RateLimits` that :meth:`check` counts each request in."""
 
     def _spent(self, key_id: str | None, end_user: str | None) -> tuple[int, float]:
         sql = ("SELECT COALESCE(SUM(input_tokens + output_tokens), 0) AS t, COALESCE(SUM(cost_usd), 0) AS c"
@@ -63,8 +65,10 @@ class Budgets:
         return int(row["t"]), float(row["c"])
 
     def check(self, key: ApiKey | None, end_user: str | None) -> None:
-        """Raise a 429 :class:`ApiError` (with Retry-After) when a cap is reached."""
+        """Raise a 429 :class:`ApiError` (with Retry-After) when a cap or a rate limit is reached."""
         key_id = key.id if key else None
+        if self.rates is not None:
+            self.rates.hit(key_id, end_user)
         if key is not None and (key.daily_tokens is not None or key.daily_cost_usd is not None):
             tokens, cost = self._spent(key_id, None)
             self._over("key " + key.id, tokens, cost, key.daily_tokens, key.daily_cost_usd)

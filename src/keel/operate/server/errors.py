@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.errors import KeelError, ProviderError, UserError
+from keel.errors import KeelError, ProviderError, StoreError, UserError
 from keel.secrets import scrub
 from keel.workflows import ApprovalError, RunNotFoundError, WorkflowNotFoundError
 
@@ -121,6 +121,10 @@ def keel_error(exc: KeelError) -> ApiError:
         return ApiError(409 if "already" in exc.message or "meanwhile" in exc.message else 404, exc.message,
                         type="invalid_request_error" if "already" in exc.message else "not_found_error",
                         hint=exc.hint)
+    if isinstance(exc, StoreError):  # the store is unreachable or failing: nothing was done, retry
+        return ApiError(503, f"the store is unavailable: {exc.message}", type="server_error", code="store_unavailable",
+                        hint="retry in a few seconds; if it lasts, check the database (keel doctor)",
+                        headers={"Retry-After": "5"})
     if isinstance(exc, UserError):
         return ApiError(400, exc.message, hint=exc.hint)
     if isinstance(exc, ProviderError):

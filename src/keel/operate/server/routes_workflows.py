@@ -234,7 +234,11 @@ async def run_events(request: Request, run_id: RunId, caller: CallerDep) -> Stre
     rec = _record(services, caller, run_id)
     hub = services.runner.hub
     full_id = run_id if rec is None else rec.id
-    source = hub.follow(full_id) if hub.known(full_id) else _replay(services, rec)  # type: ignore[arg-type]
+    if hub.known(full_id):
+        source = hub.follow(full_id)
+    else:  # driven by another process: its stored events (tokens included), else its checkpointed steps
+        stored = services.runner.follow_stored(rec.id, rec.status)  # type: ignore[union-attr]
+        source = stored if stored is not None else _replay(services, rec)  # type: ignore[arg-type]
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": keel run events\n\n"

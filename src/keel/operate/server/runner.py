@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import weakref
 from collections import OrderedDict
@@ -39,10 +40,15 @@ from keel.workflows import (
     WorkflowVersion,
 )
 from keel.workflows.answer import answer_nodes
+from keel.workflows.events import EventLog, follow
+from keel.workflows.leases import LEASE_SECONDS
+from keel.workflows.queue import RunQueue
+from keel.workflows.wakeup import Wakeup
 
 __all__ = ["AnswerTokens", "EventHub", "Runner", "Started"]
 
 _FINAL = ("run_finished", "waiting")
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(NodeEvent))
 _TOKENS = ("text_delta", "text_restart")
 
 
@@ -178,12 +184,22 @@ class Started:
 class Runner:
     """Starts runs, answers approvals, and accounts usage against budgets."""
 
-    def __init__(self, store: SQLiteStore, budgets: Budgets, *, provider_key_providers: list[str]) -> None:
+    def __init__(self, store: SQLiteStore, budgets: Budgets, *, provider_key_providers: list[str],
+                 execute: bool = True, share_events: bool | None = None) -> None:
         self.store = store
         self.budgets = budgets
         self.hub = EventHub()
-        self.engine = Engine(store, on_event=self.hub.publish)
-        self.streaming = Engine(store, on_event=self.hub.publish, stream_text=True)
+        self.execute = execute
+        """False: runs started here are queued for ``keel worker`` (:mod:`keel.workflows.queue`)."""
+        if share_events is None:
+            share_events = store.dialect != "sqlite"
+        self.event_log = EventLog(store) if share_events and execute else None
+        """Where this server's engines also publish events, for other servers' followers."""
+        publish = self.hub.publish if self.event_log is None else self._publish_both
+        self.wake = Wakeup(store)
+        self.queue = RunQueue(store)
+        self.engine = Engine(store, on_event=publish)
+        self.streaming = Engine(store, on_event=publish, stream_text=True)
         """For callers that show an answer as it is written: Agent nodes' tokens reach the hub."""
         self._answer_nodes: dict[str, frozenset[str]] = {}
         self.versions = Versions(store)
@@ -211,6 +227,8 @@ class Runner:
 
         With ``stream_text``, Agent nodes' tokens are published as ``text_delta`` events."""
         run_id = new_id()
+        if not self.execute and not provider_key:
+            return await self._enqueue(version, input, run_id, key=key, end_user=end_user, stream_text=stream_text)
         self.hub.open(run_id, version.name, version.version, key_id=key.id if key else None, end_user=end_user)
         if provider_key:
             engine: Engine = _KeyedEngine(self.store, on_event=self.hub.publish, provider_key=provider_key,
@@ -246,10 +264,74 @@ class Runner:
         approval = self.runs.approval(approval_id)
         if approval is not None:
             self.hub.open(approval.run_id, approval.workflow)
+        if not self.execute and approval is not None:
+            return await self._answer_queued(approval, approved=approved, by=by, comment=comment, key=key,
+                                             end_user=end_user)
         result = await self._spawn(self.engine.answer(approval_id, approved=approved, by=by, comment=comment))
         if approval is not None:
             self._account(result, approval.workflow, key, end_user)
         return result
+
+    # -- runs executed by workers (execute=False) ----------------------------------------------
+
+    def _publish_both(self, event: NodeEvent) -> None:
+        self.hub.publish(event)
+        self.event_log.publish(event)  # type: ignore[union-attr]
+
+    async def _enqueue(self, version: WorkflowVersion, input: Any, run_id: str, *, key: ApiKey | None,
+                       end_user: str | None, stream_text: bool) -> Started:
+        """Record the run (no owner) and its queue row in one commit; follow its events from the store."""
+        key_id = key.id if key else None
+        run = self.engine.create(version, input, run_id=run_id, key_id=key_id, end_user=end_user, _defer=True)
+        self.hub.open(run_id, version.name, version.version, key_id=key_id, end_user=end_user)
+
+        def write() -> None:
+            self.engine._flush_rows(run)
+            self.store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?", (run_id,))
+            self.queue.add(run_id, stream_text=stream_text)
+
+        await self.store.commit_group().commit(write)
+        task = self._spawn(self._remote(run_id, version.name, key, end_user, after="", fresh=True))
+        return Started(run_id, version.name, version.version, task)
+
+    async def _answer_queued(self, approval: Any, *, approved: bool, by: str | None, comment: str | None,
+                             key: ApiKey | None, end_user: str | None) -> RunResult:
+        """Record the answer and queue the run for a worker; wait for it like a run started here."""
+        last = self.store.query("SELECT COALESCE(MAX(id), '') AS id FROM run_events WHERE run_id = ?",
+                                (approval.run_id,))[0]["id"]
+        await self.engine.answer(approval.id, approved=approved, by=by, comment=comment, drive=False)
+        self.queue.add(approval.run_id)
+        return await self._spawn(self._remote(approval.run_id, approval.workflow, key, end_user, after=last))
+
+    async def _remote(self, run_id: str, workflow: str, key: ApiKey | None, end_user: str | None, *,
+                      after: str, fresh: bool = False) -> RunResult:
+        """Relay the stored events of a run a worker executes to the hub, until it finishes or waits."""
+        async for doc in follow(self.store, run_id, self.wake, after=after):
+            self.hub.publish(NodeEvent(**{k: doc[k] for k in _EVENT_FIELDS if k in doc}))
+        result = self.engine._result(run_id)
+        self._account(result, workflow, key, end_user, fresh=fresh)
+        return result
+
+    def follow_stored(self, run_id: str, status: str) -> AsyncIterator[dict[str, Any]] | None:
+        """The events of a run executed by another process, from the store (None if it has none there):
+        from its start, or, for a run continued after an approval, from that continuation."""
+        waits = [r["id"] for r in self.store.query(
+            "SELECT id FROM run_events WHERE run_id = ? AND kind IN ('waiting', 'run_finished') ORDER BY id",
+            (run_id,))]
+        if not waits and not self.store.query("SELECT 1 AS x FROM run_events WHERE run_id = ? LIMIT 1", (run_id,)):
+            return None
+        if status == "running":  # what came after its last wait
+            after = waits[-1] if waits else ""
+        else:  # what led to the wait or end it is at now
+            after = waits[-2] if len(waits) >= 2 else ""
+        return follow(self.store, run_id, self.wake, after=after)
+
+    def renew_leases(self) -> None:
+        """Extend the leases of the runs this server's engines drive (a long model call keeps its run)."""
+        owners = [self.engine.owner, self.streaming.owner, *(e.owner for e in list(self._keyed))]
+        marks = ", ".join("?" * len(owners))
+        self.store.execute(f"UPDATE workflow_runs SET lease_until = ? WHERE owner IN ({marks}) AND status = 'running'",
+                           (time.time() + LEASE_SECONDS, *owners))
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -321,9 +403,11 @@ class Runner:
         """Resume orphaned runs and fire approval timeouts, like ``keel runs resume``, until ``stop``."""
         while not stop.is_set():
             with contextlib.suppress(Exception):
-                await self.engine.recover()
+                self.renew_leases()
+                if self.execute:
+                    await self.engine.recover()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                await asyncio.wait_for(stop.wait(), timeout=min(interval, LEASE_SECONDS / 3))
 
     def cancel(self, run_id: str, *, by: str | None = None, reason: str | None = None) -> RunResult:
         """Cancel a run (see :meth:`Engine.cancel`); a step this process has in flight for it, in
@@ -343,6 +427,10 @@ class Runner:
             await asyncio.wait(list(self._tasks), timeout=2)
         await self.engine.aclose()
         await self.streaming.aclose()
+        if self.event_log is not None:
+            with contextlib.suppress(Exception):
+                self.event_log.flush()
+        self.wake.close()
 
 
 class AnswerTokens:

@@ -46,6 +46,18 @@ class ServeSettings(BaseSettings):
     """What a caller's ``system``/``developer`` messages and Responses ``instructions`` become:
     ``demote`` user content prefixed ``[caller instructions]``, ``accept`` system messages,
     ``refuse`` a 400 naming the field (docs/security.md)."""
+    execute: bool = True
+    """Execute the runs this server starts (and approvals it answers). False: queue them for
+    ``keel worker`` processes (docs/workflows.md, "Workers"); runs with a caller's own provider
+    key still execute here (the key is never stored)."""
+    share_events: bool | None = None
+    """Write the events of runs executed here to the store, for clients following them through
+    another server. Default: on when the store is PostgreSQL (servers behind a load balancer)."""
+    key_requests_per_minute: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    """Runs and completions started per API key per minute, counted across every server sharing
+    the store (429 with Retry-After past it). None: no limit."""
+    user_requests_per_minute: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    """The same per end user (``X-Keel-User`` or the OpenAI ``user`` field)."""
 
 
 def is_loopback(host: str) -> bool:
