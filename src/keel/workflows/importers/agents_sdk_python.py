@@ -21,6 +21,7 @@ import json
 import re
 from typing import Any
 
+from keel.workflows.importers import sub_agents
 from keel.workflows.importers.errors import NotImportable
 from keel.workflows.importers.ir import MISSING, AbEdge, AbGraph, AbNode
 from keel.workflows.importers.python_cel import Unrecognised, python_to_cel
@@ -70,6 +71,8 @@ class _Reader(ToolSteps):
         self.results: dict[str, str] = {}
         """Python variable holding a node's output -> that node's id."""
         self.prev: str | None = None
+        self.on_graph: dict[str, str] = {}
+        """Agent variable -> the node its first ``Runner.run`` became (handoffs to it go there)."""
         self.module(tree)
 
     # -- module level ------------------------------------------------------------------
@@ -113,6 +116,7 @@ class _Reader(ToolSteps):
         if self.input_fields and set(self.input_fields.get("properties", {})) != {"input_as_text"}:
             self.g.input_schema = self.input_fields
         self.block(run.body, [(start, "out")], parent=None)
+        sub_agents.attach(self.g, self.agents, self.add, self.report, on_graph=self.on_graph)
 
     def model_schema(self, cls: ast.ClassDef) -> dict[str, Any]:
         props: dict[str, Any] = {}
@@ -168,12 +172,21 @@ class _Reader(ToolSteps):
         tools = _kw(call, "tools")
         config["tools"] = []
         for t in tools.elts if isinstance(tools, ast.List) else []:
-            if isinstance(t, ast.Name) and t.id in self.tools:
+            ref = sub_agents.as_tool(t)
+            if ref is not None:  # another agent as a tool (agents as tools)
+                config.setdefault("agent_tool_refs", []).append(ref)
+            elif isinstance(t, ast.Name) and t.id in self.tools:
                 config["tools"].append(self.tools[t.id])
             elif isinstance(t, ast.Call) and _call_name(t) in _HOSTED_TOOLS:
                 config["tools"].append(self.hosted_tool(_call_name(t), t))  # type: ignore[arg-type]
             else:
                 self.report.add("not_recognised", None, f"tool {ast.unparse(t)[:60]!r} of agent {config['label']!r}")
+        handoff_refs = sub_agents.handoffs(call, config["label"], self.report)
+        if handoff_refs:
+            config["handoff_refs"] = handoff_refs
+        description = _const(_kw(call, "handoff_description"))
+        if isinstance(description, str):
+            config["description"] = description
         settings = _kw(call, "model_settings")
         if isinstance(settings, ast.Call):
             for key in ("temperature", "max_tokens", "top_p", "parallel_tool_calls"):
@@ -348,6 +361,7 @@ class _Reader(ToolSteps):
         config["messages"] = messages
         config["reads_from_history"] = history
         node = self.add("Agent", self.agents[name]["label"], config, parent)  # type: ignore[index]
+        self.on_graph.setdefault(name, node)  # type: ignore[arg-type]
         base = re.sub(r"_temp(\d*)$", r"\1", var)
         self.connect(pending, node)
         self.results[var] = node

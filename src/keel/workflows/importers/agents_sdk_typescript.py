@@ -77,10 +77,10 @@ def _agent(var: str, literal: str, schemas: set[str]) -> str:
             args.append(f"model_settings=ModelSettings({', '.join(parts)})")
         elif key == "instructions" and "=>" in value:  # a function of the run context: reported, not read
             args.append("instructions=instructions_function()")
-        elif key in ("name", "instructions", "model"):
+        elif key in ("name", "instructions", "model", "tools", "handoffs"):  # asTool, handoffs: .sub_agents
             args.append(f"{key}={_js_to_py(value)}")
-        elif key == "tools":
-            args.append(f"tools={_js_to_py(value)}")
+        elif key == "handoffDescription":
+            args.append(f"handoff_description={_js_to_py(value)}")
     return f"{_snake(var)} = Agent({', '.join(args)})\n"
 
 

@@ -76,11 +76,12 @@ class _Mapper(ToolNodes):
                                 hint="an Agent Builder workflow begins at a builtins.Start node")
         self._drop_empty_set_states()
         reach = self._reachable()
+        called = _called_agents(g, reach)  # agents graph Agents call or hand off to: off the graph
         for n in g.nodes:
             base = "start" if n.id == g.start else _slug(self.label(n), _TYPE_DEFAULT_LABEL.get(n.type, "node"))
             self.ids[n.id] = self.new_id(base)
         for n in g.nodes:
-            if n.id in reach:
+            if n.id in reach or n.id in called:
                 self.node(n)
             else:
                 self.unreachable(n)
@@ -91,6 +92,10 @@ class _Mapper(ToolNodes):
                                 "description": self._description(), "nodes": self.nodes, "edges": self.edges}
         if self.layout:
             spec["layout"] = {"nodes": self.layout}
+        if any(n.get("handoffs") for n in self.nodes):  # the Agents SDK's Runner bounds turns (max_turns)
+            spec["limits"] = {"max_agent_turns": 100}
+            self.report.add("mapped", None, "agents hand off to each other: limits.max_agent_turns is set to 100 "
+                            "(the Agents SDK bounds a run by Runner.run's max_turns)", "change it in `limits:`")
         return spec
 
     def _description(self) -> str:
@@ -259,6 +264,12 @@ class _Mapper(ToolNodes):
                             "setting (the provider's default applies)")
         for tool in c.get("tools") or []:
             self.tool_placeholder(n, kid, tool)
+        if c.get("agent_tools"):
+            out["agent_tools"] = [{**t, "agent": self.ids[t["agent"]]} for t in c["agent_tools"]]
+        if c.get("handoffs"):
+            out["handoffs"] = [self.ids[t] for t in c["handoffs"]]
+        if c.get("description"):
+            out["description"] = c["description"]
         return out
 
     # -- expressions ----------------------------------------------------------------------
@@ -411,3 +422,16 @@ def yaml_text(spec: dict[str, Any], report: Report) -> str:
             f"# {len(report.placeholders())} placeholder(s) to finish: see the import report."]
     body = yaml.dump(spec, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
     return "\n".join(head) + "\n" + body
+
+
+def _called_agents(g: AbGraph, reach: set[str]) -> set[str]:
+    """Agent nodes the reachable Agents call as tools or hand off to, directly or through others."""
+    found: set[str] = set()
+    todo = [n for n in g.nodes if n.id in reach and n.type == "Agent"]
+    while todo:
+        n = todo.pop()
+        for target in [t["agent"] for t in n.config.get("agent_tools") or []] + list(n.config.get("handoffs") or []):
+            if target not in found and target not in reach:
+                found.add(target)
+                todo.append(g.node(target))
+    return found
