@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.operate.conftest import publish, start_server
+from tests.operate.conftest import start_server
 from tests.operate.workers import (
     PAY,
     PAY_APPROVED,
@@ -20,26 +20,34 @@ from tests.operate.workers import (
     effects,
     env,
     invocations,
+    publish_to,
     start_worker,
     wait_for,
 )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str | None:
+    """The shared store: SQLite under one KEEL_HOME, or a real PostgreSQL database."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, url: str | None) -> Path:
     h = tmp_path / "home"
     h.mkdir()
     for spec, name in ((PAY, "pay"), (PAY_APPROVED, "pay_approved"), (SLOW, "slow")):
-        publish(h, spec, name)
+        publish_to(h, spec, name, url=url)
     return h
 
 
-def _status(server, run_id: str) -> str:  # noqa: ANN001
+def _status(server, run_id: str) -> str:
     return httpx.get(f"{server.url}/v1/runs/{run_id}", timeout=30).json()["status"]
 
 
-def test_a_server_that_does_not_execute_queues_the_run_and_a_worker_runs_it(home: Path, tmp_path: Path) -> None:
-    environ = env(home, tmp_path)
+def test_a_server_that_does_not_execute_queues_the_run_and_a_worker_runs_it(
+        home: Path, tmp_path: Path, url: str | None) -> None:
+    environ = env(home, tmp_path, url=url)
     server = start_server(home, "--no-execute", env=environ)
     worker = None
     try:
@@ -65,8 +73,8 @@ def test_a_server_that_does_not_execute_queues_the_run_and_a_worker_runs_it(home
 
 
 def test_a_worker_killed_mid_tool_call_loses_its_run_to_another_and_the_side_effect_happens_once(
-        home: Path, tmp_path: Path) -> None:
-    environ = env(home, tmp_path, {"WORKER_HOLD": "1"})
+        home: Path, tmp_path: Path, url: str | None) -> None:
+    environ = env(home, tmp_path, {"WORKER_HOLD": "1"}, url=url)
     server = start_server(home, "--no-execute", env=environ)
     first = start_worker(home, environ, name="first")
     second = None
@@ -91,8 +99,9 @@ def test_a_worker_killed_mid_tool_call_loses_its_run_to_another_and_the_side_eff
             second.stop()
 
 
-def test_a_client_of_a_server_streams_the_tokens_of_a_run_executing_on_a_worker(home: Path, tmp_path: Path) -> None:
-    environ = env(home, tmp_path)
+def test_a_client_of_a_server_streams_the_tokens_of_a_run_executing_on_a_worker(
+        home: Path, tmp_path: Path, url: str | None) -> None:
+    environ = env(home, tmp_path, url=url)
     server = start_server(home, "--no-execute", env=environ)
     worker = start_worker(home, environ)
     try:
@@ -125,8 +134,9 @@ def test_a_client_of_a_server_streams_the_tokens_of_a_run_executing_on_a_worker(
         worker.stop()
 
 
-def test_an_approval_answered_on_one_server_continues_the_run_on_a_worker(home: Path, tmp_path: Path) -> None:
-    environ = env(home, tmp_path)
+def test_an_approval_answered_on_one_server_continues_the_run_on_a_worker(
+        home: Path, tmp_path: Path, url: str | None) -> None:
+    environ = env(home, tmp_path, url=url)
     a = start_server(home, "--no-execute", env=environ)
     b = start_server(home, "--no-execute", env=environ)
     worker = start_worker(home, environ)
@@ -146,8 +156,9 @@ def test_an_approval_answered_on_one_server_continues_the_run_on_a_worker(home: 
         worker.stop()
 
 
-def test_keel_worker_stops_gracefully_on_sigterm(home: Path, tmp_path: Path) -> None:
-    environ = env(home, tmp_path)
+def test_keel_worker_stops_gracefully_on_sigterm(
+        home: Path, tmp_path: Path, url: str | None) -> None:
+    environ = env(home, tmp_path, url=url)
     worker = start_worker(home, environ)
     wait_for(lambda: "keel worker:" in worker.log_text(), what="the worker to start")
     worker.proc.terminate()

@@ -62,11 +62,26 @@ edges:
 """
 
 
-def env(home: Path, tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of servers and workers: the repo importable (tools by path), the effects file."""
+def env(home: Path, tmp: Path, extra: dict[str, str] | None = None, *, url: str | None = None) -> dict[str, str]:
+    """The environment of servers and workers: the repo importable (tools by path), the effects file,
+    and ``KEEL_STORE_URL`` when the store is PostgreSQL (``url``)."""
     return server_env(home, {"PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
                              "WORKER_EFFECTS": str(tmp / "effects.db"), "WORKER_GATE": str(tmp / "gate"),
-                             **(extra or {})})
+                             **({"KEEL_STORE_URL": url} if url else {}), **(extra or {})})
+
+
+def publish_to(home: Path, spec: str, name: str, *, url: str | None) -> None:
+    """Publish ``spec`` into the store of ``home`` (SQLite) or at ``url`` (PostgreSQL)."""
+    from keel.store import open_store
+    from keel.workflows import publish as publish_spec
+
+    path = home / f"{name}.yaml"
+    path.write_text(spec, encoding="utf-8")
+    store = open_store(home, url=url or "")
+    try:
+        publish_spec(path, store=store)
+    finally:
+        store.close()
 
 
 @dataclass
@@ -99,7 +114,7 @@ def start_worker(home: Path, environ: dict[str, str], *args: str, name: str = "w
     return WorkerProc(proc, log)
 
 
-def wait_for(check, *, timeout: float = 120, what: str = "a condition") -> None:  # noqa: ANN001
+def wait_for(check, *, timeout: float = 120, what: str = "a condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
