@@ -113,6 +113,17 @@ async def test_a_conductor_calls_two_specialists_and_hands_off(spec_file, store)
     assert all(s.status == "ok" for s in spans if s.kind in ("agent", "tool", "model"))
     conductor_models = [s for s in spans if s.kind == "model" and s.parent_id == node.span_id]
     assert len(conductor_models) == 3
+    # Evals see every sub-agent's calls as steps of the conductor's node, with their text.
+    from keel.evals.traces import load_trace
+
+    steps = load_trace(store, result.run_id).steps
+    models = [s for s in steps if s.kind == "model"]
+    assert [s.name for s in models] == ["chat scripted:conductor", "chat scripted:researcher",
+                                        "chat scripted:researcher", "chat scripted:conductor",
+                                        "chat scripted:writer", "chat scripted:conductor", "chat scripted:closer"]
+    assert {s.node_id for s in models} == {"conductor"}
+    assert models[2].output_text == "Order 7 shipped." and models[-1].output_text.startswith("Case closed")
+    assert [s.tool for s in steps if s.kind == "tool"] == ["researcher", "lookup_order", "write_it"]
 
 
 def test_a_killed_and_resumed_run_does_not_run_a_completed_specialist_again(tmp_path, store) -> None:

@@ -162,6 +162,7 @@ def load_trace(store: SQLiteStore, run_id: str) -> RunTrace:
     steps_by_seq = {s.seq: s for s in runs.steps(record.id)}
     spans = Spans(store).for_trace(record.trace_id)
     nodes = {s.span_id: s for s in spans if s.kind == "node"}
+    by_id = {s.span_id: s for s in spans}
     engine = Engine(store)
     out: list[TraceStep] = []
     previous_output: Any = record.input
@@ -188,6 +189,9 @@ def load_trace(store: SQLiteStore, run_id: str) -> RunTrace:
                 previous_output = text if text is not None else output
             continue
         parent = nodes.get(span.parent_id or "")
+        up = by_id.get(span.parent_id or "")
+        while parent is None and up is not None:  # an agent called as a tool or handed to: its node
+            parent, up = nodes.get(up.parent_id or ""), by_id.get(up.parent_id or "")
         pa = parent.attributes if parent else {}
         node_id, node_type = pa.get("keel.node.id"), pa.get("keel.node.type")
         attrs = {**a, "_node_span": span.parent_id}
