@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.openai_stub import OpenAIStub
-from tests.pg import PostgresUnavailable, TestPostgres, start_postgres
+from tests.pg import TEST_STORE, PostgresUnavailable, TestPostgres, session_server
 
 _PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "OLLAMA_HOST", "KEEL_MODEL")
 
 
-TEST_STORE = os.environ.get("KEEL_TEST_STORE", "sqlite").strip().lower() or "sqlite"
-"""The backend the whole suite runs on: ``sqlite`` (default) or ``postgresql``
-(``KEEL_TEST_STORE=postgresql python -m pytest ...``: every test's KEEL_STORE_URL is a fresh
-database on a throwaway PostgreSQL server, see tests/pg.py)."""
 if TEST_STORE not in ("sqlite", "postgresql"):
     raise pytest.UsageError(f"KEEL_TEST_STORE={TEST_STORE!r}: use sqlite or postgresql")
 
@@ -44,15 +40,12 @@ def keel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 def pg_server() -> Iterator[TestPostgres]:
     """One real PostgreSQL server for the test session (skips, saying why, if none can start)."""
     try:
-        server = start_postgres()
+        server = session_server()
     except PostgresUnavailable as e:
         if TEST_STORE == "postgresql":
             pytest.fail(f"KEEL_TEST_STORE=postgresql but PostgreSQL cannot start: {e}")
         pytest.skip(f"PostgreSQL cannot start here: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield server  # stopped at exit: subprocess helpers (tests.pg.use_postgres_for) share it
 
 
 @pytest.fixture

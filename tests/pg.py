@@ -28,7 +28,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PostgresUnavailable", "TestPostgres", "find_binaries", "start_postgres"]
+__all__ = ["TEST_STORE", "PostgresUnavailable", "TestPostgres", "find_binaries", "session_server", "start_postgres",
+           "use_postgres_for"]
+
+TEST_STORE = os.environ.get("KEEL_TEST_STORE", "sqlite").strip().lower() or "sqlite"
+"""The backend the whole suite runs on: ``sqlite`` (default) or ``postgresql``
+(``KEEL_TEST_STORE=postgresql python -m pytest ...``: every test's KEEL_STORE_URL is a fresh
+database on a throwaway PostgreSQL server)."""
 
 _DEBIAN_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -195,3 +201,41 @@ def start_postgres() -> TestPostgres:
                 raise PostgresUnavailable(f"PostgreSQL started but refuses connections: {e}") from None
             time.sleep(0.2)
     return server
+
+
+_session: TestPostgres | PostgresUnavailable | None = None
+
+
+def session_server() -> TestPostgres:
+    """The test session's server, started on first use and stopped at exit (raises
+    :class:`PostgresUnavailable`, the same each time, when it cannot start)."""
+    global _session
+    if _session is None:
+        import atexit
+
+        try:
+            _session = start_postgres()
+            atexit.register(_session.stop)
+        except PostgresUnavailable as e:
+            _session = e
+    if isinstance(_session, PostgresUnavailable):
+        raise _session
+    return _session
+
+
+def use_postgres_for(home: Path) -> str | None:
+    """Under ``KEEL_TEST_STORE=postgresql``: give the Keel home ``home`` (a served home, a
+    subprocess's KEEL_HOME) a fresh database of its own, named by ``store =`` at the top of its
+    keel.toml (so ``keel`` subprocesses and ``open_store(home)`` both find it); its URL. Does
+    nothing (None) on SQLite, or when the home has a store already."""
+    if TEST_STORE != "postgresql":
+        return None
+    toml = Path(home) / "keel.toml"
+    text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
+    for line in text.splitlines():
+        if line.replace(" ", "").startswith("store="):
+            return line.split("=", 1)[1].strip().strip('"')
+    url = session_server().create_database("keel_home")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    toml.write_text(f'store = "{url}"\n{text}', encoding="utf-8")  # top-level keys before any [table]
+    return url

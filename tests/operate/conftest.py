@@ -36,6 +36,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg import use_postgres_for
+
 
 def agent_workflow(name: str, model: str, instructions: str, description: str) -> str:
     """The spec of start -> agent (``model``) -> end."""
@@ -86,6 +88,7 @@ def free_port() -> int:
 
 
 def server_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    use_postgres_for(home)  # KEEL_TEST_STORE=postgresql: the home's own database, named in its keel.toml
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_") and k not in _CLEAN_ENV}
     return {**env, "KEEL_HOME": str(home), **(extra or {})}
 
@@ -100,12 +103,13 @@ def keel(home: Path, *args: str, env: dict[str, str] | None = None) -> subproces
 
 def publish(home: Path, spec: str, name: str) -> None:
     """Publish ``spec`` into ``home``'s store (in-process: the public Python API)."""
-    from keel.store import SQLiteStore
+    from keel.store import open_store
     from keel.workflows import publish as publish_spec
 
     path = home / f"{name}.yaml"
     path.write_text(spec, encoding="utf-8")
-    store = SQLiteStore(home / "keel.db")
+    use_postgres_for(home)
+    store = open_store(home)
     try:
         publish_spec(path, store=store)
     finally:

@@ -84,7 +84,9 @@ def run_checks(*, offline: bool = False) -> list[Check]:
         checks.append(Check("configuration", "fail", e.message, e.hint))
         return checks
     checks.append(Check("configuration", "ok", _config_sources()))
-    checks.append(_check_store(settings))
+    from keel.cli.doctor_store import check_store
+
+    checks.extend(check_store(settings))
     checks.extend(_check_models(settings, offline=offline))
     checks.extend(_check_extras())
     checks.append(_check_grader_sandbox())
@@ -109,26 +111,6 @@ def _check_grader_sandbox() -> Check:
 def _config_sources() -> str:
     found = [p for p in ("keel.toml", ".env") if Path(p).is_file()]
     return "read from environment" + "".join(f", ./{p}" for p in found)
-
-
-def _check_store(settings: Settings) -> Check:
-    from keel.store import DB_FILENAME, open_store
-
-    path = settings.home / DB_FILENAME
-    try:
-        store = open_store(settings.home)
-        try:
-            integrity = store.integrity_check()
-            mode = store.query("PRAGMA journal_mode")[0]["journal_mode"]
-            applied = len(store.applied_migrations())
-        finally:
-            store.close()
-    except KeelError as e:
-        return Check("store", "fail", f"{path}: {e.message}", e.hint)
-    if integrity != "ok":
-        return Check("store", "fail", f"{path} is damaged: {integrity}",
-                     f"move {path} aside (Keel starts a new store) and restore from a backup if you have one")
-    return Check("store", "ok", f"{path} (SQLite, {mode} mode, {applied} migrations applied)")
 
 
 def _configured_models(settings: Settings) -> list[tuple[str, str]]:

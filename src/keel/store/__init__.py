@@ -27,17 +27,25 @@ def open_store(home: str | Path | None = None, *, url: str | None = None, migrat
     ``url`` (else ``KEEL_STORE_URL``, else ``store =`` in keel.toml) picks the backend:
     ``postgresql://...`` (or ``postgres://``) opens a :class:`~keel.store.postgres.PostgresStore`;
     ``sqlite:///PATH`` a SQLite file at ``PATH``; unset, the SQLite file ``keel.db`` under
-    ``home`` (else ``KEEL_HOME``). Raises :class:`~keel.errors.StoreError` (one line and a fix)
-    when the store cannot be reached or is newer than this Keel.
+    ``home`` (else ``KEEL_HOME``). A ``home`` other than KEEL_HOME is another Keel home: its
+    store is the one its own ``keel.toml`` names (else its ``keel.db``). Raises
+    :class:`~keel.errors.StoreError` (one line and a fix) when the store cannot be reached or
+    is newer than this Keel.
     """
-    if url is None or home is None:
+    if url is None:
         from keel.config import get_settings
 
         settings = get_settings()
-        url = url if url is not None else settings.store
-        home = home if home is not None else settings.home
+        if home is None or _same_path(Path(home), settings.home):
+            url, home = settings.store, settings.home
+        else:
+            url = _store_in_toml(Path(home) / "keel.toml")
     url = (url or "").strip()
     if not url:
+        if home is None:
+            from keel.config import get_settings
+
+            home = get_settings().home
         return SQLiteStore(Path(home) / DB_FILENAME, migrate=migrate)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme in ("postgresql", "postgres"):
@@ -52,3 +60,21 @@ def open_store(home: str | Path | None = None, *, url: str | None = None, migrat
     raise ConfigError(f"KEEL_STORE_URL (or `store =` in keel.toml) is not a store URL: {redact_url(url)!r}",
                       hint="use postgresql://USER:PASSWORD@HOST:PORT/DATABASE, sqlite:///PATH, or leave it "
                            "unset for the embedded store under KEEL_HOME")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.expanduser().resolve() == b.expanduser().resolve()
+    except OSError:
+        return a == b
+
+
+def _store_in_toml(path: Path) -> str | None:
+    """``store =`` in the keel.toml at ``path`` (None when there is none)."""
+    import tomllib
+
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("store")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -259,11 +259,18 @@ class SQLiteStore:
         )
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations in order, each in its own transaction; return their names."""
+        """Apply pending migrations in order, each in its own transaction; return their names.
+        Refuses (:class:`StoreError`) a store a newer Keel migrated (:mod:`keel.store.schema`)."""
         import time
 
+        from keel.store.schema import newer_store_error, unknown_migrations
+
+        done = self.applied_migrations()
+        unknown = unknown_migrations(done)
+        if unknown:
+            raise newer_store_error(str(self.path), unknown)
         applied = []
-        for m in self.pending_migrations():
+        for m in [m for m in MIGRATIONS if m.name not in set(done)]:
             with self.transaction():
                 # Re-check inside the write lock: another process may have just applied it.
                 if self.query("SELECT 1 FROM keel_migrations WHERE name = ?", (m.name,)):

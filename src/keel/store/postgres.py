@@ -32,7 +32,7 @@ from keel.store.dialect import UnportableSQL, to_postgres
 from keel.store.group import CommitGroup
 from keel.store.migrations import MIGRATIONS, Migration
 
-__all__ = ["MIN_SERVER_VERSION", "PostgresStore", "redact_url"]
+__all__ = ["MIN_SERVER_VERSION", "PostgresStore", "redact_url", "server_version_text"]
 
 T = TypeVar("T")
 
@@ -144,7 +144,7 @@ class PostgresStore:
             raise StoreError(message, hint=hint) from None
         if version < MIN_SERVER_VERSION:
             raise StoreError(
-                f"PostgreSQL at {self.safe_url} is version {_version_text(version)}; Keel needs 13 or newer",
+                f"PostgreSQL at {self.safe_url} is version {server_version_text(version)}; Keel needs 13 or newer",
                 hint="upgrade the server (or point KEEL_STORE_URL at a newer one)",
             )
         return version
@@ -332,8 +332,14 @@ class PostgresStore:
 
         Each transaction first takes an advisory lock, so a second process starting at the same
         time waits, then finds the migration applied and skips it."""
+        from keel.store.schema import newer_store_error, unknown_migrations
+
+        done = self.applied_migrations()
+        unknown = unknown_migrations(done)
+        if unknown:
+            raise newer_store_error(self.safe_url, unknown)
         applied = []
-        for m in self.pending_migrations():
+        for m in [m for m in MIGRATIONS if m.name not in set(done)]:
             with self.transaction():
                 self.query("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
                 self.execute(
@@ -343,8 +349,13 @@ class PostgresStore:
                 )
                 if self.query("SELECT 1 AS x FROM keel_migrations WHERE name = ?", (m.name,)):
                     continue
-                for statement in m.statements:
-                    self.execute(statement)
+                try:
+                    for statement in m.statements:
+                        self.execute(statement)
+                except StoreError as e:  # the transaction rolls all of it back
+                    raise StoreError(f"migration {m.name} failed on {self.safe_url}, nothing of it was applied: "
+                                     f"{e.message}", hint="run `keel doctor`; report this to Keel's maintainers "
+                                     "if the database is otherwise healthy") from e
                 self.execute("INSERT INTO keel_migrations (name, applied_at) VALUES (?, ?)",
                               (m.name, time.time()))
             applied.append(m.name)
@@ -367,6 +378,7 @@ def _is_read(sql: str) -> bool:
     return head in ("SELECT", "SHOW", "VALUES") and "pg_notify" not in low and " for update" not in low
 
 
-def _version_text(version: int) -> str:
+def server_version_text(version: int) -> str:
+    """``180003`` -> ``"18.3"`` (PostgreSQL's ``server_version_num``)."""
     major, minor = divmod(version, 10000)
     return f"{major}.{minor}" if major >= 10 else f"{version // 10000}.{(version // 100) % 100}"
