@@ -195,10 +195,6 @@ class _Loop:
     async def tools(self, agent: AgentNode, key: str, span: Span, depth: int) -> dict[str, Any]:
         wf = self.run.wf
         tools: dict[str, Any] = {wf.tools[ref].name: wf.tools[ref] for ref in agent.tools}
-        if agent.http is not None:  # the built-in HTTP request tool (keel.workflows.http_tool)
-            from keel.workflows.http_tool import HttpRequestTool
-
-            tools[agent.http.name] = HttpRequestTool(agent.http)
         for call in agent_tools(agent, wf.nodes):
             tools[call.name] = dataclasses.replace(call, run=self._specialist(agent, call, depth))
         if agent.mcp:
@@ -327,7 +323,8 @@ async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span
         from keel.workflows.mcp_tools import WaitForApproval, approval_message
 
         mcp = getattr(tool, "server", None)
-        where = f"MCP server {mcp.server}" if mcp is not None else "Python tool " + next(
+        where = f"MCP server {mcp.server}" if mcp is not None else f"agent {tool.target}" if isinstance(
+            tool, AgentCall) else "Python tool " + next(
             (ref for ref in node.tools if run.wf.tools[ref].name == call.name), call.name)
         a = engine.gate(run, node.id, f"tool:{key}",
                         lambda: approval_message(call.name, where, call.arguments, decision.reason()),
@@ -358,9 +355,7 @@ async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span
     except Exception as e:
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e}"))
         raise NodeFailure(f"tool {call.name} failed: {type(e).__name__}: {e}", kind="tool") from None
-    from keel.workflows.tool_results import truncate_result
-
-    text = truncate_result(_text(result), node.max_tool_result_tokens)  # what the model sees, memo included
+    text = _text(result)
     span.attributes["keel.tool.result"] = text[:2000]
     engine.spans.write(span.end())
     engine.memo_put(run.id, key, text)

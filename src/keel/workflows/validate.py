@@ -435,7 +435,8 @@ class _Checker:
         except KeelError as e:
             self.problem(e.message, e.hint or "", node=n.id, path=path)
             return
-        plain_agent = isinstance(n, AgentNode) and n.output_schema is None and not n.tools and not n.mcp
+        plain_agent = isinstance(n, AgentNode) and n.output_schema is None and not n.tools and not n.mcp \
+            and not n.agent_tools and not n.handoffs
         if spec.prefix == "extractive" and not plain_agent:  # it only quotes sources (docs/models.md)
             from keel.models.extractive import SWITCH
 
@@ -513,8 +514,7 @@ class _Checker:
                              "annotate every parameter with a JSON-compatible type", node=n.id, path=("tools", i))
         known = {name_key(ref) for ref in n.tools} | {name_key(self.out.tools[ref].name) for ref in n.tools
                                                       if ref in self.out.tools}
-        if n.http is not None:  # the built-in HTTP request tool takes its policy from here too
-            known.add(name_key(n.http.name))
+        known |= {name_key(t.name or t.agent) for t in n.agent_tools}  # calling an agent may need approval too
         for tool in n.approval:
             if tool != "*" and name_key(tool) not in known:
                 self.problem(f"approval names tool {tool!r}, which is not one of this node's Python `tools`",
@@ -538,7 +538,8 @@ def compile_workflow(loaded: LoadedSpec, *, tools: dict[str, Callable[..., Any]]
     c.check_node_fields()
     from keel.workflows.multi_agent_check import check_multi_agent
 
-    check_multi_agent(c.spec, lambda n: [c.out.tools[r].name for r in n.tools if r in c.out.tools], c.problem)
+    check_multi_agent(c.spec, lambda n: [c.out.tools[r].name for r in n.tools if r in c.out.tools]
+                      + ([n.http.name] if getattr(n, "http", None) is not None else []), c.problem)
     c.check_layout()
     if c.problems:
         c.problems.sort(key=lambda p: (p.line or 0))
