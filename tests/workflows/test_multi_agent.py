@@ -154,6 +154,26 @@ def test_a_killed_and_resumed_run_does_not_run_a_completed_specialist_again(tmp_
     assert names.count("invoke_agent researcher") == 1 and names.count("invoke_agent closer") == 1
 
 
+async def test_calling_a_specialist_can_wait_for_approval(spec_file, store) -> None:
+    from keel.workflows import aapprove
+
+    path = spec_file(CONDUCTOR.replace("    handoffs: [closer]\n", "    handoffs: [closer]\n    approval: {write_it: always}\n"))
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        conductor.reply(tool_calls=[("write_it", {"input": "a note"})])
+        waiting = await arun(path, "Where is order 7?", store=store)
+        assert waiting.status == "waiting", waiting.error
+        assert waiting.approval.message.startswith('Allow the tool call write_it({"input": "a note"}) on agent writer')
+        assert not writer.calls
+        writer.reply("A note.")
+        conductor.reply("Done.")
+        done = await aapprove(waiting.approval.id, by="lin", store=store)
+        assert done.status == "succeeded", done.error
+        assert conductor.calls[-1].messages[-1].content == "A note."
+        researcher.assert_done()
+        closer.assert_done()
+
+
 def _error(spec_file, text: str) -> str:
     with pytest.raises(SpecError) as e:
         validate(spec_file(text))
