@@ -22,6 +22,10 @@ INPUTS = {
     "customer-service": "Order 7 arrived broken, I want my money back.",
     "data-enrichment": {"name": "Acme Tools", "description": "Acme sells hand tools to shops in Germany; 120 staff.",
                         "question": "Where is Acme based?"},
+    "document-comparison": "Document A (before):\nThe rent is 2,400 euros a month.\n\nDocument B (after):\n"
+                           "The rent is 2,650 euros a month.",
+    "planning-helper": "Move the team's wiki from Confluence to Notion within 6 weeks.",
+    "code-review": "Description: Add the Austrian VAT rate of 20%.\n\nDiff:\n-RATES = {\"DE\": 19}\n+RATES = {\"AT\": 20, \"DE\": 19}",
 }
 
 
@@ -53,7 +57,8 @@ CASES = [(t, n.id) for t in TEMPLATES for n in structured_agents(t)]
 
 
 def test_the_templates_have_structured_agents_to_check() -> None:
-    assert {t for t, _ in CASES} == {"customer-service", "data-enrichment"}
+    assert {t for t, _ in CASES} == {"customer-service", "data-enrichment", "document-comparison", "planning-helper",
+                                     "code-review"}
 
 
 @pytest.mark.parametrize(("template", "node"), CASES)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from keel.workflows.errors import WorkflowError
 
-__all__ = ["TEMPLATES", "catalog", "create_project", "template_dir"]
+__all__ = ["SAMPLE_COLLECTIONS", "TEMPLATES", "catalog", "create_project", "template_dir"]
 
 def catalog(root: Path) -> dict[str, str]:
     """Template name -> what it does (the ``description:`` line of its workflow.yaml), for the
@@ -29,6 +29,13 @@ def catalog(root: Path) -> dict[str, str]:
 
 TEMPLATES: dict[str, str] = catalog(Path(__file__).parent)
 """Template name -> what it does."""
+
+SAMPLE_COLLECTIONS: dict[str, dict[str, str]] = {
+    "knowledge-assistant": {"handbook": "docs"},
+    "code-review": {"repo": "repo"},
+}
+"""Template name -> the context collections its File search nodes read -> the folder of the project
+to ingest into each (``keel context add COLLECTION ./FOLDER``, as its README says)."""
 
 
 def template_dir(name: str) -> Path:
