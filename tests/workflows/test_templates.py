@@ -51,6 +51,9 @@ def test_keel_init_creates_a_project_and_refuses_to_overwrite(tmp_path) -> None:
     assert "Traceback" not in r.stderr and not (tmp_path / "x").exists()
     r = keel("init", "--template", "knowledge-assistant", str(tmp_path / "kb"))
     assert r.returncode == 0 and (tmp_path / "kb" / "docs" / "time-off.md").is_file()
+    r = keel("init", "--template", "code-review", str(tmp_path / "cr"))  # a sample package stays whole
+    assert r.returncode == 0 and (tmp_path / "cr" / "repo" / "shop" / "__init__.py").is_file()
+    assert not list((tmp_path / "cr").rglob("__pycache__"))
 
 
 async def test_customer_service_runs_end_to_end_with_an_approval(monkeypatch, tmp_path, store) -> None:

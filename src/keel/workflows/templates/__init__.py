@@ -73,6 +73,11 @@ def create_project(template: str, dest: str | Path | None = None) -> Path:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise WorkflowError(f"{target} already exists and is not empty",
                             hint="pick a new directory: keel init --template NAME DIR")
-    shutil.copytree(source, target, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # an __init__.py at a template's top is packaging, not the project's; a sample package's
+        # (code-review's repo/shop/) is part of the sample
+        top = {"__init__.py"} if Path(folder) == source else set()
+        return {n for n in names if n == "__pycache__" or n.endswith(".pyc")} | (set(names) & top)
+
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=ignore)
     return target
