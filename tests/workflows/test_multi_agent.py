@@ -68,7 +68,9 @@ async def test_a_conductor_calls_two_specialists_and_hands_off(spec_file, store)
         names = [t.name for t in conductor.calls[0].tools]
         assert names == ["researcher", "write_it", "transfer_to_closer"]
         assert conductor.calls[0].tools[0].description == "Finds facts."
-        assert conductor.calls[0].tools[1].description == "Ask Writes prose.."
+        assert conductor.calls[0].tools[1].description == "Writes prose."
+        assert conductor.calls[0].tools[2].description == \
+            "Hand the conversation over to the closer agent: it answers the user from here on."
         # Each specialist runs with its own instructions and only the input it was given ...
         first = researcher.calls[0].messages
         assert [m.role for m in first] == ["system", "user"]
@@ -246,3 +248,18 @@ async def test_the_agent_turn_limit_stops_a_handoff_cycle(spec_file, store) -> N
     assert result.status == "failed"
     assert "limits.max_agent_turns: the agents of this run made 3 model calls (the limit is 3)" in result.error
     assert "stopped before agent 'b'" in result.error
+
+
+def test_the_depth_limit_at_run_time_names_the_limit_and_the_fix() -> None:
+    """Validation refuses a spec that nests too deeply; the run-time check is the guard behind it."""
+    from keel.workflows.multi_agent import Budget
+    from keel.workflows.nodes import NodeFailure
+    from keel.workflows.spec import Limits
+
+    budget = Budget(Limits(max_agent_depth=2), used=0)
+    budget.enter(2, "a", "b")
+    with pytest.raises(NodeFailure) as e:
+        budget.enter(3, "b", "c")
+    assert e.value.kind == "agent_depth_limit"
+    assert e.value.message.startswith("limits.max_agent_depth: agent 'b' called agent 'c' as a tool at depth 3 "
+                                      "(the limit is 2). Fix: raise it with `limits: {max_agent_depth: ...}`")

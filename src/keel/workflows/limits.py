@@ -2,7 +2,9 @@
 
 The engine asks :func:`before_step` before each step (steps taken, seconds spent being
 executed) and :func:`after_step` once a node has produced its output (its size, and the size
-of the state and chat history when the node changed them). A run over a limit fails with an
+of the state and chat history when the node changed them). Agent nodes check
+``max_agent_turns`` and ``max_agent_depth`` as their agents go (:mod:`keel.workflows.multi_agent`,
+with the messages here). A run over a limit fails with an
 error that names the limit, the node and the spec field to raise; no ``error`` edge catches it
 (a retry edge would only go round again).
 """
@@ -14,7 +16,7 @@ from typing import Any
 from keel import jsontext
 from keel.workflows.spec import Limits
 
-__all__ = ["after_step", "before_step", "over_time"]
+__all__ = ["after_step", "before_step", "over_agent_depth", "over_agent_turns", "over_time"]
 
 
 def _fix(field: str) -> str:
@@ -56,3 +58,21 @@ def after_step(limits: Limits, *, node_id: str, output_json: str | None, state: 
                     f"{size} bytes as JSON (the limit is {limits.max_state_bytes}). Fix: "
                     f"{_fix('max_state_bytes')}, or keep less in state")
     return None
+
+
+def over_agent_turns(limits: Limits, *, used: int, agent_id: str) -> str | None:
+    """Why agent ``agent_id`` may not call its model again after the run's agents made ``used`` calls, or None."""
+    if used < limits.max_agent_turns:
+        return None
+    return (f"limits.max_agent_turns: the agents of this run made {used} model calls (the limit is "
+            f"{limits.max_agent_turns}); stopped before agent {agent_id!r} called its model again. Fix: "
+            f"{_fix('max_agent_turns')}, or give the agents a way to finish (a handoff cycle goes round until "
+            "this limit)")
+
+
+def over_agent_depth(limits: Limits, *, depth: int, caller: str, target: str) -> str | None:
+    """Why ``caller`` may not call ``target`` as a tool at nesting ``depth``, or None."""
+    if depth <= limits.max_agent_depth:
+        return None
+    return (f"limits.max_agent_depth: agent {caller!r} called agent {target!r} as a tool at depth {depth} (the "
+            f"limit is {limits.max_agent_depth}). Fix: {_fix('max_agent_depth')}, or nest the agents less deeply")

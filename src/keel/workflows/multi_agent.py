@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.models import Tool
+from keel.workflows.limits import over_agent_depth, over_agent_turns
 from keel.workflows.nodes import NodeFailure
 from keel.workflows.spec import AgentNode, Limits
 
@@ -33,10 +34,6 @@ HANDOFF_PREFIX = "transfer_to_"
 _INPUT_SCHEMA = {"type": "object", "properties": {"input": {"type": "string", "description":
                  "What to ask the agent: the whole request, since it sees nothing else of this conversation."}},
                  "required": ["input"], "additionalProperties": False}
-
-
-def _describe(target: AgentNode) -> str:
-    return target.description or target.title or f"the {target.id} agent"
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,8 @@ def agent_tools(node: AgentNode, nodes: dict[str, Any]) -> list[AgentCall]:
     for ref in node.agent_tools:
         target = nodes[ref.agent]
         name = ref.name or ref.agent
-        description = ref.description if ref.description is not None else f"Ask {_describe(target)}."
+        description = ref.description if ref.description is not None else \
+            target.description or f"Ask the {target.title or target.id} agent."
         out.append(AgentCall(name, Tool(name=name, description=description, parameters=_INPUT_SCHEMA),
                              ref.agent))
     return out
@@ -73,8 +71,8 @@ def handoff_tools(node: AgentNode, nodes: dict[str, Any]) -> dict[str, str]:
 
 def handoff_specs(node: AgentNode, nodes: dict[str, Any]) -> list[Tool]:
     """The ``transfer_to_<id>`` tools the model of ``node`` sees."""
-    return [Tool(name=name, description=f"Hand the conversation over to {_describe(nodes[target])}: it "
-                 "answers the user from here on.", parameters={"type": "object", "properties": {},
+    return [Tool(name=name, description=f"Hand the conversation over to the {nodes[target].title or target} "
+                 f"agent: it answers the user from here on. {nodes[target].description}".strip(), parameters={"type": "object", "properties": {},
                                                                "additionalProperties": False})
             for name, target in handoff_tools(node, nodes).items()]
 
@@ -96,22 +94,17 @@ class Budget:
 
     def turn(self, agent_id: str) -> None:
         """Count one model call by ``agent_id``; a failure when the run has none left."""
-        if self.used >= self.limits.max_agent_turns:
-            raise NodeFailure(
-                f"limits.max_agent_turns: the agents of this run made {self.used} model calls (the limit is "
-                f"{self.limits.max_agent_turns}); stopped before agent {agent_id!r} called its model again. "
-                "Fix: raise it with `limits: {max_agent_turns: ...}` in the workflow spec, or give the agents "
-                "a way to finish (a handoff cycle goes round until this limit)", kind="agent_turn_limit")
+        over = over_agent_turns(self.limits, used=self.used, agent_id=agent_id)
+        if over is not None:
+            raise NodeFailure(over, kind="agent_turn_limit")
         self.used += 1
 
     def enter(self, depth: int, caller: str, target: str) -> None:
         """Check that ``caller`` may call ``target`` as a tool at nesting ``depth`` (1: a node's own
         agent calling a specialist)."""
-        if depth > self.limits.max_agent_depth:
-            raise NodeFailure(
-                f"limits.max_agent_depth: agent {caller!r} called agent {target!r} as a tool at depth {depth} "
-                f"(the limit is {self.limits.max_agent_depth}). Fix: raise it with `limits: {{max_agent_depth: "
-                "...}` in the workflow spec, or nest the agents less deeply", kind="agent_depth_limit")
+        over = over_agent_depth(self.limits, depth=depth, caller=caller, target=target)
+        if over is not None:
+            raise NodeFailure(over, kind="agent_depth_limit")
 
     def save(self, ctx: dict[str, Any]) -> None:
         ctx["agent_turns"] = self.used

@@ -10,6 +10,10 @@ workflow    ``workflow NAME``    ``keel.workflow.name``, ``keel.workflow.version
 node        ``node ID``          ``keel.node.id``, ``keel.node.type``, ``keel.node.port``;
                                  Agent nodes add ``gen_ai.operation.name=invoke_agent``,
                                  ``gen_ai.agent.name``
+agent       ``invoke_agent ID``  ``gen_ai.operation.name=invoke_agent``, ``gen_ai.agent.name``,
+                                 ``keel.agent.caller``, ``keel.agent.via`` (``tool`` | ``handoff``):
+                                 an agent called as a tool (under its ``tool`` span) or handed
+                                 to (under the node span); its model and tool spans go under it
 model       ``chat MODEL``       ``gen_ai.operation.name=chat``, ``gen_ai.provider.name``,
                                  ``gen_ai.request.model``, ``gen_ai.response.model``,
                                  ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``,

@@ -13,6 +13,8 @@ listing every problem, each with file, line, node id and a hint:
   declared and ``nodes.<id>`` naming no node;
 - Agent model strings, tools, MCP servers and output schemas; Guardrails checks; File search
   needs the context engine;
+- Agent ``agent_tools`` and ``handoffs`` (:mod:`keel.workflows.multi_agent_check`): known Agent
+  ids, no agent calling itself, no unbounded handoff cycle, nesting within ``max_agent_depth``;
 - ``layout`` entries that name no node.
 """
 
