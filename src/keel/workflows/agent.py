@@ -195,6 +195,10 @@ class _Loop:
     async def tools(self, agent: AgentNode, key: str, span: Span, depth: int) -> dict[str, Any]:
         wf = self.run.wf
         tools: dict[str, Any] = {wf.tools[ref].name: wf.tools[ref] for ref in agent.tools}
+        if agent.http is not None:  # the built-in HTTP request tool (keel.workflows.http_tool)
+            from keel.workflows.http_tool import HttpRequestTool
+
+            tools[agent.http.name] = HttpRequestTool(agent.http)
         for call in agent_tools(agent, wf.nodes):
             tools[call.name] = dataclasses.replace(call, run=self._specialist(agent, call, depth))
         if agent.mcp:
@@ -355,7 +359,9 @@ async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span
     except Exception as e:
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e}"))
         raise NodeFailure(f"tool {call.name} failed: {type(e).__name__}: {e}", kind="tool") from None
-    text = _text(result)
+    from keel.workflows.tool_results import truncate_result
+
+    text = truncate_result(_text(result), node.max_tool_result_tokens)  # what the model sees, memo included
     span.attributes["keel.tool.result"] = text[:2000]
     engine.spans.write(span.end())
     engine.memo_put(run.id, key, text)

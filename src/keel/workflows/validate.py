@@ -517,6 +517,8 @@ class _Checker:
         known = {name_key(ref) for ref in n.tools} | {name_key(self.out.tools[ref].name) for ref in n.tools
                                                       if ref in self.out.tools}
         known |= {name_key(t.name or t.agent) for t in n.agent_tools}  # calling an agent may need approval too
+        if n.http is not None:  # the built-in HTTP request tool takes its policy from here too
+            known.add(name_key(n.http.name))
         for tool in n.approval:
             if tool != "*" and name_key(tool) not in known:
                 self.problem(f"approval names tool {tool!r}, which is not one of this node's Python `tools`",
