@@ -231,7 +231,8 @@ class Search:
         self.log(f"seed: {seed.mean:.2f} on {len(self.val)} validation rows")
         iteration = 0
         stale = 0
-        while self.calls.remaining >= 2 * self.minibatch + 1 and stale < 3 * max(1, len(self.train)):
+        reserve = self._demo_reserve()
+        while self.calls.remaining - reserve >= 2 * self.minibatch + 1 and stale < 3 * max(1, len(self.train)):
             iteration += 1
             parent = self._pick_parent()
             batch = self._next_minibatch()
@@ -243,7 +244,7 @@ class Search:
                 event["outcome"] = "parent perfect on the minibatch: skipped"
                 stale += 1
                 continue
-            if self.calls.remaining < self.minibatch + 1:
+            if self.calls.remaining - reserve < self.minibatch + 1:
                 event["outcome"] = "budget spent"
                 break
             proposal = await self._reflect(parent, batch, before)
@@ -256,7 +257,7 @@ class Search:
                 event["outcome"] = "rejected on the minibatch"
                 self.log(f"#{iteration}: rejected ({sum(x.score for x in after):g} <= {sum(x.score for x in before):g})")
                 continue
-            if self.calls.remaining < len(self.val):
+            if self.calls.remaining - reserve < len(self.val):
                 event["outcome"] = "accepted on the minibatch; budget too small to validate"
                 break
             child = self._add(proposal, parent.id, "reflection")
@@ -272,26 +273,50 @@ class Search:
                      "instructions inside ``` fences)")
         await self._demos()
 
+    def _demo_reserve(self) -> int:
+        """Calls the proposal loop leaves for scoring the few-shot candidate on validation: without
+        them a run whose proposals all fail (a small reflection model) spends its whole budget on
+        rejected children and never tries demonstrations, often the better lever. Nothing is held
+        back when the budget cannot pay for one proposal besides."""
+        need = len(self.val)
+        if self.options.demos <= 0 or self.options.budget < minimum_budget(len(self.val), self.minibatch) + need:
+            return 0
+        return need
+
     async def _demos(self) -> None:
         if self.options.demos <= 0 or self.calls.remaining < len(self.val):
             return
         best = self.best()
-        passing = [r for r in self.train if (x := self.rollouts.get((best.instructions, r.idx))) and x.passed]
-        if not passing:  # any candidate's passing rollouts on learning rows
-            passing = [r for r in self.train if any(x.passed for (ins, idx), x in self.rollouts.items() if idx == r.idx)]
-        if not passing:
+        chosen = self._pick_demos(best)
+        if not chosen:
             return
-        shots = []
-        for r in passing[: self.options.demos]:
-            x = self.rollouts.get((best.instructions, r.idx))
-            if x is None or not x.passed:
-                x = next(v for (ins, idx), v in self.rollouts.items() if idx == r.idx and v.passed)
-            shots.append(f"Input:\n{self.target.input_text(r)}\nOutput:\n{x.output}")
+        shots = [f"Input:\n{self.target.input_text(r)}\nOutput:\n{x.output}" for r, x in chosen]
         text = (best.instructions.rstrip() + "\n\n" if best.instructions.strip() else "") + \
             "Examples of good answers:\n\n" + "\n\n".join(shots)
         cand = self._add(text, best.id, "demos")
         await self._score_val(cand)
         self.log(f"demos: candidate {cand.id} ({len(shots)} examples): {cand.mean:.2f} on validation")
+
+    def _pick_demos(self, best: Candidate) -> list[tuple[DatasetRow, _Rollout]]:
+        """Learning rows whose answer passed every grader (the best candidate's answer where it
+        passed, else any candidate's), taken round-robin over distinct answers: a classifier's
+        demonstrations then show different labels instead of the one it already over-uses."""
+        passing: list[tuple[DatasetRow, _Rollout]] = []
+        for r in self.train:
+            x = self.rollouts.get((best.instructions, r.idx))
+            if x is None or not x.passed:
+                x = next((v for (_ins, idx), v in self.rollouts.items() if idx == r.idx and v.passed), None)
+            if x is not None:
+                passing.append((r, x))
+        groups: dict[str, list[tuple[DatasetRow, _Rollout]]] = {}
+        for r, x in passing:
+            groups.setdefault(x.output.strip(), []).append((r, x))
+        chosen: list[tuple[DatasetRow, _Rollout]] = []
+        while len(chosen) < min(self.options.demos, len(passing)):
+            for group in groups.values():
+                if group and len(chosen) < self.options.demos:
+                    chosen.append(group.pop(0))
+        return chosen
 
     def best(self) -> Candidate:
         """Highest mean validation score; the earliest among equals (the seed wins a tie)."""
