@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CANVAS = "keel/operate/ui/static/canvas/"
 
 
-def _builder(kind: str):  # noqa: ANN202 - hatchling's builder classes
+def _builder(kind: str):  # hatchling's WheelBuilder or SdistBuilder
     pytest.importorskip("hatchling", reason="the packaging tests need hatchling (the dev extra)")
     if kind == "wheel":
         from hatchling.builders.wheel import WheelBuilder

@@ -28,17 +28,26 @@ def _changes(a: Any, b: Any, at: tuple[str | int, ...]) -> list[dict[str, Any]]:
     return [{"path": pointer(at), "before": a, "after": b}]
 
 
+def _removed(node_id: str, node_type: str, a: WorkflowSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": node_id, "type": node_type}
+    at = a.layout.nodes.get(node_id) if a.layout is not None else None
+    if at is not None:
+        out["at"] = {"x": at.x, "y": at.y}
+    return out
+
+
 def diff_specs(a: WorkflowSpec, b: WorkflowSpec) -> dict[str, Any]:
     """What changed from ``a`` to ``b``::
 
-        {"nodes": {"added": [{id, type}], "removed": [{id, type}],
+        {"nodes": {"added": [{id, type}], "removed": [{id, type, at?}],
                    "changed": [{id, type, changes: [{path, before, after}]}]},
          "edges": {"added": [{from, port, to}], "removed": [{from, port, to}]},
          "fields": [{path, before, after}],      # description, limits (not nodes, edges, layout)
          "layout_changed": bool, "same_meaning": bool}
 
     A change's ``path`` is a JSON pointer inside the node (``/branches/0/condition``) or the spec
-    (``/limits/max_steps``)."""
+    (``/limits/max_steps``). A removed node's ``at`` is where ``a``'s layout placed it (``{x, y}``;
+    absent when ``a`` has no position for it), so a canvas can draw it where it was."""
     na = {n.id: n.model_dump(mode="json", by_alias=True) for n in a.nodes}
     nb = {n.id: n.model_dump(mode="json", by_alias=True) for n in b.nodes}
     ea = [e.model_dump(mode="json", by_alias=True) for e in a.edges]
@@ -53,7 +62,7 @@ def diff_specs(a: WorkflowSpec, b: WorkflowSpec) -> dict[str, Any]:
     db = b.model_dump(mode="json", by_alias=True, exclude=skip)
     out = {
         "nodes": {"added": [{"id": i, "type": nb[i]["type"]} for i in nb if i not in na],
-                  "removed": [{"id": i, "type": na[i]["type"]} for i in na if i not in nb],
+                  "removed": [_removed(i, na[i]["type"], a) for i in na if i not in nb],
                   "changed": changed},
         "edges": {"added": [e for e in eb if e not in ea], "removed": [e for e in ea if e not in eb]},
         "fields": _changes(da, db, ()),

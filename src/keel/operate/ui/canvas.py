@@ -389,7 +389,11 @@ def router(get_store: Callable[[], SQLiteStore], caller_dep: Any) -> APIRouter:
             if draft is None:
                 raise WorkflowError(f"workflow {name!r} has no draft", hint="compare two versions instead")
             return Drafts(s).loaded(draft).spec
-        return Versions(s).get(name, int(which)).spec
+        version = Versions(s).get(name, int(which))
+        try:  # from its text, which keeps the layout (the stored spec is the canonical one, without it)
+            return version.loaded().spec
+        except SpecError:
+            return version.spec
 
     @api.get("/workflows/{name}/diff")
     def diff(name: str, a: str = Query(pattern=r"^(draft|[1-9]\d{0,8})$"),

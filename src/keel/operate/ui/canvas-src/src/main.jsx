@@ -135,10 +135,10 @@ function Canvas({ name, host }) {
   const firstView = useRef(null);
   // Fit to view from the layout, not from measured nodes: React Flow's fitView waits until every
   // node has been drawn once, which culling (onlyRenderVisibleElements) never does.
-  const fitAll = useCallback(() => {
-    const rf = rfRef.current, s = specRef.current, box = document.querySelector(".canvas-flow")?.getBoundingClientRect();
-    const b = s && box ? bounds(s, posOf(nodesRef.current)) : null;
-    if (b) rf.setViewport(getViewportForBounds(b, box.width, box.height, 0.05, 1.2, 0.1));
+  const fitAll = useCallback((spec = null, pos = null) => {
+    const s = spec || specRef.current, box = document.querySelector(".canvas-flow")?.getBoundingClientRect();
+    const b = s && box ? bounds(s, pos || posOf(nodesRef.current)) : null;
+    if (b) rfRef.current.setViewport(getViewportForBounds(b, box.width, box.height, 0.05, 1.2, 0.1));
   }, []);
   const load = useCallback((d) => {
     setDoc(d);
@@ -153,11 +153,16 @@ function Canvas({ name, host }) {
     setSpec(s);
     const saved = !d.read_only && d.layout && d.layout.viewport;
     const vp = openView(s, pending.current, saved ? { x: saved.x, y: saved.y, zoom: saved.zoom } : null);
-    if (!firstView.current) firstView.current = vp || { x: 0, y: 0, zoom: 1 }; // the pane's first frame
+    const pos0 = pending.current;
+    if (!firstView.current) { // the pane's first frame: the view it opens at, or the fit as the window suggests it
+      const b = bounds(s, pos0);
+      firstView.current = vp || (b ? getViewportForBounds(b, Math.max(400, window.innerWidth - 560), Math.max(300, window.innerHeight - 140), 0.05, 1.2, 0.1)
+        : { x: 0, y: 0, zoom: 1 });
+    }
     if (vp && !saved && s.nodes.length) {
       setMessage({ kind: "ok", text: `${s.nodes.length} nodes: opened at a readable zoom around the start. Fit (F) shows them all.` });
     }
-    requestAnimationFrame(() => requestAnimationFrame(() => (vp ? rfRef.current.setViewport(vp) : fitAll())));
+    requestAnimationFrame(() => requestAnimationFrame(() => (vp ? rfRef.current.setViewport(vp) : fitAll(s, pos0))));
   }, [name, fitAll]);
 
   useEffect(() => {
@@ -204,6 +209,15 @@ function Canvas({ name, host }) {
     pending.current = {}; selectOnly.current = null;
     setNodes((prev) => buildNodes(spec, prev, deco, pend, only));
   }, [spec, deco]);
+
+  // A diff draws the nodes it removed where they were, faded (they are not part of the spec).
+  const shown = useMemo(() => {
+    const gone = diff ? diff.nodes.removed.filter((n) => n.at) : [];
+    if (!gone.length) return nodes;
+    return [...nodes, ...gone.map((n) => ({ id: `removed:${n.id}`, type: "keel", position: n.at, selectable: false, draggable: false,
+      connectable: false, focusable: false, initialWidth: NODE_W, initialHeight: nodeHeight(n), handles: handlesOf(n),
+      data: { node: { id: n.id, type: n.type }, diff: "removed" } }))];
+  }, [nodes, diff]);
 
   const edges = useMemo(() => {
     if (!spec) return [];
@@ -519,7 +533,7 @@ function Canvas({ name, host }) {
         <span className="spacer" />
         <button type="button" className="secondary" onClick={undo} disabled={readOnly} title="Undo (Ctrl+Z)">Undo</button>
         <button type="button" className="secondary" onClick={redo} disabled={readOnly} title="Redo (Ctrl+Shift+Z)">Redo</button>
-        <button type="button" className="secondary" onClick={fitAll} title="Fit to view (F)">Fit</button>
+        <button type="button" className="secondary" onClick={() => fitAll()} title="Fit to view (F)">Fit</button>
         <button type="button" onClick={() => save()} disabled={readOnly} title="Save draft (Ctrl+S)">Save draft</button>
         <button type="button" onClick={publish} disabled={readOnly}>Publish</button>
       </div>
@@ -532,7 +546,7 @@ function Canvas({ name, host }) {
       <div className="canvas-body">
         <Palette onAdd={(t) => addNode(t)} disabled={readOnly} />
         <div className="canvas-flow" onDragOver={(e) => { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }} onDrop={onDrop}>
-          <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes} edgeTypes={edgeTypes}
+          <ReactFlow nodes={shown} edges={edges} nodeTypes={nodeTypes} edgeTypes={edgeTypes}
             onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect} isValidConnection={isValidConnection}
             onNodeDragStart={onNodeDragStart} onNodeDragStop={onNodeDragStop} onNodeClick={onNodeClick}
             deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={MULTI_SELECT_KEYS}
@@ -542,7 +556,7 @@ function Canvas({ name, host }) {
             <Background gap={20} />
             <MiniMap pannable zoomable nodeColor={miniColour} ariaLabel="Minimap" />
             <Controls showInteractive={false} showFitView={false}>
-              <ControlButton onClick={fitAll} title="Fit to view (F)" aria-label="Fit to view">⤢</ControlButton>
+              <ControlButton onClick={() => fitAll()} title="Fit to view (F)" aria-label="Fit to view">⤢</ControlButton>
             </Controls>
           </ReactFlow>
           {spec.nodes.length === 0 && <div className="canvas-empty" role="status">An empty canvas. Drag a node from the palette, or press P and Enter.</div>}
