@@ -263,3 +263,16 @@ def test_the_depth_limit_at_run_time_names_the_limit_and_the_fix() -> None:
     assert e.value.kind == "agent_depth_limit"
     assert e.value.message.startswith("limits.max_agent_depth: agent 'b' called agent 'c' as a tool at depth 3 "
                                       "(the limit is 2). Fix: raise it with `limits: {max_agent_depth: ...}`")
+
+
+def test_the_python_export_keeps_agent_tools_handoffs_and_limits(spec_file, store) -> None:
+    from keel.workflows import publish
+    from keel.workflows.export import export_python
+
+    text = CONDUCTOR.replace("  - {id: closer, type: agent, model: scripted:closer, instructions: You close the case.}",
+                             "  - {id: closer, type: agent, model: scripted:closer, handoffs: [conductor]}")
+    version = publish(spec_file(text + "limits: {max_agent_turns: 30}\n"), store=store)
+    namespace: dict = {}
+    exec(compile(export_python(version), "exported.py", "exec"), namespace)  # builds SPEC, runs nothing
+    assert namespace["SPEC"] == version.loaded().spec
+    validate(namespace["SPEC"])

@@ -103,5 +103,7 @@ SPEC = WorkflowSpec(
 '''
     if spec.description:
         header += f"    description={spec.description!r},\n"
+    if spec.limits is not None:  # e.g. max_agent_turns, which a handoff cycle needs to validate
+        header += f"    limits={compact(spec.limits)!r},\n"
     return (header + "    nodes=[\n" + "".join(nodes) + "    ],\n    edges=[\n" + "".join(edges)
             + "    ],\n)\n" + _MAIN)
