@@ -45,3 +45,21 @@ def test_a_budget_without_room_for_a_proposal_and_demonstrations_holds_nothing_b
     assert [c["origin"] for c in result["candidates"]] == ["seed"]
     assert result["iterations"][0]["outcome"].startswith("rejected")
     assert result["cost"]["calls"] == 13
+
+
+def test_demonstrations_that_beat_the_seed_finish_a_run_whose_reflections_were_all_garbage(tmp_path):
+    """A reflection model that never writes fenced instructions (SmolLM2-135M, mostly) used to fail the
+    run before demonstrations were tried; now the run finishes when they beat the seed, and the
+    unusable replies are in the report."""
+    from keel.optimize import Options, optimize_prompt
+    from keel.store import open_store
+    from tests.optimize import scripted_task
+
+    install()
+    scripted_task.install()
+    run = asyncio.run(optimize_prompt(open_store(), write_eval(tmp_path), target="kinds",
+                                      options=Options(budget=30, reflection_model="scripted:opt-garbage")))
+    result = run.result
+    assert run.status == "finished"
+    assert result["unusable_reflections"] and all("no ``` block" in g for g in result["unusable_reflections"])
+    assert result["candidates"][result["best"]]["origin"] == "demos" and result["best_score"] == 1.0

@@ -265,13 +265,13 @@ class Search:
             event["outcome"] = f"accepted: candidate {child.id}, validation {child.mean:.2f}"
             self.log(f"#{iteration}: candidate {child.id} from {parent.id}: {child.mean:.2f} on validation")
             stale = 0
-        if len(self.candidates) == 1 and self.garbage and not any(e.get("child_scores") for e in self.events):
+        await self._demos()  # before judging the reflections: demonstrations may still beat the seed
+        if self.best().id == 0 and self.garbage and not any(e.get("child_scores") for e in self.events):
             raise ReflectionGarbage(
                 f"the reflection model {self.options.reflection_model} returned no usable instructions in "
                 f"{len(self.garbage)} tr{'y' if len(self.garbage) == 1 else 'ies'} ({self.garbage[0]})",
                 hint="use a model that follows instructions for --reflection-model (it must answer with the new "
                      "instructions inside ``` fences)")
-        await self._demos()
 
     def _demo_reserve(self) -> int:
         """Calls the proposal loop leaves for scoring the few-shot candidate on validation: without
