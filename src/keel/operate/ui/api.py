@@ -17,6 +17,8 @@ through) the store under ``KEEL_HOME``, the same one the server uses.
 ``GET  /ui/api/metrics``                   the service-health dashboard (metrics.py)
 ``*    /ui/api/canvas/...``                  the workflow canvas: drafts, validate, publish, diff,
                                            preview runs (canvas.py)
+``GET  /ui/api/templates``                 the template gallery: every ``keel init`` template
+                                           with its graph, models, evals and README (gallery.py)
 =========================================  ==================================================
 
 Errors answer ``{"error": {"type", "message", "hint", ...}}``, the server's shape.
@@ -416,5 +418,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
     from keel.operate.ui import canvas
 
     api.include_router(canvas.router(get_store, caller_dep))  # /ui/api/canvas/... (canvas.py)
+    from keel.operate.ui import gallery
+
+    api.include_router(gallery.router(caller_dep))  # /ui/api/templates (gallery.py)
     r.include_router(api)
     return r

@@ -8,6 +8,7 @@ const pages = {
   evals: () => import("./evals.js"),
   dashboard: () => import("./dashboard.js"),
   workflows: () => import("./workflows.js"), // the list, and #/workflows/NAME: the canvas
+  templates: () => import("./templates.js"), // the gallery, and #/templates/NAME: one template
 };
 let current = null;
 
@@ -23,7 +24,7 @@ async function route() {
     on ? a.setAttribute("aria-current", "page") : a.removeAttribute("aria-current");
   });
   if (current && current.unmount) current.unmount();
-  document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health", workflows: arg ? arg : "Workflows" }[name]} · Keel`;
+  document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health", workflows: arg ? arg : "Workflows", templates: arg ? arg : "Templates" }[name]} · Keel`;
   const main = document.getElementById("main");
   main.classList.toggle("canvas-main", name === "workflows" && !!arg);
   main.replaceChildren();
