@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import pytest
 
@@ -137,44 +136,3 @@ def test_local_model_generations_wait_in_the_queue_and_readyz_reports_it(tmp_pat
         assert local_generations()["running"] == 0 and local_generations()["waiting"] == 0
 
     asyncio.run(main())
-
-
-def test_local_generation_runs_at_a_lower_cpu_priority_than_the_event_loop(tmp_path, monkeypatch) -> None:
-    """The generation thread is niced (KEEL_LOCAL_NICE), so a server's event loop is scheduled first
-    when both want the CPU (docs/benchmarks.md, "Served chat with the local model")."""
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("gguf")
-    pytest.importorskip("tokenizers")
-    import os
-
-    from keel.models import local
-    from keel.models._retry import RetryPolicy
-    from keel.models.types import ModelSettings
-    from keel.testing._tiny_gguf import write_tiny_gguf
-
-    if not hasattr(os, "setpriority"):
-        pytest.skip("this platform has no per-thread priorities")
-
-    def priority_of_this_thread() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    def worker_priority(n_ctx: int) -> int:
-        path = write_tiny_gguf(tmp_path / f"tiny-{n_ctx}.gguf", seed=0)
-        model = local.LocalModel(str(path), n_ctx=n_ctx, retry=RetryPolicy(max_attempts=1))
-        async def one() -> Any:
-            return await model.generate("Say something", settings=ModelSettings(max_tokens=4, seed=1))
-
-        response = asyncio.run(one())
-        assert response.text is not None
-        entry = local._loaded(model.path, n_ctx, None)
-        return entry.executor.submit(priority_of_this_thread).result()
-
-    mine = priority_of_this_thread()
-    try:
-        monkeypatch.setenv("KEEL_LOCAL_NICE", "7")
-        assert worker_priority(256) == min(mine + 7, 19)
-        monkeypatch.setenv("KEEL_LOCAL_NICE", "0")  # 0 turns it off
-        assert worker_priority(320) == mine
-    finally:
-        local.unload_all()
-    assert priority_of_this_thread() == mine  # only the worker thread was lowered

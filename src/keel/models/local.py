@@ -15,9 +15,7 @@ How it works:
 - **Threads.** Each loaded model has one worker thread; inference runs there
   (one request at a time per model, in arrival order) and tokens come back to
   the event loop as they are produced. Cancelling the awaiting task stops the
-  worker at the next token. The worker thread runs at a lower CPU priority
-  (``KEEL_LOCAL_NICE``, default 10) so a server's event loop is never queued
-  behind generation.
+  worker at the next token.
 - **Prompts.** Messages are rendered with the model's own chat template (the
   GGUF's ``tokenizer.chat_template``; ChatML when the file has none).
 - **Structured output.** With an output schema, decoding is constrained with
@@ -258,39 +256,6 @@ def _missing(path: str) -> UnknownModelError:
     )
 
 
-DEFAULT_NICE = 10
-"""How much lower than the rest of the process the generation thread runs (``KEEL_LOCAL_NICE``)."""
-
-
-def generation_niceness() -> int:
-    """``KEEL_LOCAL_NICE`` (0-19; default 10): the niceness added to the generation thread."""
-    raw = os.environ.get("KEEL_LOCAL_NICE", "").strip()
-    try:
-        return min(max(int(raw), 0), 19) if raw else DEFAULT_NICE
-    except ValueError:
-        return DEFAULT_NICE
-
-
-def _yield_cpu() -> None:
-    """Lower the CPU priority of the model's worker thread (its initializer).
-
-    Generation keeps a core busy for seconds; the server's event loop needs a few
-    microseconds now and then. On Linux niceness is per thread (and llama.cpp's compute
-    threads, created from this one, inherit it), so the scheduler runs the event loop
-    first whenever both want the CPU, and generation still gets every idle cycle
-    (docs/benchmarks.md, "Served chat with the local model"). Elsewhere, or where the
-    call is refused, generation runs at normal priority.
-    """
-    nice = generation_niceness()
-    if not nice or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + nice, 19))
-    except OSError:
-        pass
-
-
 def _loaded(path: str, n_ctx: int, n_threads: int | None) -> _Loaded:
     key = (path, n_ctx, n_threads)
     with _cache_lock:
@@ -301,7 +266,7 @@ def _loaded(path: str, n_ctx: int, n_threads: int | None) -> _Loaded:
                 n_ctx=n_ctx,
                 n_threads=n_threads,
                 executor=concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="keel-llama", initializer=_yield_cpu
+                    max_workers=1, thread_name_prefix="keel-llama"
                 ),
             )
         return entry
