@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -276,3 +277,45 @@ def test_the_python_export_keeps_agent_tools_handoffs_and_limits(spec_file, stor
     exec(compile(export_python(version), "exported.py", "exec"), namespace)  # builds SPEC, runs nothing
     assert namespace["SPEC"] == version.loaded().spec
     validate(namespace["SPEC"])
+
+
+def test_the_cli_reports_a_handoff_cycle_at_its_line_without_a_traceback(spec_file) -> None:
+    from tests.workflows.test_cli import clean_failure, keel
+
+    path = spec_file(_spec("handoffs: [b]", ", handoffs: [a]").replace(
+        "  - {id: c, type: agent, model: scripted:c}\n", ""))
+    r = keel("workflows", "validate", str(path))
+    clean_failure(r, f"{path}:4 (node a): the handoff cycle a -> b -> a can hand the conversation round without end")
+    assert "limits: {max_agent_turns: N}" in r.stderr
+
+
+def test_runs_show_prints_the_agents_under_their_caller(spec_file, store) -> None:
+    import asyncio
+
+    from tests.workflows.test_cli import keel
+
+    path = spec_file(CONDUCTOR)
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        _script(conductor, researcher, writer, closer)
+        result = asyncio.run(arun(path, "Where is order 7?", store=store))
+    r = keel("runs", "show", result.run_id)
+    assert r.returncode == 0, r.stderr
+    lines = [re.split(r"  \d", ln)[0] for ln in r.stdout.splitlines()]  # the tree and names, not the timings
+    tree = lines[lines.index("├── node conductor"):lines.index("└── node done")]
+    assert tree == [
+        "├── node conductor",
+        "│   ├── chat scripted:conductor",
+        "│   ├── execute_tool researcher",
+        "│   │   └── invoke_agent researcher",
+        "│   │       ├── chat scripted:researcher",
+        "│   │       ├── execute_tool lookup_order",
+        "│   │       └── chat scripted:researcher",
+        "│   ├── chat scripted:conductor",
+        "│   ├── execute_tool write_it",
+        "│   │   └── invoke_agent writer",
+        "│   │       └── chat scripted:writer",
+        "│   ├── chat scripted:conductor",
+        "│   └── invoke_agent closer",
+        "│       └── chat scripted:closer",
+    ]
