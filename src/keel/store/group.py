@@ -60,19 +60,32 @@ class CommitGroup:
         if not batch:
             return
         outcomes: list[tuple[asyncio.Future | None, BaseException | None, Any]] = []
-        try:
-            with self.store.transaction():
-                for write, future in batch:
-                    self.store.execute("SAVEPOINT keel_group")
-                    try:
-                        result = write()
-                    except Exception as e:
-                        self.store.execute("ROLLBACK TO keel_group")
-                        self.store.execute("RELEASE keel_group")
-                        outcomes.append((future, e, None))
-                        continue
+
+        def run_batch() -> None:
+            outcomes.clear()  # a retried batch starts over
+            for write, future in batch:
+                self.store.execute("SAVEPOINT keel_group")
+                try:
+                    result = write()
+                except Exception as e:
+                    if getattr(e, "transient", False):  # a deadlock or a lost connection: retry the batch whole
+                        raise
+                    self.store.execute("ROLLBACK TO keel_group")
                     self.store.execute("RELEASE keel_group")
-                    outcomes.append((future, None, result))
+                    outcomes.append((future, e, None))
+                    continue
+                self.store.execute("RELEASE keel_group")
+                outcomes.append((future, None, result))
+
+        try:
+            # PostgreSQL: run again, whole, after a serialization failure, a deadlock or a connection
+            # lost before the commit (PostgresStore.run_transaction); SQLite: one transaction.
+            run_transaction = getattr(self.store, "run_transaction", None)
+            if run_transaction is not None:
+                run_transaction(run_batch)
+            else:
+                with self.store.transaction():
+                    run_batch()
         except BaseException as e:  # the transaction itself failed: nothing of the batch is on disk
             for _, future in batch:
                 if future is not None and not future.done():

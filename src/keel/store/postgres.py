@@ -42,6 +42,7 @@ MIN_SERVER_VERSION = 130000
 _MIGRATE_LOCK = 0x6B65656C  # "keel": the advisory lock key migrations hold
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _CONNECT_TIMEOUT = 10
+_POOL_WAIT = 10.0  # seconds a statement waits for a pooled connection before a 503
 
 
 def redact_url(url: str) -> str:
@@ -121,7 +122,11 @@ class PostgresStore:
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, configure=_configure,
             kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
-            timeout=30, name="keel-store",
+            timeout=_POOL_WAIT, name="keel-store",
+            # Give up a failing reconnection after a few seconds (the next request starts a new
+            # one at once) rather than backing off for minutes: after an outage Keel answers
+            # again within a couple of seconds of the server's return.
+            reconnect_timeout=3.0,
         )
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
@@ -181,81 +186,86 @@ class PostgresStore:
             raise StoreError(f"unportable SQL: {e}", hint="this is a bug in Keel; please report it") from None
 
     @contextmanager
-    def _connection(self, *, write: bool) -> Iterator[Any]:
+    def _connection(self) -> Iterator[Any]:
         """This thread's transaction connection, or a pooled autocommit one."""
-        import psycopg
         from psycopg_pool import PoolTimeout
 
         conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
         try:
-            if conn is not None:
-                yield conn
-                return
             with self._pool.connection() as conn:
                 yield conn
         except PoolTimeout:
-            raise StoreError(f"no connection to PostgreSQL at {self.safe_url} within 30 s",
-                             hint="check that the server is up and reachable; `keel doctor` checks the "
-                                  "connection") from None
-        except psycopg.OperationalError as e:
-            raise self._operational(e, write=write) from e
+            raise self._no_connection() from None
 
-    def _operational(self, e: Exception, *, write: bool) -> StoreError:
-        what = "write" if write else "read"
-        return StoreError(f"store {what} failed: PostgreSQL at {self.safe_url}: {str(e).strip().splitlines()[0]}",
-                          hint="check that the server is up and reachable; `keel doctor` checks the connection")
+    def _no_connection(self) -> StoreError:
+        return StoreError(f"PostgreSQL at {self.safe_url} is unreachable: no connection within {_POOL_WAIT:g} s",
+                          hint="check that the server is up and reachable (or raise max_connections if it is "
+                               "busy); `keel doctor` checks the connection")
+
+    def _error(self, e: Exception, what: str) -> StoreError:
+        """A psycopg error as a :class:`StoreError`; ``transient`` when running the transaction
+        again, whole, is safe and may succeed (see :meth:`run_transaction`)."""
+        state = getattr(e, "sqlstate", None) or ""
+        in_tx = getattr(self._local, "conn", None) is not None
+        if state in _RETRYABLE_SQLSTATES:
+            err = StoreError(f"store {what} failed: {_first_line(e)}",
+                             hint="a conflicting transaction; retry the request")
+            err.transient = in_tx  # type: ignore[attr-defined]
+            return err
+        if _is_connection_error(e):
+            with suppress(Exception):
+                self._pool.check()  # replace the other pooled connections the same outage broke
+            err = StoreError(f"PostgreSQL at {self.safe_url} is unreachable ({what} failed): {_first_line(e)}",
+                             hint="check that the server is up and reachable; `keel doctor` checks the "
+                                  "connection")
+            err.transient = in_tx and what != "commit"  # type: ignore[attr-defined]
+            return err
+        return StoreError(f"store {what} failed: {_first_line(e)}", hint="run `keel doctor`")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement (autocommit unless inside :meth:`transaction`); return rows changed."""
         import psycopg
 
         query = self._translate(sql)
-        with self._connection(write=True) as conn:
-            try:
+        try:
+            with self._connection() as conn:
                 return conn.execute(query, _params(params)).rowcount
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as e:
-                raise StoreError(f"store write failed: {_first_line(e)}", hint="run `keel doctor`") from e
+        except psycopg.Error as e:
+            raise self._error(e, "write") from e
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         import psycopg
 
         query = self._translate(sql)
-        with self._connection(write=True) as conn:
-            try:
-                with conn.cursor() as cur:
-                    cur.executemany(query, [_params(r) for r in rows])
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as e:
-                raise StoreError(f"store write failed: {_first_line(e)}", hint="run `keel doctor`") from e
+        try:
+            with self._connection() as conn, conn.cursor() as cur:
+                cur.executemany(query, [_params(r) for r in rows])
+        except psycopg.Error as e:
+            raise self._error(e, "write") from e
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Rows as plain dicts. A read outside a transaction is retried once after a dropped connection."""
+        """Rows as plain dicts. A plain read outside a transaction is tried again once after a
+        dropped connection (a server restart breaks every pooled connection)."""
         import psycopg
 
         query = self._translate(sql)
         args = _params(params)
         for attempt in (1, 2):
             try:
-                with self._connection(write=False) as conn:
-                    try:
-                        cur = conn.execute(query, args)
-                        if cur.description is None:
-                            return []
-                        names = [c.name for c in cur.description]
-                        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-                    except psycopg.OperationalError:
-                        raise
-                    except psycopg.Error as e:
-                        raise StoreError(f"store read failed: {_first_line(e)}", hint="run `keel doctor`") from e
-            except StoreError as e:
-                cause = e.__cause__
-                in_tx = getattr(self._local, "conn", None) is not None
-                if attempt == 2 or in_tx or not isinstance(cause, psycopg.OperationalError) \
-                        or not _is_read(sql):
-                    raise
+                with self._connection() as conn:
+                    cur = conn.execute(query, args)
+                    if cur.description is None:
+                        return []
+                    names = [c.name for c in cur.description]
+                    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except psycopg.Error as e:
+                retry = (attempt == 1 and _is_connection_error(e) and _is_read(sql)
+                         and getattr(self._local, "conn", None) is None)
+                if not retry:
+                    raise self._error(e, "read") from e
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -270,15 +280,13 @@ class PostgresStore:
         try:
             conn = self._pool.getconn()
         except PoolTimeout:
-            raise StoreError(f"no connection to PostgreSQL at {self.safe_url} within 30 s",
-                             hint="check that the server is up and reachable; `keel doctor` checks the "
-                                  "connection") from None
+            raise self._no_connection() from None
         self._local.conn = conn
         try:
             try:
                 conn.execute("BEGIN")
-            except psycopg.OperationalError as e:
-                raise self._operational(e, write=True) from e
+            except psycopg.Error as e:
+                raise self._error(e, "write") from e
             try:
                 yield
             except BaseException:
@@ -288,31 +296,24 @@ class PostgresStore:
                 raise
             try:
                 conn.execute("COMMIT")
-            except psycopg.OperationalError as e:
-                raise self._operational(e, write=True) from e
             except psycopg.Error as e:
-                raise StoreError(f"store commit failed: {_first_line(e)}", hint="run `keel doctor`") from e
+                raise self._error(e, "commit") from e
         finally:
             self._local.conn = None
             self._pool.putconn(conn)
 
     def run_transaction(self, work: Callable[[], T], *, attempts: int = 5) -> T:
-        """Run ``work`` (store statements, no side effects outside the store) in a transaction,
-        running it again, whole, after a serialization failure or a deadlock (SQLSTATE 40001,
-        40P01) or a connection lost before the commit was sent."""
-        import psycopg
-
+        """Run ``work`` (store statements, no effects outside the store) in a transaction, and
+        again, whole, after a serialization failure or deadlock (SQLSTATE 40001, 40P01) or a
+        connection lost before the commit was sent: up to ``attempts`` times, backing off."""
         for attempt in range(1, attempts + 1):
             try:
                 with self.transaction():
                     return work()
-            except (StoreError, psycopg.Error) as e:
-                cause = e.__cause__ if isinstance(e, StoreError) else e
-                state = getattr(cause, "sqlstate", None)
-                retry = state in _RETRYABLE_SQLSTATES
-                if attempt == attempts or not retry:
+            except StoreError as e:
+                if attempt == attempts or not getattr(e, "transient", False):
                     raise
-                time.sleep(min(0.01 * 2 ** attempt, 0.5))
+                time.sleep(min(0.02 * 2 ** attempt, 0.5))
         raise AssertionError("unreachable")
 
     # -- schema ----------------------------------------------------------------------
@@ -370,6 +371,16 @@ class PostgresStore:
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_connection_error(e: Exception) -> bool:
+    """The connection (not the statement) failed: lost, refused, or the server shutting down."""
+    import psycopg
+
+    state = getattr(e, "sqlstate", None) or ""
+    if state.startswith("08") or state in ("57P01", "57P02", "57P03"):
+        return True
+    return isinstance(e, psycopg.OperationalError) and not state
 
 
 def _is_read(sql: str) -> bool:
