@@ -93,6 +93,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, JsonValue, model_validator
 
+from keel.operate.ui.check_cache import CheckCache
 from keel.store import SQLiteStore
 from keel.workflows.drafts import Draft, DraftConflict, Drafts
 from keel.workflows.errors import Problem, SpecError, WorkflowError
@@ -162,9 +163,18 @@ def check_text(text: str, *, file: str) -> tuple[list[dict[str, Any]], bool]:
     return problems, parsed
 
 
+CHECKS = CheckCache()
+"""Checks remembered by text digest for 30 s: a reopened workflow is not checked again."""
+
+
 def _check_and_read(text: str, *, file: str) -> tuple[list[dict[str, Any]], bool, Any]:
     """:func:`check_text` plus the document's plain data (a :class:`SpecError` when the text is
-    not a YAML mapping), reading the text once: a canvas document needs both."""
+    not a YAML mapping), reading the text once: a canvas document needs both. Shared answers
+    (:data:`CHECKS`): not to be changed."""
+    return CHECKS.get(text, file, lambda: _check_and_read_now(text, file=file))
+
+
+def _check_and_read_now(text: str, *, file: str) -> tuple[list[dict[str, Any]], bool, Any]:
     from keel.workflows.validate import compile_workflow
 
     try:

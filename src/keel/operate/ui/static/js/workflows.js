@@ -22,7 +22,19 @@ export async function mount(main, { arg }) {
   h("button", { type: "submit" }, "Create"), h("p.problem.error", { role: "alert" }));
   const list = h("div", { id: "workflows-list" });
   main.append(form, list);
+  preload();
   await load(list);
+}
+
+/** The list is the way in to a canvas: fetch and parse its bundle meanwhile, so opening a
+ * workflow does not wait for 510 kB of script (docs/benchmarks.md, "Workflow canvas"). */
+function preload() {
+  if (!document.getElementById("canvas-css")) {
+    document.head.append(h("link", { id: "canvas-css", rel: "stylesheet", href: "/ui/static/canvas/canvas.css" }));
+  }
+  if (!document.getElementById("canvas-js")) {
+    document.head.append(h("link", { id: "canvas-js", rel: "modulepreload", href: "/ui/static/canvas/canvas.js" }));
+  }
 }
 
 async function load(list) {
@@ -50,9 +62,7 @@ async function load(list) {
 }
 
 async function openCanvas(main, name) {
-  if (!document.getElementById("canvas-css")) {
-    document.head.append(h("link", { id: "canvas-css", rel: "stylesheet", href: "/ui/static/canvas/canvas.css" }));
-  }
+  preload();
   canvas = await import("/ui/static/canvas/canvas.js");
   canvas.mountCanvas(main, { name, host: { apiKey, postSSE } });
 }
