@@ -12,6 +12,8 @@ server on 127.0.0.1 from a temporary ``KEEL_HOME`` that is deleted afterwards. M
 - **open**: from setting the hash ``#/workflows/NAME`` (the list page loaded, the bundle cached
   after the first round) to the nodes drawn and two frames painted: the server's document (the
   spec checked as `keel workflows validate` does), the layout, React Flow's first render;
+- **deep link**: the same, from typing ``/ui/#/workflows/NAME`` into a new tab (navigation start):
+  the page, the bundle and the document, nothing warmed by the list page;
 - **pan**: frames painted per second while the mouse drags the pane 60 steps across the view
   (chromium's headless frame clock caps it at 60);
 - **inspector**: from a click on a node to its inspector's form on screen;
@@ -67,6 +69,15 @@ def graph(n: int) -> str:
     for i, node_id in enumerate(ids):
         lines.append(f"    {node_id}: {{x: {(i % 25) * 260}, y: {(i // 25) * 140}}}")
     return "\n".join(lines) + "\n"
+
+
+def deep_link(page, name: str) -> float:
+    """Milliseconds from navigation start to the graph drawn, opening the canvas's address."""
+    page.goto(f"/ui/#/workflows/{name}")
+    page.wait_for_function("() => document.querySelector('[data-testid=problem-count]') && "
+                           "document.querySelectorAll('.react-flow__node').length > 0", timeout=120_000)
+    return page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => "
+                         "r(performance.now()))))")
 
 
 def measure(page, name: str, node: str) -> dict[str, float]:
@@ -135,16 +146,20 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
                 print(f"chromium {browser.version}")
-                print("| nodes | open (ms) | pan (frames/s) | inspector (ms) | save (ms) |")
-                print("|---:|---:|---:|---:|---:|")
+                print("| nodes | open (ms) | deep link (ms) | pan (frames/s) | inspector (ms) | save (ms) |")
+                print("|---:|---:|---:|---:|---:|---:|")
                 for n in sizes:
                     rows = []
                     for _ in range(args.rounds):
                         page = browser.new_page(base_url=server.url, viewport={"width": 1400, "height": 900})
-                        rows.append(measure(page, f"bench-{n}", f"n{(n // 2) | 1}"))
+                        row = measure(page, f"bench-{n}", f"n{(n // 2) | 1}")
                         page.close()
+                        page = browser.new_page(base_url=server.url, viewport={"width": 1400, "height": 900})
+                        row["deep_ms"] = deep_link(page, f"bench-{n}")
+                        page.close()
+                        rows.append(row)
                     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-                    print(f"| {n:,} | {med['open_ms']:.0f} | {med['fps']:.0f} | {med['inspector_ms']:.0f} | "
+                    print(f"| {n:,} | {med['open_ms']:.0f} | {med['deep_ms']:.0f} | {med['fps']:.0f} | {med['inspector_ms']:.0f} | "
                           f"{med['save_ms']:.0f} |", flush=True)
                 browser.close()
         finally:
