@@ -261,7 +261,7 @@ def test_the_depth_limit_at_run_time_names_the_limit_and_the_fix() -> None:
     budget.enter(2, "a", "b")
     with pytest.raises(NodeFailure) as e:
         budget.enter(3, "b", "c")
-    assert e.value.kind == "agent_depth_limit"
+    assert e.value.kind == "limit"
     assert e.value.message.startswith("limits.max_agent_depth: agent 'b' called agent 'c' as a tool at depth 3 "
                                       "(the limit is 2). Fix: raise it with `limits: {max_agent_depth: ...}`")
 
@@ -319,3 +319,31 @@ def test_runs_show_prints_the_agents_under_their_caller(spec_file, store) -> Non
         "│   └── invoke_agent closer",
         "│       └── chat scripted:closer",
     ]
+
+
+async def test_turns_of_failed_attempts_count_towards_the_run_limit(spec_file, store) -> None:
+    """An `error` edge that retries a failing conductor is stopped by limits.max_agent_turns, which
+    no `error` edge takes (like the engine's own limits)."""
+    path = spec_file("""
+name: retry
+nodes:
+  - {id: start, type: start}
+  - {id: a, type: agent, model: scripted:a, max_turns: 2, agent_tools: [{agent: b}]}
+  - {id: b, type: agent, model: scripted:b}
+  - {id: done, type: end}
+edges:
+  - {from: start, to: a}
+  - {from: a, to: done}
+  - {from: a, port: error, to: a}
+limits: {max_agent_turns: 5}
+""")
+    with scripted("a") as a, scripted("b") as b:
+        for _ in range(3):
+            a.reply(tool_calls=[("b", {"input": "again"})])
+        b.reply("no").reply("no")
+        result = await arun(path, "go", store=store)
+    assert result.status == "failed"
+    assert "limits.max_agent_turns: the agents of this run made 5 model calls (the limit is 5)" in result.error
+    assert "stopped before agent 'b'" in result.error
+    # attempt 1: a, b, a, b (then max_turns=2 fails it); attempt 2 (the error edge): a, and b is refused
+    assert len(a.calls) == 3 and len(b.calls) == 2

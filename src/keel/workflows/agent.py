@@ -160,7 +160,11 @@ async def _run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict
                                  "gen_ai.request.model": node.model})
     loop = _Loop(engine, run, env, sessions, Budget(wf.spec.run_limits(), int(run.ctx.get("agent_turns", 0))),
                  node.id)
-    response, final = await loop.agent(node, history, user_text, node_span, node_span, str(run.seq), depth=0)
+    try:
+        response, final = await loop.agent(node, history, user_text, node_span, node_span, str(run.seq), depth=0)
+    except NodeFailure:
+        loop.budget.save(run.ctx)  # a failed attempt's turns count too (an `error` edge may retry it)
+        raise
     node_span.attributes.update({"gen_ai.usage.input_tokens": loop.input_tokens,
                                  "gen_ai.usage.output_tokens": loop.output_tokens, "keel.turns": loop.turns})
     if final.id != node.id:

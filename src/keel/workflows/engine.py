@@ -517,7 +517,7 @@ class Engine:
         except NodeFailure as e:
             error = e.message
             span.attributes["error.type"] = e.kind
-            if run.wf.target(node.id, "error") is None:
+            if run.wf.target(node.id, "error") is None or e.kind == "limit":  # a run limit: no edge takes it
                 self._emit(NodeEvent("node_failed", run.id, node.id, node.type, error=error,
                                      duration_ms=(time.time() - started) * 1000))
                 return await self._checkpoint(run, node, span.end(error=error), None, None, error=error,

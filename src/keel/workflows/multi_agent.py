@@ -96,7 +96,7 @@ class Budget:
         """Count one model call by ``agent_id``; a failure when the run has none left."""
         over = over_agent_turns(self.limits, used=self.used, agent_id=agent_id)
         if over is not None:
-            raise NodeFailure(over, kind="agent_turn_limit")
+            raise NodeFailure(over, kind="limit")  # the run fails: no `error` edge takes it
         self.used += 1
 
     def enter(self, depth: int, caller: str, target: str) -> None:
@@ -104,7 +104,7 @@ class Budget:
         agent calling a specialist)."""
         over = over_agent_depth(self.limits, depth=depth, caller=caller, target=target)
         if over is not None:
-            raise NodeFailure(over, kind="agent_depth_limit")
+            raise NodeFailure(over, kind="limit")
 
     def save(self, ctx: dict[str, Any]) -> None:
         ctx["agent_turns"] = self.used
