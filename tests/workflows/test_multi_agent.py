@@ -347,3 +347,10 @@ limits: {max_agent_turns: 5}
     assert "stopped before agent 'b'" in result.error
     # attempt 1: a, b, a, b (then max_turns=2 fails it); attempt 2 (the error edge): a, and b is refused
     assert len(a.calls) == 3 and len(b.calls) == 2
+
+
+def test_the_extractive_answerer_cannot_conduct_or_hand_off(spec_file) -> None:
+    text = _error(spec_file, _spec("handoffs: [b]").replace("model: scripted:a", "model: extractive").replace(
+        "  - {id: c, type: agent, model: scripted:c}\n", ""))
+    assert "model 'extractive' is the extractive answerer, which only quotes its sources" in text
+    assert "@nodes[1].model" in text
