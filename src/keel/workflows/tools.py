@@ -1,7 +1,11 @@
 """Python function tools for Agent nodes.
 
 A tool is a plain function (sync or async) with type-annotated parameters; its
-JSON schema comes from the annotations and its description from the docstring.
+JSON schema comes from the annotations and its description from the docstring
+(parameters' descriptions from its ``Args:`` or ``:param x:`` lines). Every call's
+arguments are validated and converted by the signature before the function runs; invalid
+ones go back to the model as ``error: invalid arguments ...``. ``@keel.tool`` is
+:func:`function_tool` under its short name.
 A parameter annotated :class:`ToolContext` is not shown to the model: Keel fills
 it in with the run id and an **idempotency key** that stays the same if the call
 is retried after a crash. Tools with side effects should use the key to do their
