@@ -65,7 +65,7 @@ export const edgeId = (e) => `${e.from}.${e.port || "next"}->${e.to}`;
 
 export const NODE_W = 200, NODE_H = 64;
 /** Below this zoom a node is drawn with less detail (Node.jsx). */
-export const LOD_ZOOM = 0.4;
+export const LOD_ZOOM = 0.3;
 /** Where output port ``i`` sits: PORT_TOP + i * PORT_STEP px below the node's top border. */
 export const PORT_TOP = 31, PORT_STEP = 16;
 const HANDLE = 10, BORDER_TOP = 4, BORDER = 1; // canvas.css: .react-flow__handle, .kn
