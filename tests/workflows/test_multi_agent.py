@@ -354,3 +354,25 @@ def test_the_extractive_answerer_cannot_conduct_or_hand_off(spec_file) -> None:
         "  - {id: c, type: agent, model: scripted:c}\n", ""))
     assert "model 'extractive' is the extractive answerer, which only quotes its sources" in text
     assert "@nodes[1].model" in text
+
+
+async def test_only_the_answer_streams_not_the_specialists(spec_file, store) -> None:
+    """Streamed text is the node's answer: the handoff target's, never a specialist's (whose
+    answer is a tool result)."""
+    events = []
+    path = spec_file(CONDUCTOR)
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        _script(conductor, researcher, writer, closer)
+        result = await arun(path, "Where is order 7?", store=store, on_event=events.append, stream_text=True)
+    assert result.status == "succeeded", result.error
+    shown = ""
+    for e in events:
+        if e.kind == "text_delta":
+            assert e.node_id == "conductor"
+            shown += e.text
+        elif e.kind == "text_restart":
+            shown = ""
+    assert shown == "Case closed: order 7 is on its way."
+    everything = "".join(e.text or "" for e in events if e.kind == "text_delta")
+    assert "Dear customer" not in everything and "Order 7 shipped" not in everything
