@@ -384,3 +384,25 @@ def test_a_big_graph_opens_readable_draws_what_is_on_screen_and_fit_shows_all(pa
     _select(page, "n151")
     page.locator('.inspector [data-pointer="/title"] input').fill("the middle")
     expect(page.locator('[data-node-id="n151"] .kn-title')).to_have_text("the middle")
+
+
+# --- the model field offers the configured aliases ------------------------------------------------------
+
+
+def test_the_model_field_offers_the_aliases_of_keel_toml(page: Page, ui_store: Any, tmp_path: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the server (in this process) reads ./keel.toml
+    (tmp_path / "keel.toml").write_text('[models]\nfast = "scripted:fast"\n')
+    _draft(ui_store, "canvas-alias", CHAIN.format(name="canvas-alias"))
+    _open(page, "canvas-alias")
+    _select(page, "ask")
+    field = page.locator('.inspector [data-pointer="/model"]')
+    options = field.locator("datalist option")
+    expect(options.first).to_be_attached()
+    got = dict(options.evaluate_all("(els) => els.map((o) => [o.value, o.textContent])"))
+    assert got["fast"] == "alias → scripted:fast"
+    field.locator("input").fill("fast")
+    page.keyboard.press("Control+s")
+    _saved(page, 2)
+    expect(page.get_by_test_id("problem-count")).to_have_text("valid")
+    assert _saved_spec(ui_store, "canvas-alias").node("ask").model == "fast"
