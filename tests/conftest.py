@@ -32,7 +32,10 @@ def keel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(cwd)
     if TEST_STORE == "postgresql":
-        monkeypatch.setenv("KEEL_STORE_URL", request.getfixturevalue("pg_url"))
+        server = request.getfixturevalue("pg_server")
+        url = server.create_database("keel_home", migrated=True)
+        request.addfinalizer(lambda: server.drop_database(url))
+        monkeypatch.setenv("KEEL_STORE_URL", url)
     return home
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["TEST_STORE", "PostgresUnavailable", "TestPostgres", "find_binaries", "session_server", "start_postgres",
-           "use_postgres_for"]
+           "store_files_text", "use_postgres_for"]
 
 TEST_STORE = os.environ.get("KEEL_TEST_STORE", "sqlite").strip().lower() or "sqlite"
 """The backend the whole suite runs on: ``sqlite`` (default) or ``postgresql``
@@ -114,12 +114,30 @@ class TestPostgres:
             cur = conn.execute(sql)
             return cur.fetchall() if cur.description else []
 
-    def create_database(self, prefix: str = "keel_test") -> str:
-        """A fresh empty database; returns its URL."""
+    def create_database(self, prefix: str = "keel_test", *, migrated: bool = False) -> str:
+        """A fresh database, empty or (``migrated``) with Keel's migrations applied; its URL.
+
+        A migrated one is a file copy of a template migrated once per session: 80 ms, where
+        creating and migrating one takes 850 ms on this machine."""
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        template = self._migrated_template() if migrated else "template1"
+        strategy = " STRATEGY FILE_COPY" if self._major() >= 15 else ""
         self.admin(f'DROP DATABASE IF EXISTS "{name}"')
-        self.admin(f'CREATE DATABASE "{name}"')
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
         return self.url(name)
+
+    def _major(self) -> int:
+        digits = "".join(c if c.isdigit() or c == "." else " " for c in self.version).split()
+        return int(digits[0].split(".")[0]) if digits else 0
+
+    def _migrated_template(self) -> str:
+        name = f"keel_template_{os.getpid()}"
+        if not self.admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+            from keel.store.postgres import PostgresStore
+
+            self.admin(f'CREATE DATABASE "{name}"')
+            PostgresStore(self.url(name)).close()  # no connection may stay open on a template
+        return name
 
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
@@ -235,7 +253,35 @@ def use_postgres_for(home: Path) -> str | None:
     for line in text.splitlines():
         if line.replace(" ", "").startswith("store="):
             return line.split("=", 1)[1].strip().strip('"')
-    url = session_server().create_database("keel_home")
+    url = session_server().create_database("keel_home", migrated=True)
     Path(home).mkdir(parents=True, exist_ok=True)
     toml.write_text(f'store = "{url}"\n{text}', encoding="utf-8")  # top-level keys before any [table]
     return url
+
+
+def _home_url(home: Path) -> str | None:
+    if Path(os.environ.get("KEEL_HOME", "")) == Path(home) and os.environ.get("KEEL_STORE_URL"):
+        return os.environ["KEEL_STORE_URL"]
+    toml = Path(home) / "keel.toml"
+    for line in (toml.read_text(encoding="utf-8").splitlines() if toml.is_file() else []):
+        if line.replace(" ", "").startswith("store="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return None
+
+
+def store_files_text(home: Path) -> dict[str, str]:
+    """Everything the store of Keel home ``home`` holds, as text to grep, by where it is: the
+    bytes of ``keel.db*`` on SQLite; on PostgreSQL, every row of every table (``{"keel.db":
+    ...}`` either way, so a test greps one haystack). For tests that no secret is stored."""
+    url = _home_url(home) if TEST_STORE == "postgresql" else None
+    if url is None:
+        return {p.name: p.read_bytes().decode("latin-1") for p in sorted(Path(home).glob("keel.db*"))}
+    import psycopg
+
+    parts = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1").fetchall()]
+        for table in tables:
+            parts.extend(r[0] for r in conn.execute(f'SELECT t::text FROM "{table}" t').fetchall())
+    return {"keel.db": "\n".join(parts)}

@@ -11,6 +11,7 @@ import pytest
 
 from tests.openai_stub import OpenAIStub
 from tests.operate.conftest import Server, agent_workflow, create_key, publish, start_server
+from tests.pg import store_files_text
 
 
 def _error(r: httpx.Response, status: int) -> dict:
@@ -110,8 +111,7 @@ def test_no_secret_in_logs_or_traces(tmp_path) -> None:
     lines = [json.loads(line) for line in access.splitlines()]
     assert any(d.get("route") == "/v1/chat/completions" and d.get("workflow") == "byo" for d in lines), access
     haystacks = {"access log": access, "server output": server.log_text()}
-    for path in tmp_path.glob("keel.db*"):
-        haystacks[path.name] = path.read_bytes().decode("latin-1")
+    haystacks.update(store_files_text(tmp_path))  # the file's bytes, or every row on PostgreSQL
     for name, text in haystacks.items():
         for secret in (api_key, provider_key, api_key.split("_", 3)[3]):
             assert secret not in text, f"a secret leaked into the {name}"

@@ -11,6 +11,7 @@ import httpx
 
 from tests.openai_stub import OpenAIStub
 from tests.operate.conftest import agent_workflow, create_key, publish, start_server
+from tests.pg import store_files_text
 
 # Shaped like no key Keel knows (no sk-, no keel_sk_): only knowing the value can find it.
 CONFIGURED_KEY = "provCfg-3b9d7e1a5c2f8e6d4a0b"
@@ -70,8 +71,7 @@ def test_a_key_echoed_by_the_provider_is_stored_returned_and_logged_nowhere(tmp_
     finally:
         stub.stop()
     haystacks = {**answers, "server output": server.log_text()}
-    for path in tmp_path.glob("keel.db*"):
-        haystacks[path.name] = path.read_bytes().decode("latin-1")
+    haystacks.update(store_files_text(tmp_path))  # the file's bytes, or every row on PostgreSQL
     assert "refused the API key" in haystacks["keel.db"] + haystacks.get("keel.db-wal", "")
     for name, text in haystacks.items():
         for secret in (CONFIGURED_KEY, CALLER_KEY):

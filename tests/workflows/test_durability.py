@@ -123,6 +123,8 @@ def test_a_run_killed_mid_step_resumes_from_its_last_checkpoint(tmp_path: Path) 
 
 def _trace(store) -> list[str]:
     """The first word of each statement the store runs from now on."""
+    if store.dialect != "sqlite":
+        pytest.skip("counts statements through SQLite's trace callback (grouping is the same code on PostgreSQL)")
     seen: list[str] = []
     store._connect().set_trace_callback(lambda sql: seen.append(" ".join(sql.split()[:3]).upper()))
     return seen

@@ -12,6 +12,7 @@ from keel.errors import ProviderAuthError
 from keel.workflows import run
 from tests.openai_stub import OpenAIStub
 from tests.operate.conftest import agent_workflow
+from tests.pg import store_files_text
 
 # Neither key is shaped like one (no sk-, no Bearer after scrubbing): only knowing it finds it.
 CONFIGURED_KEY = "provCfg-7f3a9c1e2d5b8a4f6e0c"
@@ -19,7 +20,7 @@ HELD_KEY = "callerOwn-8e2b4d6f1a9c3e5b7d0f"
 
 
 def _store_bytes(home: Path) -> str:
-    return "".join(p.read_bytes().decode("latin-1") for p in sorted(home.glob("keel.db*")))
+    return "".join(store_files_text(home).values())  # the file's bytes, or every row on PostgreSQL
 
 
 def test_a_configured_key_echoed_by_the_provider_is_stored_nowhere(

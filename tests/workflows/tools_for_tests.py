@@ -29,14 +29,13 @@ SEEN_ON_DISK: list[int] = []
 
 def count_model_calls_on_disk(ctx: ToolContext) -> str:
     """Count, from a separate connection, the model calls of this run already committed."""
-    import os
-    import sqlite3
+    from keel.store import open_store
 
-    conn = sqlite3.connect(os.path.join(os.environ["KEEL_HOME"], "keel.db"))
+    other = open_store()  # a store object of its own: its own connection, on either backend
     try:
-        n = conn.execute("SELECT COUNT(*) FROM workflow_memos WHERE run_id = ? AND key LIKE '%:model:%'",
-                         (ctx.run_id,)).fetchone()[0]
+        n = other.query("SELECT COUNT(*) AS n FROM workflow_memos WHERE run_id = ? AND key LIKE '%:model:%'",
+                        (ctx.run_id,))[0]["n"]
     finally:
-        conn.close()
+        other.close()
     SEEN_ON_DISK.append(n)
     return str(n)
