@@ -174,6 +174,20 @@ def _tail(path: Path) -> str:
         return ""
 
 
+def _stop_when_gone(server: TestPostgres, pid: int) -> None:
+    """A detached watcher that stops the server and deletes its data once process ``pid`` is gone
+    (a test session killed by a timeout runs no atexit handler)."""
+    ctl = [str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]
+    if server.run_as:
+        ctl = ["runuser", "-u", server.run_as, "--", *ctl]
+    import shlex
+
+    script = (f"while kill -0 {pid} 2>/dev/null; do sleep 2; done; {shlex.join(ctl)} >/dev/null 2>&1; "
+              f"rm -rf {shlex.quote(str(server.data_dir.parent))}")
+    subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 def start_postgres() -> TestPostgres:
     """Start a PostgreSQL server in a new temporary directory, or raise :class:`PostgresUnavailable`."""
     bin_dir, has_vector = find_binaries()
@@ -208,6 +222,7 @@ def start_postgres() -> TestPostgres:
     except PostgresUnavailable:
         shutil.rmtree(root, ignore_errors=True)
         raise
+    _stop_when_gone(server, os.getpid())
     deadline = time.monotonic() + 30
     while True:  # pg_ctl -w returns once it accepts connections; make sure of it over TCP
         try:
