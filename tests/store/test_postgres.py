@@ -188,3 +188,24 @@ def test_wrong_password_missing_database_and_no_server_are_one_line_each(pg_serv
     assert "cannot connect to PostgreSQL" in e.value.message and "running" in (e.value.hint or "")
     for err in (e.value,):
         assert "\n" not in err.message
+
+
+def test_open_store_of_another_home_reads_that_homes_keel_toml(pg_url: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEEL_STORE_URL", raising=False)
+    other = tmp_path / "served-home"
+    other.mkdir()
+    (other / "keel.toml").write_text(f'store = "{pg_url}"\n[models]\nfast = "scripted:echo"\n')
+    s = open_store(other)
+    assert isinstance(s, PostgresStore) and s.url == pg_url
+    s.close()
+    plain = tmp_path / "plain-home"
+    s = open_store(plain)
+    assert isinstance(s, SQLiteStore) and s.path == plain / "keel.db"
+    s.close()
+
+
+def test_a_sqlite_url_names_the_file(tmp_path: Path) -> None:
+    s = open_store(url=f"sqlite:///{tmp_path}/elsewhere.db")
+    assert isinstance(s, SQLiteStore) and s.path == tmp_path / "elsewhere.db"
+    s.close()
