@@ -287,6 +287,7 @@ class Search:
         if self.options.demos <= 0 or self.calls.remaining < len(self.val):
             return
         best = self.best()
+        await self._bootstrap(best)
         chosen = self._pick_demos(best)
         if not chosen:
             return
@@ -297,10 +298,20 @@ class Search:
         await self._score_val(cand)
         self.log(f"demos: candidate {cand.id} ({len(shots)} examples): {cand.mean:.2f} on validation")
 
-    def _pick_demos(self, best: Candidate) -> list[tuple[DatasetRow, _Rollout]]:
-        """Learning rows whose answer passed every grader (the best candidate's answer where it
-        passed, else any candidate's), taken round-robin over distinct answers: a classifier's
-        demonstrations then show different labels instead of the one it already over-uses."""
+    async def _bootstrap(self, best: Candidate) -> None:
+        """Spend what the validation score of the few-shot candidate leaves on running the best
+        candidate over learning rows it has not answered, until there are ``demos`` passing rows
+        with distinct answers (the minibatches alone often leave two or three passing rows)."""
+        for r in self.train:
+            distinct = {x.output.strip() for _r, x in self._passing(best)}
+            if len(distinct) >= self.options.demos or self.calls.remaining <= len(self.val):
+                return
+            if (best.instructions, r.idx) not in self.rollouts:
+                await self._rollout(best.instructions, r)
+
+    def _passing(self, best: Candidate) -> list[tuple[DatasetRow, _Rollout]]:
+        """Learning rows whose answer passed every grader: the best candidate's answer where it
+        passed, else any candidate's."""
         passing: list[tuple[DatasetRow, _Rollout]] = []
         for r in self.train:
             x = self.rollouts.get((best.instructions, r.idx))
@@ -308,6 +319,13 @@ class Search:
                 x = next((v for (_ins, idx), v in self.rollouts.items() if idx == r.idx and v.passed), None)
             if x is not None:
                 passing.append((r, x))
+        return passing
+
+    def _pick_demos(self, best: Candidate) -> list[tuple[DatasetRow, _Rollout]]:
+        """Passing learning rows (:meth:`_passing`) taken round-robin over distinct answers: a
+        classifier's demonstrations then show different labels instead of the one it already
+        over-uses."""
+        passing = self._passing(best)
         groups: dict[str, list[tuple[DatasetRow, _Rollout]]] = {}
         for r, x in passing:
             groups.setdefault(x.output.strip(), []).append((r, x))
