@@ -17,6 +17,7 @@ from keel.cli import mcp as mcp_cli
 from keel.cli import optimize as optimize_cli
 from keel.cli import router as router_cli
 from keel.cli import serve as serve_cli
+from keel.cli import store as store_cli
 from keel.cli import up as up_cli
 from keel.cli import worker as worker_cli
 from keel.errors import KeelError
@@ -53,6 +54,7 @@ app.add_typer(distill_cli.app, name="distill")
 app.add_typer(router_cli.app, name="router")
 app.command("serve", epilog=serve_cli.EPILOG)(serve_cli.serve)
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(store_cli.app, name="store")
 app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
 app.command("up", epilog=up_cli.EPILOG)(up_cli.up)
 app.command("worker", epilog=worker_cli.EPILOG)(worker_cli.worker)
