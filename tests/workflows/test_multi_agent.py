@@ -376,3 +376,33 @@ async def test_only_the_answer_streams_not_the_specialists(spec_file, store) -> 
     assert shown == "Case closed: order 7 is on its way."
     everything = "".join(e.text or "" for e in events if e.kind == "text_delta")
     assert "Dear customer" not in everything and "Order 7 shipped" not in everything
+
+
+async def test_a_specialists_own_tool_call_can_wait_for_approval(spec_file, store) -> None:
+    """The researcher's Python tool needs approval: the run parks inside the specialist and, once
+    approved, goes on from there (the conductor's first call is replayed, not made again)."""
+    from keel.workflows import aapprove
+
+    path = spec_file(CONDUCTOR.replace("    tools: [tests.workflows.tools_for_tests:lookup_order]\n",
+                                       "    tools: [tests.workflows.tools_for_tests:lookup_order]\n"
+                                       "    approval: {lookup_order: always}\n"))
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        conductor.reply(tool_calls=[("researcher", {"input": "what about order 7?"})])
+        researcher.reply(tool_calls=[("lookup_order", {"order_id": 7})])
+        waiting = await arun(path, "Where is order 7?", store=store)
+        assert waiting.status == "waiting", waiting.error
+        assert waiting.approval.message.startswith('Allow the tool call lookup_order({"order_id": 7}) on Python tool')
+        researcher.reply("Order 7 shipped.")
+        conductor.reply("It shipped.")
+        done = await aapprove(waiting.approval.id, by="lin", store=store)
+        assert done.status == "succeeded", done.error
+        assert done.output == "It shipped."
+        assert len(conductor.calls) == 2 and len(researcher.calls) == 2  # replayed from memos, not re-asked
+        assert researcher.calls[1].messages[-1].role == "tool"
+        writer.assert_done()
+        closer.assert_done()
+    spans = Spans(store).for_trace(Runs(store).get(done.run_id).trace_id)
+    assert [s.name for s in spans].count("invoke_agent researcher") == 1
+    assert [s.name for s in spans].count("execute_tool researcher") == 1
+    assert all(s.status == "ok" for s in spans if s.kind in ("agent", "tool", "model"))  # the wait is no failure

@@ -361,6 +361,10 @@ async def _call_tool(engine: Engine, run: _ActiveRun, node: AgentNode, node_span
         engine.spans.write(span.end(error=e.message))
         raise
     except Exception as e:
+        from keel.workflows.mcp_tools import WaitForApproval
+
+        if isinstance(e, WaitForApproval):  # a specialist's own tool call waits for a person: the run parks
+            raise
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e}"))
         raise NodeFailure(f"tool {call.name} failed: {type(e).__name__}: {e}", kind="tool") from None
     from keel.workflows.tool_results import truncate_result
