@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     ``postgresql://USER:PASSWORD@HOST:PORT/DATABASE`` URL for PostgreSQL; unset, an embedded
     SQLite file under ``home`` (docs/store.md)."""
 
+    retention: str | None = Field(default=None, validation_alias=_env("KEEL_RETENTION", "retention"))
+    """How long finished runs, their spans and model calls, and request logs are kept
+    (``KEEL_RETENTION``, or ``retention = "30d"`` in keel.toml): ``keel serve`` prunes what is
+    older every ``KEEL_PRUNE_INTERVAL`` seconds (an hour). Unset, nothing is pruned
+    (``keel store prune`` does it by hand; docs/store.md, "Retention")."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -137,6 +137,32 @@ def _optional(name: str) -> Any:
         return None
 
 
+def _retention() -> tuple[float, float] | None:
+    """``(older_than, interval)`` seconds when ``retention`` is set (keel.toml or KEEL_RETENTION);
+    read at start-up, so a bad value stops ``keel serve`` with one line, not a request later."""
+    import os
+
+    from keel.config import get_settings
+
+    age = get_settings().retention
+    if not age:
+        return None
+    from keel.store.retention import parse_age
+
+    return (parse_age(age, where="retention (keel.toml or KEEL_RETENTION)"),
+            parse_age(os.environ.get("KEEL_PRUNE_INTERVAL", "3600") + "s", where="KEEL_PRUNE_INTERVAL"))
+
+
+def _start_retention(store: Any, retention: tuple[float, float] | None) -> Any:
+    if retention is None:
+        return None
+    from keel.store.retention import RetentionThread
+
+    thread = RetentionThread(store, older_than=retention[0], interval=retention[1])
+    thread.start()
+    return thread
+
+
 def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | None = None,
                started_at: float | None = None) -> FastAPI:
     """The ASGI app of ``keel serve``. ``settings`` default to :func:`load_serve_settings`
@@ -145,6 +171,7 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     it key-required (:meth:`~keel.operate.server.keys.Keys.required`)."""
     settings = settings or load_serve_settings()
     store = store or open_store()
+    retention_setting = _retention()
     budgets = Budgets(store, user_daily_tokens=settings.user_daily_tokens,
                       user_daily_cost_usd=settings.user_daily_cost_usd)
     from keel.operate.server.rates import RateLimits
@@ -173,6 +200,7 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
         gc.freeze()
         services.requests.start()
         store.checkpoint_in_background()  # no WAL checkpoint (and fsync) inside a request's commit
+        retention = _start_retention(store, retention_setting)
         worker = asyncio.create_task(runner.worker(stop))
         async with contextlib.AsyncExitStack() as stack:
             if mcp_lifespan is not None:
@@ -189,6 +217,8 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
                 store.commit_group().flush()  # usage rows queued in this last turn of the loop
                 services.requests.stop()
                 store.stop_background_checkpoints()
+                if retention is not None:
+                    retention.stop()
 
     app = FastAPI(title="Keel", version=__version__, lifespan=lifespan,
                   description="Keel workflows over HTTP: the workflows API, OpenAI-compatible endpoints, "
