@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     ``postgresql://USER:PASSWORD@HOST:PORT/DATABASE`` URL for PostgreSQL; unset, an embedded
     SQLite file under ``home`` (docs/store.md)."""
 
+    store_pool_size: int = Field(default=20, ge=1, le=1000)
+    """Most connections one process keeps to a PostgreSQL store (``KEEL_STORE_POOL_SIZE``); the
+    server's ``max_connections`` must cover every process's pool (docs/store.md)."""
+
     retention: str | None = Field(default=None, validation_alias=_env("KEEL_RETENTION", "retention"))
     """How long finished runs, their spans and model calls, and request logs are kept
     (``KEEL_RETENTION``, or ``retention = "30d"`` in keel.toml): ``keel serve`` prunes what is

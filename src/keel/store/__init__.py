@@ -32,10 +32,12 @@ def open_store(home: str | Path | None = None, *, url: str | None = None, migrat
     :class:`~keel.errors.StoreError` (one line and a fix) when the store cannot be reached or
     is newer than this Keel.
     """
+    pool_size = 20
     if url is None:
         from keel.config import get_settings
 
         settings = get_settings()
+        pool_size = settings.store_pool_size
         if home is None or _same_path(Path(home), settings.home):
             url, home = settings.store, settings.home
         else:
@@ -51,7 +53,7 @@ def open_store(home: str | Path | None = None, *, url: str | None = None, migrat
     if scheme in ("postgresql", "postgres"):
         from keel.store.postgres import PostgresStore
 
-        return PostgresStore(url, migrate=migrate)
+        return PostgresStore(url, migrate=migrate, max_size=pool_size)
     if scheme == "sqlite" and url.startswith("sqlite:///"):
         return SQLiteStore(Path(url[len("sqlite:///"):]).expanduser(), migrate=migrate)
     from keel.errors import ConfigError
