@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from keel.errors import StoreError
 from keel.workflows.engine import Engine
 from keel.workflows.events import EventLog
 from keel.workflows.leases import LEASE_SECONDS
@@ -127,17 +128,42 @@ class Worker:
         engine = self.streaming if q.stream_text else self.engine
         try:
             result = await engine.resume(q.run_id)
+        except StoreError:  # the store went away mid-run: hand the run back as soon as it answers again
+            await self._release_when_reachable(q.run_id)
+            return
         except Exception as e:  # not a node's failure: the engine could not go on (counted, retried)
-            engine._resume_failed(q.run_id, e)
-            self.queue.release(q.run_id, self.owner, after=1.0)
+            with contextlib.suppress(StoreError):
+                engine._resume_failed(q.run_id, e)
+            await self._release_when_reachable(q.run_id, after=1.0)
             return
         if result.status == "running":  # another live process holds it: look again later
             self.queue.release(q.run_id, self.owner, after=LEASE_SECONDS / 3)
             return
-        self.queue.done(q.run_id, self.owner)
+        try:
+            self.queue.done(q.run_id, self.owner)
+        except StoreError:  # claimed again once the store answers, and dropped then
+            await self._release_when_reachable(q.run_id)
         self.finished += 1
         if self.on_finished is not None:
             self.on_finished(q.run_id, result.status)
+
+    async def _release_when_reachable(self, run_id: str, *, after: float = 0.0) -> None:
+        """Free the run's queue row (claimable by any worker, this one included), retrying while the
+        store is unreachable, so a run continues within a second or so of the store's return instead
+        of when its claim lapses."""
+        delay = 0.2
+        while True:
+            try:
+                with self.store.transaction():
+                    # the engine's own release may have failed with the store: no owner, any worker
+                    self.store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?"
+                                       " AND owner IN (?, ?) AND status = 'running'",
+                                       (run_id, self.engine.owner, self.streaming.owner))
+                    self.queue.release(run_id, self.owner, after=after)
+                return
+            except StoreError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _recover(self, limit: int) -> None:
         await self.engine.recover(concurrency=max(1, limit))
