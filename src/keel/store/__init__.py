@@ -8,20 +8,18 @@ The same SQL and migrations run on both (:mod:`keel.store.dialect` holds the dif
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from keel.store._sqlite import SQLiteStore
+from keel.store.base import Store
 from keel.store.migrations import MIGRATIONS, Migration
 from keel.store.model_calls import ModelCallRecord, ModelCalls
 
-__all__ = ["MIGRATIONS", "Migration", "ModelCallRecord", "ModelCalls", "SQLiteStore", "open_store"]
-
-Store = SQLiteStore
+__all__ = ["MIGRATIONS", "Migration", "ModelCallRecord", "ModelCalls", "SQLiteStore", "Store", "open_store"]
 
 DB_FILENAME = "keel.db"
 
 
-def open_store(home: str | Path | None = None, *, url: str | None = None, migrate: bool = True) -> Any:
+def open_store(home: str | Path | None = None, *, url: str | None = None, migrate: bool = True) -> Store:
     """Open (creating and migrating as needed) Keel's store: the one factory every part of Keel uses.
 
     ``url`` (else ``KEEL_STORE_URL``, else ``store =`` in keel.toml) picks the backend:
