@@ -27,6 +27,9 @@ from keel.store.dialect import UnportableSQL, to_postgres
     # ... but not in data statements: a column may be called "real"
     ("SELECT integer_col FROM t", "SELECT integer_col FROM t"),
     ("INSERT OR IGNORE INTO v (term) VALUES (?)", "INSERT INTO v (term) VALUES (%s) ON CONFLICT DO NOTHING"),
+    ("INSERT OR IGNORE INTO v (term) VALUES (?) RETURNING id",
+     "INSERT INTO v (term) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"),
+    ("insert or ignore into v values ('returning');", "INSERT into v values ('returning') ON CONFLICT DO NOTHING;"),
 ])
 def test_translation(sqlite: str, postgres: str) -> None:
     assert to_postgres(sqlite) == postgres

@@ -83,6 +83,23 @@ def placeholders_to_pyformat(sql: str) -> str:
     return "".join(parts)
 
 
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+
+
+def _before_returning(segments: list[tuple[bool, str]], clause: str) -> list[tuple[bool, str]]:
+    """``clause`` inserted before a ``RETURNING`` (or a final ``;``), else appended."""
+    for i in range(len(segments) - 1, -1, -1):
+        is_code, text = segments[i]
+        if is_code and (m := _RETURNING.search(text)):
+            return [*segments[:i], (True, text[:m.start()].rstrip() + clause + " " + text[m.start():]),
+                    *segments[i + 1:]]
+    last = len(segments) - 1
+    if segments and segments[last][0] and segments[last][1].rstrip().endswith(";"):
+        text = segments[last][1].rstrip()[:-1].rstrip()
+        return [*segments[:last], (True, text + clause + ";")]
+    return [*segments, (True, clause)]
+
+
 @lru_cache(maxsize=4096)
 def to_postgres(sql: str) -> str:
     """``sql`` (portable SQL with ``?`` placeholders) as PostgreSQL runs it through psycopg."""
@@ -96,7 +113,7 @@ def to_postgres(sql: str) -> str:
     if insert_or:
         first_code = next(i for i, (code, _) in enumerate(segments) if code)
         segments[first_code] = (True, _INSERT_OR.sub(r"\1INSERT", segments[first_code][1], count=1))
-        segments.append((True, " ON CONFLICT DO NOTHING"))
+        segments = _before_returning(segments, " ON CONFLICT DO NOTHING")
     if _DDL.match(sql):
         translated = []
         for is_code, text in segments:
