@@ -17,8 +17,9 @@ record), so both backends return the same lexical rankings.
 Dense search: with the pgvector extension, each chunk row carries its vector and a
 collection of ``hnsw_min`` chunks or more gets its own partial HNSW index
 (``WHERE collection_id = N``, on ``embedding::vector(dim)``), built on the first
-query that needs it; smaller collections and filtered queries are searched exactly
-in SQL. Without pgvector the vectors are read into the process and searched there
+query that needs it; its filtered queries are searched exactly in SQL over the
+allowed rows. Smaller collections read their vectors into the process and search
+them exactly there, as the embedded backend does (faster than a scan in SQL). Without pgvector the vectors are read into the process and searched there
 (numpy / hnswlib, as embedded): it works, costs memory per process, and
 :attr:`PostgresBackend.dense_where` says so.
 """
@@ -331,7 +332,26 @@ class PostgresBackend:
     def dense_index(self, loaded: Loaded, model: str, dim: int, *, hnsw_min: int) -> DenseSearch:
         if loaded.vectors is not None:
             return DenseIndex(loaded.vectors, hnsw_min=hnsw_min)
+        if loaded.ids.size < hnsw_min:
+            # small: exact search in the process is ~20x faster than an exact scan in SQL (no
+            # round trip, no per-row cast), and the vectors are few; large: pgvector's HNSW index
+            vectors = self._vectors(loaded, model, dim)
+            if vectors is not None:
+                return DenseIndex(vectors, hnsw_min=hnsw_min)
         return _PgDense(self, loaded, dim, hnsw_min)
+
+    def _vectors(self, loaded: Loaded, model: str, dim: int) -> np.ndarray | None:
+        """Row-aligned vectors of ``loaded`` (None if the collection changed since it was read)."""
+        rows = self._q("SELECT c.id, v.vec FROM keel_context.chunks c LEFT JOIN keel_context.vectors v"
+                       " ON v.hash = c.hash AND v.model = %s WHERE c.collection_id = %s ORDER BY c.id",
+                       (model, self.cid))
+        if len(rows) != loaded.ids.size or any(r[0] != i for r, i in zip(rows, loaded.ids.tolist(), strict=True)):
+            return None
+        if not rows:
+            return np.zeros((0, 1), dtype=np.float32)
+        zero = bytes(4 * dim)
+        return np.frombuffer(b"".join(bytes(r[1]) if r[1] else zero for r in rows),
+                             dtype=np.float32).reshape(len(rows), dim)
 
     def ensure_hnsw(self, dim: int) -> None:
         """This collection's HNSW index (built once, on the first query of a large collection)."""
