@@ -176,7 +176,6 @@ def train_lora(data: Path, base: Path, out: Path, options: TrainOptions | None =
     bar = _bar(total, step) if progress else None
     tokens, losses = 0, []
     started = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     while step < total:
         ids, labels = examples[order[step]]
         batch = torch.tensor([ids])
@@ -186,7 +185,7 @@ def train_lora(data: Path, base: Path, out: Path, options: TrainOptions | None =
         optim.zero_grad()
         step += 1
         tokens += len(ids)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -196,6 +195,11 @@ def train_lora(data: Path, base: Path, out: Path, options: TrainOptions | None =
     if bar is not None:
         bar.close()
     merged = model.merge_and_unload()
+    # A base read from GGUF is marked as quantized (not serializable); its weights were de-quantized
+    # to float on load, so the merged student saves as an ordinary float model.
+    merged.hf_quantizer = None
+    if hasattr(merged.config, "quantization_config"):
+        del merged.config.quantization_config
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
