@@ -406,3 +406,42 @@ async def test_a_specialists_own_tool_call_can_wait_for_approval(spec_file, stor
     assert [s.name for s in spans].count("invoke_agent researcher") == 1
     assert [s.name for s in spans].count("execute_tool researcher") == 1
     assert all(s.status == "ok" for s in spans if s.kind in ("agent", "tool", "model"))  # the wait is no failure
+
+
+_ARRIVED: list[str] = []
+
+
+async def meet(name: str) -> str:
+    """Arrive, then wait for the other specialist to arrive too (at most 10 s)."""
+    import asyncio
+
+    _ARRIVED.append(name)
+    for _ in range(1000):
+        if len(_ARRIVED) >= 2:
+            return "together"
+        await asyncio.sleep(0.01)
+    return "alone"
+
+
+async def test_specialists_called_in_one_reply_run_together(spec_file, store) -> None:
+    """Each specialist calls `meet`, which waits for the other: both can arrive only if they run at
+    the same time (one after the other, the first would wait alone)."""
+    _ARRIVED.clear()
+    me = "tests.workflows.test_multi_agent:meet"
+    path = spec_file(CONDUCTOR.replace("tools: [tests.workflows.tools_for_tests:lookup_order]", f"tools: [{me}]")
+                     .replace("instructions: You write., description", f"instructions: You write., tools: [{me}], "
+                              "description"))
+    with scripted("conductor") as conductor, scripted("researcher") as researcher, \
+            scripted("writer") as writer, scripted("closer") as closer:
+        conductor.reply(tool_calls=[("researcher", {"input": "facts"}), ("write_it", {"input": "prose"})])
+        researcher.reply(tool_calls=[("meet", {"name": "researcher"})]).reply("Facts.")
+        writer.reply(tool_calls=[("meet", {"name": "writer"})]).reply("Prose.")
+        conductor.reply("Both.")
+        result = await arun(path, "go", store=store)
+        assert result.status == "succeeded", result.error
+        assert researcher.calls[1].messages[-1].content == "together"
+        assert writer.calls[1].messages[-1].content == "together"
+        # the results go back in the order the model asked for them
+        assert [(m.role, m.content) for m in conductor.calls[1].messages[-2:]] == [("tool", "Facts."),
+                                                                                    ("tool", "Prose.")]
+        closer.assert_done()

@@ -16,6 +16,7 @@ prompt ends with :data:`TOOL_DATA_NOTICE`, and tool results go back to the model
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from keel.workflows.multi_agent import (
     handoff_message,
     handoff_specs,
     handoff_tools,
+    may_wait,
 )
 from keel.workflows.nodes import NodeFailure, StepOutcome
 from keel.workflows.spec import AgentNode
@@ -231,6 +233,32 @@ class _Loop:
             return response.text
         return run
 
+    async def calls(self, agent: AgentNode, span: Span, tools: dict[str, Any], decisions: dict[str, Decision],
+                    handoffs: dict[str, str], calls: Any, key: str) -> dict[int, str]:
+        """The results of one reply's tool calls (handoffs aside), by position. When every call is
+        to a specialist that cannot stop for an approval, they run together (as the Agents SDK runs
+        a reply's tool calls); otherwise one after the other, in the model's order."""
+        wf = self.run.wf
+        todo = [(i, c) for i, c in enumerate(calls) if c.name not in handoffs]
+
+        def one(i: int, call: Any) -> Any:
+            return _call_tool(self.engine, self.run, agent, span, tools, decisions, call, f"{key}:{i}")
+
+        together = len(todo) > 1 and all(
+            isinstance(tools[c.name], AgentCall) and decisions[c.name].policy != "always"
+            and not may_wait(tools[c.name].target, wf.nodes) for _, c in todo)
+        if not together:
+            return {i: await one(i, c) for i, c in todo}
+        tasks = [asyncio.ensure_future(one(i, c)) for i, c in todo]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:  # one failed: the others stop (their memos so far stay for a retry)
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return {i: r for (i, _), r in zip(todo, results, strict=True)}
+
     def _agent_span(self, agent: AgentNode, parent: Span, key: str, *, caller: str, how: str) -> Span:
         return Span(self.run.trace_id, f"invoke_agent {agent.id}", "agent",
                     span_id=stable_span_id(self.run.id, key), parent_id=parent.span_id, run_id=self.run.id,
@@ -274,6 +302,8 @@ class _Loop:
                         engine.spans.write(span.end())
                     return response, agent
                 decisions = _decisions(agent, wf, tools)
+                results = await self.calls(agent, span, tools, decisions, handoffs, response.tool_calls,
+                                           f"{prefix}:tool:{n - 1}")
                 target: str | None = None
                 for i, call in enumerate(response.tool_calls):
                     if call.name in handoffs:
@@ -282,8 +312,7 @@ class _Loop:
                         target = target or handoffs[call.name]
                         messages.append(Message.tool(call.id, text))
                         continue
-                    messages.append(Message.tool(call.id, await _call_tool(
-                        engine, self.run, agent, span, tools, decisions, call, f"{prefix}:tool:{n - 1}:{i}")))
+                    messages.append(Message.tool(call.id, results[i]))
                 if target is None:
                     continue
                 # The handoff: the target takes the conversation over, under its own instructions and tools.

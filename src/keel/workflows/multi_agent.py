@@ -26,7 +26,8 @@ from keel.workflows.limits import over_agent_depth, over_agent_turns
 from keel.workflows.nodes import NodeFailure
 from keel.workflows.spec import AgentNode, Limits
 
-__all__ = ["HANDOFF_PREFIX", "AgentCall", "Budget", "agent_tools", "handoff_message", "handoff_specs", "handoff_tools"]
+__all__ = ["HANDOFF_PREFIX", "AgentCall", "Budget", "agent_tools", "handoff_message", "handoff_specs", "handoff_tools",
+           "may_wait"]
 
 HANDOFF_PREFIX = "transfer_to_"
 """Handoff tools are named ``transfer_to_<target id>``, as the Agents SDK names them."""
@@ -80,6 +81,19 @@ def handoff_specs(node: AgentNode, nodes: dict[str, Any]) -> list[Tool]:
 def handoff_message(target: str) -> str:
     """The tool result of a handoff call (the history the target reads shows where it took over)."""
     return f'{{"assistant": "{target}"}}'
+
+
+def may_wait(agent_id: str, nodes: dict[str, Any], seen: set[str] | None = None) -> bool:
+    """Whether running ``agent_id`` may stop for a person's approval: it (or an agent it calls or
+    hands off to) has MCP tools or an ``always`` approval policy. Such specialists run one at a
+    time; the others may run together."""
+    seen = set() if seen is None else seen
+    seen.add(agent_id)
+    node = nodes[agent_id]
+    if node.mcp or "always" in node.approval.values():
+        return True
+    return any(other not in seen and may_wait(other, nodes, seen)
+               for other in [r.agent for r in node.agent_tools] + list(node.handoffs))
 
 
 class Budget:
