@@ -31,6 +31,15 @@ EXTRACTIVE = {"knowledge-assistant"}
 """Templates whose answerer is the built-in extractive one offline (docs/models.md)."""
 
 
+def _errors(store: object, run_id: str) -> dict[str, int]:
+    """Why items errored: each distinct message (its first 100 characters), with its count."""
+    from collections import Counter
+
+    from keel.evals import iter_results
+
+    return dict(Counter((r.error or "")[:100] for r in iter_results(store, run_id) if r.error).most_common(4))
+
+
 async def run_template(name: str, home: Path, model: str) -> list[dict]:
     from keel.evals import load_eval, run_eval
     from keel.store import open_store
@@ -62,6 +71,7 @@ async def run_template(name: str, home: Path, model: str) -> list[dict]:
                         "items": t.items, "passed": t.passed, "errored": t.errored,
                         "pass_rate": round(t.pass_rate, 3),
                         "graders": {g.name: g.pass_rate for g in t.graders},
+                        "errors": _errors(store, summary.run_id),
                         "seconds": round(time.perf_counter() - start, 1)})
         return out
     finally:
