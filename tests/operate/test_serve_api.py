@@ -4,7 +4,6 @@ Server-Sent Events and approvals, all over HTTP."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import httpx
@@ -100,16 +99,18 @@ def test_every_request_lands_in_serve_requests(serve: Server) -> None:
         run_id = c.post("/v1/workflows/echo3/runs", json={"input": "count me"}).json()["id"]
         with c.stream("GET", f"/v1/runs/{run_id}/events") as s:
             sse_events(s)
-    db = sqlite3.connect(serve.home / "keel.db")
-    db.row_factory = sqlite3.Row
+    from keel.store import open_store
+
+    db = open_store(serve.home)  # the server's store, on either backend
     rows: list = []
     for _ in range(200):  # the writer flushes every 0.5 s: poll, no timing assertion
-        rows = db.execute("SELECT * FROM serve_requests WHERE path LIKE ?", (f"%{run_id}%",)).fetchall()
-        post = db.execute("SELECT * FROM serve_requests WHERE workflow = 'echo3' AND method = 'POST'"
-                          " AND route = '/v1/workflows/{name}/runs'").fetchall()
+        rows = db.query("SELECT * FROM serve_requests WHERE path LIKE ?", (f"%{run_id}%",))
+        post = db.query("SELECT * FROM serve_requests WHERE workflow = 'echo3' AND method = 'POST'"
+                        " AND route = '/v1/workflows/{name}/runs'")
         if rows and post:
             break
         time.sleep(0.1)
+    db.close()
     [events] = rows
     assert events["route"] == "/v1/runs/{run_id}/events" and events["streamed"] == 1 and events["status"] == 200
     assert events["ttfb_ms"] is not None and events["latency_ms"] >= events["ttfb_ms"]

@@ -9,7 +9,6 @@ the dashboard once counted them all as good requests (0 % error rate, SLO untouc
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -72,11 +71,14 @@ def test_a_request_whose_run_failed_counts_as_an_error_and_against_the_slo(tmp_p
     finally:
         server.stop()
     # the access log row carries the run and how it ended (the store, as the server wrote it)
-    db = sqlite3.connect(tmp_path / "keel.db")
+    from keel.store import open_store
+
+    db = open_store(tmp_path)  # the server's store, on either backend
     try:
-        rows = db.execute("SELECT route, workflow, status, run_id, run_status FROM serve_requests "
-                          "WHERE workflow IS NOT NULL ORDER BY started_at").fetchall()
-        runs = dict(db.execute("SELECT id, status FROM workflow_runs").fetchall())
+        rows = [tuple(r.values()) for r in db.query(
+            "SELECT route, workflow, status, run_id, run_status FROM serve_requests "
+            "WHERE workflow IS NOT NULL ORDER BY started_at")]
+        runs = {r["id"]: r["status"] for r in db.query("SELECT id, status FROM workflow_runs")}
     finally:
         db.close()
     assert [(r[0], r[1], r[2], r[4]) for r in rows] == [

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from keel.store import SQLiteStore
+from keel.store import open_store
 from tests.operate.conftest import Server, publish, start_server
 from tests.operate.test_chatkit import message, post
 from tests.workflows.test_run_limits import CYCLE
@@ -21,7 +21,7 @@ LOOP = CYCLE + "limits: {max_steps: 10000000}\n"
 
 
 def _seq(home: Path, run_id: str) -> int:
-    store = SQLiteStore(home / "keel.db")
+    store = open_store(home)
     try:
         return store.query("SELECT seq FROM workflow_runs WHERE id = ?", (run_id,))[0]["seq"]
     finally:
@@ -86,7 +86,7 @@ def test_sigterm_stops_a_server_that_resumed_a_looping_run(tmp_path: Path) -> No
     from keel.workflows import Engine, Versions
 
     publish(tmp_path, LOOP, "spin")
-    store = SQLiteStore(tmp_path / "keel.db")
+    store = open_store(tmp_path)
     try:
         run = Engine(store).create(Versions(store).get("spin", None), "go")
         store.execute("UPDATE workflow_runs SET owner = ? WHERE id = ?", (_dead_owner(), run.id))
@@ -104,7 +104,7 @@ def test_sigterm_stops_a_server_that_resumed_a_looping_run(tmp_path: Path) -> No
             raise AssertionError("keel serve did not exit on SIGTERM while a resumed run was looping") from None
     finally:
         server.stop()
-    store = SQLiteStore(tmp_path / "keel.db")
+    store = open_store(tmp_path)
     try:
         row = store.query("SELECT status FROM workflow_runs WHERE id = ?", (run.id,))[0]
     finally:
@@ -157,7 +157,7 @@ def test_a_stored_row_with_a_lone_surrogate_does_not_break_the_run_list(tmp_path
     from keel.workflows import Engine, Versions
 
     publish(tmp_path, LOOP.replace("spin", "spun").replace("limits: {max_steps: 10000000}", ""), "spun")
-    store = SQLiteStore(tmp_path / "keel.db")
+    store = open_store(tmp_path)
     try:
         run = Engine(store).create(Versions(store).get("spun", None), "fine")
         # As an older Keel stored it: the input JSON with an escaped lone surrogate.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -165,7 +164,7 @@ def test_a_client_token_acts_for_its_user_only_with_the_keys_scope_and_no_roles(
 
 def test_tampered_expired_and_revoked_client_tokens_are_401(serve: Server) -> None:
     from keel.operate.server.client_tokens import ClientTokens
-    from keel.store import SQLiteStore
+    from keel.store import open_store
 
     key = create_key(serve.home, "short", "--workflow", "echo3")
     token = _session(serve, key, user="carol", ttl=60).json()["client_secret"]
@@ -175,7 +174,7 @@ def test_tampered_expired_and_revoked_client_tokens_are_401(serve: Server) -> No
     for bad in (payload + "." + signature[::-1], other_user + "." + signature, "keel_ct_nonsense"):
         r = _call(serve, "GET", "/v1/workflows", bad)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_client_token", bad
-    store = SQLiteStore(serve.home / "keel.db")  # the server's secret, made at its first mint
+    store = open_store(serve.home)  # the server's secret, made at its first mint
     try:
         expired, _ = ClientTokens(store).mint(key_id=_id(key), user="carol", workflow=None, ttl=60,
                                               now=time.time() - 3600)
@@ -190,7 +189,7 @@ def test_tampered_expired_and_revoked_client_tokens_are_401(serve: Server) -> No
 
 def _eval(home: Path, workflow: str) -> str:
     from keel.evals import parse_eval, run_eval
-    from keel.store import SQLiteStore
+    from keel.store import open_store
 
     data = home / "eval-items.jsonl"
     data.write_text(json.dumps({"input": "private words", "answer": "nope"}) + "\n", encoding="utf-8")
@@ -198,7 +197,7 @@ def _eval(home: Path, workflow: str) -> str:
                        "graders": [{"type": "string_check", "name": "exact", "operation": "eq",
                                     "input": "{{sample.output_text}}", "reference": "{{item.answer}}"}],
                        "targets": [{"type": "workflow", "workflow": f"{workflow}@1"}]})
-    store = SQLiteStore(home / "keel.db")
+    store = open_store(home)
     try:
         return asyncio.run(run_eval(store, spec)).run_id
     finally:
@@ -226,9 +225,11 @@ def test_evals_are_shown_to_admin_keys_of_their_workflows_only(serve: Server) ->
 def test_runs_record_the_key_and_end_user_that_started_them(serve: Server) -> None:
     key = create_key(serve.home, "recorded", "--workflow", "echo3")
     run = _call(serve, "POST", "/v1/workflows/echo3/runs", key, "dana", json={"input": "hi"}).json()
-    db = sqlite3.connect(serve.home / "keel.db")
+    from keel.store import open_store
+
+    db = open_store(serve.home)
     try:
-        row = db.execute("SELECT key_id, end_user FROM workflow_runs WHERE id = ?", (run["id"],)).fetchone()
+        [row] = db.query("SELECT key_id, end_user FROM workflow_runs WHERE id = ?", (run["id"],))
     finally:
         db.close()
-    assert row == (_id(key), "dana")
+    assert row == {"key_id": _id(key), "end_user": "dana"}
