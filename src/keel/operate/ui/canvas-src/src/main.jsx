@@ -38,11 +38,12 @@ function buildNodes(spec, prev, deco, pending, selectOnly) {
     const selected = selectOnly ? selectOnly.has(sn.id) : !!(old && old.selected);
     if (old && old.data.node === sn && old.position === position && old.data.problems === problems && old.data.run === run
         && old.data.diff === diff && old.selected === selected && old.draggable === !deco.readOnly) return old;
-    // size and handles known up front: React Flow culls from the first frame (graph.js handlesOf)
+    // Size and handles known up front (graph.js handlesOf): React Flow culls from the first frame,
+    // and a node drawn later (a pan, a fit) measures as it was told, so no resize event per node.
     const same = old && old.data.node === sn;
     return { id: sn.id, type: "keel", position, selected, draggable: !deco.readOnly, connectable: !deco.readOnly,
       initialWidth: NODE_W, initialHeight: nodeHeight(sn), handles: same ? old.handles : handlesOf(sn),
-      ...(same && old.measured ? { measured: old.measured } : {}), data: { node: sn, problems, run, diff } };
+      measured: same && old.measured ? old.measured : { width: NODE_W, height: nodeHeight(sn) }, data: { node: sn, problems, run, diff } };
   });
 }
 
