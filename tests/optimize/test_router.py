@@ -152,3 +152,33 @@ def test_too_few_items_answered_by_both_models(tmp_path, keel_home):
     run_id = run_eval_file(tmp_path / "few.yaml")
     out = keel("router", "train", "few", "--run", run_id, "--strong", "scripted:g-strong", "--weak", "scripted:g-weak")
     assert out.returncode == 2 and "only 1 item(s)" in out.stderr and "at least 4" in out.stderr, out.stderr
+
+
+def test_an_agent_node_with_a_router_model_records_the_decision_in_its_trace(tmp_path, keel_home):
+    from keel.optimize.router import train_router
+    from keel.workflows import arun
+
+    run_id = run_eval_file(write_eval(tmp_path))
+    train_router(open_store(), "sums", runs=[run_id], strong="scripted:g-strong", weak="scripted:g-weak", k=3)
+    install()
+    (tmp_path / "wf.yaml").write_text(
+        "name: adder\nnodes:\n  - {id: start, type: start}\n"
+        "  - {id: add, type: agent, model: 'router:sums', instructions: 'Answer with the number only.'}\n"
+        "  - {id: done, type: end}\n"
+        "edges:\n  - {from: start, to: add}\n  - {from: add, to: done}\n")
+    store = open_store()
+    hard = asyncio.run(arun(tmp_path / "wf.yaml", "What is 640 + 275?", store=store))
+    easy = asyncio.run(arun(tmp_path / "wf.yaml", "What is 3 + 2?", store=store))
+    assert hard.status == easy.status == "succeeded", (hard.error, easy.error)
+    for result, choice, answer in ((hard, "strong", "915"), (easy, "weak", "5")):
+        assert answer in json.dumps(result.output)
+        trace = store.query("SELECT trace_id FROM workflow_runs WHERE id = ?", (result.run_id,))[0]["trace_id"]
+        calls = store.query("SELECT model, span_id, tags FROM model_calls WHERE trace_id = ?", (trace,))
+        assert len(calls) == 1
+        tags = json.loads(calls[0]["tags"])
+        assert tags["router.choice"] == choice and tags["node_id"] == "add" and "kNN" in tags["router.reason"]
+        assert calls[0]["model"] == f"g-{choice}"
+        model_spans = store.query("SELECT span_id, attributes FROM trace_spans WHERE trace_id = ? AND kind = 'model'",
+                                  (trace,))
+        assert [s["span_id"] for s in model_spans] == [calls[0]["span_id"]]
+        assert json.loads(model_spans[0]["attributes"])["gen_ai.response.model"] == f"scripted:g-{choice}"
