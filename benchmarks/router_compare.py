@@ -83,6 +83,32 @@ def _timing(policy: Any, queries: list[str], n: int) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p99_ms": times[int(0.99 * (len(times) - 1))]}
 
 
+def _call_overhead(store: Any, train_run: str, queries: list[str], rounds: int = 300) -> dict[str, float]:
+    """A whole ``router:NAME`` call against the same call made directly, A/B interleaved, with
+    ``scripted:echo`` (no model time) behind both: what routing adds to a request."""
+    import asyncio
+
+    from keel.models import get_model
+    from keel.optimize.router import train_router
+
+    train_router(store, "bench-echo", runs=[train_run], strong="strong", weak="weak", k=10,
+                 strong_model="scripted:echo", weak_model="scripted:echo")
+    direct, routed = get_model("scripted:echo"), get_model("router:bench-echo")
+
+    async def run() -> dict[str, float]:
+        a, b = [], []
+        for i in range(rounds):
+            q = queries[i % len(queries)]
+            for model, acc in ((direct, a), (routed, b)) if i % 2 == 0 else ((routed, b), (direct, a)):
+                started = time.perf_counter()
+                await model.generate(q).response()
+                acc.append((time.perf_counter() - started) * 1000)
+        return {"direct_median_ms": statistics.median(a), "router_median_ms": statistics.median(b),
+                "overhead_median_ms": statistics.median(b) - statistics.median(a)}
+
+    return asyncio.run(run())
+
+
 def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str, Any]:
     from keel.optimize.router import apgr, curve, get_embedder, load_policy, train_router
     from keel.optimize.router_report import router_report
@@ -102,6 +128,7 @@ def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str
         out["routers"][f"keel knn ({emb})"] = {"apgr": rep["apgr"], "quality_50": half["quality"],
                                                "pgr_50": half["pgr"],
                                                **_timing(load_policy(store, name), test_q, decisions)}
+    out["call"] = _call_overhead(store, train_run, test_q)
     out["routers"]["random"] = {"apgr": rep["random_apgr"], "quality_50": float(w.mean() + 0.5 * (s.mean() - w.mean())),
                                 "pgr_50": 0.5}
     try:
@@ -149,7 +176,10 @@ def write_section(path: Path, r: dict[str, Any]) -> None:
         f"Keel kNN (minilm-static) APGR / random: **{_f(ratio_rnd, '.2f')}×** (goal ≥ 1.5×); / RouteLLM MF: "
         f"**{_f(ratio_mf, '.2f')}×** (goal ≥ 1.0×). Decision time (embedding + kNN over the train set, "
         f"{'within' if knn['p99_ms'] <= 5 else 'over'} the 5 ms goal at p99 with minilm-static; the full MiniLM "
-        "forward pass alone takes 12-25 ms a query here, which is why it is not the default).",
+        "forward pass alone takes 12-25 ms a query here, which is why it is not the default). A whole "
+        f"`router:NAME` call vs the same call made directly (`scripted:echo` behind both, A/B interleaved, "
+        f"medians): {r['call']['router_median_ms']:.2f} vs {r['call']['direct_median_ms']:.2f} ms, "
+        f"**{r['call']['overhead_median_ms']:.2f} ms** added (the policy's version check in the store included).",
         "",
     ]
     text = path.read_text(encoding="utf-8") if path.exists() else ""
