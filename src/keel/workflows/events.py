@@ -87,11 +87,23 @@ async def follow(store: Any, run_id: str, wake: Wakeup, *, after: str = "", chec
     id; only later events are read (a run continued after an approval). ``stop_when_idle``:
     give up after that many seconds without events (None: follow as long as the run goes on).
     """
+    wakeup = wake.arm(CHANNEL, run_id)
+    try:
+        async for doc in _follow(store, run_id, wake, wakeup, after, check_every, stop_when_idle):
+            yield doc
+    finally:
+        wake.disarm(CHANNEL, run_id, wakeup)
+
+
+async def _follow(store: Any, run_id: str, wake: Wakeup, wakeup: Any, after: str, check_every: float,
+                  stop_when_idle: float | None) -> AsyncIterator[dict[str, Any]]:
     last, seq = after, 0
     quiet_since = time.monotonic()
     checked = time.monotonic()
     ended_seen: str | None = None
     while True:
+        if wakeup is not None:
+            wakeup.clear()  # before reading: a notification from now on wakes the next wait
         rows = store.query("SELECT id, doc FROM run_events WHERE run_id = ? AND id > ? ORDER BY id",
                            (run_id, last))
         for r in rows:
@@ -125,4 +137,4 @@ async def follow(store: Any, run_id: str, wake: Wakeup, *, after: str = "", chec
                 ended_seen = status
             if stop_when_idle is not None and now - quiet_since >= stop_when_idle:
                 return
-        await wake.wait(CHANNEL, run_id)
+        await wake.sleep(wakeup)

@@ -62,6 +62,33 @@ class Wakeup:
                 if not waiters:
                     self._waiters.pop((channel, key), None)
 
+    def arm(self, channel: str, key: str = "") -> asyncio.Event | None:
+        """An event set by every later notification for ``key`` on ``channel`` (None on SQLite).
+        Clear it, then look, then wait on it: a notification that comes in between is not missed.
+        Give it back with :meth:`disarm`."""
+        if not self.listening:
+            return None
+        self._ensure(channel)
+        event = asyncio.Event()
+        self._waiters[(channel, key)].add(event)
+        return event
+
+    def disarm(self, channel: str, key: str, event: asyncio.Event | None) -> None:
+        waiters = self._waiters.get((channel, key))
+        if event is not None and waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop((channel, key), None)
+
+    async def sleep(self, event: asyncio.Event | None, timeout: float | None = None) -> None:
+        """Until ``event`` (from :meth:`arm`) is set, or the poll interval passes."""
+        timeout = self.poll if timeout is None else timeout
+        if event is None:
+            await asyncio.sleep(timeout)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
     def _ensure(self, channel: str) -> None:
         with self._lock:
             self._loop = asyncio.get_running_loop()

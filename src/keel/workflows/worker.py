@@ -65,8 +65,11 @@ class Worker:
         """Claim and drive runs until ``stop`` is set, then stop as the module docstring says."""
         heartbeat = asyncio.create_task(self._heartbeat(stop))
         next_recover = 0.0
+        wakeup = self.wake.arm(CHANNEL)
         try:
             while not stop.is_set():
+                if wakeup is not None:
+                    wakeup.clear()  # before claiming: a run queued from now on wakes the wait below
                 free = self.concurrency - len(self._tasks)
                 claimed: list[QueuedRun] = []
                 try:
@@ -88,7 +91,7 @@ class Worker:
                 self._room.clear()
                 waits = [asyncio.ensure_future(stop.wait())]
                 if len(self._tasks) < self.concurrency:
-                    waits.append(asyncio.ensure_future(self.wake.wait(CHANNEL)))
+                    waits.append(asyncio.ensure_future(self.wake.sleep(wakeup)))
                 else:
                     waits.append(asyncio.ensure_future(self._room.wait()))
                 try:
@@ -104,6 +107,7 @@ class Worker:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=5)
             heartbeat.cancel()
+            self.wake.disarm(CHANNEL, "", wakeup)
             with contextlib.suppress(Exception):
                 self.events.flush()
                 self._give_up()
