@@ -66,12 +66,26 @@ def _canonical(spec: WorkflowSpec) -> str:
     exclude = {"layout", "limits"} if spec.limits is None else {"layout"}
     doc = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
     for node in doc.get("nodes", []):
-        if node.get("allow_requester") is False:
-            del node["allow_requester"]
-        for key in ("http", "max_tool_result_tokens"):  # Agent node fields added in issue 19
-            if key in node and node[key] is None:
-                del node[key]
+        _drop_unset(node, _LATER_NODE_FIELDS)
+    if isinstance(doc.get("limits"), dict):
+        _drop_unset(doc["limits"], _LATER_LIMITS)
     return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+# Fields added after the first versions were published, with the value that means "unset":
+# left out of the digest at that value (tests/workflows/test_digest_stability.py pins digests).
+_LATER_NODE_FIELDS: dict[str, Any] = {
+    "allow_requester": False,  # issue 13
+    "http": None, "max_tool_result_tokens": None,  # issue 19, tools
+    "agent_tools": [], "handoffs": [], "description": "",  # issue 19, multi-agent
+}
+_LATER_LIMITS: dict[str, Any] = {"max_agent_depth": 3, "max_agent_turns": 1_000}  # issue 19
+
+
+def _drop_unset(doc: dict[str, Any], fields: dict[str, Any]) -> None:
+    for key, unset in fields.items():
+        if key in doc and doc[key] == unset:
+            del doc[key]
 
 
 def spec_digest(spec: WorkflowSpec) -> str:
