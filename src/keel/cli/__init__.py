@@ -8,6 +8,7 @@ import sys
 import typer
 
 from keel.cli import approvals, chat, context, doctor, run, runs, version, workflows
+from keel.cli import connectors as connectors_cli
 from keel.cli import datasets as datasets_cli
 from keel.cli import distill as distill_cli
 from keel.cli import evals as evals_cli
@@ -54,6 +55,7 @@ app.add_typer(distill_cli.app, name="distill")
 app.add_typer(router_cli.app, name="router")
 app.command("serve", epilog=serve_cli.EPILOG)(serve_cli.serve)
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(connectors_cli.app, name="connectors")
 app.add_typer(store_cli.app, name="store")
 app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
 app.command("up", epilog=up_cli.EPILOG)(up_cli.up)

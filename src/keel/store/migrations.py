@@ -652,3 +652,25 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0312_connectors",
+        (
+            # A connector (keel connectors add): a named MCP server specs use as `mcp: [{connector: NAME}]`.
+            # `config` is JSON (server, tools allow-list, approval, workflows, timeout, the names of
+            # the credentials); `credentials` is sealed with Fernet under a key kept outside the store
+            # (keel.connectors.secretbox), never plain text.
+            """
+            CREATE TABLE connectors (
+                name TEXT PRIMARY KEY,
+                config TEXT NOT NULL,
+                credentials TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    )
+)

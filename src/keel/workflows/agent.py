@@ -208,9 +208,10 @@ class _Loop:
         for call in agent_tools(agent, wf.nodes):
             tools[call.name] = dataclasses.replace(call, run=self._specialist(agent, call, depth))
         if agent.mcp:
-            from keel.workflows.mcp_tools import list_tools
+            from keel.workflows.mcp_tools import list_tools, resolve_servers
 
-            for t in await list_tools(self.engine, self.run, agent.mcp, self.sessions, key, node_id=agent.id,
+            servers = resolve_servers(self.engine.store, self.run.wf.spec.name, agent.mcp)
+            for t in await list_tools(self.engine, self.run, servers, self.sessions, key, node_id=agent.id,
                                       node_span=span):
                 if t.name in tools:
                     raise NodeFailure(f"two tools are named {t.name!r} (MCP server {t.server.server!r} and "

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from keel.workflows.engine import Engine, _ActiveRun
 
 __all__ = ["IDEMPOTENCY_META_KEY", "McpSessions", "McpTool", "WaitForApproval", "check_server",
-           "run_mcp_node"]
+           "resolve_servers", "run_mcp_node"]
 
 IDEMPOTENCY_META_KEY = "dev.keel/idempotency-key"
 """Key of the idempotency key in a tool call's ``_meta``."""
@@ -79,6 +79,18 @@ def check_server(server: str) -> str | None:
     return f"MCP server {server!r} is neither `stdio:COMMAND ARGS` nor an http(s):// URL"
 
 
+def resolve_servers(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServer]:
+    """``servers`` with ``connector:`` entries filled in from the registry (docs/connectors.md);
+    a connector that went away or no longer allows ``workflow`` fails the node."""
+    from keel.connectors.use import resolve
+    from keel.errors import KeelError
+
+    try:
+        return resolve(store, workflow, servers)
+    except KeelError as e:
+        raise NodeFailure(f"{e.message} -- {e.hint}" if e.hint else e.message, kind="mcp") from None
+
+
 def _target(server: str, env: dict[str, str]) -> Any:
     from mcp import StdioServerParameters
 
@@ -99,15 +111,23 @@ class McpSessions:
         self._clients: dict[str, Any] = {}
         self._errlog: Any = None
 
-    async def client(self, server: str, env: dict[str, str]) -> Any:
-        key = json.dumps([server, sorted(env.items())])
+    async def client(self, server: str, env: dict[str, str], headers: dict[str, str] | None = None) -> Any:
+        key = json.dumps([server, sorted(env.items()), sorted((headers or {}).items())])
         if key not in self._clients:
             from mcp import Client
             from mcp.client.stdio import stdio_client
 
             target = _target(server, env)
             try:
-                if isinstance(target, str):
+                if isinstance(target, str) and headers:  # a connector's credentials go in headers
+                    from mcp.client.streamable_http import (
+                        create_mcp_http_client,
+                        streamable_http_client,
+                    )
+
+                    http = await self._stack.enter_async_context(create_mcp_http_client(headers=headers))
+                    client = Client(streamable_http_client(target, http_client=http), cache=None)
+                elif isinstance(target, str):
                     client = Client(target, cache=None)
                 else:
                     # The server's stderr goes to a file (shown when it fails), not over our output.
@@ -140,10 +160,10 @@ def _describe(e: BaseException) -> str:
 
 
 async def call(sessions: McpSessions, server: str, env: dict[str, str], tool: str, arguments: dict[str, Any],
-               *, idempotency_key: str, timeout: float) -> dict[str, Any]:
+               *, idempotency_key: str, timeout: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Call ``tool``; ``{"text": ..., "structured": ..., "is_error": bool}``. Transport errors raise
     :class:`NodeFailure`; a tool that reports an error returns ``is_error`` (it is data for the model)."""
-    client = await sessions.client(server, env)
+    client = await sessions.client(server, env, headers)
     try:
         result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout,
                                         meta={IDEMPOTENCY_META_KEY: idempotency_key})
@@ -171,7 +191,8 @@ class McpTool:
 
     async def call(self, arguments: dict[str, Any], ctx: Any) -> str:
         out = await call(self.sessions, self.server.server, self.server.env, self.name, arguments,
-                         idempotency_key=ctx.idempotency_key, timeout=self.server.timeout)
+                         idempotency_key=ctx.idempotency_key, timeout=self.server.timeout,
+                         headers=getattr(self.server, "headers", None))
         text = out["text"] or json.dumps(out["structured"], ensure_ascii=False)
         return f"error: {text}" if out["is_error"] else text
 
@@ -190,7 +211,7 @@ async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], 
     else:
         listed = []
         for i, s in enumerate(servers):
-            client = await sessions.client(s.server, s.env)
+            client = await sessions.client(s.server, s.env, getattr(s, "headers", None))
             try:
                 result = await client.list_tools()
             except Exception as e:

@@ -168,9 +168,10 @@ class HttpTool(_Spec):
 
 
 class McpServer(_Spec):
-    """An MCP server whose tools an Agent node may call."""
+    """An MCP server whose tools an Agent node may call: named inline (``server``) or as a
+    connector from the registry (``connector``, see docs/connectors.md), exactly one of them."""
 
-    server: str
+    server: str | None = None
     """``stdio:COMMAND ARGS`` (a subprocess speaking MCP on stdin/stdout) or an ``http(s)://``
     streamable-HTTP URL."""
     tools: list[str] | None = None
@@ -188,6 +189,11 @@ class McpServer(_Spec):
     """Extra environment variables for a ``stdio:`` server (it does not inherit Keel's secrets)."""
     timeout: float = Field(default=60, gt=0)
     """Seconds one tool call may take."""
+    connector: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    """A connector of the registry (``keel connectors add``): its server, credentials, tool
+    allow-list and approval policies. ``tools`` may narrow the allow-list and ``approval`` may
+    make a tool stricter (``always``); ``server`` and ``env`` stay unset. Publishing fails if
+    the connector is unknown or does not let this workflow use it."""
 
     def policy(self, tool: str) -> ApprovalPolicy:
         """The policy of ``tool`` on its own (the Agent node also treats look-alike names)."""

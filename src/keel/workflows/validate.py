@@ -492,7 +492,17 @@ class _Checker:
         self.template(n, "instructions", n.instructions, ("instructions",))
         self.check_model(n, n.model, ("model",))
         for i, server in enumerate(n.mcp):
-            self.check_mcp_server(n, server.server, ("mcp", i, "server"))
+            if server.connector is not None:  # the registry is checked at publish (keel.connectors.check)
+                if server.server is not None or server.env:
+                    self.problem(f"MCP entry {i} names connector {server.connector!r} and also `server`/`env`",
+                                 "drop `server` and `env`: the connector holds the server and its credentials",
+                                 node=n.id, path=("mcp", i, "connector"))
+            elif server.server is None:
+                self.problem(f"MCP entry {i} names neither `server` nor `connector`",
+                             "write `connector: NAME` (keel connectors list) or `server: stdio:COMMAND` / a URL",
+                             node=n.id, path=("mcp", i))
+            else:
+                self.check_mcp_server(n, server.server, ("mcp", i, "server"))
             for tool in server.approval:
                 if tool != "*" and server.tools is not None and name_key(tool) not in {
                         name_key(t) for t in server.tools}:

@@ -134,7 +134,11 @@ class Versions:
 
         ``models``: the model aliases the spec uses, resolved (see :func:`resolved_models`);
         default: as this process's settings (``[models]`` of ./keel.toml...) resolve them. A
-        spec published again with other models is a new version."""
+        spec published again with other models is a new version. A spec naming a connector it
+        may not use (unknown, forbidden) is refused here (:mod:`keel.connectors.use`)."""
+        from keel.connectors.use import check_spec
+
+        check_spec(loaded, self.store)
         if models is None:
             from keel.config import get_settings
 

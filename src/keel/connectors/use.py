@@ -1,0 +1,124 @@
+"""Connectors in workflows: checked when a spec is published, resolved when a node runs.
+
+At publish (:func:`check_spec`) every ``mcp: [{connector: NAME}]`` entry must name a connector
+of the registry that lets this workflow use it, may narrow its tool allow-list but not widen
+it, and may make a tool's approval stricter but not looser. At run time (:func:`resolve`) each
+entry becomes a :class:`ConnectorServer`: the connector's server and decrypted credentials,
+its tools and policies. The credentials are registered with :mod:`keel.secrets`, so error
+text that echoes them is scrubbed before it is stored or shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from keel.connectors.registry import Connector, ConnectorError, Connectors
+from keel.workflows.spec import AgentNode, McpServer, WorkflowSpec
+
+__all__ = ["ConnectorServer", "check_spec", "resolve"]
+
+
+class ConnectorServer(McpServer):
+    """An ``mcp:`` entry with its connector filled in (never stored, never printed)."""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers for an HTTP server (credentials)."""
+
+
+def _entries(spec: WorkflowSpec):
+    for idx, node in enumerate(spec.nodes):
+        if isinstance(node, AgentNode):
+            for i, entry in enumerate(node.mcp):
+                if entry.connector is not None:
+                    yield idx, node, i, entry
+
+
+def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str, str, tuple]]:
+    """``(node id, message, hint, path)`` for each connector entry that cannot be used."""
+    out: list[tuple[str, str, str, tuple]] = []
+    known: dict[str, Connector | None] = {}
+    for idx, node, i, entry in _entries(spec):
+        name = entry.connector
+        assert name is not None
+        path = ("nodes", idx, "mcp", i, "connector")
+        if name not in known:
+            known[name] = connectors.find(name)
+        c = known[name]
+        if c is None:
+            names = [x.name for x in connectors.list()]
+            out.append((node.id, f"connector {name!r} is not in the registry"
+                        + (f" (it has: {', '.join(names)})" if names else " (it is empty)"),
+                        f"ask an admin to add it (keel connectors add {name} --server ...), or fix the name",
+                        path))
+            continue
+        if not c.allows(spec.name):
+            out.append((node.id, f"connector {name!r} may not be used by workflow {spec.name!r} (it allows: "
+                        f"{', '.join(c.workflows) or 'no workflow'})",
+                        f"ask an admin to allow it (keel connectors add {name} ... --workflow {spec.name} "
+                        "--replace), or use another connector", path))
+            continue
+        if entry.tools is not None and c.tools is not None:
+            extra = [t for t in entry.tools if t not in c.tools]
+            if extra:
+                out.append((node.id, f"tools {', '.join(extra)} are not in connector {name!r}'s allow-list",
+                            f"the connector allows: {', '.join(c.tools)}", ("nodes", idx, "mcp", i, "tools")))
+        loosened = [t for t, p in entry.approval.items() if p == "never" and _policy(c, t) == "always"]
+        if loosened:
+            out.append((node.id, f"approval makes {', '.join(loosened)} `never`, but connector {name!r} "
+                        "requires approval for it", "a spec may only make a connector's policy stricter; "
+                        "drop the entry, or ask an admin to change the connector's approval",
+                        ("nodes", idx, "mcp", i, "approval")))
+    return out
+
+
+def _policy(c: Connector, tool: str) -> str:
+    from keel.workflows.tool_policy import MCP_DEFAULT, decide
+
+    return decide(c.approval, [tool], default=MCP_DEFAULT)[tool].policy
+
+
+def check_spec(loaded: Any, store: Any) -> None:
+    """Raise :class:`~keel.workflows.errors.SpecError` (lines and nodes named) if a connector
+    entry of ``loaded`` cannot be used; reads the store only when the spec names a connector."""
+    if not any(True for _ in _entries(loaded.spec)):
+        return
+    from keel.workflows.errors import Problem, SpecError
+
+    found = problems(loaded.spec, Connectors(store))
+    if found:
+        raise SpecError([
+            Problem(msg, hint, file=loaded.where.file, line=loaded.where.line(path), node_id=node_id,
+                    path="".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip("."))
+            for node_id, msg, hint, path in found])
+
+
+def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServer]:
+    """``servers`` with each connector entry filled in from the registry. Raises
+    :class:`ConnectorError` if a connector went away or no longer allows ``workflow``."""
+    if all(s.connector is None for s in servers):
+        return servers
+    from keel import secrets
+
+    registry = Connectors(store)
+    out: list[McpServer] = []
+    for s in servers:
+        if s.connector is None:
+            out.append(s)
+            continue
+        c = registry.get(s.connector, secrets=True)
+        if not c.allows(workflow):
+            raise ConnectorError(f"connector {c.name!r} no longer lets workflow {workflow!r} use it",
+                                 hint=f"ask an admin: keel connectors add {c.name} ... --workflow {workflow} --replace")
+        secrets.register(*c.credentials.values())
+        approval = dict(c.approval)
+        if s.approval.get("*") == "always":
+            approval = dict.fromkeys([*approval, "*"], "always")
+        approval.update({t: p for t, p in s.approval.items() if p == "always"})
+        out.append(ConnectorServer(server=c.server, tools=s.tools if s.tools is not None else c.tools,
+                                   approval=approval, approval_timeout=s.approval_timeout,
+                                   env=c.credentials.env, timeout=min(s.timeout, c.timeout) if "timeout"
+                                   in s.model_fields_set else c.timeout, connector=c.name,
+                                   headers=c.credentials.headers))
+    return out
