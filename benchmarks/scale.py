@@ -79,6 +79,7 @@ def dbos_worker(url: str, shape: str, concurrency: int) -> None:
 
     DBOS.launch()
     DBOS.register_queue("scale", worker_concurrency=concurrency, polling_interval_sec=0.01)
+    print("ready", file=sys.stderr, flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     DBOS.destroy()
 
@@ -104,10 +105,9 @@ def run_keel(url: str, shape: str, workers: int, concurrency: int, seconds: floa
     engine = Engine(store)
     queue = RunQueue(store)
     env = {**os.environ, "KEEL_STORE_URL": url, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    procs = [subprocess.Popen([sys.executable, "-m", "keel", "worker", "--concurrency", str(concurrency)],
-                              env=env, stderr=subprocess.DEVNULL) for _ in range(workers)]
+    procs, logs = _start([sys.executable, "-m", "keel", "worker", "--concurrency", str(concurrency)], env, workers)
     try:
-        time.sleep(3)  # imports
+        _ready(logs, "keel worker:")
 
         def enqueue(n: int) -> None:
             runs = [engine.create(version, "hello", _defer=True) for _ in range(n)]
@@ -137,12 +137,11 @@ def run_dbos(url: str, shape: str, workers: int, concurrency: int, seconds: floa
     from dbos import DBOSClient
 
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    procs = [subprocess.Popen([sys.executable, __file__, "dbos-worker", url, shape, str(concurrency)], env=env,
-                              stderr=subprocess.DEVNULL) for _ in range(workers)]
+    procs, logs = _start([sys.executable, __file__, "dbos-worker", url, shape, str(concurrency)], env, workers)
+    _ready(logs, "ready")
     client = DBOSClient(system_database_url=url)
     conn = psycopg.connect(url, autocommit=True)
     try:
-        time.sleep(6)  # imports, DBOS migrations
 
         def enqueue(n: int) -> None:
             for _ in range(n):
@@ -168,6 +167,21 @@ def run_dbos(url: str, shape: str, workers: int, concurrency: int, seconds: floa
                 p.kill()
         conn.close()
         client.destroy()
+
+
+def _start(cmd: list[str], env: dict, n: int) -> tuple[list[subprocess.Popen], list[Path]]:
+    logs = [Path(tempfile.mkstemp(suffix=".log")[1]) for _ in range(n)]
+    procs = [subprocess.Popen(cmd, env=env, stderr=log.open("w")) for log in logs]
+    return procs, logs
+
+
+def _ready(logs: list[Path], marker: str, timeout: float = 180) -> None:
+    """Until every worker process has said it is up (imports take long on a busy machine)."""
+    deadline = time.time() + timeout
+    while not all(marker in log.read_text() for log in logs):
+        if time.time() > deadline:
+            raise RuntimeError("workers did not start: " + " | ".join(log.read_text()[-500:] for log in logs))
+        time.sleep(0.1)
 
 
 def _drive(enqueue, finished, concurrency: int, seconds: float, latencies) -> dict:
