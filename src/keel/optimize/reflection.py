@@ -1,8 +1,9 @@
 """The reflection step: show a model the current instructions and how they did on a few items
 (input, output, graders' feedback), and read back new instructions.
 
-The reply must hold the new instructions between triple backticks (as GEPA asks); a reply
-without a fenced block, with an empty one, or with the same instructions again is *garbage*
+The reply must hold the new instructions between triple backticks (as GEPA asks; an opening
+fence that is never closed counts, up to the end of the reply); a reply without a fence, with an
+empty block, or with the same instructions again is *garbage*
 (:func:`parse_proposal` returns ``None`` and says why).
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 __all__ = ["Example", "parse_proposal", "reflection_prompt"]
 
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\n?(.*?)```", re.S)
+_OPEN = re.compile(r"^[a-zA-Z0-9_-]*\n")
+"""A language tag after an opening fence."""
 MAX_FIELD = 1500
 """Characters of one example's input or output shown to the reflection model."""
 
@@ -57,6 +60,10 @@ def reflection_prompt(instructions: str, examples: list[Example]) -> str:
 def parse_proposal(reply: str, current: str) -> tuple[str | None, str]:
     """``(instructions, "")`` from a reflection reply, or ``(None, why it is garbage)``."""
     blocks = [b.strip() for b in _FENCE.findall(reply)]
+    if not blocks and reply.count("```") == 1:
+        # an opening fence never closed (the reply hit its token limit, or a small model forgot):
+        # what follows it is the proposal, as GEPA reads it; the minibatch judges it like any other
+        blocks = [_OPEN.sub("", reply.split("```", 1)[1], count=1).strip()]
     if not blocks:
         return None, "no ``` block in the reply"
     text = max(blocks, key=len)
