@@ -256,6 +256,9 @@ def session_server() -> TestPostgres:
     return _session
 
 
+_home_databases: dict[Path, str] = {}
+
+
 def use_postgres_for(home: Path) -> str | None:
     """Under ``KEEL_TEST_STORE=postgresql``: give the Keel home ``home`` (a served home, a
     subprocess's KEEL_HOME) a fresh database of its own, named by ``store =`` at the top of its
@@ -268,7 +271,10 @@ def use_postgres_for(home: Path) -> str | None:
     for line in text.splitlines():
         if line.replace(" ", "").startswith("store="):
             return line.split("=", 1)[1].strip().strip('"')
-    url = session_server().create_database("keel_home", migrated=True)
+    # A test may have rewritten keel.toml since (its own settings): the home keeps its database.
+    key = Path(home).resolve()
+    url = _home_databases.get(key) or session_server().create_database("keel_home", migrated=True)
+    _home_databases[key] = url
     Path(home).mkdir(parents=True, exist_ok=True)
     toml.write_text(f'store = "{url}"\n{text}', encoding="utf-8")  # top-level keys before any [table]
     return url
