@@ -35,14 +35,26 @@ async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
         raise ConnectorError(f"connector {c.name!r}: {problem}",
                              hint=f"fix its server: keel connectors add {c.name} --server ... --replace")
     secrets.register(*c.credentials.values())
-    sessions = McpSessions()
     hint = ("check its credentials (keel connectors add ... --env/--header ... --replace) and that the "
             "server runs by itself")
+
+    async def listed():
+        sessions = McpSessions()
+        try:
+            client = await sessions.client(c.server, c.credentials.env, c.credentials.headers)
+            return await client.list_tools()
+        finally:
+            await sessions.aclose()
+
     try:
         with anyio.fail_after(timeout):
-            client = await sessions.client(c.server, c.credentials.env, c.credentials.headers)
-            result = await client.list_tools()
+            result = await listed()
     except NodeFailure as e:
+        refused = await _refused(c)
+        if refused:
+            raise ConnectorError(f"connector {c.name!r}: its server refused the credentials ({refused})",
+                                 hint=f"store the right ones: keel connectors add {c.name} --server {c.server} "
+                                      "--header NAME=VALUE --replace") from None
         raise ConnectorError(f"connector {c.name!r}: {e.message}", hint=hint) from None
     except TimeoutError:
         raise ConnectorError(f"connector {c.name!r}: its server did not answer within {timeout:g} s",
@@ -50,8 +62,6 @@ async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
     except Exception as e:  # the server answered the handshake, then refused the call
         raise ConnectorError(f"connector {c.name!r}: cannot list its tools: {type(e).__name__}: {e}",
                              hint=hint) from None
-    finally:
-        await sessions.aclose()
     names = [t.name for t in result.tools]
     missing = [t for t in c.tools or [] if t not in names]
     if missing:
@@ -61,3 +71,22 @@ async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
     policies = decide(c.approval, names, default=MCP_DEFAULT)
     return [ProbedTool(t.name, t.description or "", c.tools is None or t.name in c.tools, policies[t.name].policy)
             for t in result.tools]
+
+
+async def _refused(c: Connector) -> str | None:
+    """``HTTP 401 ...`` if an HTTP server answers the connector's headers with 401 or 403 (the MCP
+    SDK reports only "an error response"), else None."""
+    if not c.server.startswith(("http://", "https://")):
+        return None
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.post(c.server, headers={**c.credentials.headers, "Accept":
+                                                     "application/json, text/event-stream"},
+                                  json={"jsonrpc": "2.0", "id": 0, "method": "ping"})
+    except httpx.HTTPError:
+        return None
+    if r.status_code in (401, 403):
+        return f"HTTP {r.status_code} {r.reason_phrase}: {r.text[:200].strip()}"
+    return None

@@ -62,7 +62,7 @@ def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str,
         if entry.tools is not None and c.tools is not None:
             extra = [t for t in entry.tools if t not in c.tools]
             if extra:
-                out.append((node.id, f"tools {', '.join(extra)} are not in connector {name!r}'s allow-list",
+                out.append((node.id, f"tools {', '.join(extra)} are not in the allow-list of connector {name!r}",
                             f"the connector allows: {', '.join(c.tools)}", ("nodes", idx, "mcp", i, "tools")))
         loosened = [t for t, p in entry.approval.items() if p == "never" and _policy(c, t) == "always"]
         if loosened:
