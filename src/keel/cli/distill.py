@@ -97,8 +97,9 @@ def check(file: Path = typer.Argument(..., help="A fine-tuning JSONL file.")) ->
 TRAIN_EPILOG = (
     "Needs the distill extra: pip install 'keel[distill]' (transformers, peft; torch CPU). BASE is a folder "
     "holding a causal LM in Hugging Face format (config.json, weights, tokenizer); nothing is downloaded. "
-    "The adapter is merged into a full model in OUT, which `keel distill eval-model` or any transformers "
-    "code can load. Checkpoints are saved every --save-every steps; run the same command again to resume."
+    "The adapter is merged into a full model in OUT, which the model string hf:OUT runs: put it in an eval "
+    "next to the teacher (keel eval run). Checkpoints are saved every --save-every steps; run the same "
+    "command again to resume."
 )
 
 
