@@ -273,7 +273,11 @@ def use_postgres_for(home: Path) -> str | None:
             return line.split("=", 1)[1].strip().strip('"')
     # A test may have rewritten keel.toml since (its own settings): the home keeps its database.
     key = Path(home).resolve()
-    url = _home_databases.get(key) or session_server().create_database("keel_home", migrated=True)
+    url = _home_databases.get(key)
+    if url is None and os.environ.get("KEEL_STORE_URL") and os.environ.get("KEEL_HOME") \
+            and Path(os.environ["KEEL_HOME"]).resolve() == key:
+        url = os.environ["KEEL_STORE_URL"]  # the test's own KEEL_HOME: the database keel_home gave it
+    url = url or session_server().create_database("keel_home", migrated=True)
     _home_databases[key] = url
     Path(home).mkdir(parents=True, exist_ok=True)
     toml.write_text(f'store = "{url}"\n{text}', encoding="utf-8")  # top-level keys before any [table]
