@@ -31,7 +31,7 @@ from keel.evals.graders.feedback import feedback
 from keel.evals.spec import EvalSpec
 from keel.evals.traces import TraceCache
 from keel.optimize.errors import BudgetTooSmall, ReflectionGarbage, TooFewRows
-from keel.optimize.reflection import Example, parse_proposal, reflection_prompt
+from keel.optimize.reflection import NO_FENCE, Example, parse_proposal, reflection_prompt
 from keel.optimize.state import CallLog, key_of
 from keel.optimize.targets import OptTarget
 
@@ -116,6 +116,8 @@ class Search:
         self.rollouts: dict[tuple[str, int], _Rollout] = {}
         self.events: list[dict[str, Any]] = []
         self.garbage: list[str] = []
+        """Replies without fenced instructions: skipped, or (no fence at all) tried whole."""
+        self.replies = 0
         self._reflection_model: Any = None
         need = minimum_budget(len(self.val), self.minibatch)
         if options.budget < need:
@@ -211,9 +213,15 @@ class Search:
                                                      "output_tokens": response.usage.output_tokens or 0}}
 
         answer = await self.calls.call(key_of("reflect", prompt), "reflect", ask)
-        proposal, why = parse_proposal(str(answer.get("text", "")), parent.instructions)
-        if proposal is None:
-            reply = str(answer.get("text", "")).strip().replace("\n", " ")
+        text = str(answer.get("text", ""))
+        self.replies += 1
+        proposal, why = parse_proposal(text, parent.instructions)
+        if proposal is None and why == NO_FENCE and text.strip() and text.strip() != parent.instructions.strip():
+            # GEPA tries such a reply whole, and the minibatch judges it: with a small reflection
+            # model that is where most proposals come from (benchmarks/optimize.py)
+            proposal, why = text.strip(), NO_FENCE + ", tried whole"
+        if why:
+            reply = text.strip().replace("\n", " ")
             self.garbage.append(f"{why}: {reply[:120]!r}")
             self.log(f"  reflection unusable ({why})")
         return proposal
@@ -266,7 +274,7 @@ class Search:
             self.log(f"#{iteration}: candidate {child.id} from {parent.id}: {child.mean:.2f} on validation")
             stale = 0
         await self._demos()  # before judging the reflections: demonstrations may still beat the seed
-        if self.best().id == 0 and self.garbage and not any(e.get("child_scores") for e in self.events):
+        if self.best().id == 0 and self.garbage and len(self.garbage) == self.replies:
             raise ReflectionGarbage(
                 f"the reflection model {self.options.reflection_model} returned no usable instructions in "
                 f"{len(self.garbage)} tr{'y' if len(self.garbage) == 1 else 'ies'} ({self.garbage[0]})",

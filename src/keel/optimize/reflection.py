@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Example", "parse_proposal", "reflection_prompt"]
+__all__ = ["NO_FENCE", "Example", "parse_proposal", "reflection_prompt"]
 
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\n?(.*?)```", re.S)
 _OPEN = re.compile(r"^[a-zA-Z0-9_-]*\n")
 """A language tag after an opening fence."""
+NO_FENCE = "no ``` block in the reply"
 MAX_FIELD = 1500
 """Characters of one example's input or output shown to the reflection model."""
 
@@ -65,7 +66,7 @@ def parse_proposal(reply: str, current: str) -> tuple[str | None, str]:
         # what follows it is the proposal, as GEPA reads it; the minibatch judges it like any other
         blocks = [_OPEN.sub("", reply.split("```", 1)[1], count=1).strip()]
     if not blocks:
-        return None, "no ``` block in the reply"
+        return None, NO_FENCE
     text = max(blocks, key=len)
     if not text:
         return None, "the ``` block is empty"
