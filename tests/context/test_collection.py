@@ -190,7 +190,9 @@ print("finished", flush=True)
 """
 
 
-def test_kill_9_during_ingest_leaves_no_partial_document(tmp_path: Path, keel_home: Path) -> None:
+def test_kill_9_during_ingest_leaves_no_partial_document(tmp_path: Path, keel_home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEEL_STORE_URL", raising=False)  # about the embedded files, whatever the test pass
     src = tmp_path / "many"
     src.mkdir()
     body = (dataset("agents-sdk-docs") / "running_agents.md").read_text()
@@ -240,7 +242,8 @@ def test_kill_9_during_ingest_leaves_no_partial_document(tmp_path: Path, keel_ho
         assert col.stats().documents == 400
 
 
-def test_hnsw_path_cache_and_fork_links() -> None:
+def test_hnsw_path_cache_and_fork_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEEL_STORE_URL", raising=False)  # the embedded index files (PostgreSQL: test_postgres.py)
     data = load_smart(dataset("adi"))
     with Collection.open("ann", embedder=EMB) as col:
         col.hnsw_min = 10  # force the HNSW graph on a small collection

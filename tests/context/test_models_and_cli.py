@@ -4,6 +4,7 @@ HTTP, the LLM reranker through a scripted model, context assembly, and the CLI."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -229,7 +230,8 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, keel_home: Path, arg
     with Collection.open("kb", embedder="test-hashing") as col:
         col.add([tmp_path])
     proc = subprocess.run([sys.executable, "-m", "keel", "context", *args], capture_output=True, text=True,
-                          env={"KEEL_HOME": str(keel_home), "PATH": "/usr/bin:/bin"}, timeout=60)
+                          env={"KEEL_HOME": str(keel_home), "PATH": "/usr/bin:/bin",
+                               **{k: v for k, v in os.environ.items() if k == "KEEL_STORE_URL"}}, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: {message}") or message in proc.stderr.splitlines()[0], proc.stderr
     assert "Traceback" not in proc.stderr
