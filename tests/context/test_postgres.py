@@ -183,6 +183,25 @@ def test_without_pgvector_dense_search_runs_in_the_process(pg_without_vector: Te
             assert _ranked(remote, adi.queries, mode=mode, k=10) == _ranked(local, adi.queries, mode=mode, k=10)
 
 
+def test_context_cli_uses_the_postgresql_store(pg_url: str, tmp_path: Path, keel_home: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "a.md").write_text("# Zebra\n\nThe zebra protocol.\n")
+    env = {**os.environ, "KEEL_HOME": str(keel_home), "KEEL_STORE_URL": pg_url}
+
+    def keel(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "keel", "context", *args], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    keel("add", "kb", str(tmp_path / "a.md"), "--embedder", "test-hashing")
+    assert "in postgresql" in keel("stats", "kb")
+    assert "a.md" in keel("search", "kb", "zebra protocol", "--mode", "bm25")
+    assert not (keel_home / "collections" / "kb").exists()  # nothing written to the embedded files
+
+
 def test_unreachable_postgres_is_one_clear_error() -> None:
     from keel.errors import StoreError
 

@@ -146,8 +146,9 @@ def stats(
     for s in out:
         kinds = ", ".join(f"{k} {v}" for k, v in s.kinds.items()) or "-"
         lineage = f", forked from {s.parent}" if s.parent else ""
+        where = "" if s.backend == "embedded" else f"; in {s.backend}"
         print(f"{s.name}: {s.documents} documents, {s.chunks} chunks ({kinds}); embedder {s.embedder}; "
-              f"{s.bytes_collection / 1e6:.1f} MB own + {s.bytes_shared / 1e6:.1f} MB shared{lineage}")
+              f"{s.bytes_collection / 1e6:.1f} MB own + {s.bytes_shared / 1e6:.1f} MB shared{lineage}{where}")
 
 
 @app.command("fork")
