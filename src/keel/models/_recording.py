@@ -36,7 +36,7 @@ class CallContext:
 _recorder: ContextVar[Recorder | None] = ContextVar("keel_recorder", default=None)
 _context: ContextVar[CallContext | None] = ContextVar("keel_call_context", default=None)
 _default_lock = threading.Lock()
-_default_recorders: dict[tuple[str | None, str], Recorder] = {}
+_default_recorders: dict[tuple[str | None, str, str | None], Recorder] = {}
 _warned = False
 
 
@@ -68,8 +68,9 @@ def current_context() -> CallContext | None:
 
 def _default_recorder() -> Recorder:
     # Reading settings costs milliseconds; a call costs far less on a local model. The home
-    # depends only on KEEL_HOME and the cwd (where keel.toml and .env are read), so key on those.
-    key = (os.environ.get("KEEL_HOME"), os.getcwd())
+    # depends only on KEEL_HOME and the cwd (where keel.toml and .env are read), and the store on
+    # KEEL_STORE_URL besides (or keel.toml), so key on those.
+    key = (os.environ.get("KEEL_HOME"), os.getcwd(), os.environ.get("KEEL_STORE_URL"))
     with _default_lock:
         rec = _default_recorders.get(key)
         if rec is None:
