@@ -89,8 +89,9 @@ def _check_pgvector(store: object) -> Check:
         " LEFT JOIN pg_extension e ON e.extname = a.name WHERE a.name = 'vector'")
     if not rows:
         return Check("store extensions", "warn",
-                     "pgvector is not installed on the server: collections stored in PostgreSQL have "
-                     "lexical search only (no dense or hybrid search there)",
+                     "pgvector is not installed on the server: dense search of collections stored in "
+                     "PostgreSQL runs in each Keel process instead (vectors loaded into memory on the first "
+                     "query; docs/context.md)",
                      "install pgvector on the database server (Debian/Ubuntu: apt-get install "
                      "postgresql-NN-pgvector; or the pgvector/pgvector Docker image)")
     if rows[0]["installed"]:
@@ -98,6 +99,6 @@ def _check_pgvector(store: object) -> Check:
                      f"pgvector {rows[0]['installed']}: dense and hybrid search of collections in PostgreSQL "
                      "(HNSW indexes)")
     return Check("store extensions", "ok",
-                 f"pgvector {rows[0]['available']} available, not yet created in this database: it enables "
-                 "dense and hybrid search of collections in PostgreSQL once created (CREATE EXTENSION vector;"
-                 " as a superuser)")
+                 f"pgvector {rows[0]['available']} available, not yet created in this database: Keel creates "
+                 "it with the first collection if its role may; until then dense search of collections runs in "
+                 "each Keel process (CREATE EXTENSION vector; as a superuser)")
