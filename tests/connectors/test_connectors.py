@@ -227,6 +227,24 @@ def test_a_connector_removed_after_publish_fails_its_node(keel_home: Path, tmp_p
     assert "no connector named 'vault'" in result.error
 
 
+def test_a_connector_that_is_down_fails_its_node_naming_it(keel_home: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert keel("connectors", "add", "vault", "--server", f"http://127.0.0.1:{port}/mcp",
+                "--header", f"X-Api-Key={KEY}").returncode == 0
+    store = open_store(keel_home)
+    try:
+        with scripted("teller"):
+            result = await_run(_spec(tmp_path / "bank.yaml"), store)
+    finally:
+        store.close()
+    assert result.status == "failed"
+    assert "connector 'vault': cannot connect to MCP server" in result.error
+    assert "keel connectors test vault" in result.error
+    assert KEY not in result.error
+
+
 def test_bad_input_is_an_error_not_a_traceback() -> None:
     for args, words in [
         (["connectors", "add", "v", "--server", "ftp://x"], "neither `stdio:COMMAND ARGS` nor an http(s):// URL"),

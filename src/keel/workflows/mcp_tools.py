@@ -211,7 +211,13 @@ async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], 
     else:
         listed = []
         for i, s in enumerate(servers):
-            client = await sessions.client(s.server, s.env, getattr(s, "headers", None))
+            try:
+                client = await sessions.client(s.server, s.env, getattr(s, "headers", None))
+            except NodeFailure as e:
+                if s.connector is None:
+                    raise
+                raise NodeFailure(f"connector {s.connector!r}: {e.message} -- check it: keel connectors test "
+                                  f"{s.connector}", kind="mcp") from None
             try:
                 result = await client.list_tools()
             except Exception as e:
