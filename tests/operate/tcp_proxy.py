@@ -90,4 +90,6 @@ def _reset(s: socket.socket) -> None:
     with suppress(OSError):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
     with suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv (a bare close would not)
+    with suppress(OSError):
         s.close()

@@ -29,6 +29,7 @@ def test_postgresql_unreachable_for_10_s_mid_load_gives_503s_and_loses_nothing(t
     environ = env(home, tmp_path, url=via_proxy)
     server = start_server(home, "--no-execute", env=environ)
     worker = start_worker(home, environ, "--concurrency", "8")
+    wait_for(lambda: "keel worker:" in worker.log_text(), what="the worker to start")
     answers: list[tuple[float, int, dict]] = []
     accepted: list[str] = []
     stop = threading.Event()

@@ -42,6 +42,11 @@ MIN_SERVER_VERSION = 130000
 _MIGRATE_LOCK = 0x6B65656C  # "keel": the advisory lock key migrations hold
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _CONNECT_TIMEOUT = 10
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+              "tcp_user_timeout": 15_000}
+"""libpq options for every connection: a server that vanished without closing the connection (a
+cut network drops packets, nothing answers) is noticed within ~15 s, instead of a statement
+waiting on its socket forever (and with it the event loop of the server or worker that sent it)."""
 _POOL_WAIT = 10.0  # seconds a statement waits for a pooled connection before a 503
 
 
@@ -121,7 +126,7 @@ class PostgresStore:
         self.server_version = self._check_server(connect_timeout)
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, configure=_configure,
-            kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
+            kwargs={"autocommit": True, "connect_timeout": int(connect_timeout), **KEEPALIVES},
             timeout=_POOL_WAIT, name="keel-store",
             # Give up a failing reconnection after a few seconds (the next request starts a new
             # one at once) rather than backing off for minutes: after an outage Keel answers

@@ -107,7 +107,9 @@ class Wakeup:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.store.url, autocommit=True) as conn:
+                from keel.store.postgres import KEEPALIVES
+
+                with psycopg.connect(self.store.url, autocommit=True, connect_timeout=10, **KEEPALIVES) as conn:
                     listened: set[str] = set()
                     while not self._stop.is_set():
                         for ch in list(self._channels - listened):
