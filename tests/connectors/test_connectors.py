@@ -261,3 +261,44 @@ def test_bad_input_is_an_error_not_a_traceback() -> None:
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert words in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def _node_spec(path: Path, tool: str = "balance", extra: str = "") -> Path:
+    path.write_text(f"""
+name: bank
+nodes:
+  - {{id: start, type: start}}
+  - {{id: look, type: mcp, connector: vault, tool: {tool}, arguments: {{account: "input_as_text"}}{extra}}}
+  - {{id: done, type: end, output: "string(input.output_parsed.balance)"}}
+edges:
+  - {{from: start, to: look}}
+  - {{from: look, to: done}}
+""")
+    return path
+
+
+def test_an_mcp_node_calls_a_connector_tool_and_follows_its_approval(keel_home: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from keel.workflows import aapprove
+
+    assert keel("connectors", "add", "vault", "--server", STDIO, "--env", f"VAULT_API_KEY={KEY}",
+                "--tool", "balance", "--approve", "balance=always").returncode == 0
+    with pytest.raises(SpecError) as e:
+        publish(_node_spec(tmp_path / "wipe.yaml", tool="wipe"))
+    assert e.value.problems[0].path == "nodes[1].tool"
+    assert "tools wipe are not in the allow-list of connector 'vault'" in e.value.problems[0].message
+    with pytest.raises(SpecError) as e:
+        publish(_node_spec(tmp_path / "never.yaml", extra=", approval: never"))
+    assert "makes balance `never`" in e.value.problems[0].message
+
+    store = open_store(keel_home)
+    try:
+        waiting = asyncio.run(arun(_node_spec(tmp_path / "bank.yaml"), "acme", store=store))
+        assert waiting.status == "waiting"  # the connector requires approval for balance
+        done = asyncio.run(aapprove(waiting.approval.id, store=store))
+        assert done.status == "succeeded", done.error
+        assert done.output == "1234.5"
+    finally:
+        store.close()
+    assert KEY.encode() not in _files_text(keel_home)

@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import Field
 
 from keel.connectors.registry import Connector, ConnectorError, Connectors
-from keel.workflows.spec import AgentNode, McpServer, WorkflowSpec
+from keel.workflows.spec import AgentNode, McpNode, McpServer, WorkflowSpec
 
-__all__ = ["ConnectorServer", "check_spec", "resolve"]
+__all__ = ["ConnectorServer", "check_spec", "resolve", "resolve_node"]
 
 
 class ConnectorServer(McpServer):
@@ -28,11 +28,14 @@ class ConnectorServer(McpServer):
 
 
 def _entries(spec: WorkflowSpec):
+    """``(node index, node, mcp entry index or None, entry)`` for each use of a connector."""
     for idx, node in enumerate(spec.nodes):
         if isinstance(node, AgentNode):
             for i, entry in enumerate(node.mcp):
                 if entry.connector is not None:
                     yield idx, node, i, entry
+        elif isinstance(node, McpNode) and node.connector is not None:
+            yield idx, node, None, node
 
 
 def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str, str, tuple]]:
@@ -42,7 +45,8 @@ def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str,
     for idx, node, i, entry in _entries(spec):
         name = entry.connector
         assert name is not None
-        path = ("nodes", idx, "mcp", i, "connector")
+        at = ("nodes", idx) if i is None else ("nodes", idx, "mcp", i)
+        path = (*at, "connector")
         if name not in known:
             known[name] = connectors.find(name)
         c = known[name]
@@ -59,17 +63,22 @@ def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str,
                         f"ask an admin to allow it (keel connectors add {name} ... --workflow {spec.name} "
                         "--replace), or use another connector", path))
             continue
-        if entry.tools is not None and c.tools is not None:
-            extra = [t for t in entry.tools if t not in c.tools]
+        if isinstance(entry, McpNode):  # one tool, one policy
+            tools = [entry.tool]
+            approval = {entry.tool: entry.approval} if "approval" in entry.model_fields_set else {}
+        else:
+            tools, approval = entry.tools, entry.approval
+        if tools is not None and c.tools is not None:
+            extra = [t for t in tools if t not in c.tools]
             if extra:
                 out.append((node.id, f"tools {', '.join(extra)} are not in the allow-list of connector {name!r}",
-                            f"the connector allows: {', '.join(c.tools)}", ("nodes", idx, "mcp", i, "tools")))
-        loosened = [t for t, p in entry.approval.items() if p == "never" and _policy(c, t) == "always"]
+                            f"the connector allows: {', '.join(c.tools)}",
+                            (*at, "tool" if isinstance(entry, McpNode) else "tools")))
+        loosened = [t for t, p in approval.items() if p == "never" and _policy(c, t) == "always"]
         if loosened:
             out.append((node.id, f"approval makes {', '.join(loosened)} `never`, but connector {name!r} "
                         "requires approval for it", "a spec may only make a connector's policy stricter; "
-                        "drop the entry, or ask an admin to change the connector's approval",
-                        ("nodes", idx, "mcp", i, "approval")))
+                        "drop the entry, or ask an admin to change the connector's approval", (*at, "approval")))
     return out
 
 
@@ -122,3 +131,18 @@ def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServ
                                    in s.model_fields_set else c.timeout, connector=c.name,
                                    headers=c.credentials.headers))
     return out
+
+
+def resolve_node(store: Any, workflow: str, node: McpNode) -> tuple[McpNode, dict[str, str]]:
+    """An MCP node naming a connector, as the node with the connector's server, credentials,
+    timeout and (if the connector requires it for this tool) ``approval: always``; and the
+    headers for an HTTP server."""
+    [server] = resolve(store, workflow, [McpServer(connector=node.connector, approval_timeout=node.approval_timeout)])
+    assert isinstance(server, ConnectorServer) and server.server is not None
+    if server.tools is not None and node.tool not in server.tools:
+        raise ConnectorError(f"connector {node.connector!r} does not allow the tool {node.tool!r}",
+                             hint=f"it allows: {', '.join(server.tools)}")
+    approval = "always" if node.approval == "always" or server.policy(node.tool) == "always" else "never"
+    timeout = min(node.timeout, server.timeout) if "timeout" in node.model_fields_set else server.timeout
+    return node.model_copy(update={"server": server.server, "env": server.env, "approval": approval,
+                                   "timeout": timeout}), server.headers

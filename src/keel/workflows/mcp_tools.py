@@ -279,6 +279,15 @@ def approval_message(tool: str, server: str, arguments: dict[str, Any], reason: 
 async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict[str, Any],
                        node_span: Span) -> StepOutcome:
     key = f"{run.seq}:mcp"
+    headers: dict[str, str] | None = None
+    if node.connector is not None:  # its server, credentials and policy (docs/connectors.md)
+        from keel.connectors.use import resolve_node
+        from keel.errors import KeelError
+
+        try:
+            node, headers = resolve_node(engine.store, run.wf.spec.name, node)
+        except KeelError as e:
+            raise NodeFailure(f"{e.message} -- {e.hint}" if e.hint else e.message, kind="mcp") from None
     node_span.attributes.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": node.tool,
                                  "keel.mcp.server": node.server})
     memo = engine.memo_get(run.id, key)
@@ -305,7 +314,7 @@ async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict
         sessions = McpSessions()
         try:
             out = await call(sessions, node.server, node.env, node.tool, arguments,
-                             idempotency_key=idempotency_key, timeout=node.timeout)
+                             idempotency_key=idempotency_key, timeout=node.timeout, headers=headers)
         except NodeFailure as e:
             engine.spans.write(span.end(error=e.message))
             raise

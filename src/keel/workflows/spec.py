@@ -404,8 +404,8 @@ class McpNode(_NodeBase):
     structured content (or its text parsed as JSON) as ``output_parsed``."""
 
     type: Literal["mcp"] = "mcp"
-    server: str
-    """``stdio:COMMAND ARGS`` or an ``http(s)://`` streamable-HTTP URL."""
+    server: str | None = None
+    """``stdio:COMMAND ARGS`` or an ``http(s)://`` streamable-HTTP URL (or name a ``connector``)."""
     tool: str
     """Name of the tool on that server."""
     arguments: dict[str, str] = Field(default_factory=dict)
@@ -418,6 +418,9 @@ class McpNode(_NodeBase):
     """Extra environment variables for a ``stdio:`` server."""
     timeout: float = Field(default=60, gt=0)
     """Seconds the tool call may take."""
+    connector: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    """A connector of the registry (``keel connectors add``) instead of ``server`` and ``env``:
+    ``tool`` must be in its allow-list, and the call needs approval if the connector says so."""
     can_fail: ClassVar[bool] = True
 
 

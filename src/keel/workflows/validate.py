@@ -417,7 +417,17 @@ class _Checker:
             elif isinstance(n, AgentNode):
                 self.check_agent(n)
             elif isinstance(n, McpNode):
-                self.check_mcp_server(n, n.server, ("server",))
+                if n.connector is not None:  # the registry is checked at publish (keel.connectors.use)
+                    if n.server is not None or n.env:
+                        self.problem(f"the node names connector {n.connector!r} and also `server`/`env`",
+                                     "drop `server` and `env`: the connector holds the server and its credentials",
+                                     node=n.id, path=("connector",))
+                elif n.server is None:
+                    self.problem("an mcp node needs `server` or `connector`",
+                                 "write `connector: NAME` (keel connectors list) or `server: stdio:COMMAND` / a URL",
+                                 node=n.id, path=("type",))
+                else:
+                    self.check_mcp_server(n, n.server, ("server",))
                 for k, v in n.arguments.items():
                     self.expr(n, f"arguments.{k}", v, ("arguments", k))
             elif isinstance(n, GuardrailsNode):
