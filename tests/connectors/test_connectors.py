@@ -208,6 +208,15 @@ def test_publish_refuses_unknown_and_forbidden_connectors(tmp_path: Path) -> Non
 
     assert publish(_spec(tmp_path / "d.yaml", name="support-eu")).version == 1  # a pattern allows it
 
+    from keel.workflows.drafts import Drafts
+
+    store = open_store()
+    try:  # a canvas preview is refused the same way
+        with pytest.raises(SpecError, match="may not be used by workflow 'payroll'"):
+            Drafts(store).preview("payroll", _spec(tmp_path / "p.yaml", name="payroll").read_text(), revision=0)
+    finally:
+        store.close()
+
     cli = keel("workflows", "publish", str(_spec(tmp_path / "e.yaml", name="payroll")))
     assert cli.returncode != 0 and "may not be used by workflow 'payroll'" in cli.stderr
     assert "Traceback" not in cli.stderr

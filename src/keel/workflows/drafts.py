@@ -164,6 +164,9 @@ class Drafts:
             aliases = get_settings().models
         models = dict(sorted(resolved_models(loaded.spec, aliases).items()))
         compile_workflow(loaded, tools=tools, models=models)
+        from keel.connectors.use import check_spec
+
+        check_spec(loaded, self.store)  # a preview may use only the connectors a publish could
         key = hashlib.sha256(json.dumps([source, models]).encode()).hexdigest()
         versions = Versions(self.store)
         rows = self.store.query("SELECT id FROM workflow_previews WHERE name = ? AND digest = ?", (name, key))
