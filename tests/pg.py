@@ -263,7 +263,8 @@ def use_postgres_for(home: Path) -> str | None:
     """Under ``KEEL_TEST_STORE=postgresql``: give the Keel home ``home`` (a served home, a
     subprocess's KEEL_HOME) a fresh database of its own, named by ``store =`` at the top of its
     keel.toml (so ``keel`` subprocesses and ``open_store(home)`` both find it); its URL. Does
-    nothing (None) on SQLite, or when the home has a store already."""
+    nothing (None) on SQLite, or when the home has a SQLite store already (made on purpose by a
+    test that covers both backends itself)."""
     if TEST_STORE != "postgresql":
         return None
     toml = Path(home) / "keel.toml"
@@ -274,6 +275,8 @@ def use_postgres_for(home: Path) -> str | None:
     # A test may have rewritten keel.toml since (its own settings): the home keeps its database.
     key = Path(home).resolve()
     url = _home_databases.get(key)
+    if url is None and (key / "keel.db").exists():
+        return None  # a test made this home's SQLite store on purpose (a test of both backends)
     if url is None and os.environ.get("KEEL_STORE_URL") and os.environ.get("KEEL_HOME") \
             and Path(os.environ["KEEL_HOME"]).resolve() == key:
         url = os.environ["KEEL_STORE_URL"]  # the test's own KEEL_HOME: the database keel_home gave it
