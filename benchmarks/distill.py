@@ -73,6 +73,8 @@ def main() -> None:
     p.add_argument("--train", type=int, default=240)
     p.add_argument("--test", type=int, default=60)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-examples", type=int, default=0,
+                   help="train on the first N exported lines only (0: all); for a busy machine")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -100,7 +102,12 @@ def main() -> None:
         files = [Path(f) for f in rep.files if f.endswith(".jsonl")]
         total = sum(1 for f in files for line in f.read_text().splitlines() if line.strip())
         valid = sum(check_file(f)[1] for f in files)
-        result = train_lora(work / "set" / "chat.train.jsonl", smollm2(), work / "student",
+        data = work / "set" / "chat.train.jsonl"
+        if args.max_examples:
+            kept = data.read_text().splitlines(keepends=True)[:args.max_examples]
+            data = work / "set" / "chat.train.head.jsonl"
+            data.write_text("".join(kept))
+        result = train_lora(data, smollm2(), work / "student",
                             TrainOptions(epochs=args.epochs, rank=8, max_length=384, save_every=10 ** 6))
         spec = _eval("test", "test.jsonl", f"local:{smollm2()}", prefix, shots)
         teacher_target = next(t for t in spec["targets"] if t["name"] == "strong")
@@ -109,7 +116,7 @@ def main() -> None:
                            {**teacher_target, "name": "student", "model": f"hf:{work / 'student'}"})
     r = {"date": _dt.date.today().isoformat(),
          "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-         "train_rows": len(train), "test_rows": len(test), "chat_lines": rep.chat["train"] + rep.chat["validation"],
+         "train_rows": len(train), "max_examples": args.max_examples, "test_rows": len(test), "chat_lines": rep.chat["train"] + rep.chat["validation"],
          "export_lines": total, "valid_lines": valid, "export_s": export_s,
          "train_steps": result.steps, "train_tokens": result.tokens, "train_tokens_per_s": result.tokens_per_s,
          "train_s": result.seconds, "loss": [result.first_loss, result.last_loss],
@@ -126,10 +133,12 @@ def write_section(path: Path, r: dict[str, Any]) -> None:
     section = "\n".join([
         "## Optimize: distillation",
         "",
-        f"`nice -n 10 python benchmarks/distill.py --train {r['train_rows']} --test {r['test_rows']}` — "
+        f"`nice -n 10 python benchmarks/distill.py --train {r['train_rows']} --test {r['test_rows']} "
+        f"--max-examples {r['max_examples']}` — "
         f"{r['machine']}, {r['date']}. Teacher: SmolLM2-135M 7-shot (llama.cpp, Q4_1) on BIG-bench "
         f"intent_recognition; its {r['chat_lines']} passing answers of {r['train_rows']} train rows exported "
-        f"as chat fine-tuning JSONL; student: the same model, LoRA rank 8, {r['train_steps']} steps, run with "
+        f"as chat fine-tuning JSONL; student: the same model, LoRA rank 8, {r['train_steps']} steps (one epoch on "
+        f"the first {r['train_steps']} lines), run with "
         "transformers (float32) through `hf:`.",
         "",
         "| | teacher | student | student / teacher |",
