@@ -311,3 +311,24 @@ def test_an_mcp_node_calls_a_connector_tool_and_follows_its_approval(keel_home: 
     finally:
         store.close()
     assert KEY.encode() not in _files_text(keel_home)
+
+
+def test_the_key_file_is_private_and_another_key_cannot_open_the_credentials(keel_home: Path) -> None:
+    assert keel("connectors", "add", "vault", "--server", STDIO, "--env", f"VAULT_API_KEY={KEY}").returncode == 0
+    key_file = keel_home / "connectors.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert keel("connectors", "test", "vault").returncode == 0
+
+    other = keel("connectors", "test", "vault", env={"KEEL_SECRET_KEY": "another deployment's secret"})
+    assert other.returncode == 2
+    assert "cannot decrypt the credentials of connector 'vault'" in other.stderr
+    assert "KEEL_SECRET_KEY" in other.stderr and "Traceback" not in other.stderr
+    assert keel("connectors", "show", "vault").returncode == 0  # reading the configuration needs no key
+
+    # With KEEL_SECRET_KEY set, no key file is needed or made.
+    key_file.unlink()
+    env = {"KEEL_SECRET_KEY": "deployment secret 1"}
+    assert keel("connectors", "add", "vault", "--server", STDIO, "--env", f"VAULT_API_KEY={KEY}", "--replace",
+                env=env).returncode == 0
+    assert keel("connectors", "test", "vault", env=env).returncode == 0
+    assert not key_file.exists()
