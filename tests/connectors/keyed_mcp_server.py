@@ -53,6 +53,8 @@ if __name__ == "__main__":
         uvicorn.run(keyed, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
     else:
         if not _ok(os.environ.get("VAULT_API_KEY")):
-            print("vault: VAULT_API_KEY is missing or wrong", file=sys.stderr)
+            # Echoes the key it got, as careless servers do: Keel must scrub it from what it shows.
+            print(f"vault: VAULT_API_KEY is missing or wrong (got {os.environ.get('VAULT_API_KEY')!r})",
+                  file=sys.stderr)
             sys.exit(1)
         server.run()

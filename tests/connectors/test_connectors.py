@@ -131,16 +131,29 @@ def await_run(spec: Path, store) -> object:
     return asyncio.run(arun(spec, "balance of acme?", store=store))
 
 
-def test_stdio_connector_with_a_wrong_key_fails_clearly(tmp_path: Path) -> None:
+def test_stdio_connector_with_a_wrong_key_fails_clearly(keel_home: Path, tmp_path: Path) -> None:
     add = keel("connectors", "add", "vault", "--server", STDIO, "--env", f"VAULT_API_KEY={WRONG}")
     assert add.returncode == 0, add.stderr
     test = keel("connectors", "test", "vault")
     assert test.returncode == 2
     assert "error: connector 'vault'" in test.stderr
-    assert "VAULT_API_KEY is missing or wrong" in test.stderr  # the server's own words
+    assert "VAULT_API_KEY is missing or wrong (got '[redacted]')" in test.stderr  # its words, scrubbed
     assert "fix: check its credentials" in test.stderr
     assert "Traceback" not in test.stderr
     assert WRONG not in test.stdout + test.stderr
+
+    store = open_store(keel_home)  # a run fails its node with the server's words, scrubbed
+    try:
+        with scripted("teller"):
+            result = await_run(_spec(tmp_path / "bank.yaml"), store)
+        stored = json.dumps([store.query(f"SELECT * FROM {t}") for t in ("run_events", "workflow_runs")],
+                            default=str)
+    finally:
+        store.close()
+    assert result.status == "failed"
+    assert "connector 'vault'" in result.error and "got '[redacted]'" in result.error
+    assert WRONG not in result.error + stored
+    assert WRONG.encode() not in _files_text(keel_home)
 
 
 def test_http_connector_sends_its_key_in_a_header(http_server: str, tmp_path: Path) -> None:
