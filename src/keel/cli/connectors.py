@@ -120,10 +120,12 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
     except ValidationError as e:
         raise ConnectorError(f"connector name {name!r} is not allowed: {e.errors()[0]['msg']}",
                              hint="use lower-case letters, digits, - and _ (at most 64)") from None
-    _registry().add(c, replace=replace)
+    registry = _registry()
+    existed = replace and registry.find(name) is not None
+    registry.add(c, replace=replace)
     what = ", ".join(f"{k} {', '.join(v)}" for k, v in (("env", sorted(c.credentials.env)),
                                                          ("headers", sorted(c.credentials.headers))) if v)
-    typer.echo(f"{'changed' if replace else 'added'} connector {name}" + (f" (credentials: {what}, encrypted)"
+    typer.echo(f"{'changed' if existed else 'added'} connector {name}" + (f" (credentials: {what}, encrypted)"
                                                                           if what else ""))
     typer.echo(f"check it: keel connectors test {name}")
 
