@@ -174,9 +174,17 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="Also write the results here.")
     ap.add_argument("--workers", type=int, default=1, help="Server processes (keel serve --workers).")
     ap.add_argument("--rounds", type=int, default=3, help="Rounds at 64 clients (the median is reported).")
+    ap.add_argument("--postgres", action="store_true",
+                    help="The store on a throwaway PostgreSQL (tests/pg.py), named in the home's keel.toml.")
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     home = Path(tempfile.mkdtemp(prefix="keel-serve-bench-"))
+    pg = None
+    if args.postgres:
+        from tests.pg import start_postgres
+
+        pg = start_postgres()
+        (home / "keel.toml").write_text(f'store = "{pg.create_database("serve_bench")}"\n', encoding="utf-8")
     publish(home, echo3("echo3"), "echo3")
     key = create_key(home, "bench", "--workflow", "*")
     server = start_server(home, "--workers", str(args.workers))
@@ -219,6 +227,8 @@ def main() -> None:
     finally:
         server.stop()
         subprocess.run(["rm", "-rf", str(home)], check=False)
+        if pg is not None:
+            pg.stop()
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
