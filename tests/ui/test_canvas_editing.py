@@ -380,10 +380,17 @@ def test_a_big_graph_opens_readable_draws_what_is_on_screen_and_fit_shows_all(pa
     expect(page.locator(".kn-port-label")).to_have_count(0)
     ends = page.evaluate(_EDGE_ENDS)
     assert ends["n"] >= 300 and ends["off"] == []
-    # a node found and edited at this zoom
+    # a node found and edited at this zoom; its connections list the 298 other targets once used
     _select(page, "n151")
     page.locator('.inspector [data-pointer="/title"] input').fill("the middle")
     expect(page.locator('[data-node-id="n151"] .kn-title')).to_have_text("the middle")
+    targets = page.locator(".connections select[id^='conn-to-']")
+    expect(targets.locator("option")).to_have_count(1)  # not built on selection (a 300-node graph)
+    targets.focus()
+    expect(targets.locator("option")).to_have_count(1 + 298)  # (node), and every node but start and itself
+    targets.select_option("done")
+    page.locator(".connections button:not(.secondary)").click()
+    expect(page.locator('[data-edge-id="n151.next->done"]')).to_have_count(1)
 
 
 # --- the model field offers the configured aliases ------------------------------------------------------

@@ -220,13 +220,18 @@ function IdField({ node, onRename, taken, problems }) {
   </div>;
 }
 
+const LAZY_TARGETS = 50;
+
 /** Connections of the node: its ports and where they lead, editable by keyboard. */
 function Connections({ node, spec, onConnect, onDisconnect }) {
   const out = ports(node);
   const [port, setPort] = useState(out[0] || "");
   const targets = (spec.nodes || []).filter((n) => n.id !== node.id && n.type !== "start" && n.type !== "note");
   const [to, setTo] = useState("");
-  useEffect(() => { setPort(out[0] || ""); setTo(""); }, [node.id]); // eslint-disable-line react-hooks/exhaustive-deps
+  // A big graph's target list (one option per node) is built when the list is used, not on
+  // every selection: 500 options were 100 ms of a node click (docs/benchmarks.md, canvas).
+  const [full, setFull] = useState(false);
+  useEffect(() => { setPort(out[0] || ""); setTo(""); setFull(false); }, [node.id]); // eslint-disable-line react-hooks/exhaustive-deps
   if (!out.length) return null;
   const edges = (spec.edges || []).filter((e) => e.from === node.id);
   const pid = `conn-port-${node.id}`, tid = `conn-to-${node.id}`;
@@ -238,8 +243,9 @@ function Connections({ node, spec, onConnect, onDisconnect }) {
       <label htmlFor={pid}>Port</label>
       <select id={pid} value={port} onChange={(e) => setPort(e.target.value)}>{out.map((p) => <option key={p}>{p}</option>)}</select>
       <label htmlFor={tid}>to</label>
-      <select id={tid} value={to} onChange={(e) => setTo(e.target.value)}><option value="">(node)</option>
-        {targets.map((n) => <option key={n.id} value={n.id}>{n.id}</option>)}</select>
+      <select id={tid} value={to} onChange={(e) => setTo(e.target.value)} onFocus={() => setFull(true)} onPointerDown={() => setFull(true)}>
+        <option value="">(node)</option>
+        {(full || targets.length <= LAZY_TARGETS ? targets : targets.filter((n) => n.id === to)).map((n) => <option key={n.id} value={n.id}>{n.id}</option>)}</select>
       <button type="button" className="small" disabled={!port || !to} onClick={() => onConnect(port, to)}>Connect</button>
     </div>
   </fieldset>;
