@@ -24,7 +24,7 @@ optimizer actually made are reported.
 **Score**: test accuracy (exact label) of the seed, of Keel's best candidate and of gepa's best
 candidate, each run once over the same test rows with the same model and settings.
 
-    nice -n 10 python benchmarks/optimize.py [--budget 80] [--pool 24] [--test 80] [--out docs/benchmarks.md]
+    nice -n 10 python benchmarks/optimize.py [--budget 100] [--pool 40] [--test 80] [--out docs/benchmarks.md]
 
 Prints the results and writes the "## Optimize: prompt" section of ``docs/benchmarks.md``.
 """
@@ -268,8 +268,8 @@ def write_section(out: Path, text: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget", type=int, default=80, help="model calls per optimizer (rollouts + reflections)")
-    p.add_argument("--pool", type=int, default=24, help="eval rows (split half/half into learning and validation)")
+    p.add_argument("--budget", type=int, default=100, help="model calls per optimizer (rollouts + reflections)")
+    p.add_argument("--pool", type=int, default=40, help="eval rows (split half/half into learning and validation)")
     p.add_argument("--test", type=int, default=80, help="held-out test rows")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     p.add_argument("--out", type=Path, default=None, help="write the section into this markdown file")
