@@ -164,3 +164,16 @@ def test_keel_worker_stops_gracefully_on_sigterm(
     worker.proc.terminate()
     assert worker.proc.wait(timeout=60) == 0
     assert "stopped after 0 runs" in worker.log_text() and "Traceback" not in worker.log_text()
+
+
+def test_keel_worker_on_an_unreachable_store_says_so_in_one_line_with_the_fix(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.operate.conftest import free_port, server_env
+
+    r = subprocess.run([sys.executable, "-m", "keel", "worker"], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path, env=server_env(tmp_path, {
+                           "KEEL_STORE_URL": f"postgresql://keel@127.0.0.1:{free_port()}/keel"}))
+    assert r.returncode != 0
+    assert "error:" in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr, r.stderr
