@@ -11,7 +11,7 @@ EPILOG = """Examples:
 \b
   keel serve --no-execute          # servers queue the runs they start ...
   keel worker --concurrency 32     # ... and workers, any number on any machine, run them
-  KEEL_STORE_URL=postgresql://keel@db/keel keel worker   # all machines on one PostgreSQL
+  KEEL_STORE_URL=postgresql://app@db/appdb keel worker   # all machines on one PostgreSQL
 
 A worker and the servers must share the store: one PostgreSQL (KEEL_STORE_URL) across
 machines, or the same KEEL_HOME on one machine. SIGTERM (or Ctrl-C) stops it gracefully:
