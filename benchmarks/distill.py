@@ -30,7 +30,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import random
 import re
 import sys
 import tempfile
@@ -39,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.optimize import LABELS, load_task, smollm2
-from benchmarks.router import _eval, collect
+from benchmarks.optimize import load_task, smollm2
+from benchmarks.router import _eval, collect, split
 
 
 def _run_arm(store: Any, work: Path, name: str, rows: list[dict[str, str]], spec: dict[str, Any],
@@ -80,11 +79,7 @@ def main() -> None:
     args = p.parse_args()
 
     examples, prefix = load_task(args.cache)
-    rng = random.Random(1)
-    rng.shuffle(examples)
-    shots = [next(e for e in examples if e["label"] == lab) for lab in LABELS]
-    pool = [e for e in examples if e not in shots]
-    train, test = pool[:args.train], pool[args.train:args.train + args.test]
+    shots, train, test = split(examples, args.train, args.test)
 
     with tempfile.TemporaryDirectory(prefix="keel-bench-distill-") as tmp:
         work = Path(tmp)

@@ -134,6 +134,15 @@ def _replay(store: Any, work: Path, name: str, rows: list[dict[str, str]], data:
     return asyncio.run(run_eval(store, load_eval(work / f"{name}-replay.yaml"))).run_id
 
 
+
+def split(examples: list[dict[str, str]], n_train: int, n_test: int) -> tuple[list, list, list]:
+    """The fixed shuffle both benchmarks use: one shot per label, then train and test rows."""
+    examples = list(examples)
+    random.Random(1).shuffle(examples)
+    shots = [next(e for e in examples if e["label"] == lab) for lab in LABELS]
+    pool = [e for e in examples if e not in shots]
+    return shots, pool[:n_train], pool[n_train:n_train + n_test]
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", type=int, default=120)
@@ -144,11 +153,7 @@ def main() -> None:
     args = p.parse_args()
 
     examples, prefix = load_task(args.cache)
-    rng = random.Random(1)
-    rng.shuffle(examples)
-    shots = [next(e for e in examples if e["label"] == lab) for lab in LABELS]
-    pool = [e for e in examples if e not in shots]
-    train, test = pool[:args.train], pool[args.train:args.train + args.test]
+    shots, train, test = split(examples, args.train, args.test)
 
     with tempfile.TemporaryDirectory(prefix="keel-bench-router-") as tmp:
         work = Path(tmp)
