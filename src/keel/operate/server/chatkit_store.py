@@ -135,6 +135,10 @@ class KeelChatKitStore(Store[ChatContext]):
             changed = self.db.execute("UPDATE chatkit_items SET doc = ? WHERE id = ? AND thread_id = ?",
                                       (doc, item.id, thread_id))
             if not changed:
+                # Lock the thread's row first: on PostgreSQL (READ COMMITTED) two writers computing
+                # MAX(seq) + 1 at once would give two items one place. (SQLite's transaction already
+                # holds the only write lock.)
+                self.db.execute("UPDATE chatkit_threads SET updated_at = updated_at WHERE id = ?", (thread_id,))
                 seq = self.db.query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM chatkit_items WHERE thread_id = ?",
                                     (thread_id,))[0]["n"]
                 self.db.execute("INSERT INTO chatkit_items (id, thread_id, seq, type, created_at, doc)"
