@@ -82,7 +82,9 @@ async def test_template_structured_agents_finish_on_the_tiny_local_model(templat
     # The node as the template writes it, on its own: only the model is the local one, and its
     # input is the workflow's input text (its place in the graph is the template tests' business).
     fields = agent.model_dump(mode="json", by_alias=True, exclude_none=True)
-    fields.update(model=f"local:{model}", input="input_as_text")
+    # Greedy decoding: a random model sampled afresh each run sometimes wandered past the token
+    # limit (a flaky failure); greedy makes each case one reproducible check.
+    fields.update(model=f"local:{model}", input="input_as_text", temperature=0)
     spec = {"name": f"{template}-{node}".replace("_", "-"), "nodes": [
         {"id": "start", "type": "start"}, fields, {"id": "done", "type": "end", "output": "input.output_parsed"}],
         "edges": [{"from": "start", "to": node}, {"from": node, "to": "done"}]}
