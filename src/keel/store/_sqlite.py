@@ -14,7 +14,6 @@ stays as the backstop for writers that are not Keel (the ``sqlite3`` shell).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import StoreError
-from keel.store.group import CommitGroup
+from keel.store.group import CommitGroup, group_for
 from keel.store.migrations import MIGRATIONS, Migration
 
 try:
@@ -155,13 +154,7 @@ class SQLiteStore:
 
     def commit_group(self) -> CommitGroup:
         """The running event loop's :class:`~keel.store.group.CommitGroup` for this store."""
-        loop = asyncio.get_running_loop()
-        group = self._groups.get(id(loop))
-        if group is None or group.loop is not loop:
-            for key in [k for k, g in self._groups.items() if g.loop.is_closed()]:
-                del self._groups[key]
-            group = self._groups[id(loop)] = CommitGroup(self, loop)
-        return group
+        return group_for(self, self._groups)
 
     # -- the writer lock -------------------------------------------------------------------
 
