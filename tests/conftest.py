@@ -45,8 +45,9 @@ def pg_server() -> Iterator[TestPostgres]:
     try:
         server = session_server()
     except PostgresUnavailable as e:
-        if TEST_STORE == "postgresql":
-            pytest.fail(f"KEEL_TEST_STORE=postgresql but PostgreSQL cannot start: {e}")
+        if TEST_STORE == "postgresql" or os.environ.get("KEEL_REQUIRE_POSTGRES") == "1":
+            # CI sets KEEL_REQUIRE_POSTGRES (.ci/run): there the PostgreSQL tests must run, never skip.
+            pytest.fail(f"PostgreSQL is required here but cannot start: {e}")
         pytest.skip(f"PostgreSQL cannot start here: {e}")
     yield server  # stopped at exit: subprocess helpers (tests.pg.use_postgres_for) share it
 
