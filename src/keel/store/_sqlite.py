@@ -14,6 +14,7 @@ stays as the backstop for writers that are not Keel (the ``sqlite3`` shell).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import StoreError
-from keel.store.group import CommitGroup, group_for
+from keel.store.group import CommitGroup
 from keel.store.migrations import MIGRATIONS, Migration
 
 try:
@@ -154,7 +155,13 @@ class SQLiteStore:
 
     def commit_group(self) -> CommitGroup:
         """The running event loop's :class:`~keel.store.group.CommitGroup` for this store."""
-        return group_for(self, self._groups)
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(id(loop))
+        if group is None or group.loop is not loop:
+            for key in [k for k, g in self._groups.items() if g.loop.is_closed()]:
+                del self._groups[key]
+            group = self._groups[id(loop)] = CommitGroup(self, loop)
+        return group
 
     # -- the writer lock -------------------------------------------------------------------
 

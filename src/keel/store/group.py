@@ -106,15 +106,3 @@ class CommitGroup:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
-
-
-def group_for(store: Any, groups: dict[int, CommitGroup]) -> CommitGroup:
-    """The running event loop's group for ``store``, kept in ``groups`` (the store's own dict);
-    groups of closed loops are dropped. Both stores' ``commit_group`` is this."""
-    loop = asyncio.get_running_loop()
-    group = groups.get(id(loop))
-    if group is None or group.loop is not loop:
-        for key in [k for k, g in groups.items() if g.loop.is_closed()]:
-            del groups[key]
-        group = groups[id(loop)] = CommitGroup(store, loop)
-    return group

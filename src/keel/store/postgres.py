@@ -19,6 +19,7 @@ a failed migration leaves nothing behind).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from keel.errors import StoreError
 from keel.store.dialect import UnportableSQL, to_postgres
-from keel.store.group import CommitGroup, group_for
+from keel.store.group import CommitGroup
 from keel.store.migrations import MIGRATIONS, Migration
 
 __all__ = ["MIN_SERVER_VERSION", "PostgresStore", "redact_url", "server_version_text"]
@@ -164,7 +165,13 @@ class PostgresStore:
 
     def commit_group(self) -> CommitGroup:
         """The running event loop's :class:`~keel.store.group.CommitGroup` for this store."""
-        return group_for(self, self._groups)
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(id(loop))
+        if group is None or group.loop is not loop:
+            for key in [k for k, g in self._groups.items() if g.loop.is_closed()]:
+                del self._groups[key]
+            group = self._groups[id(loop)] = CommitGroup(self, loop)
+        return group
 
     # SQLite's WAL checkpointer has no counterpart: the server does its own checkpoints.
     def checkpoint_in_background(self, interval: float = 0.25, *, wal_limit: int = 16 << 20) -> None:
