@@ -140,6 +140,25 @@ def test_background_checkpoints_keep_the_wal_bounded_under_steady_writes(tmp_pat
     store.close()
 
 
+def test_commits_truncate_the_wal_themselves_when_the_checkpoint_thread_falls_behind(tmp_path: Path) -> None:
+    """On a starved CPU the checkpoint thread may not run for seconds (CI saw 8.7 MB of WAL
+    with a 256 kB limit): past four times the limit the committing thread truncates it."""
+    store = SQLiteStore(tmp_path / "keel.db")
+    store.execute("CREATE TABLE blobs (body TEXT)")
+    store.checkpoint_in_background(interval=3600, wal_limit=256 << 10)  # the thread never wakes
+    wal = tmp_path / "keel.db-wal"
+    biggest = 0
+    for _ in range(1500):  # ~6 MB of WAL frames
+        with store.transaction():
+            store.execute("INSERT INTO blobs (body) VALUES (?)", ("x" * 3000,))
+        biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+    assert store.wal_truncations >= 4
+    assert biggest < (1 << 20) + (64 << 10), f"the WAL grew to {biggest} bytes"
+    store.stop_background_checkpoints()
+    assert store.query("SELECT COUNT(*) AS n FROM blobs")[0]["n"] == 1500
+    store.close()
+
+
 async def test_writes_of_one_loop_turn_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
     """Group commit: concurrent writers on one event loop commit in one transaction; a write
     that raises rolls back alone (its waiter gets the error), the others are on disk."""

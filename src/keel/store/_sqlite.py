@@ -53,6 +53,12 @@ class SQLiteStore:
         """How often the background checkpointer started the WAL over (see :meth:`checkpoint_in_background`)."""
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        self._writers_may_go = threading.Event()
+        """Cleared while the checkpointer waits for the writer lock: ``flock`` is not fair, and
+        writers of this process that took it back to back kept a TRUNCATE out for good."""
+        self._writers_may_go.set()
+        self._wal_ceiling = 0
+        """Past this many bytes of WAL a committing thread truncates it itself (0: never)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -103,10 +109,13 @@ class SQLiteStore:
         WAL idle, and SQLite starts the WAL over only after one that copied all of it; so when
         the file passes ``wal_limit`` bytes, the thread holds the writer lock for a
         ``TRUNCATE`` checkpoint (little is left to copy by then) and the WAL starts from
-        zero. Stopped by :meth:`close`.
+        zero. Should that thread fall behind (a starved CPU), the commit that finds the WAL
+        past four times ``wal_limit`` truncates it itself: the file stays bounded either way.
+        Stopped by :meth:`close`.
         """
         if self._checkpointer is not None:
             return
+        self._wal_ceiling = 4 * wal_limit
         self._stop_checkpoints.clear()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(interval, wal_limit),
                                               name="keel-wal-checkpoint", daemon=True)
@@ -122,17 +131,34 @@ class SQLiteStore:
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 if wal.exists() and wal.stat().st_size > wal_limit:
-                    with self._writing():
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                        self.wal_truncations += 1
+                    self._writers_may_go.clear()  # the writers of this process queue behind us
+                    try:
+                        with self._writing():
+                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                            self.wal_truncations += 1
+                    finally:
+                        self._writers_may_go.set()
             except (sqlite3.Error, OSError):  # busy or closed: the next round tries again
                 continue
+
+    def _truncate_past_ceiling(self) -> None:
+        """Called holding the writer lock after a commit: the backstop of the background thread."""
+        try:
+            if os.stat(f"{self.path}-wal").st_size <= self._wal_ceiling:
+                return
+            conn = self._connect()
+            if not conn.in_transaction:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                self.wal_truncations += 1
+        except (sqlite3.Error, OSError):  # no WAL yet, or busy readers: the next commit tries again
+            pass
 
     def stop_background_checkpoints(self) -> None:
         """Undo :meth:`checkpoint_in_background`: commits checkpoint the WAL themselves again."""
         thread, self._checkpointer = self._checkpointer, None
         if thread is None:
             return
+        self._wal_ceiling = 0
         self._stop_checkpoints.set()
         thread.join(timeout=10)
         with self._lock:
@@ -173,6 +199,18 @@ class SQLiteStore:
         if fcntl is None:
             yield
             return
+        depth = getattr(self._local, "lock_depth", 0)
+        if depth:  # this thread holds it already
+            self._local.lock_depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.lock_depth = depth
+            return
+        if threading.current_thread() is not self._checkpointer:
+            # A TRUNCATE checkpoint is waiting for the lock: let it in first (it takes
+            # milliseconds; the timeout only guards against a checkpointer that died).
+            self._writers_may_go.wait(timeout=1.0)
         fd = getattr(self._local, "lock_fd", None)
         if fd is None:
             try:
@@ -188,9 +226,13 @@ class SQLiteStore:
             locked = True
         except OSError:  # ENOLCK on a filesystem without locks
             locked = False
+        self._local.lock_depth = 1
         try:
             yield
+            if self._wal_ceiling and threading.current_thread() is not self._checkpointer:
+                self._truncate_past_ceiling()
         finally:
+            self._local.lock_depth = 0
             if locked:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
