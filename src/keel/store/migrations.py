@@ -674,3 +674,51 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0313_memory",
+        (
+            # Memory by compaction (keel.context.memory). The write path: the turns of a thread or a
+            # run, one row each, keyed by a hash of (scope, source, position, role, text), so writing
+            # the same turn twice (a retried step, two processes) keeps one row. `compacted_at` is set
+            # once a compaction has turned the turn into facts.
+            """
+            CREATE TABLE memory_turns (
+                id TEXT PRIMARY KEY,
+                scope TEXT NOT NULL,
+                collection TEXT NOT NULL,
+                source TEXT NOT NULL,
+                position BIGINT NOT NULL,
+                role TEXT NOT NULL,
+                text TEXT NOT NULL,
+                said_at DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                compacted_at DOUBLE PRECISION
+            )
+            """,
+            "CREATE INDEX memory_turns_pending ON memory_turns (collection, compacted_at, scope, source, position)",
+            # Facts: id = hash of (scope, key, value), so the same fact written twice is one row. `key`
+            # is the normalised subject and attribute; among a key's facts the latest by (valid_from,
+            # id) is current and the others carry `superseded_by` and `valid_until`.
+            """
+            CREATE TABLE memory_facts (
+                id TEXT PRIMARY KEY,
+                scope TEXT NOT NULL,
+                collection TEXT NOT NULL,
+                fact_key TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                attribute TEXT NOT NULL,
+                value TEXT NOT NULL,
+                valid_from DOUBLE PRECISION NOT NULL,
+                valid_until DOUBLE PRECISION,
+                superseded_by TEXT,
+                sources TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX memory_facts_key ON memory_facts (collection, scope, fact_key)",
+        ),
+    )
+)

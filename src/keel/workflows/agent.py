@@ -158,6 +158,10 @@ async def _run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict
     except Exception as e:  # CelError: a variable missing at run time
         raise NodeFailure(f"cannot build the prompt: {e}", kind="cel") from None
     history = [Message.model_validate(m) for m in run.ctx["history"]] if node.include_chat_history else []
+    if node.memory is not None:  # facts from earlier conversations, before this one (docs/memory.md)
+        from keel.workflows.memory_node import recall
+
+        history = await recall(engine, run, node, env, user_text) + history
     node_span.attributes.update({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": node.id,
                                  "gen_ai.request.model": node.model})
     loop = _Loop(engine, run, env, sessions, Budget(wf.spec.run_limits(), int(run.ctx.get("agent_turns", 0))),
@@ -173,6 +177,10 @@ async def _run_agent(engine: Engine, run: _ActiveRun, node: AgentNode, env: dict
         node_span.attributes["keel.agent.final"] = final.id
     loop.budget.save(run.ctx)  # the run's variables as this step leaves them: the engine commits them
     new_turns = [Message.user(user_text), Message.assistant(response.text)]
+    if node.memory is not None and node.memory.record:
+        from keel.workflows.memory_node import record
+
+        await record(engine, run, node, env, user_text, response.text)
     return StepOutcome(
         "next", {"output_text": response.text, "output_parsed": response.parsed},
         history=run.ctx["history"] + [m.model_dump(mode="json", exclude_defaults=True) for m in new_turns])

@@ -209,6 +209,25 @@ class AgentMessage(_Spec):
     content: str
 
 
+class AgentMemory(_Spec):
+    """Memory by compaction for an Agent node (docs/memory.md): facts remembered from earlier
+    conversations, searched with the node's input and put before the conversation; the node's own
+    turns are recorded for a later compaction (``keel memory compact``)."""
+
+    collection: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    """Context collection that indexes the facts (created on first use)."""
+    scope: str = "default"
+    """Whose memory: facts of one scope are never shown in another. ``{{ expr }}`` is replaced by the
+    value of a CEL expression, e.g. ``user:{{ workflow.user_id }}``."""
+    max_facts: int = Field(default=8, ge=0, le=100)
+    """Facts put in the prompt at most (0: recall nothing, only record)."""
+    record: bool = True
+    """Record this node's turns (input and answer) for compaction into facts."""
+    compact_after: int | None = Field(default=None, ge=1, le=100_000)
+    """Compact in a background thread of this process once this many turns wait (None: leave it to
+    ``keel memory compact``); the node's ``model`` extracts the facts."""
+
+
 class AgentTool(_Spec):
     """Another Agent node offered to this one as a tool (agents as tools): the model sees a function
     tool taking ``{"input": text}``; a call runs that agent on the text, with its own instructions,
@@ -275,6 +294,9 @@ class AgentNode(_NodeBase):
     description: str = ""
     """What this agent does, shown to agents that call it as a tool or hand off to it (the Agents
     SDK's ``handoff_description``)."""
+    memory: AgentMemory | None = None
+    """Memory by compaction: facts from earlier conversations recalled into the prompt, and this
+    node's turns recorded for compaction (docs/memory.md)."""
 
     can_fail: ClassVar[bool] = True
 

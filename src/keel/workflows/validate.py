@@ -500,6 +500,8 @@ class _Checker:
 
         self.expr(n, "input", n.input, ("input",))
         self.template(n, "instructions", n.instructions, ("instructions",))
+        if n.memory is not None:
+            self.template(n, "memory.scope", n.memory.scope, ("memory", "scope"))
         self.check_model(n, n.model, ("model",))
         for i, server in enumerate(n.mcp):
             if server.connector is not None:  # the registry is checked at publish (keel.connectors.check)

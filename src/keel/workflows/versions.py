@@ -78,6 +78,7 @@ _LATER_NODE_FIELDS: dict[str, Any] = {
     "allow_requester": False,  # issue 13
     "http": None, "max_tool_result_tokens": None,  # issue 19, tools
     "agent_tools": [], "handoffs": [], "description": "",  # issue 19, multi-agent
+    "memory": None,  # issue 18, memory by compaction
 }
 _LATER_LIMITS: dict[str, Any] = {"max_agent_depth": 3, "max_agent_turns": 1_000}  # issue 19
 
