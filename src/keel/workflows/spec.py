@@ -209,6 +209,24 @@ class AgentMessage(_Spec):
     content: str
 
 
+class WidgetTemplate(_Spec):
+    """A ChatKit widget template in its JSON form (a ``.widget`` file from ChatKit Studio, as Agent
+    Builder's widget output kept it): ``template`` is Jinja that renders the widget's JSON from the
+    Agent node's ``output_parsed`` (its fields are the template's variables; a string written inside
+    quotes, ``"{{ title }}"``, is JSON-escaped; ``{{ items | tojson }}`` puts in any value). See
+    docs/widgets.md."""
+
+    template: str
+    """Jinja text rendering one widget root (``Card``, ``ListView`` or ``Basic``) as JSON."""
+    name: str = ""
+    """The widget's name (ChatKit Studio's)."""
+    version: Literal["1.0"] = "1.0"
+    """The ``.widget`` format's version."""
+    json_schema: dict[str, Any] | None = Field(default=None, alias="jsonSchema")
+    """The data the template expects (ChatKit Studio writes it); when given, every field it
+    requires must be in the node's ``output_schema``."""
+
+
 class AgentMemory(_Spec):
     """Memory by compaction for an Agent node (docs/memory.md): facts remembered from earlier
     conversations, searched with the node's input and put before the conversation; the node's own
@@ -297,6 +315,11 @@ class AgentNode(_NodeBase):
     memory: AgentMemory | None = None
     """Memory by compaction: facts from earlier conversations recalled into the prompt, and this
     node's turns recorded for compaction (docs/memory.md)."""
+    widget: str | WidgetTemplate | None = None
+    """Show the answer as a ChatKit widget filled from ``output_parsed`` (needs ``output_schema``): a
+    gallery name (``card``, ``list``, ``form``, ``table``: docs/widgets.md) or a template
+    (:class:`WidgetTemplate`). ChatKit clients and the web UI's chat show it; the API returns the data.
+    Buttons and forms in it send their action back to the workflow (docs/widgets.md)."""
 
     can_fail: ClassVar[bool] = True
 

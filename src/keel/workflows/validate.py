@@ -526,6 +526,11 @@ class _Checker:
                 check_schema(n.output_schema, where=f"output_schema of {n.id}")
             except KeelError as e:
                 self.problem(e.message, e.hint or "", node=n.id, path=("output_schema",))
+        if n.widget is not None:  # the template against the output schema (docs/widgets.md)
+            from keel.workflows.widgets import check as check_widget
+
+            for message, hint, sub in check_widget(n.widget, n.output_schema):
+                self.problem(message, hint, node=n.id, path=("widget", *sub))
         for i, ref in enumerate(n.tools):
             try:
                 self.out.tools[ref] = resolve_tool(ref, self.extra_tools)

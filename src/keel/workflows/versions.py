@@ -79,6 +79,7 @@ _LATER_NODE_FIELDS: dict[str, Any] = {
     "http": None, "max_tool_result_tokens": None,  # issue 19, tools
     "agent_tools": [], "handoffs": [], "description": "",  # issue 19, multi-agent
     "memory": None,  # issue 18, memory by compaction
+    "widget": None,  # issue 21, widget outputs
 }
 _LATER_LIMITS: dict[str, Any] = {"max_agent_depth": 3, "max_agent_turns": 1_000}  # issue 19
 

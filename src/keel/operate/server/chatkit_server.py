@@ -24,10 +24,18 @@ approver key that did not start the run; the rule is
 approver; pressing a button answers the approval (``threads.custom_action``, checked by the
 same rule) and the run continues in the same stream. A failed run answers with one line saying why, and how to fix it when Keel knows
 (e.g. no model configured).
+
+**Widgets.** An Agent node with a ``widget`` (docs/widgets.md) shows its structured answer as
+that widget, one widget item per step, before the run's answer; the answer itself is left out
+when it is that same data. A button or form in such a widget sends its action back
+(``threads.custom_action``): if the widget declares that action, the thread's workflow runs
+again with it as the turn's input (:func:`~keel.operate.server.chatkit_widgets.action_input`),
+in the same stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tomllib
@@ -62,15 +70,18 @@ from keel.operate.server.auth import authorize_decision
 from keel.operate.server.chatkit_store import ChatContext, KeelChatKitStore
 from keel.operate.server.chatkit_widgets import (
     APPROVAL_ACTION,
+    action_input,
     approval_card,
     approval_of,
     decided_card,
+    output_widget,
 )
 from keel.operate.server.errors import ApiError
 from keel.operate.server.runner import AnswerTokens
 from keel.safeload import load_toml
 from keel.secrets import scrub
 from keel.workflows import RunResult, WorkflowError
+from keel.workflows.widgets import action_allowed, run_widgets, widget_origin
 
 __all__ = ["KeelChatKitServer", "NoWorkflowError", "answer_text", "default_workflow"]
 
@@ -234,13 +245,13 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                     "send the message as JSON", allow_retry=False) from None
         return {"messages": await self._history(thread, item, context) + [{"role": "user", "content": text}]}
 
-    async def _history(self, thread: ThreadMetadata, current: UserMessageItem,
+    async def _history(self, thread: ThreadMetadata, current: UserMessageItem | None,
                        context: ChatContext) -> list[dict[str, str]]:
         """Earlier user and assistant messages of the thread, oldest first (the last 50)."""
         page = await self.store.load_thread_items(thread.id, None, 51, "desc", context)
         out = []
         for item in reversed(page.data):
-            if item.id == current.id:
+            if current is not None and item.id == current.id:
                 continue
             if isinstance(item, UserMessageItem):
                 out.append({"role": "user", "content": _user_text(item)})
@@ -297,14 +308,20 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             yield event
 
     async def _outcome(self, thread: ThreadMetadata, result: RunResult, workflow: str, context: ChatContext,
-                       streamed: AssistantMessageItem | None = None) -> AsyncIterator[ThreadStreamEvent]:
+                       streamed: AssistantMessageItem | None = None, after: int = -1
+                       ) -> AsyncIterator[ThreadStreamEvent]:
+        """What the run came to; ``after``: the step up to which its widgets were shown already."""
         if context.request_state is not None:  # the access log's: a failed run is an error on the dashboard
             context.request_state.run_id, context.request_state.run_status = result.run_id, result.status
+        widgets = await asyncio.to_thread(self._widgets, result.run_id, after) \
+            if result.status in ("succeeded", "waiting") else []
         if result.status == "waiting" and result.approval is not None:
             if streamed is not None:  # words written before a tool call that waits for a person
                 text = "".join(c.text for c in streamed.content)
                 async for event in self._message(thread, text, [], context, streamed=streamed):
                     yield event
+            for w in widgets:
+                yield ThreadItemDoneEvent(item=self._widget_item(thread, w, context))
             a = result.approval
             yield ThreadItemDoneEvent(item=WidgetItem(
                 id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
@@ -312,12 +329,37 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                                                                 actionable=self._may_decide(a, context)),
                 copy_text=f"Waiting for approval: {a.message}"))
             return
+        for w in widgets:
+            yield ThreadItemDoneEvent(item=self._widget_item(thread, w, context))
+        if result.status == "succeeded" and widgets and streamed is None \
+                and any(result.output in (w["data"], w["output"]) for w in widgets):
+            return  # the answer is the data the widget shows
         if result.status == "succeeded":
             text, sources = answer_text(result.output)
         else:
             text, sources = _failure_text(result.error, workflow, result.run_id), []
         async for event in self._message(thread, text, sources, context, streamed=streamed):
             yield event
+
+    def _widgets(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+        """The widgets of ``run_id``'s steps after step ``after`` (docs/widgets.md)."""
+        run = self.runner.runs.get(run_id, prefix=False)
+        spec = self.runner.versions.get(run.workflow, run.version).spec
+        if not any(getattr(n, "widget", None) is not None for n in spec.nodes):
+            return []
+        steps = {s.seq: s for s in self.runner.runs.steps(run_id) if s.seq > after}
+        found = run_widgets(spec, list(steps.values()))
+        for w in found:  # the node's whole output too: an End node may pass it on as it is
+            w["output"] = next((s.output for s in steps.values() if s.node_id == w["node_id"]), None)
+        return found
+
+    def _last_step(self, run_id: str) -> int:
+        return max((s.seq for s in self.runner.runs.steps(run_id)), default=-1)
+
+    def _widget_item(self, thread: ThreadMetadata, w: dict[str, Any], context: ChatContext) -> WidgetItem:
+        return WidgetItem(id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
+                          created_at=datetime.now(), widget=output_widget(w["widget"]),
+                          copy_text=json.dumps(w["data"], ensure_ascii=False))
 
     def _new_message(self, thread: ThreadMetadata, context: ChatContext) -> AssistantMessageItem:
         return AssistantMessageItem(id=self.store.generate_item_id("message", thread, context),
@@ -361,8 +403,9 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
     async def action(self, thread: ThreadMetadata, action: Any, sender: WidgetItem | None,
                      context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
         if action.type != APPROVAL_ACTION:
-            raise CustomStreamError(f"unknown action {action.type!r}: Keel handles only {APPROVAL_ACTION!r}",
-                                    allow_retry=False)
+            async for event in self._widget_action(thread, action, sender, context):
+                yield event
+            return
         payload = action.payload if isinstance(action.payload, dict) else {}
         # The approval id is read from the stored widget, never trusted from the client alone.
         approval_id = approval_of(sender.widget) if sender is not None else None
@@ -379,6 +422,8 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                 if approval is not None:  # the requester may not decide unless the node allows it
                     authorize_decision(caller, approval, self.runner.runs, self.runner.versions)
             by = caller.identity("chatkit") if caller is not None else "chatkit"
+            approval = self.runner.runs.approval(approval_id, prefix=False)
+            shown = await asyncio.to_thread(self._last_step, approval.run_id) if approval is not None else -1
             result = await self.runner.answer(approval_id, approved=approved, by=by,
                                               comment=None, key=getattr(caller, "key", None),
                                               end_user=getattr(caller, "end_user", None))
@@ -389,6 +434,29 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                                     allow_retry=False) from None
         assert sender is not None
         yield ThreadItemReplacedEvent(item=sender.model_copy(update={"widget": decided_card(sender.widget, approved)}))
-        async for event in self._outcome(thread, result, workflow, context):
+        async for event in self._outcome(thread, result, workflow, context, after=shown):
+            yield event
+
+    async def _widget_action(self, thread: ThreadMetadata, action: Any, sender: WidgetItem | None,
+                             context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
+        """A button or form of a widget output: the thread's workflow runs with it (docs/widgets.md)."""
+        payload = action.payload if isinstance(action.payload, dict) else {}
+        origin = widget_origin(sender.widget) if sender is not None else None
+        # What the widget declares, read from the stored item, never from the client alone.
+        if origin is None or not action_allowed(sender.widget, action.type, payload):  # type: ignore[union-attr]
+            raise CustomStreamError(f"action {action.type!r} does not belong to a widget of this thread",
+                                    allow_retry=False)
+        try:
+            workflow = self.thread_workflow(thread, context)
+            version = self.runner.version(workflow, None)
+        except (WorkflowError, NoWorkflowError) as e:
+            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
+                                    allow_retry=False) from None
+        start = next(n for n in version.spec.nodes if n.type == "start")
+        history = [] if getattr(start, "input_schema", None) else await self._history(thread, None, context)
+        value = action_input(action.type, payload, origin, history, structured=bool(getattr(start, "input_schema",
+                                                                                              None)))
+        started = await self._start(version, value, context)
+        async for event in self._follow(thread, started, version, context):
             yield event
 

@@ -1,19 +1,23 @@
-"""The ChatKit widget a Human approval becomes: a card with Approve and Reject buttons.
+"""ChatKit widgets: the card a Human approval becomes (Approve and Reject buttons), and widget outputs.
 
 Widgets are built from plain JSON (``DynamicWidgetRoot``), the shape ChatKit's widget
 files produce, rather than from the deprecated named widget classes. Each button
 dispatches the server action ``keel.approval`` with ``{"approval_id", "approved"}``;
 :meth:`KeelChatKitServer.action` answers it. Once answered, the card is replaced by one
 without buttons that says what was decided.
+
+A widget output (an Agent node's ``widget``, :mod:`keel.workflows.widgets`) is rendered there and
+arrives here as JSON; :func:`action_input` is what a button or form in it starts.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chatkit.widgets import DynamicWidgetRoot
 
-__all__ = ["APPROVAL_ACTION", "approval_card", "approval_of", "decided_card"]
+__all__ = ["APPROVAL_ACTION", "action_input", "approval_card", "approval_of", "decided_card", "output_widget"]
 
 APPROVAL_ACTION = "keel.approval"
 
@@ -56,3 +60,24 @@ def decided_card(widget: Any, approved: bool) -> DynamicWidgetRoot:
     children = [c for c in doc.get("children", []) if c.get("type") != "Row"]
     children.append({"type": "Text", "value": "Approved." if approved else "Rejected.", "weight": "semibold"})
     return DynamicWidgetRoot.model_validate({**doc, "children": children, "key": f"decided-{approval_of(widget)}"})
+
+
+# -- widget outputs (docs/widgets.md) ------------------------------------------------------------
+
+
+def output_widget(doc: dict[str, Any]) -> DynamicWidgetRoot:
+    """A widget output's JSON (:func:`keel.workflows.widgets.render`) as ChatKit's widget root."""
+    return DynamicWidgetRoot.model_validate(doc)
+
+
+def action_input(action_type: str, payload: dict[str, Any], origin: tuple[str, str],
+                 history: list[dict[str, str]], *, structured: bool) -> Any:
+    """The input of the run a widget action starts. A workflow whose Start node has an
+    ``input_schema`` gets the action's payload (a form's fields); any other gets the thread's
+    conversation with one more user turn, the action as JSON
+    (``{"action": TYPE, "payload": {...}, "from": {"run_id", "node_id"}}``)."""
+    if structured:
+        return payload
+    turn = json.dumps({"action": action_type, "payload": payload,
+                       "from": {"run_id": origin[0], "node_id": origin[1]}}, ensure_ascii=False)
+    return {"messages": [*history, {"role": "user", "content": turn}]}
