@@ -80,7 +80,7 @@ def test_bm25_matches_the_formula() -> None:
     avg = sum(dl) / 3
 
     def w(tf: float, d: int) -> float:
-        return idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * dl[d] / avg))
+        return idf * tf * 2.5 / (tf + 1.5 * (0.25 + 0.75 * dl[d] / avg))  # k1 = 1.5 (decision 0025)
 
     assert s[0] == pytest.approx(w(2, 0), rel=1e-5)
     assert s[1] == pytest.approx(w(1, 1), rel=1e-5)

@@ -8,13 +8,21 @@ The first query of an index adds up posting lists with numpy; the scipy matrix i
 built from the second on, so a one-shot ``keel context search`` does not pay
 scipy's half-second import and a long-lived server still gets its speed.
 Measured against SQLite FTS5's ``bm25()`` in docs/decisions/0002-context-storage.md.
+
+:meth:`BM25Index.expand` is RM3 pseudo-relevance feedback (Lavrenko and Croft's
+relevance model mixed with the query, as Anserini does): the terms that weigh most
+in the top few documents of a first pass join the query with weights. Why ``k1``
+is 1.5 and when feedback is used: docs/decisions/0025-lexical-and-fusion.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BM25Index", "pack_terms", "unpack_terms"]
+__all__ = ["BM25Index", "DEFAULT_K1", "pack_terms", "unpack_terms"]
+
+DEFAULT_K1 = 1.5
+"""bm25s's default; Lucene's 1.2 scored lower on both Cranfield and ADI (decision 0025)."""
 
 
 def pack_terms(term_ids: dict[int, int]) -> bytes:
@@ -28,11 +36,12 @@ def unpack_terms(blob: bytes) -> np.ndarray:
 
 
 class BM25Index:
-    """BM25 with ``k1`` and ``b`` (defaults 1.2 and 0.75, as Lucene and bm25s)."""
+    """BM25 with ``k1`` and ``b`` (defaults 1.5 and 0.75, as bm25s; Lucene's ``k1`` is 1.2)."""
 
-    def __init__(self, blobs: list[bytes], *, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, blobs: list[bytes], *, k1: float = DEFAULT_K1, b: float = 0.75) -> None:
         """``blobs[row]`` holds the packed term counts of the chunk at position ``row``."""
         self.n = len(blobs)
+        self._blobs = blobs  # kept (not copied) for feedback: a row's terms when it is a top document
         self._csc = None
         self._queries = 0
         arrays = [unpack_terms(bl) for bl in blobs]
@@ -69,32 +78,68 @@ class BM25Index:
                 self._csc = sp.csc_matrix((self.weights, self.rows, self.indptr), shape=(self.n, self.terms.size))
         return None if self._csc is False else self._csc
 
-    def scores(self, term_ids: list[int]) -> np.ndarray:
-        """BM25 score of every row for a query made of ``term_ids`` (repeats count)."""
+    def scores(self, term_ids: list[int], weights: list[float] | None = None) -> np.ndarray:
+        """BM25 score of every row for a query made of ``term_ids`` (repeats count), each
+        term's column scaled by ``weights`` when given (feedback queries)."""
         out = np.zeros(self.n, dtype=np.float32)
         if not term_ids or self.terms.size == 0:
             return out
         q = np.asarray(term_ids, dtype=np.uint32)
+        w = np.ones(q.size, dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
         pos = np.searchsorted(self.terms, q)
+        found = (pos < self.terms.size) & (self.terms[np.minimum(pos, self.terms.size - 1)] == q)
         csc = self._matrix()
         if csc is not None:
-            cols = pos[(pos < self.terms.size) & (self.terms[np.minimum(pos, self.terms.size - 1)] == q)]
+            cols = pos[found]
             if cols.size == 0:
                 return out
-            return np.asarray(csc[:, cols] @ np.ones(cols.size, dtype=np.float32), dtype=np.float32)
-        for p, t in zip(pos, q, strict=True):
-            if p < self.terms.size and self.terms[p] == t:
-                s, e = self.indptr[p], self.indptr[p + 1]
-                out[self.rows[s:e]] += self.weights[s:e]
+            return np.asarray(csc[:, cols] @ w[found], dtype=np.float32)
+        for p, wt in zip(pos[found], w[found], strict=True):
+            s, e = self.indptr[p], self.indptr[p + 1]
+            out[self.rows[s:e]] += wt * self.weights[s:e]
         return out
 
-    def top(self, term_ids: list[int], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def expand(self, term_ids: list[int], *, fb_docs: int = 10, fb_terms: int = 10,
+               original_weight: float = 0.5) -> tuple[list[int], list[float]]:
+        """RM3: ``(term ids, weights)`` of the query mixed with its relevance model.
+
+        The relevance model weighs each term of the top ``fb_docs`` rows by its share of
+        the row's length times the row's share of their scores; its ``fb_terms`` best
+        terms are mixed with the query's own term distribution, ``original_weight`` to
+        the query. A query that matches nothing comes back unchanged.
+        """
+        if not term_ids:
+            return list(term_ids), [1.0] * len(term_ids)
+        first = self.scores(term_ids)
+        k = min(fb_docs, self.n)
+        top = np.argpartition(first, self.n - k)[self.n - k:] if self.n > k else np.arange(self.n)
+        top = top[first[top] > 0]
+        if top.size == 0:
+            return list(term_ids), [1.0] * len(term_ids)
+        share = first[top] / first[top].sum()
+        model: dict[int, float] = {}
+        for row, s in zip(top.tolist(), share.tolist(), strict=True):
+            pairs = unpack_terms(self._blobs[row])
+            tf = pairs[:, 1].astype(np.float64)
+            for t, p in zip(pairs[:, 0].tolist(), (tf / (tf.sum() or 1.0) * s).tolist(), strict=True):
+                model[t] = model.get(t, 0.0) + p
+        mixed: dict[int, float] = {}
+        for t in term_ids:  # the query's own distribution: repeats weigh more
+            mixed[t] = mixed.get(t, 0.0) + original_weight / len(term_ids)
+        best = sorted(model.items(), key=lambda kv: (-kv[1], kv[0]))[:fb_terms]
+        mass = sum(p for _, p in best) or 1.0  # the kept terms renormalised, as Anserini's RM3 does
+        for t, p in best:
+            mixed[t] = mixed.get(t, 0.0) + (1 - original_weight) * p / mass
+        return list(mixed), list(mixed.values())
+
+    def top(self, term_ids: list[int], k: int, allowed: np.ndarray | None = None, *,
+            weights: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, scores)`` of the ``k`` best-scoring rows with a score above 0, best first.
 
         ``allowed`` is a boolean row mask. Selection is ``argpartition`` then a sort of
         the ``k`` survivors: linear in the matches, not ``n log n``.
         """
-        sc = self.scores(term_ids)
+        sc = self.scores(term_ids, weights)
         if allowed is not None:
             sc[~allowed] = 0
         cand = np.argpartition(sc, sc.size - k)[sc.size - k:] if sc.size > k else np.arange(sc.size)

@@ -7,8 +7,10 @@
 >>> hits[0].citation                           # handbook/security.md#rotation (lines 40-58)
 
 Search runs a hybrid first stage (dense + BM25 over the rows allowed by the
-metadata filter and regex), fuses the rankings with reciprocal rank fusion into
-a candidate pool (200 by default), optionally reranks, and returns the top ``k``.
+metadata filter and regex), fuses the rankings into a candidate pool (200 by
+default) with the collection's :class:`~keel.context.fusion.Fusion` (reciprocal
+rank fusion unless ``keel context tune`` stored another), optionally reranks, and
+returns the top ``k``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from keel.context.bm25 import BM25Index
 from keel.context.dense import HNSW_MIN
 from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from keel.context.filters import Filter
-from keel.context.fusion import rrf
+from keel.context.fusion import DEFAULT_FUSION, Fusion, fuse
 from keel.context.lexical import ANALYZER, analyze
 from keel.context.types import Citation, Hit, IngestReport
 from keel.context.userregex import RegexError, compile_regex, count_matches
@@ -100,6 +102,7 @@ class Collection:
         self._home = home
         self._store = store
         self._indexes: _Indexes | None = None
+        self._fusion: Fusion | None = None
 
     @property
     def db(self):  # the embedded backend's SQLite file (tests and tools that inspect it)
@@ -158,6 +161,21 @@ class Collection:
     def close(self) -> None:
         self.backend.close()
 
+    @property
+    def fusion(self) -> Fusion:
+        """How hybrid search fuses dense and BM25 here: stored by ``keel context tune``, else the default.
+
+        Read once per index load (another process's ``tune`` is seen after the next write
+        or when the collection is reopened), so a search costs no extra round trip."""
+        if self._fusion is None:
+            self._fusion = Fusion.from_json(self.backend.get_meta("fusion"))
+        return self._fusion
+
+    def set_fusion(self, fusion: Fusion | None) -> None:
+        """Store ``fusion`` for this collection (``None``: back to the default)."""
+        self.backend.set_meta({"fusion": (fusion or DEFAULT_FUSION).to_json()})
+        self._fusion = fusion or DEFAULT_FUSION
+
     def __enter__(self) -> Collection:
         return self
 
@@ -192,6 +210,7 @@ class Collection:
         if self._indexes is not None and self._indexes.generation == gen:
             return self._indexes
         loaded = self.backend.load(self.embedder.name, self.embedder.dim)
+        self._fusion = None
         bm25 = BM25Index(loaded.terms)
         dense = self.backend.dense_index(loaded, self.embedder.name, self.embedder.dim, hnsw_min=self.hnsw_min)
         ids = loaded.ids
@@ -220,14 +239,15 @@ class Collection:
     def search(self, query: str, *, mode: SearchMode = "hybrid", k: int = 10, where: Filter | None = None,
                regex: str | None = None, pool: int = DEFAULT_POOL, weights: Mapping[str, float] | None = None,
                rerank: Reranker | str | None = None, rerank_depth: int | None = None,
-               query_vector: np.ndarray | None = None) -> list[Hit]:
+               query_vector: np.ndarray | None = None, fusion: Fusion | None = None) -> list[Hit]:
         """The top ``k`` chunks for ``query``.
 
         ``mode`` picks the first-stage signals; ``where`` is a metadata filter
         (:mod:`keel.context.filters`); ``regex`` keeps only chunks that match it
         (and, with an empty query, ranks them by match count). ``pool`` is the
         candidate pool size after fusion; ``weights`` weighs the RRF signals
-        (``{"dense": 1, "bm25": 1}`` by default). ``rerank`` is a
+        (``{"dense": 1, "bm25": 1}`` by default). ``fusion`` overrides the
+        collection's stored :attr:`fusion` (method, dense share, RM3 feedback). ``rerank`` is a
         :class:`~keel.context.rerank.Reranker` or a model string for the LLM
         reranker; it sees the top ``rerank_depth`` candidates (default: its own).
         """
@@ -238,6 +258,7 @@ class Collection:
         idx = self._load()
         allowed, regex_counts = self._allowed(idx, where, regex)
         pool = max(pool, k)
+        fusion = fusion or self.fusion
         rankings: dict[str, list[int]] = {}
         scores: dict[str, dict[int, float]] = {}
         if query.strip():
@@ -247,8 +268,14 @@ class Collection:
                 rankings["dense"] = [int(r) for r in rows]
                 scores["dense"] = dict(zip(rankings["dense"], map(float, sc), strict=True))
             if mode in ("bm25", "hybrid"):
-                term_ids = self.backend.lookup_terms(list(dict.fromkeys(analyze(query))))
-                top, sc = idx.bm25.top(list(term_ids.values()), pool, allowed)
+                words = analyze(query)
+                known = self.backend.lookup_terms(list(dict.fromkeys(words)))
+                # repeats count (query term frequency, as Lucene and bm25s score it)
+                term_ids = [known[w] for w in words if w in known]
+                qweights = None
+                if fusion.feedback:
+                    term_ids, qweights = idx.bm25.expand(term_ids)
+                top, sc = idx.bm25.top(term_ids, pool, allowed, weights=qweights)
                 rankings["bm25"] = top.tolist()
                 scores["bm25"] = dict(zip(rankings["bm25"], sc.tolist(), strict=True))
         elif regex_counts:
@@ -259,9 +286,10 @@ class Collection:
             name, ranking = next(iter(rankings.items()))
             fused = [(r, scores[name][r]) for r in ranking]
         else:
-            fused = rrf(rankings, weights=weights)[:pool]
+            fused = fuse(fusion, rankings, scores, weights=weights)[:pool]
         depth = len(fused) if rerank is None else (rerank_depth or getattr(rerank, "depth", 50))
-        hits = self._hits(idx, fused[: max(k, depth) if rerank is not None else k], rankings, scores)
+        hits = self._hits(idx, fused[: max(k, depth) if rerank is not None else k], rankings, scores,
+                          fusion.method)
         if rerank is not None:
             from keel.context.rerank import get_reranker
 
@@ -271,7 +299,7 @@ class Collection:
         return hits[:k]
 
     def _hits(self, idx: _Indexes, fused: list[tuple[int, float]], rankings: Mapping[str, list[int]],
-              scores: Mapping[str, Mapping[int, float]]) -> list[Hit]:
+              scores: Mapping[str, Mapping[int, float]], method: str = "rrf") -> list[Hit]:
         if not fused:
             return []
         ids = [int(idx.ids[r]) for r, _ in fused]
@@ -291,7 +319,7 @@ class Collection:
                 citation=Citation(source=r[2], anchor=r[3], start_line=r[4], end_line=r[5], title=r[6],
                                   heading_path=tuple(json.loads(r[7]))),
                 scores={n: s[row] for n, s in scores.items() if row in s} | (
-                    {"rrf": float(score)} if len(rankings) > 1 else {}),
+                    {method: float(score)} if len(rankings) > 1 else {}),
                 ranks={n: rk[row] for n, rk in rank_of.items() if row in rk},
                 meta=meta,
             ))

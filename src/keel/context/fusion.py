@@ -1,16 +1,27 @@
-"""Reciprocal rank fusion: combine rankings by rank, not by incomparable scores.
+"""Fusion: combine the dense and BM25 rankings of one query into one.
 
-``score(d) = sum over signals s of weight_s / (k + rank_s(d))`` with ``k = 60``
-(Cormack, Clarke and Büttcher, SIGIR 2009). A document missing from a ranking
-gets nothing from it.
+Two methods, picked per collection by :class:`Fusion` (``keel context tune`` chooses
+on the user's own gold set; decision 0025 has the measurements):
+
+- :func:`rrf`, reciprocal rank fusion: ``sum over signals s of weight_s / (k + rank_s(d))``
+  with ``k = 60`` (Cormack, Clarke and Büttcher, SIGIR 2009). Ranks only, so it needs
+  no calibration, but a signal's confidence (a clear winner vs a flat list) is lost.
+- :func:`convex`, a convex combination of min-max normalised scores
+  (Bruch, Gai and Ingber, "An Analysis of Fusion Functions for Hybrid Retrieval",
+  TOIS 2023): ``sum of weight_s * (score_s(d) - min_s) / (max_s - min_s)`` over each
+  signal's candidate list. A document missing from a list gets 0 from it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TypeVar
+from dataclasses import asdict, dataclass
+from typing import Literal, TypeVar
 
-__all__ = ["RRF_K", "rrf"]
+from keel.errors import UserError
+
+__all__ = ["DEFAULT_FUSION", "RRF_K", "Fusion", "convex", "fuse", "rrf"]
 
 RRF_K = 60
 T = TypeVar("T", bound=Hashable)
@@ -27,3 +38,75 @@ def rrf(rankings: Mapping[str, Sequence[T]], *, weights: Mapping[str, float] | N
         for rank, item in enumerate(ranking, 1):
             scores[item] = scores.get(item, 0.0) + w / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def convex(scores: Mapping[str, Mapping[T, float]], *, weights: Mapping[str, float] | None = None
+           ) -> list[tuple[T, float]]:
+    """Fused ``(item, score)`` pairs, best first, from each signal's ``item -> score``."""
+    fused: dict[T, float] = {}
+    for name, sc in scores.items():
+        w = 1.0 if weights is None else weights.get(name, 1.0)
+        if w == 0 or not sc:
+            continue
+        lo, hi = min(sc.values()), max(sc.values())
+        span = hi - lo
+        for item, v in sc.items():
+            # a list of equal scores (one candidate, or ties) counts fully, as its maximum
+            fused[item] = fused.get(item, 0.0) + w * ((v - lo) / span if span > 0 else 1.0)
+    return sorted(fused.items(), key=lambda kv: -kv[1])
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a collection's hybrid search combines dense and BM25 (stored with the collection)."""
+
+    method: Literal["rrf", "convex"] = "rrf"
+    """``rrf`` (ranks) or ``convex`` (min-max normalised scores)."""
+    dense_weight: float = 0.5
+    """Share of the dense signal, 0-1; BM25 gets the rest."""
+    feedback: bool = False
+    """RM3 pseudo-relevance feedback on the BM25 half (:meth:`keel.context.bm25.BM25Index.expand`)."""
+    source: str = "default"
+    """Where the setting came from: ``default``, or the gold set ``keel context tune`` used."""
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rrf", "convex"):
+            raise UserError(f"unknown fusion method {self.method!r}", hint="use rrf or convex")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise UserError(f"fusion dense_weight {self.dense_weight} is outside 0-1")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"dense": self.dense_weight, "bm25": 1.0 - self.dense_weight}
+
+    def label(self) -> str:
+        return f"{self.method} dense {self.dense_weight:g}" + (" + RM3" if self.feedback else "")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Fusion:
+        """The stored setting; missing or unreadable (written by a newer Keel) is the default."""
+        if not text:
+            return DEFAULT_FUSION
+        try:
+            raw = json.loads(text)
+            known = {k: raw[k] for k in ("method", "dense_weight", "feedback", "source") if k in raw}
+            return cls(**known)
+        except (ValueError, TypeError, UserError):
+            return DEFAULT_FUSION
+
+
+DEFAULT_FUSION = Fusion()
+"""The default for every collection until ``keel context tune`` stores another (decision 0025)."""
+
+
+def fuse(fusion: Fusion, rankings: Mapping[str, Sequence[T]], scores: Mapping[str, Mapping[T, float]],
+         *, weights: Mapping[str, float] | None = None) -> list[tuple[T, float]]:
+    """Combine the signals with ``fusion``; explicit ``weights`` override its dense/BM25 split."""
+    if fusion.method == "convex":
+        return convex({n: scores[n] for n in rankings}, weights=weights or fusion.weights)
+    # RRF's weights are scaled so an even split is 1 and 1: the scores stay 1/(k + rank)
+    w = weights or {n: 2 * v for n, v in fusion.weights.items()}
+    return rrf(rankings, weights=w)
