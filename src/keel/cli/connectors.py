@@ -15,6 +15,10 @@ EPILOG = """Examples:
 
   keel connectors add crm --server https://crm.example.com/mcp --header 'Authorization=Bearer ${CRM_TOKEN}'
 
+  keel connectors add notes --server https://notes.example.com/mcp --oauth
+
+  keel connectors login notes
+
   keel connectors test github
 
   keel connectors list
@@ -89,6 +93,11 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
                                        help="Workflow name or pattern (support-*) that may "
                                             "use it (default: every workflow). Repeatable."),
         timeout: float = typer.Option(60, "--timeout", min=0.001, help="Seconds one tool call may take."),
+        oauth: bool = typer.Option(False, "--oauth", help="The HTTP server wants OAuth 2.1 (the MCP authorization "
+                                   "spec): log in afterwards with `keel connectors login NAME`; Keel registers "
+                                   "itself, keeps the tokens encrypted and refreshes them."),
+        scope: str = typer.Option(None, "--scope", help="With --oauth: the scopes to ask for, space-separated "
+                                  "(default: those the server's metadata names)."),
         replace: bool = typer.Option(False, "--replace", help="Replace a connector of that name.")) -> None:
     """Add (or with --replace, change) a connector. Credentials are encrypted with KEEL_SECRET_KEY, or a key
     file made under KEEL_HOME; nothing prints them back."""
@@ -112,9 +121,17 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
     if not server.startswith("stdio:") and env:
         raise ConnectorError("--env is for a stdio: server, and this one is an HTTP URL",
                              hint="give an HTTP server its credentials with --header NAME=VALUE")
+    if (oauth or scope) and server.startswith("stdio:"):
+        raise ConnectorError("--oauth is for an HTTP server, and this one is stdio:",
+                             hint="give a stdio: server its credentials with --env NAME")
+    if scope and not oauth:
+        raise ConnectorError("--scope is for an OAuth connector", hint="add --oauth")
+    from keel.connectors.registry import OAuthSettings
+
     try:
         c = Connector(name=name, server=server, tools=tool or None, approval=approval,
                       workflows=workflow or ["*"], timeout=timeout,
+                      oauth=OAuthSettings(scope=scope) if oauth else None,
                       credentials=Credentials(env=_pairs(env, "--env", bare_from_env=True),
                                               headers=_pairs(header, "--header", bare_from_env=False)))
     except ValidationError as e:
@@ -122,11 +139,41 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
                              hint="use lower-case letters, digits, - and _ (at most 64)") from None
     registry = _registry()
     existed = replace and registry.find(name) is not None
+    if existed and oauth:  # the login survives a change of allow-list or policy, not of server
+        old = registry.get(name, secrets=True)
+        if old.server == server and old.oauth is not None:
+            c.credentials.oauth = old.credentials.oauth
     registry.add(c, replace=replace)
     what = ", ".join(f"{k} {', '.join(v)}" for k, v in (("env", sorted(c.credentials.env)),
                                                          ("headers", sorted(c.credentials.headers))) if v)
     typer.echo(f"{'changed' if existed else 'added'} connector {name}" + (f" (credentials: {what}, encrypted)"
                                                                           if what else ""))
+    if oauth and not c.credentials.oauth.get("tokens"):
+        typer.echo(f"log in: keel connectors login {name}")
+    else:
+        typer.echo(f"check it: keel connectors test {name}")
+
+
+@app.command("login")
+def login(name: str = typer.Argument(..., help="Connector name (added with --oauth)."),
+          port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 for the redirect "
+                                   "(default: any free one)."),
+          browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the URL in a browser "
+                                       "(it is printed either way)."),
+          timeout: float = typer.Option(300, "--timeout", min=0.001, help="Seconds to wait for the login.")) -> None:
+    """Log an OAuth connector in: Keel finds the server's authorization server, registers itself, prints the
+    login URL (and opens it), takes the answer on a listener on 127.0.0.1 and keeps the tokens encrypted.
+    Run it again when a run says the login expired or was revoked."""
+    import asyncio
+
+    from keel.connectors.oauth import login as do_login
+
+    def show(url: str) -> None:
+        typer.echo(f"open this URL to log connector {name} in:\n{url}", err=False)
+
+    count = asyncio.run(do_login(_registry(), name, port=port, timeout=timeout, show_url=show,
+                                 open_browser=browser))
+    typer.echo(f"logged in connector {name} ({count} tools); tokens stored encrypted")
     typer.echo(f"check it: keel connectors test {name}")
 
 
@@ -163,8 +210,9 @@ def test(name: str = typer.Argument(..., help="Connector name."),
 
     from keel.connectors.probe import probe
 
-    c = _registry().get(name, secrets=True)
-    tools = asyncio.run(probe(c, timeout=timeout))
+    registry = _registry()
+    c = registry.get(name, secrets=True)
+    tools = asyncio.run(probe(c, timeout=timeout, registry=registry))
     typer.echo(f"connector {name}: ok, {len(tools)} tools")
     for t in tools:
         state = ("allowed" if t.allowed else "not allowed") + (", needs approval" if t.policy == "always" else "")

@@ -4,6 +4,7 @@ its tools, turning each way it can fail into a :class:`ConnectorError` that name
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from keel.connectors.registry import Connector, ConnectorError
 
@@ -20,7 +21,7 @@ class ProbedTool:
     """``always`` (needs approval) or ``never``."""
 
 
-async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
+async def probe(c: Connector, *, timeout: float = 30, registry: Any = None) -> list[ProbedTool]:
     """The tools ``c`` (with its credentials decrypted) exposes. Raises :class:`ConnectorError`
     when the server will not start, cannot be reached, or refuses the credentials."""
     import anyio
@@ -38,10 +39,21 @@ async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
     hint = ("check its credentials (keel connectors add ... --env/--header ... --replace) and that the "
             "server runs by itself")
 
+    auth = None
+    if c.oauth is not None:  # tokens from `keel connectors login`, refreshed (and stored) when expired
+        from keel.connectors.oauth import provider
+        from keel.connectors.registry import Connectors
+
+        if not c.credentials.oauth.get("tokens"):
+            raise ConnectorError(f"connector {c.name!r} uses OAuth and nobody has logged in yet",
+                                 hint=f"log in: keel connectors login {c.name}")
+        auth = provider(registry if registry is not None else Connectors(_store()), c)
+        auth.connector_name = c.name
+
     async def listed():
         sessions = McpSessions()
         try:
-            client = await sessions.client(c.server, c.credentials.env, c.credentials.headers)
+            client = await sessions.client(c.server, c.credentials.env, c.credentials.headers, auth)
             return await client.list_tools()
         finally:
             await sessions.aclose()
@@ -50,7 +62,9 @@ async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
         with anyio.fail_after(timeout):
             result = await listed()
     except NodeFailure as e:
-        refused = await _refused(c)
+        if getattr(auth, "login_failure", None) is not None:
+            raise auth.login_failure from None
+        refused = None if auth is not None else await _refused(c)
         if refused:
             raise ConnectorError(f"connector {c.name!r}: its server refused the credentials ({refused})",
                                  hint=f"store the right ones: keel connectors add {c.name} --server {c.server} "
@@ -71,6 +85,12 @@ async def probe(c: Connector, *, timeout: float = 30) -> list[ProbedTool]:
     policies = decide(c.approval, names, default=MCP_DEFAULT)
     return [ProbedTool(t.name, t.description or "", c.tools is None or t.name in c.tools, policies[t.name].policy)
             for t in result.tools]
+
+
+def _store() -> Any:
+    from keel.store import open_store
+
+    return open_store()
 
 
 async def _refused(c: Connector) -> str | None:

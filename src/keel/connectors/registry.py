@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from keel.connectors.secretbox import SecretBox
 from keel.errors import UserError
 
-__all__ = ["NAME_PATTERN", "Connector", "ConnectorError", "Connectors", "Credentials"]
+__all__ = ["NAME_PATTERN", "Connector", "ConnectorError", "Connectors", "Credentials", "OAuthSettings"]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -44,9 +44,25 @@ class Credentials(BaseModel):
     """Environment variables given to a ``stdio:`` server (e.g. ``GITHUB_TOKEN``)."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Headers sent to an HTTP server with every request (e.g. ``Authorization: Bearer ...``)."""
+    oauth: dict[str, Any] = Field(default_factory=dict)
+    """OAuth state (``keel connectors login``): ``client`` (the dynamic registration),
+    ``tokens`` and ``expires_at`` (:mod:`keel.connectors.oauth`)."""
 
     def values(self) -> list[str]:
-        return [*self.env.values(), *self.headers.values()]
+        tokens = self.oauth.get("tokens") or {}
+        client = self.oauth.get("client") or {}
+        return [*self.env.values(), *self.headers.values(),
+                *(v for v in (tokens.get("access_token"), tokens.get("refresh_token"), client.get("client_secret"))
+                  if v)]
+
+
+class OAuthSettings(BaseModel):
+    """A connector whose HTTP server wants OAuth 2.1 (the MCP authorization spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: str | None = None
+    """Scopes to ask for (default: what the server's metadata names)."""
 
 
 class Connector(BaseModel):
@@ -67,6 +83,8 @@ class Connector(BaseModel):
     """Workflow names (shell patterns, ``support-*``) that may use the connector."""
     timeout: float = Field(default=60, gt=0)
     """Seconds one tool call may take."""
+    oauth: OAuthSettings | None = None
+    """OAuth 2.1 instead of (or besides) fixed headers; tokens come from ``keel connectors login``."""
     credentials: Credentials = Field(default_factory=Credentials)
     created_at: float = 0
     updated_at: float = 0
@@ -79,7 +97,19 @@ class Connector(BaseModel):
         doc = self.model_dump(exclude={"credentials"})
         doc["env"] = sorted(self.credentials.env)
         doc["headers"] = sorted(self.credentials.headers)
+        if self.oauth is not None:
+            doc["oauth"] = {**self.oauth.model_dump(), **self.oauth_status}
         return doc
+
+    oauth_status: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    """Not secret: ``logged_in`` and ``expires_at`` of the OAuth tokens (kept beside the config)."""
+
+
+def _status(state: dict[str, Any]) -> dict[str, Any]:
+    if not state.get("tokens"):
+        return {"logged_in": False}
+    return {"logged_in": True, "expires_at": state.get("expires_at"),
+            "refreshable": bool(state["tokens"].get("refresh_token"))}
 
 
 class Connectors:
@@ -94,6 +124,7 @@ class Connectors:
         config = connector.model_dump(exclude={"credentials", "name", "created_at", "updated_at"})
         # The names of the credentials (not their values), so list/show need not decrypt.
         config["_names"] = {"env": sorted(connector.credentials.env), "headers": sorted(connector.credentials.headers)}
+        config["_oauth"] = _status(connector.credentials.oauth)
         sealed = self.box.seal(connector.credentials.model_dump())
         with self.store.transaction():
             old = self.store.query("SELECT created_at FROM connectors WHERE name = ?", (connector.name,))
@@ -110,13 +141,28 @@ class Connectors:
     def _row(self, row: dict[str, Any], *, secrets: bool) -> Connector:
         config = json.loads(row["config"])
         names = config.pop("_names", {})
+        status = config.pop("_oauth", {})
         if secrets:
             creds = Credentials(**self.box.open(row["credentials"], connector=row["name"]))
         else:  # names only, with empty values: enough for public()
             creds = Credentials(env=dict.fromkeys(names.get("env", []), ""),
                                 headers=dict.fromkeys(names.get("headers", []), ""))
         return Connector(name=row["name"], **config, credentials=creds, created_at=row["created_at"],
-                         updated_at=row["updated_at"])
+                         updated_at=row["updated_at"], oauth_status=status)
+
+    def save_oauth(self, name: str, state: dict[str, Any]) -> None:
+        """Replace connector ``name``'s OAuth state (tokens from a login or a refresh), sealed."""
+        with self.store.transaction():
+            rows = self.store.query("SELECT * FROM connectors WHERE name = ?", (name,))
+            if not rows:
+                raise ConnectorError(f"connector {name!r} was removed while it was logging in",
+                                     hint=f"add it again: keel connectors add {name} --server ... --oauth")
+            creds = self.box.open(rows[0]["credentials"], connector=name)
+            creds["oauth"] = state
+            config = json.loads(rows[0]["config"])
+            config["_oauth"] = _status(state)
+            self.store.execute("UPDATE connectors SET credentials = ?, config = ? WHERE name = ?",
+                               (self.box.seal(creds), json.dumps(config), name))
 
     def get(self, name: str, *, secrets: bool = False) -> Connector:
         """The connector ``name``; with ``secrets``, its credentials decrypted (for building a client)."""

@@ -25,6 +25,8 @@ class ConnectorServer(McpServer):
 
     headers: dict[str, str] = Field(default_factory=dict)
     """Headers for an HTTP server (credentials)."""
+    auth: Any = Field(default=None, exclude=True)
+    """The OAuth ``httpx.Auth`` of an ``--oauth`` connector (:func:`keel.connectors.oauth.provider`)."""
 
 
 def _entries(spec: WorkflowSpec):
@@ -125,7 +127,17 @@ def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServ
         if s.approval.get("*") == "always":
             approval = dict.fromkeys([*approval, "*"], "always")
         approval.update({t: p for t, p in s.approval.items() if p == "always"})
-        out.append(ConnectorServer(server=c.server, tools=s.tools if s.tools is not None else c.tools,
+        auth = None
+        if c.oauth is not None:
+            from keel.connectors.oauth import provider
+
+            if not c.credentials.oauth.get("tokens"):
+                raise ConnectorError(f"connector {c.name!r} uses OAuth and nobody has logged in yet",
+                                     hint=f"log in: keel connectors login {c.name}")
+
+            auth = provider(registry, c)
+            auth.connector_name = c.name
+        out.append(ConnectorServer(server=c.server, auth=auth, tools=s.tools if s.tools is not None else c.tools,
                                    approval=approval, approval_timeout=s.approval_timeout,
                                    env=c.credentials.env, timeout=min(s.timeout, c.timeout) if "timeout"
                                    in s.model_fields_set else c.timeout, connector=c.name,
@@ -133,10 +145,10 @@ def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServ
     return out
 
 
-def resolve_node(store: Any, workflow: str, node: McpNode) -> tuple[McpNode, dict[str, str]]:
+def resolve_node(store: Any, workflow: str, node: McpNode) -> tuple[McpNode, dict[str, str], Any]:
     """An MCP node naming a connector, as the node with the connector's server, credentials,
-    timeout and (if the connector requires it for this tool) ``approval: always``; and the
-    headers for an HTTP server."""
+    timeout and (if the connector requires it for this tool) ``approval: always``; the
+    headers for an HTTP server, and its OAuth ``httpx.Auth`` (or None)."""
     [server] = resolve(store, workflow, [McpServer(connector=node.connector, approval_timeout=node.approval_timeout)])
     assert isinstance(server, ConnectorServer) and server.server is not None
     if server.tools is not None and node.tool not in server.tools:
@@ -145,4 +157,4 @@ def resolve_node(store: Any, workflow: str, node: McpNode) -> tuple[McpNode, dic
     approval = "always" if node.approval == "always" or server.policy(node.tool) == "always" else "never"
     timeout = min(node.timeout, server.timeout) if "timeout" in node.model_fields_set else server.timeout
     return node.model_copy(update={"server": server.server, "env": server.env, "approval": approval,
-                                   "timeout": timeout}), server.headers
+                                   "timeout": timeout}), server.headers, server.auth

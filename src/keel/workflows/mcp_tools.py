@@ -111,21 +111,23 @@ class McpSessions:
         self._clients: dict[str, Any] = {}
         self._errlog: Any = None
 
-    async def client(self, server: str, env: dict[str, str], headers: dict[str, str] | None = None) -> Any:
-        key = json.dumps([server, sorted(env.items()), sorted((headers or {}).items())])
+    async def client(self, server: str, env: dict[str, str], headers: dict[str, str] | None = None,
+                     auth: Any = None) -> Any:
+        key = json.dumps([server, sorted(env.items()), sorted((headers or {}).items()), id(auth)])
         if key not in self._clients:
             from mcp import Client
             from mcp.client.stdio import stdio_client
 
             target = _target(server, env)
             try:
-                if isinstance(target, str) and headers:  # a connector's credentials go in headers
+                if isinstance(target, str) and (headers or auth is not None):  # a connector's credentials
                     from mcp.client.streamable_http import (
                         create_mcp_http_client,
                         streamable_http_client,
                     )
 
-                    http = await self._stack.enter_async_context(create_mcp_http_client(headers=headers))
+                    http = await self._stack.enter_async_context(create_mcp_http_client(headers=headers or None,
+                                                                                        auth=auth))
                     client = Client(streamable_http_client(target, http_client=http), cache=None)
                 elif isinstance(target, str):
                     client = Client(target, cache=None)
@@ -136,6 +138,11 @@ class McpSessions:
                     client = Client(stdio_client(target, errlog=self._errlog), cache=None)
                 self._clients[key] = await self._stack.enter_async_context(client)
             except Exception as e:
+                from keel.connectors.oauth import login_needed
+
+                refused = login_needed(auth, getattr(auth, "connector_name", server), e)
+                if refused is not None:  # nobody to log in here: say who must, and how
+                    raise NodeFailure(f"{refused.message} -- {refused.hint}", kind="mcp") from None
                 raise NodeFailure(f"cannot connect to MCP server {server!r}: {_describe(e)}{self._stderr()}",
                                   kind="mcp") from None
         return self._clients[key]
@@ -160,10 +167,11 @@ def _describe(e: BaseException) -> str:
 
 
 async def call(sessions: McpSessions, server: str, env: dict[str, str], tool: str, arguments: dict[str, Any],
-               *, idempotency_key: str, timeout: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
+               *, idempotency_key: str, timeout: float, headers: dict[str, str] | None = None,
+               auth: Any = None) -> dict[str, Any]:
     """Call ``tool``; ``{"text": ..., "structured": ..., "is_error": bool}``. Transport errors raise
     :class:`NodeFailure`; a tool that reports an error returns ``is_error`` (it is data for the model)."""
-    client = await sessions.client(server, env, headers)
+    client = await sessions.client(server, env, headers, auth)
     try:
         result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout,
                                         meta={IDEMPOTENCY_META_KEY: idempotency_key})
@@ -192,7 +200,7 @@ class McpTool:
     async def call(self, arguments: dict[str, Any], ctx: Any) -> str:
         out = await call(self.sessions, self.server.server, self.server.env, self.name, arguments,
                          idempotency_key=ctx.idempotency_key, timeout=self.server.timeout,
-                         headers=getattr(self.server, "headers", None))
+                         headers=getattr(self.server, "headers", None), auth=getattr(self.server, "auth", None))
         text = out["text"] or json.dumps(out["structured"], ensure_ascii=False)
         return f"error: {text}" if out["is_error"] else text
 
@@ -212,7 +220,7 @@ async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], 
         listed = []
         for i, s in enumerate(servers):
             try:
-                client = await sessions.client(s.server, s.env, getattr(s, "headers", None))
+                client = await sessions.client(s.server, s.env, getattr(s, "headers", None), getattr(s, "auth", None))
             except NodeFailure as e:
                 if s.connector is None:
                     raise
@@ -280,12 +288,13 @@ async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict
                        node_span: Span) -> StepOutcome:
     key = f"{run.seq}:mcp"
     headers: dict[str, str] | None = None
+    auth: Any = None
     if node.connector is not None:  # its server, credentials and policy (docs/connectors.md)
         from keel.connectors.use import resolve_node
         from keel.errors import KeelError
 
         try:
-            node, headers = resolve_node(engine.store, run.wf.spec.name, node)
+            node, headers, auth = resolve_node(engine.store, run.wf.spec.name, node)
         except KeelError as e:
             raise NodeFailure(f"{e.message} -- {e.hint}" if e.hint else e.message, kind="mcp") from None
     node_span.attributes.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": node.tool,
@@ -314,7 +323,7 @@ async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict
         sessions = McpSessions()
         try:
             out = await call(sessions, node.server, node.env, node.tool, arguments,
-                             idempotency_key=idempotency_key, timeout=node.timeout, headers=headers)
+                             idempotency_key=idempotency_key, timeout=node.timeout, headers=headers, auth=auth)
         except NodeFailure as e:
             engine.spans.write(span.end(error=e.message))
             raise
