@@ -30,6 +30,7 @@ def test_the_wheel_ships_the_built_canvas_and_not_its_sources(tmp_path: Path) ->
     names = zipfile.ZipFile(wheel).namelist()
     assert f"{CANVAS}canvas.js" in names and f"{CANVAS}canvas.css" in names
     assert "keel/operate/ui/static/js/workflows.js" in names  # the page that imports the bundle
+    assert {f"keel/workflows/widget_gallery/{n}.widget" for n in ("card", "list", "form", "table")} <= set(names)
     leaked = [n for n in names if "canvas-src" in n or "node_modules" in n]
     assert not leaked, f"{len(leaked)} development files in the wheel, e.g. {leaked[:3]}"
     assert wheel.stat().st_size < 20_000_000

@@ -36,7 +36,7 @@ __all__ = ["WIDGET_KEY_PREFIX", "WidgetError", "action_allowed", "check", "decla
 
 GALLERY = Path(__file__).parent / "widget_gallery"
 WIDGET_KEY_PREFIX = "keel-widget:"
-"""The ``key`` of a rendered widget's root: ``keel-widget:RUN_ID:NODE_ID`` (where an action came from)."""
+"""The ``key`` of a rendered widget's root: ``keel-widget:RUN_ID:NODE_ID:STEP`` (where an action came from)."""
 _MISSING_ATTR = re.compile(r"has no attribute '([^']+)'|'([^']+)' is undefined")
 
 
@@ -55,6 +55,10 @@ def gallery() -> dict[str, Any]:
 
 def resolve(widget: Any) -> Any:
     """The :class:`~keel.workflows.spec.WidgetTemplate` a node's ``widget`` names."""
+    if isinstance(widget, dict):  # a template given as plain data (tests, the importer)
+        from keel.workflows.spec import WidgetTemplate
+
+        return WidgetTemplate.model_validate(widget)
     if not isinstance(widget, str):
         return widget
     found = gallery().get(widget)
@@ -214,8 +218,8 @@ def widget_origin(widget: Any) -> tuple[str, str] | None:
     key = widget.get("key") if isinstance(widget, dict) else getattr(widget, "key", None)
     if not isinstance(key, str) or not key.startswith(WIDGET_KEY_PREFIX):
         return None
-    run_id, _, node_id = key.removeprefix(WIDGET_KEY_PREFIX).partition(":")
-    return (run_id, node_id) if run_id and node_id else None
+    parts = key.removeprefix(WIDGET_KEY_PREFIX).split(":")
+    return (parts[0], parts[1]) if len(parts) == 3 and all(parts) else None
 
 
 def run_widgets(spec: Any, steps: list[Any]) -> list[dict[str, Any]]:
@@ -231,7 +235,7 @@ def run_widgets(spec: Any, steps: list[Any]) -> list[dict[str, Any]]:
         if data is None:
             continue
         try:
-            widget = render(node.widget, data, key=f"{WIDGET_KEY_PREFIX}{step.run_id}:{node.id}")
+            widget = render(node.widget, data, key=f"{WIDGET_KEY_PREFIX}{step.run_id}:{node.id}:{step.seq}")
         except WidgetError:
             continue
         out.append({"node_id": node.id, "widget": widget, "data": data})

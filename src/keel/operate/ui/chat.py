@@ -14,6 +14,9 @@ Events, in order (``event:`` name, JSON ``data:``):
               pieces so far (a rejected attempt, a new one follows);
 ``delta``     ``{"text"}`` — the run's answer (its End output), once it is known; a client that
               showed ``token`` pieces replaces them with it;
+``widget``    ``{"node_id", "widget", "data"}`` — an Agent node's answer as a ChatKit widget (its
+              ``widget``, docs/widgets.md), in ChatKit's JSON form; ``delta`` is then left out when
+              the answer is that same data;
 ``approval``  ``{"id", "message", "node_id"}`` — the run waits for a person;
 ``done``      ``{"run_id", "status", "output", "error"}`` — always the last event;
 ``error``     ``{"message", "hint"}`` — the run could not start or continue (then ``done``
@@ -83,6 +86,27 @@ def _tools_and_citations(store: SQLiteStore, run_id: str) -> tuple[list[dict], l
             for r in (step.output.get("output_parsed") or {}).get("results", []):
                 citations.append({k: r.get(k) for k in ("index", "source", "anchor", "title", "text")})
     return tools, citations
+
+
+def _widgets(store: SQLiteStore, run_id: str) -> list[dict]:
+    """The widget outputs of ``run_id``'s steps (:func:`keel.workflows.widgets.run_widgets`), each with
+    its node's whole ``output`` (an End node may pass that on as the answer)."""
+    from keel.workflows.versions import Versions
+    from keel.workflows.widgets import run_widgets
+
+    runs = Runs(store)
+    try:
+        run = runs.get(run_id, prefix=False)
+        spec = Versions(store).get(run.workflow, run.version).spec
+    except Exception:  # a version that cannot be read: the answer's text still shows
+        return []
+    if not any(getattr(n, "widget", None) is not None for n in spec.nodes):
+        return []
+    steps = runs.steps(run_id)
+    found = run_widgets(spec, steps)
+    for w in found:
+        w["output"] = next((s.output for s in steps if s.node_id == w["node_id"]), None)
+    return found
 
 
 _FINAL_CACHE: dict[tuple[str, int], frozenset[str]] = {}
@@ -165,8 +189,12 @@ async def stream_run(store: SQLiteStore,
             yield sse("tool", t)
         for c in citations:
             yield sse("citation", c)
+        widgets = await asyncio.to_thread(_widgets, store, result.run_id) \
+            if result.status in ("succeeded", "waiting") else []
+        for w in widgets:
+            yield sse("widget", {k: w[k] for k in ("node_id", "widget", "data")})
         text = answer_text(result.output)
-        if text:
+        if text and not any(result.output in (w["data"], w["output"]) for w in widgets):
             yield sse("delta", {"text": text})
         if result.approval is not None:
             a = result.approval

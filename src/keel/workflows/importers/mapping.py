@@ -11,7 +11,8 @@ The rules (docs/decisions/0012-agent-builder-import.md):
   ``input.output_text``, ``input.<field>`` -> ``input.output_parsed.<field>``, ``undefined`` ->
   ``null``; a condition that is a bare string or number (Agent Builder tests its truth) becomes
   a comparison; ``workflow.input_as_text`` and ``workflow.<field>`` stay as they are (Keel has them);
-- what Keel lacks (hosted tools, vector stores, ChatKit widgets) becomes a marked placeholder;
+- what Keel lacks (hosted tools, vector stores) becomes a marked placeholder; an Agent's widget output
+  becomes its ``widget`` and ``output_schema`` (:mod:`.widget_outputs`);
 - canvas positions go to the spec's top-level ``layout: {nodes: {ID: {x, y}}}`` section.
 """
 
@@ -32,6 +33,7 @@ from keel.workflows.importers.expressions import slug as _slug
 from keel.workflows.importers.ir import MISSING, AbGraph, AbNode
 from keel.workflows.importers.report import Report
 from keel.workflows.importers.tool_nodes import ToolNodes, without_secrets
+from keel.workflows.importers.widget_outputs import widget_output
 
 __all__ = ["cel_string", "to_keel", "yaml_text"]
 
@@ -241,6 +243,8 @@ class _Mapper(ToolNodes):
         fmt = (c.get("text") or {}).get("format") or {}
         if fmt.get("type") == "json_schema":
             out["output_schema"] = fmt.get("schema") or {}
+        elif fmt.get("type") == "widget":
+            widget_output(fmt, out, self.report, kid)
         if c.get("reads_from_history") is False:
             out["include_chat_history"] = False
         if c.get("writes_to_history") is False:

@@ -1,5 +1,6 @@
 // Chat: pick a workflow, talk to it, see tools, citations and approvals inline.
 import { ApiError, empty, getJSON, h, postSSE, showError, statusBadge } from "./api.js";
+import { renderWidget } from "./widgets.js";
 
 // The thread is kept in sessionStorage (this tab): back from a trace, or after a reload, every
 // answer comes back with its tools, sources, status, trace link, a failed run's error and a
@@ -132,6 +133,7 @@ function restored(m) {
     h("div.text", { "aria-live": "polite" }, m.content || ""),
     h("ol.citations", { "aria-label": "Sources" }, (m.citations || []).map(citation)), h("div.after"));
   li._rec = m;
+  for (const w of m.widgets || []) showWidget(li, w);
   if (m.run_id) li.dataset.runId = m.run_id;
   outcome(li, m);
   if (m.status === "waiting" && m.approval) li.querySelector(".after").append(approvalCard(m.approval, li));
@@ -196,6 +198,7 @@ async function stream(path, payload, into = null) {
         settle(li);
         thread.scrollTop = thread.scrollHeight;
       }
+      else if (event === "widget") { if (showWidget(li, data)) record(li, { widgets: [...(record(li).widgets || []), data] }); }
       else if (event === "approval") { after.append(approvalCard(data, li)); record(li, { approval: data }); }
       else if (event === "error") throw Object.assign(new ApiError("server", data.message, { hint: data.hint || "" }), { title: "The run could not go on." });
       else if (event === "done") finish(li, data);
@@ -308,6 +311,23 @@ function citation(c) {
   return h("li.citation", {}, h("span.cite-n", {}, `[${c.index ?? "?"}]`), " ",
     h("strong", {}, c.title || c.source || "source"), c.anchor ? h("span.muted", {}, ` · ${c.anchor}`) : "",
     c.text ? h("blockquote", {}, c.text.length > 280 ? c.text.slice(0, 280) + "…" : c.text) : "");
+}
+
+/** An Agent node's widget output (docs/widgets.md), once per step; false when it was shown already. */
+function showWidget(li, w) {
+  const key = w.widget?.key || "";
+  let box = li.querySelector(".widgets");
+  if (!box) { box = h("div.widgets"); li.querySelector(".text").before(box); }
+  if (key && [...box.children].some((el) => el.dataset.key === key)) return false;
+  box.append(renderWidget(w.widget, (action) => widgetAction(action, key)));
+  return true;
+}
+
+/** A widget's button or form: a new turn of the conversation saying which action, from which run and node
+ * (the same turn Keel's ChatKit endpoint makes of it). */
+function widgetAction(action, key) {
+  const [runId, nodeId] = key.replace(/^keel-widget:/, "").split(":");
+  send(JSON.stringify({ action: action.type, payload: action.payload || {}, from: { run_id: runId || null, node_id: nodeId || null } }));
 }
 
 function approvalCard(a, li) {
