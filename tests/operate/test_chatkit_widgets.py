@@ -69,6 +69,53 @@ edges:
   - {from: bot, to: done}
 """
 
+SIGNUP = """
+name: signup
+nodes:
+  - {id: start, type: start}
+  - {id: route, type: if_else, branches: [{name: submitted, condition: 'input_as_text.contains("keel.form.submit")'}]}
+  - id: ask
+    type: agent
+    model: scripted:echo
+    output_schema:
+      type: object
+      properties:
+        title: {type: string}
+        submit_label: {type: string}
+        fields: {type: array, items: {type: object, properties: {name: {type: string}, label: {type: string},
+                                                                 placeholder: {type: string}}}}
+      required: [title, submit_label, fields]
+    widget: form
+  - {id: thanks, type: agent, model: scripted:echo}
+  - {id: done, type: end}
+  - {id: finished, type: end}
+edges:
+  - {from: start, to: route}
+  - {from: route, port: submitted, to: thanks}
+  - {from: route, port: else, to: ask}
+  - {from: ask, to: done}
+  - {from: thanks, to: finished}
+"""
+
+QUOTE = """
+name: quote
+nodes:
+  - {id: start, type: start}
+  - id: offer
+    type: agent
+    model: scripted:echo
+    output_schema: {type: object, properties: {title: {type: string}, body: {type: string}}, required: [title, body]}
+    widget: card
+  - {id: ask, type: human_approval, message: "Accept the quote?", allow_requester: true}
+  - {id: ok, type: end, output: "'accepted'"}
+  - {id: nope, type: end, output: "'declined'"}
+edges:
+  - {from: start, to: offer}
+  - {from: offer, to: ask}
+  - {from: ask, port: approved, to: ok}
+  - {from: ask, port: rejected, to: nope}
+"""
+
 EVENTS: TypeAdapter[Any] = TypeAdapter(ThreadStreamEvent)
 
 
@@ -77,6 +124,8 @@ def widget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("widgets-home")
     publish(home, ORDERS, "orders")
     publish(home, LISTED, "listed")
+    publish(home, SIGNUP, "signup")
+    publish(home, QUOTE, "quote")
     server = start_server(home)
     try:
         yield server
@@ -156,3 +205,31 @@ def test_a_gallery_list_widget_and_the_openai_endpoint_returns_the_data(widget_s
         "model": "listed", "messages": [{"role": "user", "content": json.dumps(data)}]})
     assert r.status_code == 200, r.text
     assert json.loads(r.json()["choices"][0]["message"]["content"]) == data
+
+
+def test_a_gallery_form_submits_its_fields_back_into_the_workflow(widget_server: Server) -> None:
+    form = {"title": "Where to?", "submit_label": "Book",
+            "fields": [{"name": "city", "label": "City", "placeholder": "Oslo"}]}
+    evs = stream(widget_server, {"type": "threads.create", "metadata": {"workflow": "signup"},
+                                 "params": {"input": message(json.dumps(form))}})
+    [item] = widgets(evs)
+    [inner] = item.widget.model_dump(exclude_none=True)["children"]
+    assert inner["type"] == "Form" and inner["onSubmitAction"]["type"] == "keel.form.submit"
+    assert [c["children"][1]["name"] for c in inner["children"] if c["type"] == "Col"] == ["city"]
+    submitted = stream(widget_server, {"type": "threads.custom_action", "params": {
+        "thread_id": evs[0].thread.id, "item_id": item.id,
+        "action": {"type": "keel.form.submit", "payload": {"city": "Bergen"}}}})
+    [said] = texts(submitted)
+    assert json.loads(said)["payload"] == {"city": "Bergen"} and json.loads(said)["from"]["node_id"] == "ask"
+
+
+def test_a_widget_before_an_approval_shows_with_the_card_and_not_again_after_it(widget_server: Server) -> None:
+    evs = stream(widget_server, {"type": "threads.create", "metadata": {"workflow": "quote"},
+                                 "params": {"input": message('{"title": "Quote 12", "body": "40 EUR"}')}})
+    quote, card = widgets(evs)
+    assert quote.widget.model_dump(exclude_none=True)["children"][0]["value"] == "Quote 12"
+    approve = next(b["onClickAction"] for b in card.widget.model_dump(exclude_none=True)["children"][-1]["children"]
+                   if b["label"] == "Approve")
+    pressed = stream(widget_server, {"type": "threads.custom_action", "params": {
+        "thread_id": evs[0].thread.id, "item_id": card.id, "action": approve}})
+    assert widgets(pressed) == [] and texts(pressed) == ["accepted"]

@@ -64,3 +64,6 @@ def test_the_chat_page_draws_the_widget_chatkit_receives_and_its_button_calls_ba
     assert turn["action"] == "order.cancel" and turn["payload"] == {"order": "7"}
     assert turn["from"]["node_id"] == "card"
     expect(drawn.get_by_role("button", name="Cancel order")).to_be_disabled()
+
+    page.reload()  # the thread comes back with its widget (sessionStorage)
+    expect(page.locator(".msg.assistant .widget .w-title")).to_have_text(title["value"])

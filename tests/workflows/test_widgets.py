@@ -17,7 +17,15 @@ from keel.workflows.errors import SpecError
 from keel.workflows.importers import import_text
 from keel.workflows.loader import load_spec
 from keel.workflows.validate import compile_workflow
-from keel.workflows.widgets import GALLERY, WidgetError, action_allowed, check, gallery, render, run_widgets
+from keel.workflows.widgets import (
+    GALLERY,
+    WidgetError,
+    action_allowed,
+    check,
+    gallery,
+    render,
+    run_widgets,
+)
 
 CASES = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "agent-builder" / "cases"
 

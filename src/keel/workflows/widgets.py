@@ -31,7 +31,7 @@ from typing import Any
 
 from keel.errors import UserError
 
-__all__ = ["WIDGET_KEY_PREFIX", "WidgetError", "action_allowed", "check", "declared_actions", "gallery",
+__all__ = ["GALLERY", "WIDGET_KEY_PREFIX", "WidgetError", "action_allowed", "check", "declared_actions", "gallery",
            "render", "resolve", "run_widgets", "widget_origin"]
 
 GALLERY = Path(__file__).parent / "widget_gallery"
@@ -143,7 +143,7 @@ def _sample(schema: Any, depth: int = 0) -> Any:
     """A value with every field ``schema`` describes filled (for rendering the template once)."""
     if not isinstance(schema, dict) or depth > 8:
         return "text"
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]
