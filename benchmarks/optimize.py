@@ -132,7 +132,8 @@ def eval_yaml(model: str, seed: str) -> str:
     }, sort_keys=False, allow_unicode=True)
 
 
-def run_keel(model: str, seed: str, pool: list[dict[str, str]], budget: int, work: Path) -> dict[str, Any]:
+def run_keel(model: str, seed: str, pool: list[dict[str, str]], budget: int, work: Path, *, opt_seed: int = 0,
+             reflection_model: str | None = None) -> dict[str, Any]:
     from keel.optimize import Options, optimize_prompt
     from keel.store import SQLiteStore
 
@@ -143,7 +144,8 @@ def run_keel(model: str, seed: str, pool: list[dict[str, str]], budget: int, wor
     os.chdir(work)
     try:
         run = asyncio.run(optimize_prompt(store, work / "intent.yaml", target="smol",
-                                          options=Options(budget=budget, reflection_model=model, minibatch=MINIBATCH),
+                                          options=Options(budget=budget, reflection_model=reflection_model or model,
+                                                          minibatch=MINIBATCH, seed=opt_seed),
                                           log=lambda m: print("  keel", m, file=sys.stderr, flush=True)))
     finally:
         os.chdir(cwd)
@@ -157,7 +159,7 @@ def run_keel(model: str, seed: str, pool: list[dict[str, str]], budget: int, wor
 # -- gepa ---------------------------------------------------------------------------------------------
 
 def run_gepa(model: str, seed: str, train: list[dict[str, str]], val: list[dict[str, str]], budget: int,
-             work: Path, reflection_model: str | None = None) -> dict[str, Any]:
+             work: Path, reflection_model: str | None = None, opt_seed: int = 0) -> dict[str, Any]:
     import gepa
     from gepa.core.adapter import EvaluationBatch
 
@@ -201,7 +203,7 @@ def run_gepa(model: str, seed: str, train: list[dict[str, str]], val: list[dict[
 
     result = gepa.optimize(seed_candidate={"instructions": seed}, trainset=train, valset=val, adapter=Adapter(),
                            reflection_lm=reflect, reflection_minibatch_size=MINIBATCH,
-                           max_metric_calls=budget, stop_callbacks=[spent], seed=0,
+                           max_metric_calls=budget, stop_callbacks=[spent], seed=opt_seed,
                            run_dir=str(work / "gepa"), display_progress_bar=False)
     loop.run_until_complete(target.prompt.aclose())
     loop.run_until_complete(reflector.aclose())
@@ -232,21 +234,22 @@ def section(r: dict[str, Any]) -> str:
         "",
         f"Task: BIG-bench `{TASK}` (PyPI `bigbench` 1.0.0, Apache-2.0): the intent of an utterance among 7. "
         f"Fixed splits (seeded shuffle): {r['n_train']} learning rows, {r['n_val']} validation rows, "
-        f"{r['n_test']} test rows. Target and reflection model: SmolLM2-135M-Instruct Q4_1 through Keel's "
+        f"{r['n_test']} test rows. Target model: SmolLM2-135M-Instruct Q4_1 through Keel's "
         "`local:` provider (label as structured output, temperature 0). Seed instructions: BIG-bench's task "
         f"prefix. Budget: {r['budget']} model calls (rollouts + reflections) for each optimizer.",
         "",
-        "| | test accuracy | validation | model calls (reflections) | candidates | best from |",
-        "|---|---|---|---|---|---|",
-        f"| seed prompt | {r['seed_test']:.3f} | | | | |",
-        f"| Keel `keel optimize prompt` | {r['keel_test']:.3f} | {k['val']:.3f} | {k['calls']} ({k['reflections']}) "
-        f"| {k['candidates']} | {k['origin']} |",
-        f"| `gepa` {r['gepa_version']} (`gepa.optimize`) | {r['gepa_test']:.3f} | {g['val']:.3f} | {g['calls']} "
-        f"({g['reflections']}) | {g['candidates']} | {g['origin']} |",
+        "| | optimizer seed | test accuracy | validation | model calls (reflections) | candidates | best from |",
+        "|---|---|---|---|---|---|---|",
+        f"| seed prompt | | {r['seed_test']:.3f} | | | | |",
+        *[f"| {name} | {run['opt_seed']} | {run[key + '_test']:.3f} | {run[key]['val']:.3f} | {run[key]['calls']} "
+          f"({run[key]['reflections']}) | {run[key]['candidates']} | {run[key]['origin']} |"
+          for run in r["runs"] for name, key in (("Keel `keel optimize prompt`", "keel"),
+                                                 (f"`gepa` {r['gepa_version']}", "gepa"))],
         "",
+        f"Test accuracy over {len(r['runs'])} run(s), mean ± standard deviation: Keel {r['keel_test']:.3f} ± "
+        f"{r['keel_sd']:.3f}, gepa {r['gepa_test']:.3f} ± {r['gepa_sd']:.3f}, seed {r['seed_test']:.3f}. "
         f"Keel / gepa on test: **{ratio:.2f}x**; goal (>= 1.0x gepa and above the seed): "
-        f"**{'met' if goal else 'not met'}**. Keel's unusable reflections: {k.get('unusable', 0)} of "
-        f"{k['reflections']}.",
+        f"**{'met' if goal else 'not met'}**. Reflection model: `{r['reflection_model']}`.",
         "",
         f"- Keel's best instructions: `{clip(k['instructions'])}`",
         f"- gepa's best instructions: `{clip(g['instructions'])}`",
@@ -274,7 +277,15 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     p.add_argument("--out", type=Path, default=None, help="write the section into this markdown file")
     p.add_argument("--seed-only", action="store_true", help="only score the seed prompt on the test rows")
+    p.add_argument("--seeds", default="0",
+                   help="optimizer seeds, comma-separated (e.g. 0,1,2): each seed is one run of both optimizers "
+                        "(Keel's learning/validation split of the pool and both optimizers' sampling); the test "
+                        "rows stay the same; the section reports each run and the mean and spread")
+    p.add_argument("--reflection-model", default=None,
+                   help="model string of the reflection model for both optimizers (default: the target model)")
     args = p.parse_args()
+
+    import statistics
 
     import gepa as _gepa
 
@@ -284,45 +295,54 @@ def main() -> None:
     examples, seed = load_task(args.cache)
     random.Random(0).shuffle(examples)
     test, pool = examples[: args.test], examples[args.test: args.test + args.pool]
-    learn, val = split_rows([DatasetRow(i, r) for i, r in enumerate(pool)], fraction=0.5, seed=0)
-    train, val = [r.item for r in learn], [r.item for r in val]
     model = f"local:{smollm2()}"
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     start = time.time()
+    scored: dict[str, float] = {}  # test accuracy per instructions (the seed's is measured once)
 
-    async def seed_score() -> float:
+    async def test_accuracy(*instructions: str) -> list[float]:
         t = Target(model)
         try:
-            return await accuracy(t, seed, test)
+            for ins in instructions:
+                if ins not in scored:
+                    scored[ins] = await accuracy(t, ins, test)
+            return [scored[ins] for ins in instructions]
         finally:
             await t.prompt.aclose()
 
-    seed_test = asyncio.run(seed_score())
+    seed_test, = asyncio.run(test_accuracy(seed))
     print(f"seed: {seed_test:.3f} on {len(test)} test rows", file=sys.stderr, flush=True)
     if args.seed_only:
         return
-    with tempfile.TemporaryDirectory(prefix="keel-bench-opt-") as tmp:
-        keel = run_keel(model, seed, pool, args.budget, Path(tmp))
-        print(f"keel: {keel}", file=sys.stderr, flush=True)
-        gepa_r = run_gepa(model, seed, train, val, args.budget, Path(tmp))
-        print(f"gepa: {gepa_r}", file=sys.stderr, flush=True)
-
-    async def both() -> tuple[float, float]:
-        t = Target(model)
-        try:
-            return await accuracy(t, keel["instructions"], test), await accuracy(t, gepa_r["instructions"], test)
-        finally:
-            await t.prompt.aclose()
-
-    keel_test, gepa_test = asyncio.run(both())
+    runs = []
+    for s in seeds:
+        learn, val = split_rows([DatasetRow(i, r) for i, r in enumerate(pool)], fraction=0.5, seed=s)
+        train, val = [r.item for r in learn], [r.item for r in val]
+        with tempfile.TemporaryDirectory(prefix="keel-bench-opt-") as tmp:
+            (Path(tmp) / "keel").mkdir()
+            keel = run_keel(model, seed, pool, args.budget, Path(tmp) / "keel", opt_seed=s,
+                            reflection_model=args.reflection_model)
+            print(f"keel (seed {s}): {keel}", file=sys.stderr, flush=True)
+            gepa_r = run_gepa(model, seed, train, val, args.budget, Path(tmp), reflection_model=args.reflection_model,
+                              opt_seed=s)
+            print(f"gepa (seed {s}): {gepa_r}", file=sys.stderr, flush=True)
+        keel_test, gepa_test = asyncio.run(test_accuracy(keel["instructions"], gepa_r["instructions"]))
+        print(f"seed {s}: keel {keel_test:.3f}, gepa {gepa_test:.3f} on test", file=sys.stderr, flush=True)
+        runs.append({"opt_seed": s, "keel_test": keel_test, "gepa_test": gepa_test, "keel": keel, "gepa": gepa_r,
+                     "n_train": len(train), "n_val": len(val)})
+    spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    kt, gt = [r["keel_test"] for r in runs], [r["gepa_test"] for r in runs]
     r = {"date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-         "wall": time.time() - start, "n_train": len(train), "n_val": len(val), "n_test": len(test),
-         "budget": args.budget, "seed_test": seed_test, "keel_test": keel_test, "gepa_test": gepa_test,
-         "keel": keel, "gepa": gepa_r, "gepa_version": getattr(_gepa, "__version__", "0.1.4")}
+         "wall": time.time() - start, "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"], "n_test": len(test),
+         "budget": args.budget, "seed_test": seed_test, "keel_test": statistics.mean(kt),
+         "gepa_test": statistics.mean(gt), "keel_sd": spread(kt), "gepa_sd": spread(gt), "runs": runs,
+         "keel": runs[0]["keel"], "gepa": runs[0]["gepa"], "reflection_model": args.reflection_model or model,
+         "gepa_version": getattr(_gepa, "__version__", "0.1.4")}
+    print(json.dumps(r, indent=2, default=str))
     text = section(r)
     print(text)
     if args.out:
         write_section(args.out, text)
-
 
 if __name__ == "__main__":
     main()

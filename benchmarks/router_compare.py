@@ -91,7 +91,7 @@ def _call_overhead(store: Any, train_run: str, queries: list[str], rounds: int =
     from keel.models import get_model
     from keel.optimize.router import train_router
 
-    train_router(store, "bench-echo", runs=[train_run], strong="strong", weak="weak", k=10,
+    train_router(store, "bench-echo", runs=[train_run], strong="strong", weak="weak",
                  strong_model="scripted:echo", weak_model="scripted:echo")
     direct, routed = get_model("scripted:echo"), get_model("router:bench-echo")
 
@@ -110,7 +110,7 @@ def _call_overhead(store: Any, train_run: str, queries: list[str], rounds: int =
 
 
 def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str, Any]:
-    from keel.optimize.router import apgr, curve, get_embedder, load_policy, train_router
+    from keel.optimize.router import apgr, curve, get_embedder, knn_gain, load_policy, train_router
     from keel.optimize.router_report import router_report
     from keel.store import open_store
 
@@ -120,14 +120,25 @@ def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str
     out: dict[str, Any] = {"weak_quality": float(w.mean()), "strong_quality": float(s.mean()),
                            "train_weak": float(tw.mean()), "train_strong": float(ts.mean()),
                            "test_items": len(test_q), "routers": {}}
+    fine = [i / len(test_q) for i in range(len(test_q) + 1)]  # every share the test rows allow
     for emb in ("minilm-static", "minilm"):
         name = f"bench-{emb}"
-        train_router(store, name, runs=[train_run], strong="strong", weak="weak", k=10, embedder=emb)
+        spec = train_router(store, name, runs=[train_run], strong="strong", weak="weak", embedder=emb)
         rep = router_report(store, name, runs=[test_run], strong="strong", weak="weak")
         half = _at(rep["curve"], 0.5)
+        policy = load_policy(store, name)
+        vectors = policy.embedder.embed(test_q)
         out["routers"][f"keel knn ({emb})"] = {"apgr": rep["apgr"], "quality_50": half["quality"],
-                                               "pgr_50": half["pgr"],
-                                               **_timing(load_policy(store, name), test_q, decisions)}
+                                               "pgr_50": half["pgr"], "k": spec.k,
+                                               "apgr_fine": apgr(curve(s, w, policy.predict(vectors), fine)),
+                                               **_timing(policy, test_q, decisions)}
+        # the same vectors with the router before the k choice and the weighting: k=10, plain mean
+        before = knn_gain(vectors @ policy.vectors.T, policy.gains, 10, "uniform")
+        rows = curve(s, w, before)
+        half = _at(rows, 0.5)
+        out["routers"][f"keel knn ({emb}), k=10 unweighted (before)"] = {
+            "apgr": apgr(rows), "quality_50": half["quality"], "pgr_50": half["pgr"], "k": 10,
+            "apgr_fine": apgr(curve(s, w, before, fine))}
     out["call"] = _call_overhead(store, train_run, test_q)
     out["routers"]["random"] = {"apgr": rep["random_apgr"], "quality_50": float(w.mean() + 0.5 * (s.mean() - w.mean())),
                                 "pgr_50": 0.5}
@@ -136,7 +147,9 @@ def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str
         rows = curve(s, w, scores)
         half = _at(rows, 0.5)
         out["routers"]["RouteLLM MF (minilm)"] = {"apgr": apgr(rows), "quality_50": half["quality"],
-                                                  "pgr_50": half["pgr"]}
+                                                  "pgr_50": half["pgr"], "apgr_fine": apgr(curve(s, w, scores, fine))}
+        oracle = s - w  # the best any router can do: every row the strong model wins first
+        out["ceiling"] = {"apgr": apgr(curve(s, w, oracle)), "apgr_fine": apgr(curve(s, w, oracle, fine))}
     except ImportError as e:
         out["routers"]["RouteLLM MF (minilm)"] = {"error": f"routellm not importable: {e}"}
     return out
@@ -160,15 +173,20 @@ def write_section(path: Path, r: dict[str, Any]) -> None:
         f"trained on the same {r['train']} train outcomes and scored on {r['test_items']} held-out rows "
         f"(weak alone {r['weak_quality']:.3f}, strong alone {r['strong_quality']:.3f} accuracy).",
         "",
-        "| router | APGR | accuracy at 50 % strong calls | PGR at 50 % | decision median / p99 |",
-        "|---|---|---|---|---|",
+        "| router | k | APGR (11 shares) | APGR (every share) | accuracy at 50 % strong calls | PGR at 50 % "
+        "| decision median / p99 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, v in r["routers"].items():
         if "error" in v:
-            lines.append(f"| {name} | {v['error']} | | | |")
+            lines.append(f"| {name} | | {v['error']} | | | | |")
             continue
         t = f"{v['median_ms']:.2f} / {v['p99_ms']:.2f} ms" if "median_ms" in v else "—"
-        lines.append(f"| {name} | {_f(v['apgr'])} | {_f(v['quality_50'])} | {_f(v['pgr_50'], '.2f')} | {t} |")
+        lines.append(f"| {name} | {v.get('k', '')} | {_f(v['apgr'])} | {_f(v.get('apgr_fine'))} | "
+                     f"{_f(v['quality_50'])} | {_f(v['pgr_50'], '.2f')} | {t} |")
+    if "ceiling" in r:
+        lines.append(f"| best possible (every row the strong arm wins sent first) | | {_f(r['ceiling']['apgr'])} | "
+                     f"{_f(r['ceiling']['apgr_fine'])} | | | |")
     ratio_rnd = knn["apgr"] / rnd["apgr"] if rnd["apgr"] else float("nan")
     ratio_mf = knn["apgr"] / mf["apgr"] if mf.get("apgr") else float("nan")
     lines += [

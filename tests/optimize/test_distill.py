@@ -145,3 +145,67 @@ def test_tool_calls_are_exported_in_chat_completions_shape():
     assert line["messages"][-1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1}'
     line["messages"][-1]["tool_calls"][0]["function"]["name"] = "subtract"
     assert "not in tools" in check_chat_line(line)
+
+
+ADDER = """name: adder
+nodes:
+  - {{id: start, type: start}}
+  - {{id: add, type: agent, model: '{model}', instructions: 'Answer with the number only.'}}
+  - {{id: done, type: end}}
+edges:
+  - {{from: start, to: add}}
+  - {{from: add, to: done}}
+"""
+
+
+def test_agent_calls_of_graded_workflow_runs_export_with_their_messages(tmp_path, keel_home):
+    """Two versions of a workflow (the strong model, then the weak one) run as eval targets: the
+    Agent node's calls are stored with their messages as sent, and export by workflow, node, model,
+    time and grade, as chat lines and as preference pairs."""
+    from keel.store import open_store
+    from keel.workflows import publish
+
+    store = open_store()
+    for version, model in ((1, "scripted:g-strong"), (2, "scripted:g-weak")):
+        (tmp_path / "adder.yaml").write_text(ADDER.format(model=model))
+        assert publish(tmp_path / "adder.yaml", store=store).version == version
+    ev = write_eval(tmp_path)
+    text = ev.read_text()
+    ev.write_text(text[:text.index("matrix:")] + "targets:\n"
+                  "  - {type: workflow, workflow: adder@1, input: '{{item.q}}'}\n"
+                  "  - {type: workflow, workflow: adder@2, input: '{{item.q}}'}\n")
+    run_id = run_eval_file(ev)
+    stored = store.query("SELECT workflow, node_id, model, requested, messages FROM model_call_messages")
+    assert len(stored) == 32 and {r["node_id"] for r in stored} == {"add"}
+    assert {r["model"] for r in stored} == {"scripted:g-strong", "scripted:g-weak"}
+    first = json.loads(stored[0]["messages"])
+    assert first[0] == {"role": "system", "content": "Answer with the number only."} and first[-1]["role"] == "user"
+
+    out = keel("distill", "export", "--out", str(tmp_path / "wf"), "--workflow", "adder", "--node", "add",
+               "--val-fraction", "0")
+    assert out.returncode == 0, out.stderr
+    chat, pref = lines(tmp_path / "wf/chat.train.jsonl"), lines(tmp_path / "wf/preference.train.jsonl")
+    assert len(chat) == 16 and all(check_chat_line(x) is None for x in chat)  # easy answers agree: one line each
+    assert all(x["messages"][0]["content"] == "Answer with the number only." for x in chat)
+    for x in chat:
+        a, b = (int(n) for n in x["messages"][-2]["content"][8:-1].split(" + "))
+        assert x["messages"][-1] == {"role": "assistant", "content": str(a + b)}
+    assert len(pref) == 8 and all(check_preference_line(x) is None for x in pref)
+    assert all(int(x["preferred_output"][0]["content"]) + 1 == int(x["non_preferred_output"][0]["content"])
+               for x in pref)
+    # the weak model's passing calls only; and the calls of one eval target (the strong version)
+    out = keel("distill", "export", "--out", str(tmp_path / "weak"), "--workflow", "adder", "--model",
+               "scripted:g-weak", "--val-fraction", "0")
+    assert out.returncode == 0, out.stderr
+    assert len(lines(tmp_path / "weak/chat.train.jsonl")) == 8
+    out = keel("distill", "export", "--out", str(tmp_path / "v1"), "--workflow", "adder", "--target", "adder@1",
+               "--run", run_id[:12], "--val-fraction", "0")
+    assert out.returncode == 0, out.stderr
+    assert len(lines(tmp_path / "v1/chat.train.jsonl")) == 16 and not (tmp_path / "v1/preference.train.jsonl").exists()
+    # filters that match nothing: one clear error each, nothing written
+    for args, message in ((["--node", "ghost"], "no graded model calls match the filters (nodes=('ghost',))"),
+                          (["--since", "2099-01-01"], "no graded model calls match"),
+                          (["--workflow", "adder", "--min-score", "2"], "none graded >= 2")):
+        out = keel("distill", "export", "--out", str(tmp_path / "none"), *args)
+        assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert not (tmp_path / "none").exists()

@@ -181,4 +181,36 @@ def test_an_agent_node_with_a_router_model_records_the_decision_in_its_trace(tmp
         model_spans = store.query("SELECT span_id, attributes FROM trace_spans WHERE trace_id = ? AND kind = 'model'",
                                   (trace,))
         assert [s["span_id"] for s in model_spans] == [calls[0]["span_id"]]
-        assert json.loads(model_spans[0]["attributes"])["gen_ai.response.model"] == f"scripted:g-{choice}"
+        attributes = json.loads(model_spans[0]["attributes"])
+        assert attributes["gen_ai.response.model"] == f"scripted:g-{choice}"
+        # the decision and its reason are attributes of the model span itself, not only the call's tags
+        assert attributes["keel.router.name"] == "sums" and attributes["keel.router.choice"] == choice
+        assert attributes["keel.router.reason"] == tags["router.reason"]
+
+
+def test_neighbours_vote_by_similarity_and_k_is_chosen_by_leave_one_out_error():
+    import numpy as np
+
+    from keel.optimize.router import choose_k, knn_gain
+
+    # a close neighbour that gained outweighs a far one that did not; a negative cosine does not vote
+    sims = np.array([[0.9, 0.1], [0.5, -0.5]], dtype=np.float32)
+    gains = np.array([1.0, 0.0], dtype=np.float32)
+    assert knn_gain(sims, gains, 2, "similarity") == pytest.approx([0.9, 1.0])
+    assert knn_gain(sims, gains, 2, "uniform") == pytest.approx([0.5, 0.5])
+
+    # two clusters of 40 queries: in one the strong model gains on every other item (noise around
+    # 0.5), in the other never. Few neighbours echo the noise; more average it out, up to the
+    # cluster's size, past which the other cluster leaks in: leave-one-out picks in between.
+    rng = np.random.default_rng(0)
+    centres = np.eye(8, dtype=np.float32)[:2]
+    vectors = np.concatenate([centres[0] + 0.05 * rng.standard_normal((40, 8)),
+                              centres[1] + 0.05 * rng.standard_normal((40, 8))]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    gains = np.array([i % 2 for i in range(40)] + [0] * 40, dtype=np.float32)
+    k, err = choose_k(vectors, gains)
+    sims = vectors @ vectors.T
+    errors = {kk: float(np.mean((knn_gain(sims, gains, kk, leave_out_self=True) - gains) ** 2)) for kk in (5, 30, 80)}
+    assert 15 <= k <= 40 and err < min(errors[5], errors[80])
+    # without noise every small k is exact: the smallest wins
+    assert choose_k(vectors, np.array([1.0] * 40 + [0.0] * 40, dtype=np.float32)) == (5, 0.0)

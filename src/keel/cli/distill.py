@@ -15,8 +15,9 @@ app = typer.Typer(help="Distillation sets: graded model calls of your evals as O
                        "and a small local model fine-tuned on them.", no_args_is_help=True)
 
 EXPORT_EPILOG = (
-    "The calls come from eval runs' model targets: the request is rebuilt from the stored eval and item, the "
-    "answer and grades are the stored results. chat.*.jsonl holds calls that passed every grader (or reached "
+    "The calls come from eval runs' model targets (the request is rebuilt from the stored eval and item, the "
+    "answer and grades are the stored results) and from workflow runs an eval graded (an Agent node's calls, "
+    "stored with their messages as sent, each with its run's grades; --workflow/--node take only those). chat.*.jsonl holds calls that passed every grader (or reached "
     "--min-score); preference.*.jsonl pairs, for an input answered more than once, the best answer that passes "
     "with the worst that does not. Every line is checked against OpenAI's format before anything is written; "
     "files appear only when the whole export succeeded."
@@ -51,6 +52,9 @@ def export(out: Path = typer.Option(..., "--out", "-o", help="Folder for the JSO
            run: list[str] = typer.Option([], "--run", help="Eval run id or prefix (repeat; default: all runs)."),  # noqa: B008
            target: list[str] = typer.Option([], "--target", help="Eval target name (repeat; default: all)."),  # noqa: B008
            model: list[str] = typer.Option([], "--model", help="Model string or provider (repeat; default: all)."),  # noqa: B008
+           workflow: list[str] = typer.Option([], "--workflow",  # noqa: B008
+                                              help="Only calls Agent nodes made in this workflow's runs (repeat)."),
+           node: list[str] = typer.Option([], "--node", help="Only calls this Agent node made (repeat)."),  # noqa: B008
            since: str = typer.Option("", "--since", help="Calls graded at or after: a date or an age (7d)."),
            until: str = typer.Option("", "--until", help="Calls graded at or before: a date or an age."),
            grader: str = typer.Option("", "--grader",
@@ -69,7 +73,8 @@ def export(out: Path = typer.Option(..., "--out", "-o", help="Folder for the JSO
     from keel.optimize.distill import export as do_export
     from keel.store import open_store
 
-    filt = ExportFilter(runs=tuple(run), targets=tuple(target), models=tuple(model),
+    filt = ExportFilter(runs=tuple(run), targets=tuple(target), models=tuple(model), workflows=tuple(workflow),
+                        nodes=tuple(node),
                         since=parse_time(since, "--since"), until=parse_time(until, "--until"),
                         grader=grader or None, min_score=min_score)
     report = do_export(open_store(), out, filt=filt, val_fraction=val_fraction, scrub_pii=scrub_pii,

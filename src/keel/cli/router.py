@@ -12,7 +12,8 @@ app = typer.Typer(help="Model routers: send each request to a strong or a weak m
 TRAIN_EPILOG = (
     "The eval run(s) must have two model targets that answered the same items (e.g. a matrix of two models): "
     "--strong and --weak name them. knn: a request goes to the strong model when its k nearest eval items "
-    "gained at least the threshold from it; the threshold is calibrated so that --strong-share of the eval items "
+    "gained at least the threshold from it (each item's gain weighted by its similarity; without --k, k is the one "
+    "of 5-80 whose leave-one-out predictions on the eval items err least); the threshold is calibrated so that --strong-share of the eval items "
     "would. cascade: the weak model answers first and the strong one only when the answer breaks its output "
     "schema or --verifier rejects it. Training again makes the next version; router:NAME uses the newest."
 )
@@ -26,7 +27,9 @@ def train(name: str = typer.Argument(..., help="The router's name (router:NAME).
           policy: str = typer.Option("knn", "--policy", help="knn or cascade."),
           strong_share: float = typer.Option(0.5, "--strong-share", min=0.0, max=1.0,
                                              help="Share of requests to send to the strong model (knn)."),
-          k: int = typer.Option(10, "--k", min=1, max=200, help="Neighbours that vote (knn)."),
+          k: int | None = typer.Option(None, "--k", min=1, max=200,
+                                       help="Neighbours that vote (knn; default: the k with the least "
+                                            "leave-one-out error on the eval items)."),
           embedder: str = typer.Option("minilm-static", "--embedder",
                                        help="minilm-static (fast, default), minilm, or any embedder string."),
           grader: str = typer.Option("", "--grader", help="Score by this grader (default: mean of all)."),
@@ -46,7 +49,8 @@ def train(name: str = typer.Argument(..., help="The router's name (router:NAME).
     print(f"router:{spec.name} version {spec.version}: {spec.policy}, {spec.examples} eval items, "
           f"strong {spec.strong}, weak {spec.weak}")
     if spec.policy == "knn":
-        print(f"threshold {spec.threshold:+.3f} (gain of the strong model), calibrated to {spec.strong_share:.0%} "
+        print(f"k {spec.k} ({'given' if k else 'least leave-one-out error'}), votes weighted by similarity; "
+              f"threshold {spec.threshold:+.3f} (gain of the strong model), calibrated to {spec.strong_share:.0%} "
               "strong calls")
     print(f"see quality against cost: keel router report {spec.name}")
 

@@ -1,7 +1,8 @@
 """Distillation sets (``keel distill export``): graded model calls as OpenAI fine-tuning JSONL.
 
-From the graded calls of eval runs (:mod:`keel.optimize.graded`), filtered by run, target,
-model, time and grade:
+From the graded calls of eval runs (:mod:`keel.optimize.graded`): the calls of eval model
+targets, and the calls Agent nodes made inside workflow runs that an eval graded (their messages
+are stored as sent), filtered by run, target, workflow, node, model, time and grade:
 
 - **chat** (supervised): every call whose grade reaches the threshold, as a conversation that
   ends with the answer (OpenAI's chat fine-tuning format, tools and ``parallel_tool_calls``
@@ -22,7 +23,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from keel.optimize.finetune_format import (
     check_preference_line,
     preference_line,
 )
-from keel.optimize.graded import GradedCall, graded_calls
+from keel.optimize.graded import GradedCall, graded_calls, workflow_calls
 from keel.store import SQLiteStore
 
 __all__ = ["DistillError", "ExportFilter", "ExportReport", "check_file", "export", "scrub_text"]
@@ -58,6 +59,10 @@ class ExportFilter:
     """Eval target names; empty: every model target."""
     models: tuple[str, ...] = ()
     """Model strings (``openai:gpt-4.1``) or a provider (``openai``); empty: every model."""
+    workflows: tuple[str, ...] = ()
+    """Workflow names: only calls made inside their runs; empty: model targets' and workflows' calls."""
+    nodes: tuple[str, ...] = ()
+    """Agent node ids: only calls those nodes made (workflow calls only)."""
     since: float | None = None
     until: float | None = None
     grader: str | None = None
@@ -112,12 +117,13 @@ def _no_match(store: SQLiteStore, filt: ExportFilter, seen: int, kept: int) -> D
     runs = store.query("SELECT COUNT(*) AS n FROM eval_runs")[0]["n"]
     if not runs:
         return DistillError("there are no eval runs in this store to export from",
-                            hint="run an eval with a model target first: keel eval run EVAL.yaml")
+                            hint="run an eval with a model or workflow target first: keel eval run EVAL.yaml")
     if not seen:
         return DistillError(f"no graded model calls match the filters ({filt.describe()}); {runs} eval run(s) "
                             "are stored",
-                            hint="loosen --run/--target/--model/--since/--until (keel eval list shows the runs; "
-                                 "only model targets are exported)")
+                            hint="loosen --run/--target/--workflow/--node/--model/--since/--until (keel eval "
+                                 "list shows the runs; exported are model targets' calls, and Agent nodes' calls "
+                                 "in workflow runs an eval graded)")
     threshold = "passed every grader" if filt.min_score is None else f"graded >= {filt.min_score:g}"
     return DistillError(
         f"{seen} graded model call(s) match the filters ({filt.describe()}) but none "
@@ -134,8 +140,7 @@ def export(store: SQLiteStore, out_dir: Path, *, filt: ExportFilter | None = Non
     report = ExportReport(out_dir=str(out_dir))
     by_input: dict[str, list[GradedCall]] = {}
     seen = 0
-    for call in graded_calls(store, runs=list(filt.runs) or None, targets=list(filt.targets) or None,
-                             since=filt.since, until=filt.until):
+    for call in _calls(store, filt):
         if not _model_matches(call.model, filt.models):
             continue
         seen += 1
@@ -180,6 +185,14 @@ def export(store: SQLiteStore, out_dir: Path, *, filt: ExportFilter | None = Non
                 report.preference[side] += 1
     _write_all(out_dir, lines, report, filt)
     return report
+
+
+def _calls(store: SQLiteStore, filt: ExportFilter) -> Iterator[GradedCall]:
+    runs, targets = list(filt.runs) or None, list(filt.targets) or None
+    if not (filt.workflows or filt.nodes):
+        yield from graded_calls(store, runs=runs, targets=targets, since=filt.since, until=filt.until)
+    yield from workflow_calls(store, runs=runs, targets=targets, workflows=list(filt.workflows) or None,
+                              nodes=list(filt.nodes) or None, since=filt.since, until=filt.until)
 
 
 def _check(problem: str | None, call: GradedCall, kind: str) -> None:

@@ -6,6 +6,11 @@ is one model call whose request Keel can rebuild exactly — the stored eval spe
 dataset item render the same messages the runner sent (the runner's own code does it) — and
 whose answer and grades are stored in ``eval_results``.
 
+Calls made **inside workflow runs** (Agent nodes) are kept with their messages as sent
+(``model_call_messages``, :mod:`keel.workflows.call_messages`); when an eval ran the workflow as a
+target, each call of that run carries the run's grades (:func:`workflow_calls`). A run with
+several Agent nodes gives each of its calls the same grade: filter by node to take one.
+
 Grades: ``score`` is the mean over the graders (``eval_results.score``); ``grades`` holds each
 grader's score by name, so a filter can name one grader (a trace grader's ``trace_check`` or
 ``trace_judge`` as well as any other).
@@ -25,7 +30,7 @@ from keel.evals.spec import ModelTarget, parse_eval
 from keel.models import Message, Tool, ToolCall
 from keel.store import SQLiteStore
 
-__all__ = ["GradedCall", "graded_calls", "request_messages"]
+__all__ = ["GradedCall", "graded_calls", "request_messages", "workflow_calls"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class GradedCall:
     grades: dict[str, float | None]
     """Each grader's score, by grader name."""
     created_at: float
+    workflow: str | None = None
+    """For a call inside a workflow run: the workflow's name (``None``: an eval's model target)."""
+    node: str | None = None
+    """The Agent node that made the call."""
+    workflow_run_id: str | None = None
 
     @property
     def input_key(self) -> str:
@@ -139,3 +149,41 @@ def _created_at(store: SQLiteStore, run_id: str, target: str, idx: int) -> float
     rows = store.query("SELECT created_at FROM eval_results WHERE run_id = ? AND target = ? AND idx = ?",
                        (run_id, target, idx))
     return float(rows[0]["created_at"]) if rows else 0.0
+
+
+def workflow_calls(store: SQLiteStore, *, runs: list[str] | None = None, targets: list[str] | None = None,
+                   workflows: list[str] | None = None, nodes: list[str] | None = None,
+                   since: float | None = None, until: float | None = None) -> Iterator[GradedCall]:
+    """The model calls of Agent nodes in workflow runs that an eval graded (a workflow target's
+    results; ``runs``: eval run ids or prefixes), each with its run's grades, oldest first."""
+    from keel.workflows.call_messages import read
+
+    where, params = ["e.status = 'ok'"], []
+    for column, values in (("e.target", targets), ("m.workflow", workflows), ("m.node_id", nodes)):
+        if values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    if runs:
+        ids = [get_run(store, r).id for r in runs]
+        where.append(f"e.run_id IN ({', '.join('?' * len(ids))})")
+        params.extend(ids)
+    if since is not None:
+        where.append("m.created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("m.created_at <= ?")
+        params.append(until)
+    rows = store.query(
+        "SELECT m.span_id, m.run_id AS workflow_run, m.workflow, m.node_id, m.model, m.messages, m.tools, m.output, "
+        "m.created_at, e.run_id AS eval_run, e.target, e.idx, e.score, e.passed, e.grades "
+        "FROM model_call_messages m JOIN eval_results e ON e.workflow_run_id = m.run_id "
+        f"WHERE {' AND '.join(where)} ORDER BY m.created_at, m.span_id", params)
+    for r in rows:
+        messages, tools, output = read(r)
+        grades = json.loads(r["grades"] or "[]")
+        yield GradedCall(
+            run_id=r["eval_run"], target=r["target"], idx=int(r["idx"]), model=r["model"], messages=tuple(messages),
+            tools=tuple(tools), output=output, score=r["score"], passed=None if r["passed"] is None else bool(r["passed"]),
+            grades={g["name"]: g.get("score") for g in grades if isinstance(g, dict) and "name" in g},
+            created_at=float(r["created_at"]), workflow=r["workflow"], node=r["node_id"],
+            workflow_run_id=r["workflow_run"])

@@ -7,11 +7,15 @@ its embedding and the score each model got (table ``router_examples``, migration
 Policies (``--policy``):
 
 - ``knn`` (default): embed the query, find the ``k`` nearest training queries (cosine), and
-  predict the **gain** of the strong model as the mean over them of ``strong - weak`` score.
-  The request goes to the strong model when the gain is at least the **threshold**. The threshold
-  is calibrated on the training items (each scored by its neighbours, itself left out) so that a
-  target share of them (``--strong-share``, default 0.5) would go to the strong model. A well-tuned
-  kNN matched learned routers in published comparisons (arXiv 2505.12601).
+  predict the **gain** of the strong model as their ``strong - weak`` score, averaged with each
+  neighbour weighted by its cosine similarity (clipped at 0): the standard distance-weighted kNN
+  regression, so a closer item counts more and two queries rarely tie. ``k`` is chosen when the
+  router is trained, unless given: the ``k`` of :data:`K_GRID` whose leave-one-out predictions on
+  the training items have the least squared error (each item predicted by its neighbours, itself
+  left out; no held-out data is used). The request goes to the strong model when the gain is at
+  least the **threshold**. The threshold is calibrated on the same leave-one-out predictions so
+  that a target share of the training items (``--strong-share``, default 0.5) would go to the
+  strong model. A well-tuned kNN matched learned routers in published comparisons (arXiv 2505.12601).
 - ``cascade``: the weak model answers first; the answer is escalated to the strong model when it
   broke the request's output schema or tool contract (Keel's structured-output failure) or when a
   verifier model (``--verifier``) does not accept it.
@@ -59,6 +63,10 @@ class RouterSpec:
     """``knn`` or ``cascade``."""
     embedder: str = "minilm-static"
     k: int = 10
+    """Neighbours that vote (chosen by leave-one-out error at training unless given)."""
+    weighting: str = "uniform"
+    """``similarity`` (each neighbour's vote weighted by its cosine, what training stores now) or
+    ``uniform`` (the plain mean: routers stored before the weighting existed)."""
     strong_share: float = 0.5
     """The share of training queries the threshold sends to the strong model."""
     threshold: float = 0.0
@@ -158,24 +166,60 @@ class Policy:
     def predict(self, vectors: np.ndarray, *, leave_out_self: bool = False) -> np.ndarray:
         """The predicted gain of the strong model for each row of ``vectors``."""
         sims = vectors @ self.vectors.T
-        if leave_out_self:
-            np.fill_diagonal(sims, -np.inf)
-        k = min(self.spec.k, self.vectors.shape[0] - (1 if leave_out_self else 0))
-        if k <= 0:
-            return np.zeros(vectors.shape[0], dtype=np.float32)
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        return self.gains[top].mean(axis=1)
+        return knn_gain(sims, self.gains, self.spec.k, self.spec.weighting, leave_out_self=leave_out_self)
 
     def decide(self, query: str) -> Decision:
         started = time.perf_counter()
         gain = float(self.predict(self.embedder.embed([query]))[0])
         strong = gain >= self.spec.threshold
         ms = (time.perf_counter() - started) * 1000
+        weighted = ", similarity-weighted" if self.spec.weighting == "similarity" else ""
         reason = (f"kNN: the {min(self.spec.k, len(self.gains))} nearest eval items gain {gain:+.2f} with the strong "
-                  f"model ({'>=' if strong else '<'} threshold {self.spec.threshold:+.2f}, calibrated to "
+                  f"model{weighted} ({'>=' if strong else '<'} threshold {self.spec.threshold:+.2f}, calibrated to "
                   f"{self.spec.strong_share:.0%} strong calls)")
         return Decision(self.spec.strong if strong else self.spec.weak, "strong" if strong else "weak", reason,
                         gain, ms)
+
+
+K_GRID = (5, 10, 15, 20, 30, 40, 60, 80)
+"""The ``k`` values training tries when none is given (those below the number of items)."""
+
+
+def knn_gain(sims: np.ndarray, gains: np.ndarray, k: int, weighting: str = "similarity", *,
+             leave_out_self: bool = False) -> np.ndarray:
+    """The predicted gain per row of ``sims`` (query x training item cosines): the mean of the ``k``
+    nearest items' gains, weighted by their cosine clipped at 0 (``similarity``) or not (``uniform``)."""
+    if leave_out_self:
+        sims = sims.copy()
+        np.fill_diagonal(sims, -np.inf)
+    k = min(k, sims.shape[1] - (1 if leave_out_self else 0))
+    if k <= 0:
+        return np.zeros(sims.shape[0], dtype=np.float32)
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    g = gains[top]
+    if weighting == "uniform":
+        return g.mean(axis=1)
+    w = np.clip(np.take_along_axis(sims, top, axis=1), 0.0, None)
+    total = w.sum(axis=1)
+    out = g.mean(axis=1)  # no neighbour with a positive cosine: the plain mean
+    ok = total > 0
+    out[ok] = (w[ok] * g[ok]).sum(axis=1) / total[ok]
+    return out
+
+
+def choose_k(vectors: np.ndarray, gains: np.ndarray, weighting: str = "similarity",
+             grid: Sequence[int] = K_GRID) -> tuple[int, float]:
+    """``(k, error)``: the ``k`` of ``grid`` whose leave-one-out predictions of the training items'
+    gains have the least mean squared error (the smallest ``k`` among equals)."""
+    sims = vectors @ vectors.T
+    n = vectors.shape[0]
+    best: tuple[float, int] | None = None
+    for k in [k for k in grid if k < n] or [max(1, n - 1)]:
+        err = float(np.mean((knn_gain(sims, gains, k, weighting, leave_out_self=True) - gains) ** 2))
+        if best is None or err < best[0] - 1e-12:
+            best = (err, k)
+    assert best is not None
+    return best[1], best[0]
 
 
 def calibrate(gains_loo: np.ndarray, share: float) -> float:
@@ -251,11 +295,11 @@ def _outcomes(store: SQLiteStore, runs: list[str], strong: str, weak: str,
 
 
 def train_router(store: SQLiteStore, name: str, *, runs: list[str], strong: str, weak: str,
-                 policy: str = "knn", strong_share: float = 0.5, k: int = 10, embedder: str = "minilm-static",
+                 policy: str = "knn", strong_share: float = 0.5, k: int | None = None, embedder: str = "minilm-static",
                  grader: str | None = None, verifier: str | None = None, strong_model: str | None = None,
                  weak_model: str | None = None) -> RouterSpec:
     """Learn a router from eval runs where targets ``strong`` and ``weak`` answered the same items;
-    store it as the next version of ``name``."""
+    store it as the next version of ``name``. ``k=None``: chosen by leave-one-out error (:func:`choose_k`)."""
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
@@ -273,13 +317,17 @@ def train_router(store: SQLiteStore, name: str, *, runs: list[str], strong: str,
                           "a router needs at least 4", hint="run the eval on more items, with both targets")
     vectors = get_embedder(embedder).embed(queries)
     gains = np.asarray(s, dtype=np.float32) - np.asarray(w, dtype=np.float32)
-    pol = Policy(RouterSpec(name, strong_model or models[0], weak_model or models[1], k=k), vectors, gains,
-                 np.asarray(s), np.asarray(w))
+    if k is None:
+        k, _err = choose_k(vectors, gains)
+    if k < 1:
+        raise RouterError(f"--k {k} is out of range", hint="give at least 1 neighbour, or leave --k out to choose it")
+    pol = Policy(RouterSpec(name, strong_model or models[0], weak_model or models[1], k=k, weighting="similarity"),
+                 vectors, gains, np.asarray(s), np.asarray(w))
     threshold = calibrate(pol.predict(vectors, leave_out_self=True), strong_share)
     rows = store.query("SELECT MAX(version) AS v FROM router_policies WHERE name = ?", (name,))
     version = int(rows[0]["v"] or 0) + 1
     spec = RouterSpec(name=name, strong=strong_model or models[0], weak=weak_model or models[1], policy=policy,
-                      embedder=embedder, k=k, strong_share=strong_share, threshold=threshold, verifier=verifier,
+                      embedder=embedder, k=k, weighting="similarity", strong_share=strong_share, threshold=threshold, verifier=verifier,
                       runs=tuple(runs), examples=len(queries), version=version)
     pid = new_id()
     with store.transaction():

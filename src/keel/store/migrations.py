@@ -722,3 +722,33 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0317_model_call_messages",
+        (
+            # What an Agent node's model call was asked and answered, so it can be exported as a
+            # fine-tuning line (keel distill export --workflow/--node): the messages and tools as
+            # sent, and the assistant's answer, all JSON. One row per call, keyed by its model span
+            # (trace_spans.span_id), written in the transaction that stores the call's span; pruned
+            # with the run (keel.store.retention). `model` is the model that answered (a router's
+            # choice), `requested` the node's model string.
+            """
+            CREATE TABLE model_call_messages (
+                span_id TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                node_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                requested TEXT NOT NULL,
+                messages TEXT NOT NULL,
+                tools TEXT,
+                output TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX model_call_messages_run ON model_call_messages (run_id)",
+        ),
+    )
+)

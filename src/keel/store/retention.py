@@ -1,5 +1,5 @@
-"""Retention: delete old runs (with their steps, memos, approvals, spans, events and model
-calls), request logs and model calls, on SQLite and PostgreSQL alike.
+"""Retention: delete old runs (with their steps, memos, approvals, spans, events, model
+calls and the calls' stored messages), request logs and model calls, on SQLite and PostgreSQL alike.
 
 ``keel store prune --older-than 30d`` runs :func:`prune` once; ``retention = "30d"`` in
 keel.toml (or ``KEEL_RETENTION``) makes ``keel serve`` run it periodically
@@ -38,7 +38,7 @@ _OLD_RUN = (f"status IN {_FINISHED} AND COALESCE(finished_at, updated_at) < ?"
             " AND NOT EXISTS (SELECT 1 FROM workflow_approvals a WHERE a.run_id = workflow_runs.id"
             " AND a.status = 'pending')")
 _RUN_CHILDREN = ("workflow_steps", "workflow_memos", "workflow_approvals", "run_events", "run_queue",
-                 "workflow_resume_failures")
+                 "workflow_resume_failures", "model_call_messages")
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.I)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from keel.errors import KeelError
 from keel.models import Message, ModelResponse, ModelSettings, call_context, use_recorder
 from keel.store import ModelCalls
+from keel.workflows import call_messages
 from keel.workflows.multi_agent import (
     AgentCall,
     Budget,
@@ -89,19 +90,32 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
             engine.model_calls.record(rec)
         if not isinstance(e, KeelError):
             raise
+        span.attributes.update(_router_attributes(records))
         engine.spans.write(span.end(error=f"{type(e).__name__}: {e.message}"))
         raise NodeFailure(f"model call failed: {type(e).__name__}: {e.message}", kind="model") from None
     span.attributes.update({
         "gen_ai.response.model": response.model, "gen_ai.usage.input_tokens": response.usage.input_tokens,
         "gen_ai.usage.output_tokens": response.usage.output_tokens,
         "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
-        "keel.cost_usd": response.cost_usd})
-    writes = [ModelCalls.insert(rec) for rec in records] + [(INSERT_SQL, span_row(span.end()))]
+        "keel.cost_usd": response.cost_usd, **_router_attributes(records)})
+    writes = [ModelCalls.insert(rec) for rec in records] + [(INSERT_SQL, span_row(span.end()))] + [
+        call_messages.row(span.span_id, run.id, run.wf.spec.name, node_id, model_string, messages, tools, response)]
     if response.tool_calls or nested:  # tools run next: the calls they make must be on disk first
         engine.memo_put(run.id, key, response.model_dump_json(), also=writes)
     else:  # the node's answer: it commits with the step
         engine.memo_with_step(run, key, response.model_dump_json(), also=writes)
     return response
+
+
+def _router_attributes(records: _Collected) -> dict[str, str]:
+    """A ``router:NAME`` call's decision and its reason, as the model span's attributes: from the
+    tags of the last call it made that answered (a cascade's verifier call is not the answer)."""
+    routed = [r.tags for r in records if r.tags.get("router") and r.tags.get("router.choice") != "verifier"]
+    if not routed:
+        return {}
+    tags = routed[-1]
+    return {"keel.router.name": tags["router"], "keel.router.choice": tags.get("router.choice", ""),
+            "keel.router.reason": tags.get("router.reason", "")}
 
 
 class _Collected:

@@ -17,7 +17,8 @@ agent       ``invoke_agent ID``  ``gen_ai.operation.name=invoke_agent``, ``gen_a
 model       ``chat MODEL``       ``gen_ai.operation.name=chat``, ``gen_ai.provider.name``,
                                  ``gen_ai.request.model``, ``gen_ai.response.model``,
                                  ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``,
-                                 ``gen_ai.response.finish_reasons``
+                                 ``gen_ai.response.finish_reasons``; a ``router:NAME`` model adds
+                                 ``keel.router.name``, ``keel.router.choice``, ``keel.router.reason``
 tool        ``execute_tool N``   ``gen_ai.operation.name=execute_tool``, ``gen_ai.tool.name``,
                                  ``gen_ai.tool.call.id``, ``keel.tool.idempotency_key``
 ==========  ===================  ====================================================
