@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -97,10 +98,17 @@ def _widgets(store: SQLiteStore, run_id: str) -> list[dict]:
     runs = Runs(store)
     try:
         run = runs.get(run_id, prefix=False)
-        spec = Versions(store).get(run.workflow, run.version).spec
+        key = (run.workflow, run.version)
+        known = _WIDGET_SPECS.setdefault(store, {})
+        if key not in known:  # published versions never change: read each once per store
+            spec = Versions(store).get(run.workflow, run.version).spec
+            if len(known) >= _FINAL_CACHE_MAX:
+                known.pop(next(iter(known)))
+            known[key] = spec if any(getattr(n, "widget", None) is not None for n in spec.nodes) else None
+        spec = known[key]
     except Exception:  # a version that cannot be read: the answer's text still shows
         return []
-    if not any(getattr(n, "widget", None) is not None for n in spec.nodes):
+    if spec is None:
         return []
     steps = runs.steps(run_id)
     found = run_widgets(spec, steps)
@@ -111,6 +119,8 @@ def _widgets(store: SQLiteStore, run_id: str) -> list[dict]:
 
 _FINAL_CACHE: dict[tuple[str, int], frozenset[str]] = {}
 _FINAL_CACHE_MAX = 256
+_WIDGET_SPECS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], Any]] = weakref.WeakKeyDictionary()
+"""store -> (workflow, version) -> its spec when a node has a widget, else None (bounded like _FINAL_CACHE)."""
 
 
 def _final_nodes(store: SQLiteStore, run_id: str) -> frozenset[str]:
