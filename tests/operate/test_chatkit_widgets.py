@@ -175,6 +175,11 @@ def test_a_chatkit_client_receives_the_widget_and_its_button_calls_back_into_the
     assert turn["from"]["node_id"] == "card" and len(turn["from"]["run_id"]) == 32
     runs = httpx.get(f"{widget_server.url}/v1/runs", params={"workflow": "orders"}).json()["data"]
     assert {r["id"] for r in runs} >= {turn["from"]["run_id"]} and len(runs) == 2
+    action_run = next(r for r in runs if r["id"] != turn["from"]["run_id"])
+    assert [(m["role"], json.loads(m["content"])) for m in action_run["input"]["messages"]] == [
+        ("user", {"order": "7", "status": 'Shipped "today"'}),
+        ("assistant", {"order": "7", "status": 'Shipped "today"'}),  # the widget's data
+        ("user", turn)]
 
     # An action the widget does not declare (or a forged payload) starts nothing.
     for action in ({"type": "order.refund", "payload": {"order": "7"}},

@@ -57,7 +57,11 @@ def test_the_chat_page_draws_the_widget_chatkit_receives_and_its_button_calls_ba
     expect(drawn.get_by_role("button", name=button["label"])).to_be_visible()
     expect(page.locator(".msg.assistant").first.locator(".text")).to_have_text("")  # no JSON beside it
 
-    drawn.get_by_role("button", name="Cancel order").click()
+    with page.expect_request("**/ui/api/chat") as request:
+        drawn.get_by_role("button", name="Cancel order").click()
+    sent = request.value.post_data_json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert json.loads(sent[1]["content"]) == DATA  # the widget's answer goes back as its data
     answer = page.locator(".msg.assistant").nth(1)
     expect(answer.locator(".badge")).to_have_text("succeeded")
     turn = json.loads(answer.locator(".text").inner_text())  # the cancel agent echoes the action's turn

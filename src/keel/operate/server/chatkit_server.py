@@ -247,7 +247,8 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
 
     async def _history(self, thread: ThreadMetadata, current: UserMessageItem | None,
                        context: ChatContext) -> list[dict[str, str]]:
-        """Earlier user and assistant messages of the thread, oldest first (the last 50)."""
+        """Earlier user and assistant messages of the thread, oldest first (the last 50); a widget
+        output counts as the assistant's message, its data as JSON."""
         page = await self.store.load_thread_items(thread.id, None, 51, "desc", context)
         out = []
         for item in reversed(page.data):
@@ -257,6 +258,8 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
                 out.append({"role": "user", "content": _user_text(item)})
             elif isinstance(item, AssistantMessageItem):
                 out.append({"role": "assistant", "content": "".join(c.text for c in item.content)})
+            elif isinstance(item, WidgetItem) and widget_origin(item.widget) is not None:  # a widget output:
+                out.append({"role": "assistant", "content": item.copy_text or ""})  # its data, as JSON
         return [m for m in out if m["content"]][-50:]
 
     async def _start(self, version: Any, value: Any, context: ChatContext) -> Any:

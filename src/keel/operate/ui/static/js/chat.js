@@ -158,8 +158,10 @@ async function send(text) {
   state.messages.push({ role: "user", content: text });
   thread.append(bubble("user", text));
   saveThread();
-  const history = state.messages.filter((m) => m.role === "user" || (m.status === "succeeded" && m.content));
-  const turn = { messages: history.map((m) => ({ role: m.role, content: m.content })) };
+  // an answer shown as widgets goes back as their data, as JSON (as Keel's ChatKit endpoint does)
+  const said = (m) => m.content || (m.widgets || []).map((w) => JSON.stringify(w.data)).join("\n");
+  const history = state.messages.filter((m) => m.role === "user" || (m.status === "succeeded" && said(m)));
+  const turn = { messages: history.map((m) => ({ role: m.role, content: said(m) })) };
   await stream("/ui/api/chat", { workflow: state.workflow, version: state.version ? Number(state.version) : null, ...turn });
 }
 
