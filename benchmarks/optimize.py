@@ -281,6 +281,9 @@ def main() -> None:
                    help="optimizer seeds, comma-separated (e.g. 0,1,2): each seed is one run of both optimizers "
                         "(Keel's learning/validation split of the pool and both optimizers' sampling); the test "
                         "rows stay the same; the section reports each run and the mean and spread")
+    p.add_argument("--seed-test", type=float, default=None,
+                   help="the seed prompt's test accuracy measured by an earlier run of the same rows and model "
+                        "(temperature 0: the same answers), to skip measuring it again")
     p.add_argument("--reflection-model", default=None,
                    help="model string of the reflection model for both optimizers (default: the target model)")
     args = p.parse_args()
@@ -310,6 +313,8 @@ def main() -> None:
         finally:
             await t.prompt.aclose()
 
+    if args.seed_test is not None:
+        scored[seed] = args.seed_test
     seed_test, = asyncio.run(test_accuracy(seed))
     print(f"seed: {seed_test:.3f} on {len(test)} test rows", file=sys.stderr, flush=True)
     if args.seed_only:
