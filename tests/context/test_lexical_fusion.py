@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from keel.context import Collection
 from keel.context.bench import ingest_smart
 from keel.context.bm25 import BM25Index, pack_terms
-from keel.context.fusion import DEFAULT_FUSION, Fusion, convex, fuse
+from keel.context.fusion import DEFAULT_FUSION, Fusion, convex, fuse, rrf
 from keel.context.lexical import analyze
 from keel.context.metrics import evaluate
 from keel.context.smart import load_smart
@@ -104,7 +104,8 @@ def test_convex_fusion_normalises_each_signal() -> None:
     assert only == [("x", pytest.approx(0.7))]
     # RRF through fuse(): an even split scores exactly like unweighted RRF
     ranks = {"dense": ["a", "b"], "bm25": ["b", "c"]}
-    assert fuse(DEFAULT_FUSION, ranks, {}) == fuse(Fusion("rrf", 0.5), ranks, {}, weights={"dense": 1, "bm25": 1})
+    assert fuse(Fusion("rrf", 0.5), ranks, {}) == rrf(ranks)
+    assert DEFAULT_FUSION.method == "convex"
 
 
 def test_fusion_settings_round_trip_and_reject_nonsense() -> None:

@@ -35,7 +35,8 @@ def test_minilm_bench_on_adi_hybrid_beats_each_signal() -> None:
     result = run_bench(dataset("adi")).to_json()
     assert result["docs"] == 82 and result["queries"] == 35
     modes = result["modes"]
-    assert set(modes) == {"dense", "bm25", "hybrid"}
+    assert set(modes) == {"dense", "bm25", "bm25+rm3", "hybrid", "hybrid-rrf"}  # every mode run is reported
+    assert result["fusion"] == "convex dense 0.5"
     assert modes["dense"]["ndcg@10"] > 0.4
     assert modes["hybrid"]["ndcg@10"] >= max(modes["dense"]["ndcg@10"], modes["bm25"]["ndcg@10"])
     assert modes["hybrid"]["recall@100"] > 0.95
@@ -243,6 +244,7 @@ def test_cli_bench_json_shape() -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["dataset"] == "adi" and out["docs"] == 82 and out["queries"] == 35
-    assert set(out["modes"]) == {"dense", "bm25", "hybrid"}
+    assert set(out["modes"]) == {"dense", "bm25", "bm25+rm3", "hybrid", "hybrid-rrf"}
+    assert set(out["latency_ms"]) == set(out["modes"])
     for scores in out["modes"].values():
         assert set(scores) == {"ndcg@10", "recall@100", "mrr@10"}

@@ -8,9 +8,9 @@
 
 Search runs a hybrid first stage (dense + BM25 over the rows allowed by the
 metadata filter and regex), fuses the rankings into a candidate pool (200 by
-default) with the collection's :class:`~keel.context.fusion.Fusion` (reciprocal
-rank fusion unless ``keel context tune`` stored another), optionally reranks, and
-returns the top ``k``.
+default) with the collection's :class:`~keel.context.fusion.Fusion` (an even convex
+combination of normalised scores unless ``keel context tune`` stored another),
+optionally reranks, and returns the top ``k``.
 """
 
 from __future__ import annotations
@@ -245,8 +245,8 @@ class Collection:
         ``mode`` picks the first-stage signals; ``where`` is a metadata filter
         (:mod:`keel.context.filters`); ``regex`` keeps only chunks that match it
         (and, with an empty query, ranks them by match count). ``pool`` is the
-        candidate pool size after fusion; ``weights`` weighs the RRF signals
-        (``{"dense": 1, "bm25": 1}`` by default). ``fusion`` overrides the
+        candidate pool size after fusion; ``weights`` weighs the fused signals
+        (``{"dense": ..., "bm25": ...}``; by default the fusion's own split). ``fusion`` overrides the
         collection's stored :attr:`fusion` (method, dense share, RM3 feedback). ``rerank`` is a
         :class:`~keel.context.rerank.Reranker` or a model string for the LLM
         reranker; it sees the top ``rerank_depth`` candidates (default: its own).

@@ -77,7 +77,8 @@ class Hit:
     score: float
     """The final score in the stage that produced the hit (fused, or reranked)."""
     scores: dict[str, float] = field(default_factory=dict)
-    """Per-signal scores, e.g. ``{"dense": 0.71, "bm25": 12.3, "rrf": 0.031}``."""
+    """Per-signal scores, e.g. ``{"dense": 0.71, "bm25": 12.3, "convex": 0.93}`` (the fused score is
+    named by the collection's fusion method: ``convex`` or ``rrf``)."""
     ranks: dict[str, int] = field(default_factory=dict)
     """Per-signal 1-based ranks in the candidate pool."""
     meta: dict[str, Any] = field(default_factory=dict)
