@@ -69,3 +69,48 @@ def test_export_and_router_on_a_real_local_model(tmp_path, keel_home):
     assert r.model == f"local:{gguf}" and router.last_decision.choice in ("strong", "weak")
     tags = json.loads(open_store().query("SELECT tags FROM model_calls WHERE tags LIKE '%router.choice%'")[0]["tags"])
     assert tags["router"] == "caps" and tags["router.choice"] == router.last_decision.choice
+
+
+@pytest.mark.timeout(900)
+def test_workflow_calls_of_a_real_local_model_export_with_their_messages(tmp_path, keel_home):
+    """An Agent node on SmolLM2 (llama.cpp), run by an eval as a workflow target: its calls are stored
+    with the messages as sent and export by workflow and node as valid chat lines (or, when the 135M
+    model gets none right, the one clear error and nothing written)."""
+    gguf = _gguf()
+    from keel.evals import load_eval
+    from keel.evals.runner import run_eval
+    from keel.workflows import publish
+
+    (tmp_path / "caps.yaml").write_text(
+        "name: caps\nnodes:\n  - {id: start, type: start}\n"
+        f"  - {{id: ask, type: agent, model: 'local:{gguf}', temperature: 0, max_tokens: 8, "
+        "instructions: 'Answer with one word.'}\n  - {id: done, type: end}\n"
+        "edges:\n  - {from: start, to: ask}\n  - {from: ask, to: done}\n")
+    publish(tmp_path / "caps.yaml", store=open_store())
+    rows = [("France", "Paris"), ("Italy", "Rome"), ("Japan", "Tokyo")]
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps({"country": a, "answer": b}) + "\n" for a, b in rows))
+    (tmp_path / "w.yaml").write_text(
+        "name: caps-wf\ndataset: w.jsonl\nconcurrency: 1\ngraders:\n"
+        "  - {type: string_check, name: has, operation: ilike, input: '{{sample.output_text}}', "
+        "reference: '%{{item.answer}}%'}\ntargets:\n"
+        "  - {type: workflow, workflow: caps@1, input: 'What is the capital of {{item.country}}?'}\n")
+    summary = asyncio.run(run_eval(open_store(), load_eval(tmp_path / "w.yaml")))
+    stored = open_store().query("SELECT node_id, model, messages, output FROM model_call_messages")
+    assert len(stored) == 3 and {r["node_id"] for r in stored} == {"ask"}
+    assert all(r["model"] == f"local:{gguf}" for r in stored)
+    asked = [json.loads(r["messages"]) for r in stored]
+    assert all(m[0] == {"role": "system", "content": "Answer with one word."} for m in asked)
+    assert sorted(m[-1]["content"] for m in asked) == sorted(f"What is the capital of {c}?" for c, _ in rows)
+
+    out = keel("distill", "export", "--out", str(tmp_path / "set"), "--workflow", "caps", "--node", "ask",
+               "--val-fraction", "0")
+    if summary.targets[0].passed == 0:
+        assert out.returncode == 2 and "none passed every grader" in out.stderr, out.stderr
+        assert not (tmp_path / "set").exists()
+    else:
+        assert out.returncode == 0, out.stderr
+        chat = [json.loads(x) for x in (tmp_path / "set/chat.train.jsonl").read_text().splitlines()]
+        assert len(chat) == summary.targets[0].passed and all(check_chat_line(x) is None for x in chat)
+        answers = {json.loads(r["output"])["content"] for r in stored}
+        assert all(x["messages"][-1]["role"] == "assistant" and x["messages"][-1]["content"] in answers
+                   for x in chat)
