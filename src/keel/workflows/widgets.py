@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,13 @@ def _compile(template: Any) -> Any:
     from chatkit.widgets import WidgetTemplate as ChatKitTemplate
 
     return ChatKitTemplate({"version": template.version, "name": template.name or "widget",
-                            "template": _env().from_string(template.template),
-                            "jsonSchema": template.json_schema or {}})
+                            "template": _jinja(template.template), "jsonSchema": template.json_schema or {}})
+
+
+@lru_cache(maxsize=256)
+def _jinja(text: str) -> Any:
+    """The compiled sandboxed template of ``text`` (compiling is most of a render's cost)."""
+    return _env().from_string(text)
 
 
 def render(widget: Any, data: Any, *, key: str | None = None) -> dict[str, Any]:
