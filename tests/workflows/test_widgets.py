@@ -86,6 +86,9 @@ def test_a_template_that_reads_a_missing_field_fails_publish_naming_node_field_a
                   '{% endfor %}]}'}, "reads field 'x'"),
     ({"template": '{"type": "Card", "children": []}', "jsonSchema": {"required": ["price"]}},
      "needs field 'price'"),
+    ({"template": '{"type": "Card", "children": [{% for i in range(10**9) %}{% endfor %}]}'},
+     "OverflowError: range() in a widget template is limited to 1000 items"),
+    ({"template": '{"type": "Card", "children": [{"type": "Text", "value": "{{ title + 1 }}"}]}'}, "TypeError"),
 ])
 def test_bad_widgets_are_spec_problems_at_the_widget(widget, expected) -> None:
     problems = check(widget, {"type": "object", "properties": {"title": {"type": "string"}}})

@@ -102,7 +102,19 @@ def _env() -> Any:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, finalize=_finalize, autoescape=False)
+    env = SandboxedEnvironment(undefined=StrictUndefined, finalize=_finalize, autoescape=False)
+    env.globals["range"] = _range  # a widget lists a few things: no template loops a million times
+    return env
+
+
+_MAX_RANGE = 1_000
+
+
+def _range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > _MAX_RANGE:
+        raise OverflowError(f"range() in a widget template is limited to {_MAX_RANGE} items")
+    return r
 
 
 def _compile(template: Any) -> Any:
@@ -135,6 +147,9 @@ def render(widget: Any, data: Any, *, key: str | None = None) -> dict[str, Any]:
         raise WidgetError(f"widget {template.name or 'template'!r} did not render a ChatKit widget: "
                           f"{_first_error(e)}",
                           hint="the template must render one Card, ListView or Basic root as JSON") from None
+    except Exception as e:  # the template's own expressions: 1/0, "a" + 1, a range too long
+        raise WidgetError(f"widget {template.name or 'template'!r} could not be filled: {type(e).__name__}: {e}",
+                          hint="fix the template's expressions") from None
     doc = built.model_dump(mode="json", exclude_none=True)
     if key is not None:
         doc["key"] = key
@@ -209,9 +224,12 @@ def check(widget: Any, output_schema: dict[str, Any] | None) -> list[tuple[str, 
         what = f"reads field {field!r}, which output_schema does not have there" if field else f"fails: {e}"
         return [(f"the widget template {what}",
                  "make the template's names match output_schema (nested objects and list items too)", at)]
-    except (ValueError, TypeError) as e:
+    except ValueError as e:  # not JSON, or JSON that is not a widget root
         return [(f"the widget template does not render a ChatKit widget: {_first_error(e)}",
                  "render one Card, ListView or Basic root as JSON; put strings in quotes or use | tojson", at)]
+    except Exception as e:  # the template's own expressions: 1/0, "a" + 1, a range too long
+        return [(f"the widget template fails on data shaped like output_schema: {type(e).__name__}: {e}",
+                 "fix the template's expressions", at)]
     return []
 
 
