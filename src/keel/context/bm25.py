@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BM25Index", "DEFAULT_K1", "pack_terms", "unpack_terms"]
+__all__ = ["DEFAULT_K1", "BM25Index", "pack_terms", "unpack_terms"]
 
 DEFAULT_K1 = 1.5
 """bm25s's default; Lucene's 1.2 scored lower on both Cranfield and ADI (decision 0025)."""
