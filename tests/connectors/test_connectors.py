@@ -262,7 +262,7 @@ def test_a_connector_that_is_down_fails_its_node_naming_it(keel_home: Path, tmp_
     finally:
         store.close()
     assert result.status == "failed"
-    assert "connector 'vault': cannot connect to MCP server" in result.error
+    assert "connector 'vault' is down: cannot connect to MCP server" in result.error
     assert "keel connectors test vault" in result.error
     assert KEY not in result.error
 

@@ -92,6 +92,9 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
         workflow: list[str] = typer.Option([], "--workflow",  # noqa: B008
                                        help="Workflow name or pattern (support-*) that may "
                                             "use it (default: every workflow). Repeatable."),
+        key: list[str] = typer.Option([], "--key",  # noqa: B008
+                                      help="API key (id or name, or a pattern) whose runs may use it (default: "
+                                      "every key; runs started without a key always may). Repeatable."),
         timeout: float = typer.Option(60, "--timeout", min=0.001, help="Seconds one tool call may take."),
         oauth: bool = typer.Option(False, "--oauth", help="The HTTP server wants OAuth 2.1 (the MCP authorization "
                                    "spec): log in afterwards with `keel connectors login NAME`; Keel registers "
@@ -130,7 +133,7 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
 
     try:
         c = Connector(name=name, server=server, tools=tool or None, approval=approval,
-                      workflows=workflow or ["*"], timeout=timeout,
+                      workflows=workflow or ["*"], keys=key or ["*"], timeout=timeout,
                       oauth=OAuthSettings(scope=scope) if oauth else None,
                       credentials=Credentials(env=_pairs(env, "--env", bare_from_env=True),
                                               headers=_pairs(header, "--header", bare_from_env=False)))
@@ -191,7 +194,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
         d = c.public()
         creds = ", ".join(d["env"] + d["headers"]) or "none"
         typer.echo(f"{c.name}\t{c.server}\ttools: {', '.join(c.tools) if c.tools else 'all'}\t"
-                   f"workflows: {', '.join(c.workflows)}\tcredentials: {creds}")
+                   f"workflows: {', '.join(c.workflows)}\tkeys: {', '.join(c.keys)}\tcredentials: {creds}")
 
 
 @app.command("show")

@@ -81,6 +81,9 @@ class Connector(BaseModel):
     stricter (``always``), never looser."""
     workflows: list[str] = Field(default_factory=lambda: ["*"])
     """Workflow names (shell patterns, ``support-*``) that may use the connector."""
+    keys: list[str] = Field(default_factory=lambda: ["*"])
+    """API keys (ids or names, shell patterns) whose runs may use it; runs started without a key
+    (the CLI, ``keel serve`` in open mode on loopback) always may."""
     timeout: float = Field(default=60, gt=0)
     """Seconds one tool call may take."""
     oauth: OAuthSettings | None = None
@@ -91,6 +94,10 @@ class Connector(BaseModel):
 
     def allows(self, workflow: str) -> bool:
         return any(fnmatch.fnmatchcase(workflow, p) for p in self.workflows)
+
+    def allows_key(self, key: tuple[str, str] | None) -> bool:
+        """Whether a run started with API key ``(id, name)`` (None: no key) may use it."""
+        return key is None or any(fnmatch.fnmatchcase(k, p) for p in self.keys for k in key if k)
 
     def public(self) -> dict[str, Any]:
         """Everything but the secrets: credentials appear as the names of variables/headers."""

@@ -27,6 +27,8 @@ class ConnectorServer(McpServer):
     """Headers for an HTTP server (credentials)."""
     auth: Any = Field(default=None, exclude=True)
     """The OAuth ``httpx.Auth`` of an ``--oauth`` connector (:func:`keel.connectors.oauth.provider`)."""
+    pooled: tuple[str, str] | None = None
+    """``(name, version)``: the session is borrowed from :mod:`keel.connectors.pool`."""
 
 
 def _entries(spec: WorkflowSpec):
@@ -105,9 +107,33 @@ def check_spec(loaded: Any, store: Any) -> None:
             for node_id, msg, hint, path in found])
 
 
-def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServer]:
+def run_key(store: Any, run: Any) -> tuple[str, str] | None:
+    """``(id, name)`` of the API key that started ``run`` (an engine's active run), or None."""
+    if getattr(run, "new", None):  # not in the store yet: its row is (id, ..., key_id, end_user)
+        key_id = run.new[0][7]
+    else:
+        rows = store.query("SELECT key_id FROM workflow_runs WHERE id = ?", (run.id,))
+        key_id = rows[0]["key_id"] if rows else None
+    if not key_id:
+        return None
+    names = store.query("SELECT name FROM serve_keys WHERE id = ?", (key_id,))
+    return key_id, names[0]["name"] if names else ""
+
+
+def _check_key(c: Connector, key: tuple[str, str] | None) -> None:
+    if not c.allows_key(key):
+        assert key is not None
+        raise ConnectorError(f"connector {c.name!r} may not be used by runs of API key {key[0]} ({key[1]}): it "
+                             f"allows keys {', '.join(c.keys) or 'none'}",
+                             hint=f"ask an admin: keel connectors add {c.name} ... --key {key[1] or key[0]} --replace, "
+                                  "or start the run with an allowed key")
+
+
+def resolve(store: Any, workflow: str, servers: list[McpServer], *, key: tuple[str, str] | None = None
+            ) -> list[McpServer]:
     """``servers`` with each connector entry filled in from the registry. Raises
-    :class:`ConnectorError` if a connector went away or no longer allows ``workflow``."""
+    :class:`ConnectorError` if a connector went away, no longer allows ``workflow``, or does not
+    allow the API ``key`` (id, name) that started the run."""
     if all(s.connector is None for s in servers):
         return servers
     from keel import secrets
@@ -122,6 +148,7 @@ def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServ
         if not c.allows(workflow):
             raise ConnectorError(f"connector {c.name!r} no longer lets workflow {workflow!r} use it",
                                  hint=f"ask an admin: keel connectors add {c.name} ... --workflow {workflow} --replace")
+        _check_key(c, key)
         secrets.register(*c.credentials.values())
         approval = dict(c.approval)
         if s.approval.get("*") == "always":
@@ -137,7 +164,7 @@ def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServ
 
             auth = provider(registry, c)
             auth.connector_name = c.name
-        out.append(ConnectorServer(server=c.server, auth=auth, tools=s.tools if s.tools is not None else c.tools,
+        out.append(ConnectorServer(server=c.server, auth=auth, pooled=(c.name, repr(c.updated_at)), tools=s.tools if s.tools is not None else c.tools,
                                    approval=approval, approval_timeout=s.approval_timeout,
                                    env=c.credentials.env, timeout=min(s.timeout, c.timeout) if "timeout"
                                    in s.model_fields_set else c.timeout, connector=c.name,
@@ -145,11 +172,13 @@ def resolve(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServ
     return out
 
 
-def resolve_node(store: Any, workflow: str, node: McpNode) -> tuple[McpNode, dict[str, str], Any]:
+def resolve_node(store: Any, workflow: str, node: McpNode, *, key: tuple[str, str] | None = None
+                 ) -> tuple[McpNode, ConnectorServer]:
     """An MCP node naming a connector, as the node with the connector's server, credentials,
-    timeout and (if the connector requires it for this tool) ``approval: always``; the
-    headers for an HTTP server, and its OAuth ``httpx.Auth`` (or None)."""
-    [server] = resolve(store, workflow, [McpServer(connector=node.connector, approval_timeout=node.approval_timeout)])
+    timeout and (if the connector requires it for this tool) ``approval: always``; and the
+    resolved connector (headers for an HTTP server, OAuth ``auth``, ``pooled`` session key)."""
+    [server] = resolve(store, workflow, [McpServer(connector=node.connector, approval_timeout=node.approval_timeout)],
+                       key=key)
     assert isinstance(server, ConnectorServer) and server.server is not None
     if server.tools is not None and node.tool not in server.tools:
         raise ConnectorError(f"connector {node.connector!r} does not allow the tool {node.tool!r}",
@@ -157,4 +186,4 @@ def resolve_node(store: Any, workflow: str, node: McpNode) -> tuple[McpNode, dic
     approval = "always" if node.approval == "always" or server.policy(node.tool) == "always" else "never"
     timeout = min(node.timeout, server.timeout) if "timeout" in node.model_fields_set else server.timeout
     return node.model_copy(update={"server": server.server, "env": server.env, "approval": approval,
-                                   "timeout": timeout}), server.headers, server.auth
+                                   "timeout": timeout}), server

@@ -232,7 +232,7 @@ class _Loop:
         if agent.mcp:
             from keel.workflows.mcp_tools import list_tools, resolve_servers
 
-            servers = resolve_servers(self.engine.store, self.run.wf.spec.name, agent.mcp)
+            servers = resolve_servers(self.engine.store, self.run.wf.spec.name, agent.mcp, self.run)
             for t in await list_tools(self.engine, self.run, servers, self.sessions, key, node_id=agent.id,
                                       node_span=span):
                 if t.name in tools:

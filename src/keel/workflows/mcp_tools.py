@@ -79,14 +79,16 @@ def check_server(server: str) -> str | None:
     return f"MCP server {server!r} is neither `stdio:COMMAND ARGS` nor an http(s):// URL"
 
 
-def resolve_servers(store: Any, workflow: str, servers: list[McpServer]) -> list[McpServer]:
+def resolve_servers(store: Any, workflow: str, servers: list[McpServer], run: Any = None) -> list[McpServer]:
     """``servers`` with ``connector:`` entries filled in from the registry (docs/connectors.md);
-    a connector that went away or no longer allows ``workflow`` fails the node."""
-    from keel.connectors.use import resolve
+    a connector that went away, no longer allows ``workflow`` or does not allow the API key that
+    started ``run`` fails the node."""
+    from keel.connectors.use import resolve, run_key
     from keel.errors import KeelError
 
     try:
-        return resolve(store, workflow, servers)
+        key = run_key(store, run) if run is not None and any(s.connector for s in servers) else None
+        return resolve(store, workflow, servers, key=key)
     except KeelError as e:
         raise NodeFailure(f"{e.message} -- {e.hint}" if e.hint else e.message, kind="mcp") from None
 
@@ -112,40 +114,68 @@ class McpSessions:
         self._errlog: Any = None
 
     async def client(self, server: str, env: dict[str, str], headers: dict[str, str] | None = None,
-                     auth: Any = None) -> Any:
+                     auth: Any = None, pooled: tuple[str, str] | None = None) -> Any:
+        """The client of ``server``. ``pooled`` (a connector's name and version) borrows the
+        session the connector pool keeps open across steps and runs (keel.connectors.pool)."""
         key = json.dumps([server, sorted(env.items()), sorted((headers or {}).items()), id(auth)])
-        if key not in self._clients:
-            from mcp import Client
-            from mcp.client.stdio import stdio_client
+        if pooled is not None:
+            from keel.connectors.pool import pool
 
-            target = _target(server, env)
+            said: list[str] = []
+
+            async def open_(stack: contextlib.AsyncExitStack) -> Any:
+                # The pooled session outlives this step: its stderr file belongs to the session.
+                errlog = stack.enter_context(tempfile.TemporaryFile("w+"))  # noqa: SIM115
+                try:
+                    return await self._open(stack, server, env, headers, auth, errlog)
+                except Exception:
+                    errlog.seek(0)
+                    said.append(errlog.read()[-500:].strip())
+                    raise
+
             try:
-                if isinstance(target, str) and (headers or auth is not None):  # a connector's credentials
-                    from mcp.client.streamable_http import (
-                        create_mcp_http_client,
-                        streamable_http_client,
-                    )
-
-                    http = await self._stack.enter_async_context(create_mcp_http_client(headers=headers or None,
-                                                                                        auth=auth))
-                    client = Client(streamable_http_client(target, http_client=http), cache=None)
-                elif isinstance(target, str):
-                    client = Client(target, cache=None)
-                else:
-                    # The server's stderr goes to a file (shown when it fails), not over our output.
-                    if self._errlog is None:
-                        self._errlog = self._stack.enter_context(tempfile.TemporaryFile("w+"))  # noqa: SIM115
-                    client = Client(stdio_client(target, errlog=self._errlog), cache=None)
-                self._clients[key] = await self._stack.enter_async_context(client)
+                return await pool().client(pooled[0], pooled[1], open_)
             except Exception as e:
-                from keel.connectors.oauth import login_needed
-
-                refused = login_needed(auth, getattr(auth, "connector_name", server), e)
-                if refused is not None:  # nobody to log in here: say who must, and how
-                    raise NodeFailure(f"{refused.message} -- {refused.hint}", kind="mcp") from None
-                raise NodeFailure(f"cannot connect to MCP server {server!r}: {_describe(e)}{self._stderr()}",
-                                  kind="mcp") from None
+                raise self._failure(server, auth, e, f" (server stderr: {said[0]})" if said and said[0] else ""
+                                    ) from None
+        if key not in self._clients:
+            try:
+                self._clients[key] = await self._open(self._stack, server, env, headers, auth)
+            except Exception as e:
+                raise self._failure(server, auth, e) from None
         return self._clients[key]
+
+    async def _open(self, stack: contextlib.AsyncExitStack, server: str, env: dict[str, str],
+                    headers: dict[str, str] | None, auth: Any, errlog: Any = None) -> Any:
+        from mcp import Client
+        from mcp.client.stdio import stdio_client
+
+        target = _target(server, env)
+        if isinstance(target, str) and (headers or auth is not None):  # a connector's credentials
+            from mcp.client.streamable_http import (
+                create_mcp_http_client,
+                streamable_http_client,
+            )
+
+            http = await stack.enter_async_context(create_mcp_http_client(headers=headers or None, auth=auth))
+            client = Client(streamable_http_client(target, http_client=http), cache=None)
+        elif isinstance(target, str):
+            client = Client(target, cache=None)
+        else:
+            # The server's stderr goes to a file (shown when it fails), not over our output.
+            if errlog is None and self._errlog is None:
+                self._errlog = self._stack.enter_context(tempfile.TemporaryFile("w+"))  # noqa: SIM115
+            client = Client(stdio_client(target, errlog=errlog if errlog is not None else self._errlog), cache=None)
+        return await stack.enter_async_context(client)
+
+    def _failure(self, server: str, auth: Any, e: BaseException, stderr: str | None = None) -> NodeFailure:
+        from keel.connectors.oauth import login_needed
+
+        refused = login_needed(auth, getattr(auth, "connector_name", server), e)
+        if refused is not None:  # nobody to log in here: say who must, and how
+            return NodeFailure(f"{refused.message} -- {refused.hint}", kind="mcp")
+        stderr = self._stderr() if stderr is None else stderr
+        return NodeFailure(f"cannot connect to MCP server {server!r}: {_describe(e)}{stderr}", kind="mcp")
 
     def _stderr(self) -> str:
         if self._errlog is None:
@@ -160,6 +190,19 @@ class McpSessions:
             await self._stack.aclose()
 
 
+def down(connector: str, e: NodeFailure) -> NodeFailure:
+    """``e`` (a connector's session could not be opened) as its node's failure, naming it."""
+    if e.message.startswith("connector "):  # says which already (a login it needs)
+        return e
+    return NodeFailure(f"connector {connector!r} is down: {e.message} -- check it: keel connectors test {connector}",
+                       kind="mcp")
+
+
+def _timed_out(e: BaseException) -> bool:
+    """A call that took too long (not a dead session: calling again would only wait again)."""
+    return isinstance(e, TimeoutError) or "timed out" in str(e).lower() or "timeout" in type(e).__name__.lower()
+
+
 def _describe(e: BaseException) -> str:
     if isinstance(e, BaseExceptionGroup):
         return "; ".join(_describe(x) for x in e.exceptions)
@@ -168,16 +211,29 @@ def _describe(e: BaseException) -> str:
 
 async def call(sessions: McpSessions, server: str, env: dict[str, str], tool: str, arguments: dict[str, Any],
                *, idempotency_key: str, timeout: float, headers: dict[str, str] | None = None,
-               auth: Any = None) -> dict[str, Any]:
+               auth: Any = None, pooled: tuple[str, str] | None = None) -> dict[str, Any]:
     """Call ``tool``; ``{"text": ..., "structured": ..., "is_error": bool}``. Transport errors raise
-    :class:`NodeFailure`; a tool that reports an error returns ``is_error`` (it is data for the model)."""
-    client = await sessions.client(server, env, headers, auth)
-    try:
-        result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout,
-                                        meta={IDEMPOTENCY_META_KEY: idempotency_key})
-    except Exception as e:
-        raise NodeFailure(f"MCP tool {tool} on {server!r} failed: {_describe(e)}{sessions._stderr()}",
-                          kind="tool") from None
+    :class:`NodeFailure`; a tool that reports an error returns ``is_error`` (it is data for the model).
+    On a pooled connector session that fails, the session is reopened and the call made once more
+    (with the same idempotency key); if the connector cannot be reached, its node fails naming it."""
+    for attempt in (1, 2):
+        try:
+            client = await sessions.client(server, env, headers, auth, pooled)
+        except NodeFailure as e:
+            raise down(pooled[0], e) if pooled is not None else e from None
+        try:
+            result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout,
+                                            meta={IDEMPOTENCY_META_KEY: idempotency_key})
+            break
+        except Exception as e:
+            if pooled is not None and attempt == 1 and not _timed_out(e):
+                from keel.connectors.pool import pool
+
+                log.info("connector %s: its pooled session failed (%s); reconnecting", pooled[0], _describe(e))
+                await pool().drop(pooled[0])
+                continue
+            raise NodeFailure(f"MCP tool {tool} on {server!r} failed: {_describe(e)}{sessions._stderr()}",
+                              kind="tool") from None
     texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
     return {"text": "\n".join(texts), "structured": result.structured_content, "is_error": bool(result.is_error)}
 
@@ -200,7 +256,8 @@ class McpTool:
     async def call(self, arguments: dict[str, Any], ctx: Any) -> str:
         out = await call(self.sessions, self.server.server, self.server.env, self.name, arguments,
                          idempotency_key=ctx.idempotency_key, timeout=self.server.timeout,
-                         headers=getattr(self.server, "headers", None), auth=getattr(self.server, "auth", None))
+                         headers=getattr(self.server, "headers", None), auth=getattr(self.server, "auth", None),
+                         pooled=getattr(self.server, "pooled", None))
         text = out["text"] or json.dumps(out["structured"], ensure_ascii=False)
         return f"error: {text}" if out["is_error"] else text
 
@@ -219,18 +276,26 @@ async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], 
     else:
         listed = []
         for i, s in enumerate(servers):
-            try:
-                client = await sessions.client(s.server, s.env, getattr(s, "headers", None), getattr(s, "auth", None))
-            except NodeFailure as e:
-                if s.connector is None:
-                    raise
-                raise NodeFailure(f"connector {s.connector!r}: {e.message} -- check it: keel connectors test "
-                                  f"{s.connector}", kind="mcp") from None
-            try:
-                result = await client.list_tools()
-            except Exception as e:
-                raise NodeFailure(f"cannot list the tools of MCP server {s.server!r}: {_describe(e)}",
-                                  kind="mcp") from None
+            pooled = getattr(s, "pooled", None)
+            for attempt in (1, 2):
+                try:
+                    client = await sessions.client(s.server, s.env, getattr(s, "headers", None),
+                                                   getattr(s, "auth", None), pooled)
+                except NodeFailure as e:
+                    if s.connector is None:
+                        raise
+                    raise down(s.connector, e) from None
+                try:
+                    result = await client.list_tools()
+                    break
+                except Exception as e:
+                    if pooled is not None and attempt == 1:  # a pooled session that went down: reopen it
+                        from keel.connectors.pool import pool
+
+                        await pool().drop(pooled[0])
+                        continue
+                    raise NodeFailure(f"cannot list the tools of MCP server {s.server!r}: {_describe(e)}",
+                                      kind="mcp") from None
             names = {t.name for t in result.tools}
             for wanted in s.tools or []:
                 if wanted not in names:
@@ -289,12 +354,14 @@ async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict
     key = f"{run.seq}:mcp"
     headers: dict[str, str] | None = None
     auth: Any = None
+    pooled: tuple[str, str] | None = None
     if node.connector is not None:  # its server, credentials and policy (docs/connectors.md)
-        from keel.connectors.use import resolve_node
+        from keel.connectors.use import resolve_node, run_key
         from keel.errors import KeelError
 
         try:
-            node, headers, auth = resolve_node(engine.store, run.wf.spec.name, node)
+            node, connector = resolve_node(engine.store, run.wf.spec.name, node, key=run_key(engine.store, run))
+            headers, auth, pooled = connector.headers, connector.auth, connector.pooled
         except KeelError as e:
             raise NodeFailure(f"{e.message} -- {e.hint}" if e.hint else e.message, kind="mcp") from None
     node_span.attributes.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": node.tool,
@@ -323,7 +390,8 @@ async def run_mcp_node(engine: Engine, run: _ActiveRun, node: McpNode, env: dict
         sessions = McpSessions()
         try:
             out = await call(sessions, node.server, node.env, node.tool, arguments,
-                             idempotency_key=idempotency_key, timeout=node.timeout, headers=headers, auth=auth)
+                             idempotency_key=idempotency_key, timeout=node.timeout, headers=headers, auth=auth,
+                             pooled=pooled)
         except NodeFailure as e:
             engine.spans.write(span.end(error=e.message))
             raise
