@@ -72,7 +72,11 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert stdio.status_code == 422 and "server" in stdio.text
             assert http.get("/v1/connectors/shell").status_code == 404
 
+            ui = http.get("/ui/api/connectors")  # the web UI's Connectors page reads the same, as admins only
+            assert ui.status_code == 200 and [c["name"] for c in ui.json()["connectors"]] == ["vault"]
             other = {"Authorization": f"Bearer {bank_admin}"}
+            assert http.get("/ui/api/connectors", headers=other).status_code == 403
+            assert http.get("/ui/api/connectors/vault/tools", headers=other).status_code == 403
             assert http.post("/v1/connectors", json=body, headers=other).status_code == 403
             assert http.delete("/v1/connectors/vault", headers=other).status_code == 403
             assert http.post("/v1/connectors/vault/test", headers=other).status_code == 403
@@ -81,7 +85,7 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert removed.status_code == 200 and removed.json() == {"name": "vault", "deleted": True}
             assert http.delete("/v1/connectors/vault").status_code == 404
             assert http.get("/v1/connectors").json()["data"] == []
-            answers = [r.text for r in (added, again, tested, ok, no, wrong, refused, stdio, removed)]
+            answers = [r.text for r in (added, again, tested, ok, no, wrong, refused, stdio, ui, removed)]
     finally:
         server.stop()
     for secret in (KEY, WRONG):

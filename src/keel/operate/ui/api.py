@@ -19,6 +19,8 @@ through) the store under ``KEEL_HOME``, the same one the server uses.
                                            preview runs (canvas.py)
 ``GET  /ui/api/templates``                 the template gallery: every ``keel init`` template
                                            with its graph, models, evals and README (gallery.py)
+``GET  /ui/api/connectors``                the connector registry; ``/{name}/tools`` reaches one
+                                           (admin keys of every workflow; connectors.py)
 =========================================  ==================================================
 
 Errors answer ``{"error": {"type", "message", "hint", ...}}``, the server's shape.
@@ -421,5 +423,8 @@ def router(*, store: Callable[[], SQLiteStore] | None = None, dependencies: Sequ
     from keel.operate.ui import gallery
 
     api.include_router(gallery.router(caller_dep))  # /ui/api/templates (gallery.py)
+    from keel.operate.ui import connectors
+
+    api.include_router(connectors.router(get_store, caller_dep))  # /ui/api/connectors (connectors.py)
     r.include_router(api)
     return r

@@ -9,6 +9,7 @@ const pages = {
   dashboard: () => import("./dashboard.js"),
   workflows: () => import("./workflows.js"), // the list, and #/workflows/NAME: the canvas
   templates: () => import("./templates.js"), // the gallery, and #/templates/NAME: one template
+  connectors: () => import("./connectors.js"), // the connector registry (admin keys)
 };
 let current = null;
 
@@ -24,7 +25,7 @@ async function route() {
     on ? a.setAttribute("aria-current", "page") : a.removeAttribute("aria-current");
   });
   if (current && current.unmount) current.unmount();
-  document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health", workflows: arg ? arg : "Workflows", templates: arg ? arg : "Templates" }[name]} · Keel`;
+  document.title = `${{ chat: "Chat", runs: "Runs", trace: "Trace", evals: "Evals", dashboard: "Service health", connectors: "Connectors", workflows: arg ? arg : "Workflows", templates: arg ? arg : "Templates" }[name]} · Keel`;
   const main = document.getElementById("main");
   main.classList.toggle("canvas-main", name === "workflows" && !!arg);
   main.replaceChildren();
