@@ -37,36 +37,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keel.context.rot_needles import Needle, RotError, load_needles, make_needles, score_answer
 from keel.context.tokens import TokenCounter, default_counter
-from keel.errors import UserError
 
-__all__ = ["Needle", "RotCell", "RotError", "RotResult", "load_needles", "make_needles", "render_html",
-           "run_rot"]
+__all__ = ["Needle", "RotCell", "RotError", "RotResult", "format_table", "load_needles", "make_needles",
+           "render_html", "run_rot"]
 
 ContextKind = Literal["full", "assembled"]
 
 INSTRUCTIONS = ("Answer the question from the documents. Reply with the answer only, in a few words. "
                 "If the documents do not say, reply: I don't know.")
 _PROMPT_MARGIN = 64  # chat-template tokens around the user message, and rounding between tokenizers
-
-
-class RotError(UserError):
-    """A context-rot run cannot be done as asked (collection too small, model window too short, bad needles)."""
-
-
-@dataclass
-class Needle:
-    """One question with a known answer, and the sentence in the context that answers it."""
-
-    question: str
-    answer: str
-    """Counted correct when the answer holds this text (case, spacing and punctuation ignored)."""
-    needle: str
-    """The sentence placed in the haystack."""
-    distractors: list[str] = field(default_factory=list)
-    """Sentences like the needle that answer wrongly; placed only in the runs with distractors."""
-    wrong: list[str] = field(default_factory=list)
-    """The wrong answers the distractors give: an answer holding one counts as distracted."""
 
 
 @dataclass
@@ -130,118 +111,6 @@ class RotResult:
                 "seconds": round(self.seconds, 2),
                 "cells": [{**asdict(c), "accuracy": round(c.accuracy, 4)} for c in self.cells],
                 "answers": self.answers}
-
-
-# -- needles -------------------------------------------------------------------------------
-
-
-def load_needles(path: str | os.PathLike[str]) -> list[Needle]:
-    """Needles from a JSONL file: one ``{"question", "answer", "needle", "distractors"?, "wrong"?}`` a line."""
-    from keel.safeload import load_json
-
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise RotError(f"cannot read needles file {p}: {exc.strerror or exc}",
-                       hint="pass a JSONL file of questions with known answers to --needles") from None
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{p}:{i}"
-        try:
-            row = load_json(line)
-        except Exception as exc:
-            raise RotError(f"{where}: not a JSON object ({exc})",
-                           hint='write one object a line: {"question": ..., "answer": ..., "needle": ...}') from None
-        if not isinstance(row, dict):
-            raise RotError(f"{where}: not a JSON object", hint='write {"question": ..., "answer": ..., "needle": ...}')
-        for key in ("question", "answer", "needle"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise RotError(f"{where}: {key!r} is missing or not a non-empty string",
-                               hint="each line needs question, answer and needle (the sentence that answers it)")
-        if _norm(row["answer"]) not in _norm(row["needle"]):
-            raise RotError(f"{where}: the needle does not contain the answer {row['answer']!r}",
-                           hint="the needle is the sentence placed in the context: it must state the answer")
-        lists = {}
-        for key in ("distractors", "wrong"):
-            v = row.get(key, [])
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise RotError(f"{where}: {key!r} must be a list of strings", hint=f'e.g. "{key}": ["..."]')
-            lists[key] = v
-        out.append(Needle(row["question"], row["answer"], row["needle"], lists["distractors"], lists["wrong"]))
-    if not out:
-        raise RotError(f"needles file {p} holds no needles", hint="write one JSON object a line")
-    return out
-
-
-_WORD = re.compile(r"[a-z][a-z-]{3,}")
-
-
-def _topic(title: str, text: str, df: dict[str, int], n_docs: int) -> str:
-    words = " ".join(title.split()[:8]).strip(" .,:;")
-    if len(words.split()) >= 3:
-        return words.lower()
-    import math
-
-    seen = list(dict.fromkeys(_WORD.findall(text.lower())))
-    rare = sorted(seen, key=lambda w: (-math.log((n_docs + 1) / (df.get(w, 0) + 1)), w))[:3]
-    return " and ".join(rare) if rare else (words.lower() or "this report")
-
-
-def make_needles(docs: Sequence[tuple[str, str, str]], n: int, *, seed: int = 0,
-                 distractors: int = 2) -> list[Needle]:
-    """``n`` needles about the topics of ``(source, title, text)`` documents.
-
-    Needle: "The registry number of the study on <topic> is 4817." Question: "What is the
-    registry number of the study on <topic>?" Distractors give other numbers for the same
-    topic ("The draft number of the study on <topic> is 2290.", "The registry number of the
-    review on <topic> is 6051."): close in meaning, wrong in one word, as in Chroma's study.
-    """
-    rng = random.Random(seed)
-    df: dict[str, int] = {}
-    for _, _, text in docs:
-        for w in set(_WORD.findall(text.lower())):
-            df[w] = df.get(w, 0) + 1
-    picks = rng.sample(range(len(docs)), min(n, len(docs)))
-    templates = [("draft number", "study"), ("registry number", "review"), ("archive number", "summary")]
-    out = []
-    used: set[int] = set()
-    for i in picks:
-        _, title, text = docs[i]
-        topic = _topic(title, text, df, len(docs))
-        numbers = []
-        while len(numbers) < 1 + distractors:
-            x = rng.randrange(1000, 10000)
-            if x not in used:
-                used.add(x)
-                numbers.append(x)
-        answer = str(numbers[0])
-        dis, wrong = [], []
-        for j, num in enumerate(numbers[1:]):
-            kind, noun = templates[j % len(templates)]
-            dis.append(f"The {kind} of the {noun} on {topic} is {num}.")
-            wrong.append(str(num))
-        out.append(Needle(question=f"What is the registry number of the study on {topic}?", answer=answer,
-                          needle=f"The registry number of the study on {topic} is {answer}.",
-                          distractors=dis, wrong=wrong))
-    return out
-
-
-_PUNCT = re.compile(r"[^\w\s]")
-
-
-def _norm(text: str) -> str:
-    return " ".join(_PUNCT.sub(" ", text.lower()).split())
-
-
-def score_answer(answer: str, needle: Needle) -> tuple[bool, bool]:
-    """``(correct, distracted)``: the answer holds the expected text; else it holds a wrong one."""
-    got = f" {_norm(answer)} "
-    if f" {_norm(needle.answer)} " in got:
-        return True, False
-    return False, any(f" {_norm(w)} " in got for w in needle.wrong if _norm(w))
 
 
 # -- haystacks -----------------------------------------------------------------------------
@@ -572,107 +441,15 @@ async def _grid(result: RotResult, setup: _ModelSetup, col: Any, scratch: Any, n
                                                 round(sum(tokens) / len(tokens), 1)))
 
 
-# -- the report ----------------------------------------------------------------------------
-
-
-def _label(context: str, distractors: bool) -> str:
-    return f"{context} context, {'with' if distractors else 'no'} distractors"
-
-
-def _plot(result: RotResult, colors: dict[tuple[str, bool], str]) -> str:
-    """Accuracy (mean over depths) against length: one line per context kind and distractor setting."""
-    import math
-
-    from keel.evals.html import _e
-
-    w, h, left, bottom, top, right = 720, 320, 48, 40, 16, 16
-    xs = result.lengths
-    lo, hi = math.log(xs[0]), math.log(xs[-1])
-
-    def x(n: int) -> float:
-        return left + (0.5 if hi == lo else (math.log(n) - lo) / (hi - lo)) * (w - left - right)
-
-    def y(a: float) -> float:
-        return top + (1 - a) * (h - top - bottom)
-
-    out = [f'<svg width="{w}" height="{h}" role="img" aria-label="accuracy against context length">']
-    for a in (0, 0.25, 0.5, 0.75, 1):
-        out.append(f'<line x1="{left}" y1="{y(a):.1f}" x2="{w - right}" y2="{y(a):.1f}" stroke="#e5e7eb"/>'
-                   f'<text x="{left - 6}" y="{y(a) + 4:.1f}" font-size="11" text-anchor="end">{a * 100:.0f}%</text>')
-    for n in xs:
-        out.append(f'<text x="{x(n):.1f}" y="{h - bottom + 16}" font-size="11" text-anchor="middle">{n:,}</text>')
-    out.append(f'<text x="{(left + w - right) / 2}" y="{h - 6}" font-size="12" text-anchor="middle">'
-               f'context length (tokens, log scale)</text>')
-    for key in result.series():
-        pts = result.curve(*key)
-        color = colors[key]
-        dash = ' stroke-dasharray="6 4"' if key[1] else ""
-        path = " ".join(f"{x(n):.1f},{y(a):.1f}" for n, a in pts)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
-        for n, a in pts:
-            out.append(f'<circle cx="{x(n):.1f}" cy="{y(a):.1f}" r="3.5" fill="{color}">'
-                       f'<title>{_e(_label(*key))}: {a * 100:.1f}% at {n:,} tokens</title></circle>')
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _shade(a: float) -> str:
-    # white (0%) to green (100%), readable text either way
-    g = int(255 - a * 120)
-    r = int(255 - a * 200)
-    return f"rgb({r},{g + 0},{int(255 - a * 160)})"
-
-
 def render_html(result: RotResult) -> str:
-    """The report as one self-contained HTML document (inline SVG, no scripts, no network)."""
-    from keel.evals.html import _CSS, _PALETTE, _e
+    """The report as one self-contained HTML document (see :mod:`keel.context.rot_report`)."""
+    from keel.context.rot_report import render_html as render
 
-    colors = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(result.series())}
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>Keel context rot: {_e(result.collection)}"
-             f"</title><style>{_CSS}</style></head><body>",
-             f"<h1>Context rot: {_e(result.collection)}</h1><div class=meta>model {_e(result.model)} · "
-             f"{result.needles} needles ({_e(result.needle_source)}) · lengths counted with {_e(result.tokenizer)}"
-             f" · assembled context capped at {result.assembled_tokens:,} tokens · {result.seconds:.0f} s</div>",
-             "<div class=cards>"]
-    for key in result.series():
-        pts = result.curve(*key)
-        first, last = pts[0], pts[-1]
-        parts.append(f"<div class=card>{_e(_label(*key))}<b>{first[1] * 100:.0f}% → {last[1] * 100:.0f}%</b>"
-                     f"{first[0]:,} → {last[0]:,} tokens</div>")
-    parts.append("</div><h2>Accuracy against context length</h2>")
-    legend = "".join(f"<span><i style='background:{c}'></i>{_e(_label(*k))}"
-                     f"{' (dashed)' if k[1] else ''}</span>" for k, c in colors.items())
-    parts.append(f"<div class=legend>{legend}</div>{_plot(result, colors)}")
-    parts.append("<h2>By depth of the needle (full context)</h2><p class=meta>Share of needles answered "
-                 "correctly; distracted = answered with a distractor's value.</p>")
-    for with_d in dict.fromkeys(c.distractors for c in result.cells if c.context == "full"):
-        parts.append(f"<h3>{'with' if with_d else 'no'} distractors</h3><table><tr><th>length</th>"
-                     + "".join(f"<th>depth {d:g}</th>" for d in result.depths) + "<th>distracted</th></tr>")
-        for n in result.lengths:
-            row = [result.cell("full", with_d, n, d) for d in result.depths]
-            cells = "".join(f"<td class=n style='background:{_shade(c.accuracy)}'>{c.accuracy * 100:.0f}%</td>"
-                            if c else "<td>–</td>" for c in row)
-            dist = sum(c.distracted for c in row if c)
-            parts.append(f"<tr><td class=n>{n:,}</td>{cells}<td class=n>{dist}</td></tr>")
-        parts.append("</table>")
-    parts.append("<h2>Every cell</h2><table><tr><th>context</th><th>distractors</th><th>length</th><th>depth</th>"
-                 "<th>correct</th><th>distracted</th><th>accuracy</th><th>mean prompt tokens</th></tr>")
-    for c in result.cells:
-        parts.append(f"<tr><td>{c.context}</td><td>{'yes' if c.distractors else 'no'}</td><td class=n>{c.length:,}"
-                     f"</td><td class=n>{'any' if c.depth is None else f'{c.depth:g}'}</td><td class=n>"
-                     f"{c.correct}/{c.needles}</td><td class=n>{c.distracted}</td><td class=n>"
-                     f"{c.accuracy * 100:.0f}%</td><td class=n>{c.prompt_tokens:,.0f}</td></tr>")
-    parts.append("</table><p class=meta>Made by Keel (keel context rot). Self-contained: no scripts, no external "
-                 "resources.</p></body></html>")
-    return "".join(parts)
+    return render(result)
 
 
 def format_table(result: RotResult) -> str:
     """The terminal table: one row per context kind and distractor setting, accuracy per length."""
-    head = f"{'context':<34}" + "".join(f"{n:>9,}" for n in result.lengths)
-    lines = [head]
-    for key in result.series():
-        acc = dict(result.curve(*key))
-        lines.append(f"{_label(*key):<34}" + "".join(
-            f"{acc[n] * 100:>8.0f}%" if n in acc else f"{'–':>9}" for n in result.lengths))
-    return "\n".join(lines)
+    from keel.context.rot_report import format_table as table
+
+    return table(result)
