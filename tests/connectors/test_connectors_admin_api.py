@@ -81,11 +81,20 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert http.delete("/v1/connectors/vault", headers=other).status_code == 403
             assert http.post("/v1/connectors/vault/test", headers=other).status_code == 403
 
+            # An HTTP API for the http tool: its hosts default to the URL's; `test` sends its headers.
+            api = http.post("/v1/connectors", json={"name": "vault-api", "kind": "http", "server": http_server,
+                                                     "headers": {"X-Api-Key": KEY}})
+            assert api.status_code == 201 and api.json()["hosts"] == [http_server.split("/")[2]], api.text
+            assert http.post("/v1/connectors/vault-api/test").status_code == 200
+            assert http.post("/v1/connectors", json={"name": "x", "kind": "http", "server": http_server,
+                                                     "oauth": True}).status_code == 422
+            assert http.delete("/v1/connectors/vault-api").status_code == 200
+
             removed = http.delete("/v1/connectors/vault")
             assert removed.status_code == 200 and removed.json() == {"name": "vault", "deleted": True}
             assert http.delete("/v1/connectors/vault").status_code == 404
             assert http.get("/v1/connectors").json()["data"] == []
-            answers = [r.text for r in (added, again, tested, ok, no, wrong, refused, stdio, ui, removed)]
+            answers = [r.text for r in (added, again, tested, ok, no, wrong, refused, stdio, ui, api, removed)]
     finally:
         server.stop()
     for secret in (KEY, WRONG):

@@ -19,6 +19,8 @@ EPILOG = """Examples:
 
   keel connectors login notes
 
+  keel connectors add weather --http https://api.weather.example --header 'Authorization=Bearer ${WEATHER_TOKEN}'
+
   keel connectors test github
 
   keel connectors list
@@ -74,7 +76,17 @@ def _pairs(items: list[str], option: str, *, bare_from_env: bool) -> dict[str, s
 
 @app.command("add", epilog=EPILOG)
 def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector: NAME}] (a-z, 0-9, -, _)."),
-        server: str = typer.Option(..., "--server", help="`stdio:COMMAND ARGS` or an http(s):// streamable-HTTP URL."),
+        server: str = typer.Option(None, "--server", help="`stdio:COMMAND ARGS` or an http(s):// streamable-HTTP URL."),
+        http: str = typer.Option(None, "--http", help="Instead of --server: an HTTP API's base URL, for the built-in "
+                                 "HTTP request tool (a spec writes http: {connector: NAME}); its --header "
+                                 "credentials go with every call to --host."),
+        host: list[str] = typer.Option([], "--host",  # noqa: B008
+                                       help="With --http: a host the tool may call with these credentials "
+                                       "(api.example.com, *.example.com, 127.0.0.1:8080; default: --http's "
+                                       "host and port). Repeatable."),
+        method: list[str] = typer.Option([], "--method",  # noqa: B008
+                                         help="With --http: an HTTP method the tool may use (default: GET). "
+                                         "Repeatable."),
         env: list[str] = typer.Option([], "--env",  # noqa: B008
                                        help="Environment variable for a stdio: server: NAME (value from "
                                        "your environment now) or NAME=VALUE; ${VAR} in VALUE is read from your "
@@ -109,7 +121,30 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
     from keel.connectors import Connector, ConnectorError, Credentials
     from keel.workflows.mcp_tools import check_server
 
-    problem = check_server(server)
+    if (server is None) == (http is None):
+        raise ConnectorError("give --server (an MCP server) or --http (an HTTP API for the http tool), one of them",
+                             hint="e.g. --server 'stdio:python my_server.py', or --http https://api.example.com")
+    if http is None and (host or method):
+        raise ConnectorError("--host and --method are for an --http connector",
+                             hint="an MCP server's tools are limited with --tool")
+    kind = "mcp"
+    if http is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(http)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectorError(f"--http {http!r} is not an http(s):// URL", hint="e.g. --http https://api.example.com")
+        bad_methods = [m for m in method if m.upper() not in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")]
+        if bad_methods:
+            raise ConnectorError(f"--method {bad_methods[0]} is not an HTTP method the tool can use",
+                                 hint="use GET, HEAD, POST, PUT, PATCH or DELETE")
+        if env or oauth or tool or approve:
+            raise ConnectorError("--env, --oauth, --tool and --approve are for MCP servers",
+                                 hint="give an --http connector --header credentials, --host and --method; its "
+                                      "approval is the node's (approval: {http_request: always})")
+        kind, server = "http", http
+        host = host or [f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname]
+    problem = None if kind == "http" else check_server(server)
     if problem:
         raise ConnectorError(f"--server: {problem}",
                              hint="e.g. --server 'stdio:python my_server.py' or --server http://127.0.0.1:8000/mcp")
@@ -132,7 +167,8 @@ def add(name: str = typer.Argument(..., help="What specs write: mcp: [{connector
     from keel.connectors.registry import OAuthSettings
 
     try:
-        c = Connector(name=name, server=server, tools=tool or None, approval=approval,
+        c = Connector(name=name, server=server, kind=kind, hosts=host if kind == "http" else [],
+                      methods=[m.upper() for m in method] or ["GET"], tools=tool or None, approval=approval,
                       workflows=workflow or ["*"], keys=key or ["*"], timeout=timeout,
                       oauth=OAuthSettings(scope=scope) if oauth else None,
                       credentials=Credentials(env=_pairs(env, "--env", bare_from_env=True),
@@ -215,6 +251,13 @@ def test(name: str = typer.Argument(..., help="Connector name."),
 
     registry = _registry()
     c = registry.get(name, secrets=True)
+    if c.kind == "http":
+        from keel.connectors.probe import probe_http
+
+        status = asyncio.run(probe_http(c, timeout=timeout))
+        typer.echo(f"connector {name}: ok, {c.server} answered HTTP {status}; the http tool may call "
+                   f"{', '.join(c.hosts)} with {', '.join(c.methods)}")
+        return
     tools = asyncio.run(probe(c, timeout=timeout, registry=registry))
     typer.echo(f"connector {name}: ok, {len(tools)} tools")
     for t in tools:

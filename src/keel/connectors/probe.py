@@ -8,7 +8,7 @@ from typing import Any
 
 from keel.connectors.registry import Connector, ConnectorError
 
-__all__ = ["ProbedTool", "probe"]
+__all__ = ["ProbedTool", "probe", "probe_http"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,25 @@ async def _refused(c: Connector) -> str | None:
     if r.status_code in (401, 403):
         return f"HTTP {r.status_code} {r.reason_phrase}: {r.text[:200].strip()}"
     return None
+
+
+async def probe_http(c: Connector, *, timeout: float = 30) -> int:
+    """Send a GET to an ``--http`` connector's base URL with its headers; the status. Raises
+    :class:`ConnectorError` when it cannot be reached or answers 401/403 (wrong credentials)."""
+    import httpx
+
+    from keel import secrets
+
+    secrets.register(*c.credentials.values())
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            r = await client.get(c.server, headers=c.credentials.headers)
+    except httpx.HTTPError as e:
+        raise ConnectorError(f"connector {c.name!r}: cannot reach {c.server}: {type(e).__name__}: {e}",
+                             hint=f"check the URL: keel connectors add {c.name} --http URL ... --replace") from None
+    if r.status_code in (401, 403):
+        raise ConnectorError(f"connector {c.name!r}: {c.server} refused the credentials (HTTP {r.status_code} "
+                             f"{r.reason_phrase}: {r.text[:200].strip()})",
+                             hint=f"store the right ones: keel connectors add {c.name} --http {c.server} "
+                                  "--header NAME=VALUE --replace")
+    return r.status_code

@@ -71,9 +71,17 @@ class Connector(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    """What specs write: ``mcp: [{connector: NAME}]``."""
+    """What specs write: ``mcp: [{connector: NAME}]`` (or ``http: {connector: NAME}``)."""
     server: str
-    """``stdio:COMMAND ARGS`` or an ``http(s)://`` streamable-HTTP URL."""
+    """``stdio:COMMAND ARGS`` or an ``http(s)://`` streamable-HTTP URL; for ``kind: http``, the
+    API's base URL (``keel connectors test`` sends it a GET)."""
+    kind: Literal["mcp", "http"] = "mcp"
+    """``mcp``: an MCP server; ``http``: credentials and hosts for the built-in HTTP request tool
+    (an Agent node's ``http: {connector: NAME}``)."""
+    hosts: list[str] = Field(default_factory=list)
+    """``kind: http``: hosts the tool may call with these credentials (as ``http.allow_hosts``)."""
+    methods: list[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]] = Field(default_factory=lambda: ["GET"])
+    """``kind: http``: methods the tool may use."""
     tools: list[str] | None = None
     """Tools workflows may call (None: every tool the server lists)."""
     approval: dict[str, Literal["always", "never"]] = Field(default_factory=dict)

@@ -32,12 +32,14 @@ class ConnectorServer(McpServer):
 
 
 def _entries(spec: WorkflowSpec):
-    """``(node index, node, mcp entry index or None, entry)`` for each use of a connector."""
+    """``(node index, node, mcp entry index, "http" or None, entry)`` for each use of a connector."""
     for idx, node in enumerate(spec.nodes):
         if isinstance(node, AgentNode):
             for i, entry in enumerate(node.mcp):
                 if entry.connector is not None:
                     yield idx, node, i, entry
+            if node.http is not None and node.http.connector is not None:
+                yield idx, node, "http", node.http
         elif isinstance(node, McpNode) and node.connector is not None:
             yield idx, node, None, node
 
@@ -49,7 +51,7 @@ def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str,
     for idx, node, i, entry in _entries(spec):
         name = entry.connector
         assert name is not None
-        at = ("nodes", idx) if i is None else ("nodes", idx, "mcp", i)
+        at = ("nodes", idx) if i is None else ("nodes", idx, "http") if i == "http" else ("nodes", idx, "mcp", i)
         path = (*at, "connector")
         if name not in known:
             known[name] = connectors.find(name)
@@ -66,6 +68,13 @@ def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str,
                         f"{', '.join(c.workflows) or 'no workflow'})",
                         f"ask an admin to allow it (keel connectors add {name} ... --workflow {spec.name} "
                         "--replace), or use another connector", path))
+            continue
+        if i == "http":  # the built-in HTTP tool: hosts and methods may narrow the connector's
+            out.extend((node.id, msg, hint, (*at, *where)) for msg, hint, where in _http_problems(c, entry))
+            continue
+        if c.kind != "mcp":
+            out.append((node.id, f"connector {name!r} is an HTTP API for the http tool, not an MCP server",
+                        f"use it as the node's http tool: http: {{connector: {name}}}", path))
             continue
         if isinstance(entry, McpNode):  # one tool, one policy
             tools = [entry.tool]
@@ -84,6 +93,43 @@ def problems(spec: WorkflowSpec, connectors: Connectors) -> list[tuple[str, str,
                         "requires approval for it", "a spec may only make a connector's policy stricter; "
                         "drop the entry, or ask an admin to change the connector's approval", (*at, "approval")))
     return out
+
+
+def _http_problems(c: Connector, entry: Any) -> list[tuple[str, str, tuple]]:
+    if c.kind != "http":
+        return [(f"connector {c.name!r} is an MCP server, not an HTTP API for the http tool",
+                 f"list it under mcp: [{{connector: {c.name}}}], or name an --http connector", ("connector",))]
+    out = []
+    wider = [h for h in entry.allow_hosts if h not in c.hosts]
+    if wider:
+        out.append((f"allow_hosts {', '.join(wider)} are not among the hosts of connector {c.name!r}",
+                    f"the connector allows: {', '.join(c.hosts)} (a spec may only narrow them)", ("allow_hosts",)))
+    if "methods" in entry.model_fields_set:
+        more = [m for m in entry.methods if m not in c.methods]
+        if more:
+            out.append((f"methods {', '.join(more)} are not allowed by connector {c.name!r}",
+                        f"the connector allows: {', '.join(c.methods)}", ("methods",)))
+    return out
+
+
+def resolve_http(store: Any, workflow: str, config: Any, *, key: tuple[str, str] | None = None) -> Any:
+    """An Agent node's ``http: {connector: NAME}`` as the tool's config: the connector's hosts
+    (or the spec's narrower ones), methods and credential headers. Raises :class:`ConnectorError`
+    if the connector went away, is not an ``--http`` one, or does not allow the workflow or key."""
+    from keel import secrets
+
+    c = Connectors(store).get(config.connector, secrets=True)
+    found = _http_problems(c, config)
+    if found:
+        raise ConnectorError(found[0][0], hint=found[0][1])
+    if not c.allows(workflow):
+        raise ConnectorError(f"connector {c.name!r} no longer lets workflow {workflow!r} use it",
+                             hint=f"ask an admin: keel connectors add {c.name} ... --workflow {workflow} --replace")
+    _check_key(c, key)
+    secrets.register(*c.credentials.values())
+    methods = config.methods if "methods" in config.model_fields_set else c.methods
+    return config.model_copy(update={"allow_hosts": config.allow_hosts or list(c.hosts), "methods": list(methods),
+                                     "headers": dict(c.credentials.headers)})
 
 
 def _policy(c: Connector, tool: str) -> str:

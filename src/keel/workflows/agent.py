@@ -226,7 +226,17 @@ class _Loop:
         if agent.http is not None:  # the built-in HTTP request tool (keel.workflows.http_tool)
             from keel.workflows.http_tool import HttpRequestTool
 
-            tools[agent.http.name] = HttpRequestTool(agent.http)
+            config = agent.http
+            if config.connector is not None:  # hosts and credentials from the registry (docs/connectors.md)
+                from keel.connectors.use import resolve_http, run_key
+                from keel.errors import KeelError
+
+                try:
+                    config = resolve_http(self.engine.store, wf.spec.name, config,
+                                          key=run_key(self.engine.store, self.run))
+                except KeelError as e:
+                    raise NodeFailure(f"{e.message} -- {e.hint}" if e.hint else e.message, kind="tool") from None
+            tools[agent.http.name] = HttpRequestTool(config)
         for call in agent_tools(agent, wf.nodes):
             tools[call.name] = dataclasses.replace(call, run=self._specialist(agent, call, depth))
         if agent.mcp:

@@ -149,9 +149,14 @@ class HttpTool(_Spec):
     """The built-in HTTP request tool of an Agent node (:mod:`keel.workflows.http_tool`): the model
     may call URLs on ``allow_hosts`` only, with ``methods`` only; refusals come back to it as errors."""
 
-    allow_hosts: list[str] = Field(min_length=1)
+    allow_hosts: list[str] = Field(default_factory=list)
     """Hosts the tool may call: ``api.example.com`` (any port), ``127.0.0.1:8080`` (that port),
-    ``*.example.com`` (its subdomains). Redirects to other hosts are refused too."""
+    ``*.example.com`` (its subdomains). Redirects to other hosts are refused too. Required unless
+    ``connector`` names them."""
+    connector: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    """An ``--http`` connector of the registry (docs/connectors.md): its hosts, methods and
+    credential headers (sent with every call, never seen by the spec or the model). ``allow_hosts``
+    and ``methods`` may narrow the connector's; ``headers`` stay unset."""
     methods: list[HttpMethod] = Field(default_factory=lambda: ["GET"], min_length=1)
     """HTTP methods the model may use (default: GET only)."""
     timeout: float = Field(default=10, gt=0, le=600)

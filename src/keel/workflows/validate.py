@@ -503,6 +503,14 @@ class _Checker:
         if n.memory is not None:
             self.template(n, "memory.scope", n.memory.scope, ("memory", "scope"))
         self.check_model(n, n.model, ("model",))
+        if n.http is not None and n.http.connector is not None:  # the registry is checked at publish
+            if n.http.headers:
+                self.problem(f"the http tool names connector {n.http.connector!r} and also `headers`",
+                             "drop `headers`: the connector holds the credentials", node=n.id,
+                             path=("http", "headers"))
+        elif n.http is not None and not n.http.allow_hosts:
+            self.problem("the http tool allows no host", "list them: allow_hosts: [api.example.com], or name an "
+                         "--http connector: http: {connector: NAME}", node=n.id, path=("http", "allow_hosts"))
         for i, server in enumerate(n.mcp):
             if server.connector is not None:  # the registry is checked at publish (keel.connectors.check)
                 if server.server is not None or server.env:

@@ -61,7 +61,13 @@ class ConnectorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="What specs write: mcp: [{connector: NAME}]")
-    server: str = Field(max_length=2000, pattern=r"^https?://", description="A streamable-HTTP MCP server URL")
+    server: str = Field(max_length=2000, pattern=r"^https?://",
+                        description="A streamable-HTTP MCP server URL (kind http: the API's base URL)")
+    kind: Literal["mcp", "http"] = Field(default="mcp", description="mcp, or http: an API for the http tool")
+    hosts: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, max_length=100, description="kind http: hosts the tool may call (default: the URL's)")
+    methods: list[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]] = Field(
+        default_factory=lambda: ["GET"], min_length=1, max_length=6, description="kind http: methods allowed")
     tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=500, description="Allow-list (default: every tool the server lists)")
     approval: dict[Annotated[str, Field(min_length=1, max_length=200)], Literal["always", "never"]] = Field(
@@ -90,7 +96,17 @@ def add_connector(request: Request, body: ConnectorIn, caller: CallerDep) -> dic
     secrets.register(*body.headers.values())
     if body.scope and not body.oauth:
         raise ApiError(422, "scope is for an OAuth connector", field="scope", hint="set oauth: true")
-    c = Connector(name=body.name, server=body.server, tools=body.tools, approval=body.approval,
+    if body.kind == "http" and (body.oauth or body.tools is not None or body.approval):
+        raise ApiError(422, "oauth, tools and approval are for MCP servers", field="kind",
+                       hint="an http connector has headers, hosts and methods; approval is the node's")
+    hosts = body.hosts
+    if body.kind == "http" and not hosts:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(body.server)
+        hosts = [f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""]
+    c = Connector(name=body.name, server=body.server, kind=body.kind, hosts=hosts if body.kind == "http" else [],
+                  methods=body.methods, tools=body.tools, approval=body.approval,
                   workflows=body.workflows, keys=body.keys, timeout=body.timeout,
                   oauth=OAuthSettings(scope=body.scope) if body.oauth else None,
                   credentials=Credentials(headers=body.headers))
@@ -125,8 +141,13 @@ async def test_connector(request: Request, name: ConnectorName, caller: CallerDe
     if registry.find(name) is None:
         raise ApiError(404, f"no connector named {name!r}", type="not_found_error",
                        hint="list them: GET /v1/connectors (or keel connectors list)")
+    c = registry.get(name, secrets=True)
     try:
-        tools = await probe(registry.get(name, secrets=True), timeout=timeout, registry=registry)
+        if c.kind == "http":
+            from keel.connectors.probe import probe_http
+
+            return {"name": name, "ok": True, "status": await probe_http(c, timeout=timeout), "tools": []}
+        tools = await probe(c, timeout=timeout, registry=registry)
     except ConnectorError as e:
         raise ApiError(502, e.message, type="connector_error", hint=e.hint) from None
     return {"name": name, "ok": True, "tools": [{"name": t.name, "description": t.description,

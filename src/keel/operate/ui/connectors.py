@@ -58,8 +58,15 @@ def router(get_store: Callable[[], Any], caller_dep: Any) -> APIRouter:
         if registry.find(name) is None:
             return _error(404, f"no connector named {name!r}", type="not_found_error",
                           hint="add it: keel connectors add NAME --server ...")
+        c = registry.get(name, secrets=True)
         try:
-            found = await probe(registry.get(name, secrets=True), timeout=timeout, registry=registry)
+            if c.kind == "http":  # an API for the http tool: its base URL answers with these credentials
+                from keel.connectors.probe import probe_http
+
+                status = await probe_http(c, timeout=timeout)
+                return {"name": name, "ok": True, "tools": [], "http": {"status": status, "hosts": c.hosts,
+                                                                          "methods": c.methods}}
+            found = await probe(c, timeout=timeout, registry=registry)
         except ConnectorError as e:
             return {"name": name, "ok": False, "error": e.message, "hint": e.hint}
         return {"name": name, "ok": True, "tools": [{"name": t.name, "description": t.description,

@@ -66,6 +66,11 @@ async function probe(name, status, tools) {
     return;
   }
   status.replaceChildren(statusBadge("ok"));
+  if (r.http) {
+    tools.replaceChildren(h("p", {}, `An HTTP API for the http tool (http: {connector: ${name}}): it answered HTTP ${r.http.status}; `,
+      `the tool may call ${r.http.hosts.join(", ")} with ${r.http.methods.join(", ")}.`));
+    return;
+  }
   tools.replaceChildren(h("div.table-wrap", {}, h("table.data", {},
     h("caption.sr-only", {}, `Tools of ${name}`),
     h("thead", {}, h("tr", {}, ...["Tool", "Workflows may call it", "Approval", "Description"].map((t) => h("th", { scope: "col" }, t)))),
