@@ -48,11 +48,12 @@ def main() -> None:
     ap.add_argument("--needles", type=int, default=4)
     ap.add_argument("--assembled-tokens", type=int, default=500)
     ap.add_argument("--out", default="/tmp/keel-context-rot")
+    ap.add_argument("--home", help="KEEL_HOME to use and keep (a second run skips the ingest); default: a scratch one")
     args = ap.parse_args()
     if not DOCS.is_dir():
         sys.exit(f"dataset not found: {DOCS}")
     model = f"local:{smollm2()}"
-    home = Path(tempfile.mkdtemp(prefix="keel-rot-bench-"))
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="keel-rot-bench-"))
     os.environ["KEEL_HOME"] = str(home)
     try:
         from keel.context import Collection
@@ -64,11 +65,13 @@ def main() -> None:
             rep = col.add([DOCS])
         print(f"ingest: {rep.files_indexed} files, {rep.chunks_written} chunks in {time.perf_counter() - t:.0f}s",
               flush=True)
-        result = run_rot("sdk-docs", model, lengths=[int(x) for x in args.lengths.split(",")],
-                         depths=[float(x) for x in args.depths.split(",")], needles=args.needles,
-                         assembled_tokens=args.assembled_tokens, progress="lines")
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        with (out / "answers.jsonl").open("w") as log:  # every answer as it comes, for a run cut short
+            result = run_rot("sdk-docs", model, lengths=[int(x) for x in args.lengths.split(",")],
+                             depths=[float(x) for x in args.depths.split(",")], needles=args.needles,
+                             assembled_tokens=args.assembled_tokens, progress="lines",
+                             on_answer=lambda row: (log.write(json.dumps(row) + "\n"), log.flush()))
         (out / "rot.json").write_text(json.dumps(result.to_json(), indent=1))
         (out / "rot.html").write_text(render_html(result))
         print(f"\nmodel {model}\n{result.needles} needles, lengths in {result.tokenizer} tokens, "
@@ -83,7 +86,8 @@ def main() -> None:
                                                                                      strict=True) if c))
         print(f"load after: {load()}\nreport: {out / 'rot.html'}")
     finally:
-        shutil.rmtree(home, ignore_errors=True)  # CONTRIBUTING rule 21
+        if not args.home:
+            shutil.rmtree(home, ignore_errors=True)  # CONTRIBUTING rule 21
 
 
 if __name__ == "__main__":

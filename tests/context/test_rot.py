@@ -186,3 +186,15 @@ def test_a_small_real_run_with_smollm2():
     with pytest.raises(RotError) as err:
         run_rot("adi", f"local:{gguf}", lengths=[9000])
     assert "8,192" in err.value.message or "tokens of text" in err.value.message
+
+
+def test_a_scratch_fork_left_by_a_killed_run_is_dropped_by_the_next():
+    _adi()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Collection.open("adi", create=False) as col:
+        col.fork(f"adi-rot-{int(dead.stdout)}-1f").close()
+        col.fork("adi-rot-1-2e").close()  # pid 1 is alive: a run in progress, kept
+    with scripted("reader") as model:
+        model.default = _reader
+        run_rot("adi", "scripted:reader", lengths=[200], depths=[1], needles=1, distractors=[False], window=4096)
+    assert sorted(list_collections()) == ["adi", "adi-rot-1-2e"]

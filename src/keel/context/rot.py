@@ -362,8 +362,28 @@ def _needle_source(i: int, j: int | None = None) -> str:
     return f"keel-rot/needle-{i}" + ("" if j is None else f"-distractor-{j}")
 
 
+def _drop_stale_forks(col: Any) -> None:
+    """Drop scratch forks left by runs that were killed (their process is gone)."""
+    from keel.context.collection import Collection, list_collections
+
+    stale = re.compile(rf"{re.escape(col.name[:40])}-rot-(\d+)-[0-9a-f]+$")
+    for name in list_collections(col._home, store=col._store):
+        m = stale.match(name)
+        if m is None or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        Collection.open(name, home=col._home, create=False, store=col._store).drop()
+
+
 def _scratch_fork(col: Any, needles: list[Needle]) -> Any:
     """A fork of ``col`` holding every needle and distractor as its own record."""
+    _drop_stale_forks(col)
     name = f"{col.name[:40]}-rot-{os.getpid()}-{random.randrange(1 << 30):x}"
     fork = col.fork(name)
     try:
