@@ -271,3 +271,29 @@ def test_cli_show_forget_record_without_tracebacks(store, keel_home) -> None:
     import json
 
     assert [f["value"] for f in json.loads(out.stdout)["facts"]] == ["Porto"]
+
+
+def test_grounded_compaction_quotes_the_turns_and_a_failing_batch_goes_turn_by_turn(store) -> None:
+    from keel.context.memory import grounded_schema
+
+    schema = grounded_schema(["I live in Porto.", "My dog is Rex."])
+    item = schema["properties"]["facts"]["items"]["properties"]
+    assert {"Porto", "Rex", "dog", "user"} <= set(item["value"]["enum"]) | set(item["subject"]["enum"])
+    assert "in Porto" not in item["value"]["enum"] and item["message"] == {"enum": [1, 2]}  # no stop-word edges
+
+    mem = _mem(store)
+    mem.record([Turn("user", "I live in Porto.", T0), Turn("user", "Is it sunny there?", T0),
+                Turn("user", "My dog is Rex.", T0)], source="thread:a")
+    bad = {"facts": [{"message": 1, "subject": "user", "attribute": "city", "value": "Atlantis"}]}
+    with scripted("small") as small:
+        small.reply(parsed=bad)  # the batch of two: not under the schema, twice (the retry) ...
+        small.reply(parsed=bad)
+        small.reply(parsed={"facts": [{"message": 1, "subject": "user", "attribute": "city", "value": "Porto"}]})
+        small.reply(parsed=bad)  # ... then one turn at a time: the second never answers under it
+        small.reply(parsed=bad)
+        assert mem.compact("scripted:small", grounded=True, skip_questions=True) == 1
+    shown = [c.messages[-1].content for c in small.calls]
+    assert shown[0].splitlines() == ["[1] user (2026-01-10): I live in Porto.", "[2] user (2026-01-10): My dog is Rex."]
+    assert shown[2] == "[1] user (2026-01-10): I live in Porto." and all("sunny" not in s for s in shown)
+    assert [f.value for f in mem.facts()] == ["Porto"] and mem.failed_turns == 1 and mem.pending() == 0
+    mem.close()

@@ -39,9 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keel.errors import UserError
+from keel.errors import ModelBehaviorError, UserError
 
-__all__ = ["EXTRACTION_SCHEMA", "Fact", "Memory", "MemoryError", "Turn", "normalise", "run_turns",
+__all__ = ["EXTRACTION_SCHEMA", "Fact", "grounded_schema", "Memory", "MemoryError", "Turn", "normalise", "run_turns",
            "thread_turns"]
 
 EXTRACTION_SCHEMA: dict[str, Any] = {
@@ -51,13 +51,40 @@ EXTRACTION_SCHEMA: dict[str, Any] = {
         "required": ["message", "subject", "attribute", "value"],
         "properties": {
             "message": {"type": "integer"},
-            "subject": {"type": "string", "maxLength": 60},
-            "attribute": {"type": "string", "maxLength": 60},
-            "value": {"type": "string", "maxLength": 200},
+            "subject": {"type": "string", "maxLength": 40},
+            "attribute": {"type": "string", "maxLength": 40},
+            "value": {"type": "string", "maxLength": 100},
         }}}},
 }
 """The strict structured output the extraction model must write: facts, each saying which message
 (its number in the prompt) stated it."""
+
+_WORD = re.compile(r"[\w'-]+")
+_STOP = frozenset("a an the i i'm im me my to of in at on is am are was were be been and or but for with from "
+                  "by as it its this that so now just very too really also our we you your he she they".split())
+
+
+def grounded_schema(texts: Sequence[str], *, max_words: int = 4) -> dict[str, Any]:
+    """:data:`EXTRACTION_SCHEMA` with ``subject`` and ``value`` constrained to spans quoted from
+    ``texts`` (1 to ``max_words`` words, not starting or ending on a stop word; ``user`` is always a
+    subject)."""
+    spans: dict[str, None] = {}
+    for text in texts:
+        words = _WORD.findall(text)
+        for n in range(1, max_words + 1):
+            for i in range(len(words) - n + 1):
+                span = words[i:i + n]
+                if span[0].lower() not in _STOP and span[-1].lower() not in _STOP:
+                    spans[" ".join(span)] = None
+    values = list(spans)[:400] or ["none"]
+    schema = json.loads(json.dumps(EXTRACTION_SCHEMA))
+    item = schema["properties"]["facts"]["items"]["properties"]
+    item["subject"] = {"enum": ["user", *[v for v in values if v != "user"]]}
+    item["value"] = {"enum": values}
+    item["message"] = {"enum": list(range(1, len(texts) + 1))}
+    schema["properties"]["facts"]["maxItems"] = min(8, 2 * len(texts))
+    return schema
+
 
 EXTRACTION_INSTRUCTIONS = (
     "You keep a memory of facts about the user and their world. From the numbered messages, list "
@@ -170,6 +197,8 @@ class Memory:
         self.store = store
         self._home, self._embedder, self._collection_store = home, embedder, collection_store
         self._col: Any = None
+        self.model_calls = self.prompt_tokens = self.failed_turns = 0
+        """Compaction's counters in this object: extraction calls, their prompt tokens, turns no call could read."""
 
     @classmethod
     def open(cls, collection: str, *, scope: str = "default", store: Any = None, home: Path | None = None,
@@ -232,11 +261,16 @@ class Memory:
     # -- compaction --------------------------------------------------------------------
 
     def compact(self, model: str | Any, *, batch: int = 8, roles: Sequence[str] = ("user",),
-                max_batches: int | None = None) -> int:
+                max_batches: int | None = None, grounded: bool = False, skip_questions: bool = False) -> int:
         """Turn the pending turns into facts with ``model`` (a model string or a :class:`~keel.models.Model`),
-        ``batch`` turns per model call; only ``roles`` are shown to it. Returns the facts added.
+        ``batch`` turns per model call; only ``roles`` are shown to it. ``grounded`` constrains every
+        subject and value to words quoted from the turns (an enum in the schema): for small local
+        models, which otherwise invent values. ``skip_questions`` does not show turns that end with a
+        question mark (a cheap, deterministic filter that saves model calls; facts said only inside
+        questions are then lost). Returns the facts added.
         Blocking; inside an event loop it runs in a thread of its own (or await :meth:`acompact`)."""
-        coro = self.acompact(model, batch=batch, roles=roles, max_batches=max_batches)
+        coro = self.acompact(model, batch=batch, roles=roles, max_batches=max_batches, grounded=grounded,
+                              skip_questions=skip_questions)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -247,20 +281,41 @@ class Memory:
             return pool.submit(asyncio.run, coro).result()
 
     async def acompact(self, model: str | Any, *, batch: int = 8, roles: Sequence[str] = ("user",),
-                       max_batches: int | None = None) -> int:
+                       max_batches: int | None = None, grounded: bool = False, skip_questions: bool = False,
+                       ) -> int:
         """:meth:`compact`, awaitable."""
         from keel.models import get_model
 
         m = get_model(model) if isinstance(model, str) else model
         try:
-            return await self._compact(m, batch, roles, max_batches)
+            return await self._compact(m, batch, roles, max_batches, grounded, skip_questions)
         finally:
             if isinstance(model, str):
                 await m.aclose()
 
-    async def _compact(self, m: Any, batch: int, roles: Sequence[str], max_batches: int | None) -> int:
+    async def _extract(self, m: Any, shown: list[dict[str, Any]], grounded: bool = False,
+                       ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The facts ``m`` finds in the turns ``shown``, each with the turn that stated it."""
         from keel.models import Message, ModelSettings
 
+        if not shown:
+            return []
+        prompt = "\n".join(f"[{i + 1}] {r['role']} ({_day(r['said_at'])}): {r['text']}" for i, r in enumerate(shown))
+        response = await m.generate([Message.system(EXTRACTION_INSTRUCTIONS), Message.user(prompt)],
+                                    output_schema=grounded_schema([r["text"] for r in shown]) if grounded
+                                    else EXTRACTION_SCHEMA,
+                                    settings=ModelSettings(temperature=0, max_tokens=1024))
+        self.model_calls += 1
+        self.prompt_tokens += response.usage.input_tokens
+        out = []
+        for f in (response.parsed or {}).get("facts", []):
+            n = f.get("message")
+            if isinstance(n, int) and 1 <= n <= len(shown) and f["value"].strip() and f["attribute"].strip():
+                out.append((f, shown[n - 1]))
+        return out
+
+    async def _compact(self, m: Any, batch: int, roles: Sequence[str], max_batches: int | None,
+                       grounded: bool, skip_questions: bool) -> int:
         added = done = 0
         while max_batches is None or done < max_batches:
             rows = self.store.query(
@@ -269,18 +324,17 @@ class Memory:
                 (self.collection, self.scope, batch))
             if not rows:
                 break
-            shown = [r for r in rows if r["role"] in roles]
+            shown = [r for r in rows if r["role"] in roles
+                     and not (skip_questions and r["text"].rstrip().endswith("?"))]
             facts: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            if shown:
-                prompt = "\n".join(f"[{i + 1}] {r['role']} ({_day(r['said_at'])}): {r['text']}"
-                                   for i, r in enumerate(shown))
-                response = await m.generate([Message.system(EXTRACTION_INSTRUCTIONS), Message.user(prompt)],
-                                            output_schema=EXTRACTION_SCHEMA,
-                                            settings=ModelSettings(temperature=0, max_tokens=512))
-                for f in (response.parsed or {}).get("facts", []):
-                    n = f.get("message")
-                    if isinstance(n, int) and 1 <= n <= len(shown) and f["value"].strip() and f["attribute"].strip():
-                        facts.append((f, shown[n - 1]))
+            try:
+                facts = await self._extract(m, shown, grounded)
+            except ModelBehaviorError:  # a small model lost its way on the batch: one turn at a time
+                for r in shown:
+                    try:
+                        facts += await self._extract(m, [r], grounded)
+                    except ModelBehaviorError:  # this turn gives no facts; the others still do
+                        self.failed_turns += 1
             added += self.add_facts([
                 (f["subject"] or "user", f["attribute"], f["value"], r["said_at"],
                  {"source": r["source"], "position": r["position"]}) for f, r in facts])
