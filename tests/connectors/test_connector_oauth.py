@@ -144,6 +144,31 @@ def _expire(home: Path) -> None:
         store.close()
 
 
+def _provider(home: Path):
+    from keel.connectors import Connectors
+    from keel.connectors.oauth import provider
+
+    store = open_store(home)
+    try:
+        registry = Connectors(store)
+        return provider(registry, registry.get("vault", secrets=True))
+    finally:
+        store.close()
+
+
+def _tools_with(home: Path, auth) -> int:
+    from keel.connectors import Connectors
+    from keel.connectors.oauth import _list
+
+    store = open_store(home)
+    try:
+        registry = Connectors(store)
+        auth.context.storage.registry = registry  # this test's store connection, as a live process has
+        return asyncio.run(_list(registry.get("vault", secrets=True), auth))
+    finally:
+        store.close()
+
+
 def _files_text(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
 
@@ -179,6 +204,7 @@ def test_oauth_connector_login_run_refresh_and_revoked_login(servers: tuple[str,
     # The access token expires: the next use refreshes it (the server rotates the refresh token),
     # stores the new pair sealed, and the old access token no longer opens the MCP server.
     _expire(keel_home)
+    stale = _provider(keel_home)  # another process, holding the expired pair
     test = keel("connectors", "test", "vault")
     assert test.returncode == 0, test.stderr
     assert "balance\tallowed" in test.stdout
@@ -190,6 +216,10 @@ def test_oauth_connector_login_run_refresh_and_revoked_login(servers: tuple[str,
                                        "Accept": "application/json, text/event-stream"},
                      json={"jsonrpc": "2.0", "id": 0, "method": "ping"})
     assert old.status_code == 401
+    # The other process's refresh token was spent by this refresh (they rotate): it takes the pair
+    # the first one stored instead of asking for a login.
+    assert _tools_with(keel_home, stale) == 1 and not stale.refused_refresh
+    assert httpx.get(f"{as_url}/test/grants").json() == {"authorization_code": 1, "refresh_token": 1}
     show = keel("connectors", "show", "vault")
     assert json.loads(show.stdout)["oauth"]["logged_in"] is True
     outputs += [add.stdout + add.stderr, early.stderr, login.stdout + login.stderr, test.stdout + test.stderr,

@@ -182,10 +182,11 @@ def test_a_small_real_run_with_smollm2():
     assert r.tokenizer == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf"
     assert all(isinstance(a["answer"], str) and a["answer"].strip() for a in r.answers)
     assert r.cell("full", False, 300, 1).prompt_tokens > r.cell("full", False, 150, 1).prompt_tokens
-    # SmolLM2's GGUF says its window is 8,192 tokens: a longer haystack is refused before loading it
+    # SmolLM2's GGUF says its window is 8,192 tokens: a longer context is refused before loading it
     with pytest.raises(RotError) as err:
-        run_rot("adi", f"local:{gguf}", lengths=[9000])
-    assert "8,192" in err.value.message or "tokens of text" in err.value.message
+        run_rot("adi", f"local:{gguf}", lengths=[1000], contexts=["assembled"], assembled_tokens=9000)
+    assert "takes 8,192 tokens (the model's trained context" in err.value.message
+    assert "lower --assembled-tokens to at most" in err.value.hint
 
 
 def test_a_scratch_fork_left_by_a_killed_run_is_dropped_by_the_next():

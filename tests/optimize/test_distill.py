@@ -209,3 +209,23 @@ def test_agent_calls_of_graded_workflow_runs_export_with_their_messages(tmp_path
         out = keel("distill", "export", "--out", str(tmp_path / "none"), *args)
         assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert not (tmp_path / "none").exists()
+
+
+def test_keel_call_messages_off_stores_no_messages_and_the_call_still_records(tmp_path, keel_home, monkeypatch):
+    import asyncio
+
+    from keel.store import open_store
+    from keel.workflows import arun
+    from tests.optimize.graded_task import install
+
+    install()
+    (tmp_path / "adder.yaml").write_text(ADDER.format(model="scripted:g-strong"))
+    store = open_store()
+    on = asyncio.run(arun(tmp_path / "adder.yaml", "What is 2 + 2?", store=store))
+    monkeypatch.setenv("KEEL_CALL_MESSAGES", "off")
+    off = asyncio.run(arun(tmp_path / "adder.yaml", "What is 3 + 3?", store=store))
+    assert on.status == off.status == "succeeded"
+    assert [r["run_id"] for r in store.query("SELECT run_id FROM model_call_messages")] == [on.run_id]
+    traces = {r["id"]: r["trace_id"] for r in store.query("SELECT id, trace_id FROM workflow_runs")}
+    for run in (on, off):  # cost and timing are recorded either way
+        assert store.query("SELECT COUNT(*) AS n FROM model_calls WHERE trace_id = ?", (traces[run.run_id],))[0]["n"] == 1

@@ -228,8 +228,13 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
         return
     for c in connectors:
         d = c.public()
-        creds = ", ".join(d["env"] + d["headers"]) or "none"
-        typer.echo(f"{c.name}\t{c.server}\ttools: {', '.join(c.tools) if c.tools else 'all'}\t"
+        names = d["env"] + d["headers"]
+        if c.oauth is not None:
+            names.append("OAuth (" + ("logged in" if c.oauth_status.get("logged_in") else "not logged in") + ")")
+        creds = ", ".join(names) or "none"
+        what = (f"http tool: {', '.join(c.hosts)} {'/'.join(c.methods)}" if c.kind == "http"
+                else f"tools: {', '.join(c.tools) if c.tools else 'all'}")
+        typer.echo(f"{c.name}\t{c.server}\t{what}\t"
                    f"workflows: {', '.join(c.workflows)}\tkeys: {', '.join(c.keys)}\tcredentials: {creds}")
 
 

@@ -42,6 +42,11 @@ class SealedTokens:
     def expires_at(self) -> float | None:
         return self.state.get("expires_at")
 
+    def reload(self) -> dict[str, Any]:
+        """The state as stored now (another process may have refreshed the tokens)."""
+        self.state = dict(self.registry.get(self.name, secrets=True).credentials.oauth)
+        return self.state
+
     def _save(self) -> None:
         from keel import secrets
 
@@ -114,9 +119,21 @@ def _provider_class():
 
         async def _handle_refresh_response(self, response) -> bool:
             ok = await super()._handle_refresh_response(response)
-            if not ok:
-                self.refused_refresh = True
-            return ok
+            if ok:
+                return True
+            storage = self.context.storage
+            if isinstance(storage, SealedTokens):
+                # Another process (a worker, the server) may have refreshed first: refresh tokens
+                # rotate, so ours was spent. Take the pair it stored rather than ask for a login.
+                used = storage.state.get("tokens") or {}
+                fresh = storage.reload()
+                tokens = fresh.get("tokens") or {}
+                if tokens.get("refresh_token") and tokens.get("refresh_token") != used.get("refresh_token"):
+                    self.context.current_tokens = await storage.get_tokens()
+                    self.context.token_expiry_time = storage.expires_at()
+                    return True
+            self.refused_refresh = True
+            return False
 
     return KeelOAuthProvider
 

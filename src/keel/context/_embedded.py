@@ -22,7 +22,7 @@ from keel.context._backend import ChunkRow, DenseSearch, DocumentRows, Loaded
 from keel.context._store import CollectionDB, SharedChunks, collections_root
 from keel.context.bm25 import pack_terms
 from keel.context.dense import DenseIndex
-from keel.context.filters import Filter, compile_filter
+from keel.context.filters import BUILTIN_FIELDS, Filter, compile_filter
 from keel.errors import UserError
 
 __all__ = ["EmbeddedBackend", "list_embedded"]
@@ -176,6 +176,18 @@ class EmbeddedBackend:
             return self.db.query(sql, params)
         except sqlite3.Error as e:
             raise UserError(f"filter failed: {e}", hint="check the --where values") from None
+
+    def filter_column(self, field: str) -> list[tuple[int, Any]] | None:
+        """``(chunk id, value)`` of one scalar filter field for every chunk (by id), for
+        :class:`keel.context.filter_index.FilterIndex`; ``None`` for a field SQL must handle."""
+        if field in BUILTIN_FIELDS:
+            expr, params = BUILTIN_FIELDS[field], []
+        elif field in self.db.meta_keys():
+            expr, params = "json_extract(c.meta, ?)", [f'$."{field}"']
+        else:
+            return None  # unknown here: the SQL path names it in its error
+        return self.db.query(f"SELECT c.id, {expr} FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id",
+                             params)
 
     def hit_rows(self, ids: Sequence[int]) -> list[tuple[Any, ...]]:
         marks = ",".join("?" * len(ids))

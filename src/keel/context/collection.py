@@ -29,6 +29,7 @@ from keel.context._store import CollectionNotFoundError, validate_name
 from keel.context.bm25 import BM25Index
 from keel.context.dense import HNSW_MIN
 from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
+from keel.context.filter_index import FilterIndex
 from keel.context.filters import Filter
 from keel.context.fusion import DEFAULT_FUSION, Fusion, fuse
 from keel.context.lexical import ANALYZER, analyze
@@ -82,6 +83,27 @@ class _Indexes:
     row_of: dict[int, int] = field(default_factory=dict)
 
 
+def _same_vectors(spec: str, recorded: str) -> bool:
+    """Whether the embedder string ``spec`` gives the vectors of the embedder named ``recorded``
+    (``minilm-onnx`` opens a ``minilm`` collection: another runtime, the same vectors)."""
+    from keel.context.embedders import MiniLMEmbedder
+
+    minilm = {"minilm": MiniLMEmbedder.NAME, "minilm-onnx": MiniLMEmbedder.NAME,
+              "local:all-MiniLM-L6-v2": MiniLMEmbedder.NAME, "minilm-int8": MiniLMEmbedder.INT8_NAME}
+    return minilm.get(spec.strip()) == recorded
+
+
+def _rows_mask(ids: np.ndarray, cids: np.ndarray) -> np.ndarray:
+    """Boolean mask over the rows of ``ids`` (ascending chunk ids) for the chunk ids ``cids``."""
+    mask = np.zeros(len(ids), dtype=bool)
+    if len(ids) and len(cids):
+        pos = np.searchsorted(ids, cids)
+        ok = pos < len(ids)
+        ok[ok] = ids[pos[ok]] == cids[ok]
+        mask[pos[ok]] = True
+    return mask
+
+
 def list_collections(home: Path | None = None, *, store: str | None = None) -> list[str]:
     """Names of the collections in the configured store (or ``store``, a store URL)."""
     return list_names(home=home, url=store)
@@ -102,6 +124,7 @@ class Collection:
         self._home = home
         self._store = store
         self._indexes: _Indexes | None = None
+        self._filters: tuple[int, FilterIndex] | None = None
         self._fusion: Fusion | None = None
 
     @property
@@ -149,13 +172,15 @@ class Collection:
             db.set_meta({"embedder": emb.name, "embedder_spec": spec if isinstance(spec, str) else emb.name,
                          "analyzer": ANALYZER})
         else:
-            if wanted is not None and wanted not in (recorded, db.get_meta("embedder_spec")):
+            if wanted is not None and wanted not in (recorded, db.get_meta("embedder_spec")) \
+                    and not _same_vectors(wanted, recorded):
                 db.close()
                 raise UserError(
                     f"collection {name!r} uses the embedder {recorded!r}, not {wanted!r}",
                     hint="omit --embedder, or fork/re-create the collection to change embedders",
                 )
-            emb = emb_obj or get_embedder(db.get_meta("embedder_spec") or recorded)
+            emb = emb_obj or get_embedder(wanted if wanted is not None and _same_vectors(wanted, recorded)
+                                          else db.get_meta("embedder_spec") or recorded)
         return cls(name, db, emb, home=home, store=store)
 
     def close(self) -> None:
@@ -222,17 +247,38 @@ class Collection:
         """Row mask for the filter and regex (``None`` = all rows), and regex match counts."""
         if where is None and regex is None:
             return None, {}
+        if regex is None and where is not None:  # a bitmap from the per-field indexes, when they can answer
+            fmask = self._filter_index(idx).mask(where)
+            if fmask is not None:
+                return fmask, {}
         pattern = compile_regex(regex) if regex is not None else None
         rows = self.backend.filter_rows(where, with_text=pattern is not None)
-        mask = np.zeros(len(idx.ids), dtype=bool)
         counts: dict[int, int] = {}
         if pattern is not None:  # within a time budget: a catastrophic pattern is refused, not run for ever
             counts = dict(count_matches(pattern, ((r[0], r[1]) for r in rows)))
-        for cid in (counts if pattern is not None else (r[0] for r in rows)):
-            row = idx.row_of.get(cid)
-            if row is not None:
-                mask[row] = True
-        return mask, counts
+        cids = np.fromiter(counts if pattern is not None else (r[0] for r in rows), dtype=np.int64)
+        return _rows_mask(idx.ids, cids), counts
+
+    def _filter_index(self, idx: _Indexes) -> FilterIndex:
+        """The per-field filter indexes of this generation (:mod:`keel.context.filter_index`)."""
+        if self._filters is None or self._filters[0] != idx.generation:
+            read = getattr(self.backend, "filter_column", None)
+
+            def column(field: str) -> list[Any] | None:
+                pairs = read(field) if read is not None else None
+                if pairs is None:
+                    return None
+                values: list[Any] = [None] * len(idx.ids)
+                if not pairs or not len(idx.ids):
+                    return values
+                cids = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+                pos = np.searchsorted(idx.ids, cids)
+                for j in np.flatnonzero((pos < len(idx.ids)) & (idx.ids[np.minimum(pos, len(idx.ids) - 1)] == cids)):
+                    values[pos[j]] = pairs[j][1]
+                return values
+
+            self._filters = (idx.generation, FilterIndex(len(idx.ids), column))
+        return self._filters[1]
 
     # -- searching -------------------------------------------------------------------
 

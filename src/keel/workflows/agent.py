@@ -98,8 +98,8 @@ async def call_model(engine: Engine, run: _ActiveRun, node_id: str, node_span: S
         "gen_ai.usage.output_tokens": response.usage.output_tokens,
         "gen_ai.response.finish_reasons": [response.finish_reason], "keel.latency_ms": response.latency_ms,
         "keel.cost_usd": response.cost_usd, **_router_attributes(records)})
-    writes = [ModelCalls.insert(rec) for rec in records] + [(INSERT_SQL, span_row(span.end()))] + [
-        call_messages.row(span.span_id, run.id, run.wf.spec.name, node_id, model_string, messages, tools, response)]
+    writes = [ModelCalls.insert(rec) for rec in records] + [(INSERT_SQL, span_row(span.end()))] + \
+        call_messages.rows(span.span_id, run.id, run.wf.spec.name, node_id, model_string, messages, tools, response)
     if response.tool_calls or nested:  # tools run next: the calls they make must be on disk first
         engine.memo_put(run.id, key, response.model_dump_json(), also=writes)
     else:  # the node's answer: it commits with the step

