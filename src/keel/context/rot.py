@@ -17,9 +17,10 @@ or its rarest words) and carries a random number as the answer, with distractors
 that give other numbers for the same topic (see :func:`make_needles`).
 
 Lengths are counted with the model's own tokenizer for ``local:`` models and with
-:func:`keel.context.tokens.default_counter` otherwise. A haystack is whole documents
-in a seeded order (a longer haystack extends a shorter one); the needle and the
-distractors go between documents, the needle at the boundary nearest its depth.
+:func:`keel.context.tokens.default_counter` otherwise. A haystack is the documents' paragraphs
+(long ones split at line ends), documents in a seeded order, up to the length (a longer
+haystack extends a shorter one); the needle and the distractors go between paragraphs, the
+needle at the boundary nearest its depth.
 The assembled context searches a scratch fork of the collection (the needles added
 as records, the search filtered to the haystack's documents), dropped at the end.
 """
@@ -126,19 +127,46 @@ def _documents(col: Any) -> list[tuple[str, str, str]]:
     return [(s, titles[s], "\n".join(parts).strip()) for s, parts in docs.items() if "".join(parts).strip()]
 
 
+_UNIT = 200  # tokens: paragraphs longer than this are split at line ends
+
+
+def _units(source: str, text: str, count: TokenCounter) -> list[tuple[str, str, int]]:
+    """``(source, piece, tokens)``: the document's paragraphs, long ones split at line ends."""
+    out: list[tuple[str, str, int]] = []
+    for para in re.split(r"\n\s*\n", text):
+        para = para.strip()
+        if not para:
+            continue
+        n = count(para)
+        if n <= _UNIT:
+            out.append((source, para, n))
+            continue
+        lines: list[str] = []
+        for line in para.splitlines():
+            if lines and count("\n".join([*lines, line])) > _UNIT:
+                piece = "\n".join(lines)
+                out.append((source, piece, count(piece)))
+                lines = []
+            lines.append(line)
+        if lines:
+            piece = "\n".join(lines)
+            out.append((source, piece, count(piece)))
+    return out
+
+
 def _haystack(order: list[tuple[str, str, int]], budget: int) -> list[tuple[str, str, int]]:
-    """The first documents of ``order`` whose tokens fit ``budget`` (at least one)."""
+    """The first pieces of ``order`` whose tokens fit ``budget`` (at least one)."""
     out, used = [], 0
     for item in order:
-        if out and used + item[2] > budget:
+        if out and used + item[2] + 1 > budget:
             break
         out.append(item)
-        used += item[2]
+        used += item[2] + 1  # + the blank line that joins pieces
     return out
 
 
 def _place(docs: list[str], inserts: list[tuple[float, str]]) -> str:
-    """``docs`` joined, with each ``(depth, sentence)`` at the document boundary nearest its depth."""
+    """``docs`` (pieces) joined, with each ``(depth, sentence)`` at the boundary nearest its depth."""
     sizes = [len(d) for d in docs]
     total = sum(sizes) or 1
     bounds = [0]
@@ -312,8 +340,9 @@ def run_rot(collection: str, model: str, *, lengths: Sequence[int] = (500, 1000,
         else:
             the_needles = load_needles(needles)
             source = str(needles)
-        order = [(s, text, count(text)) for s, _t, text in docs]
-        random.Random(seed).shuffle(order)
+        shuffled = list(docs)
+        random.Random(seed).shuffle(shuffled)
+        order = [u for s, _t, text in shuffled for u in _units(s, text, count)]
         total = sum(n for _, _, n in order)
         extra = max(count(n.needle) + sum(count(d) for d in n.distractors) for n in the_needles)
         if total + extra < lengths[-1] * 0.95:
@@ -421,8 +450,8 @@ async def _grid(result: RotResult, setup: _ModelSetup, col: Any, scratch: Any, n
             raise
         return r.text
 
-    for with_d in distractors:
-        for length in result.lengths:
+    for length in result.lengths:  # outermost: a run cut short has every setting of the lengths it did
+        for with_d in distractors:
             for kind in contexts:
                 run_depths: list[float | None] = list(result.depths) if kind == "full" else [None]
                 for depth in run_depths:
