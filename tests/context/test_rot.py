@@ -199,3 +199,15 @@ def test_a_scratch_fork_left_by_a_killed_run_is_dropped_by_the_next():
         model.default = _reader
         run_rot("adi", "scripted:reader", lengths=[200], depths=[1], needles=1, distractors=[False], window=4096)
     assert sorted(list_collections()) == ["adi", "adi-rot-1-2e"]
+
+
+def test_haystacks_reach_their_length_when_documents_are_longer_than_it():
+    docs = dataset("agents-sdk-docs")
+    with Collection.open("sdk", embedder="test-hashing") as col:  # pages of thousands of tokens
+        col.add([docs / "agents.md", docs / "running_agents.md", docs / "tools.md"])
+    with scripted("reader") as model:
+        model.default = lambda req: "I don't know."
+        r = run_rot("sdk", "scripted:reader", lengths=[300, 1200], depths=[0.5], needles=2, distractors=[False],
+                    contexts=["full"], window=4096)
+    for n in (300, 1200):  # short by less than a paragraph (<= 200 tokens); a whole page would overshoot by
+        assert n - 200 <= r.cell("full", False, n, 0.5).prompt_tokens <= n + 40, r.cells  # thousands
