@@ -4,8 +4,11 @@ one transaction.
 Concurrent runs on one event loop each commit a checkpoint at almost the same moment;
 SQLite's cost is per commit (one append of the WAL's touched pages, one lock round),
 not per row. A :class:`CommitGroup` queues each write and commits the queue on the
-loop's next turn, each write inside a savepoint of its own, so one failing write
-(a run another engine took over) rolls back alone. A writer that awaits
+loop's next turn. One failing write (a run another engine took over) must roll back
+alone: the batch is first written without savepoints (on PostgreSQL each savepoint and
+its release are two more round trips per write), and only when a write fails is the
+transaction rolled back and the batch written again, each write inside a savepoint of
+its own. Writes are therefore store statements that may run twice. A writer that awaits
 :meth:`CommitGroup.commit` goes on only after its rows are committed, so grouping
 changes no durability promise; it only shares the commit.
 
@@ -19,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["CommitGroup"]
+__all__ = ["CommitGroup", "later"]
 
 T = TypeVar("T")
 
@@ -61,15 +64,32 @@ class CommitGroup:
             return
         outcomes: list[tuple[asyncio.Future | None, BaseException | None, Any]] = []
 
-        def run_batch() -> None:
+        # PostgreSQL: writes whose row counts nobody reads are deferred (PostgresStore.defer) and sent
+        # in one pipeline: once for the whole batch, or, with savepoints, once per write inside its own.
+        flush = getattr(self.store, "flush_deferred", None) or (lambda: None)
+        drop = getattr(self.store, "drop_deferred", None) or (lambda: None)
+
+        def run_batch(savepoints: bool) -> None:
             outcomes.clear()  # a retried batch starts over
+            if not savepoints:
+                try:
+                    for write, future in batch:
+                        outcomes.append((future, None, write()))
+                    flush()
+                except Exception as e:
+                    if getattr(e, "transient", False) or len(batch) == 1:
+                        raise  # retried whole, or (alone in the batch) its own outcome
+                    raise _Redo from e
+                return
             for write, future in batch:
                 self.store.execute("SAVEPOINT keel_group")
                 try:
                     result = write()
+                    flush()
                 except Exception as e:
                     if getattr(e, "transient", False):  # a deadlock or a lost connection: retry the batch whole
                         raise
+                    drop()  # what the failed write queued goes with its savepoint
                     self.store.execute("ROLLBACK TO keel_group")
                     self.store.execute("RELEASE keel_group")
                     outcomes.append((future, e, None))
@@ -77,15 +97,21 @@ class CommitGroup:
                 self.store.execute("RELEASE keel_group")
                 outcomes.append((future, None, result))
 
-        try:
+        def attempt(savepoints: bool) -> None:
             # PostgreSQL: run again, whole, after a serialization failure, a deadlock or a connection
             # lost before the commit (PostgresStore.run_transaction); SQLite: one transaction.
             run_transaction = getattr(self.store, "run_transaction", None)
             if run_transaction is not None:
-                run_transaction(run_batch)
+                run_transaction(lambda: run_batch(savepoints))
             else:
                 with self.store.transaction():
-                    run_batch()
+                    run_batch(savepoints)
+
+        try:
+            try:
+                attempt(savepoints=False)
+            except _Redo:  # a write failed: roll back, and write the batch again with one savepoint each
+                attempt(savepoints=True)
         except BaseException as e:  # the transaction itself failed: nothing of the batch is on disk
             for _, future in batch:
                 if future is not None and not future.done():
@@ -106,3 +132,19 @@ class CommitGroup:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
+
+
+class _Redo(Exception):
+    """A write of a batch without savepoints failed: roll the batch back and write it with them."""
+
+
+def later(store: Any, sql: str, params: Any = (), *, many: bool = False) -> None:
+    """Run a write whose row count nobody reads; on PostgreSQL, inside a transaction, it is deferred
+    and sent with the transaction's others in one pipeline (``PostgresStore.defer``)."""
+    defer = getattr(store, "defer", None)
+    if defer is not None:
+        defer(sql, params, many=many)
+    elif many:
+        store.executemany(sql, params)
+    else:
+        store.execute(sql, params)

@@ -47,6 +47,7 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "
 """libpq options for every connection: a server that vanished without closing the connection (a
 cut network drops packets, nothing answers) is noticed within ~15 s, instead of a statement
 waiting on its socket forever (and with it the event loop of the server or worker that sent it)."""
+_NOTIFY_ALL = ("SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)")
 _POOL_WAIT = 10.0  # seconds a statement waits for a pooled connection before a 503
 
 
@@ -287,6 +288,8 @@ class PostgresStore:
         except PoolTimeout:
             raise self._no_connection() from None
         self._local.conn = conn
+        self._local.notes = {}
+        self._local.later = []
         try:
             try:
                 conn.execute("BEGIN")
@@ -294,18 +297,71 @@ class PostgresStore:
                 raise self._error(e, "write") from e
             try:
                 yield
+                self.flush_deferred()
             except BaseException:
                 if not conn.closed:
                     with suppress(psycopg.Error):
                         conn.execute("ROLLBACK")
                 raise
             try:
+                if self._local.notes:  # the transaction's notifications, in one statement
+                    channels, payloads = zip(*self._local.notes, strict=True)
+                    conn.execute(_NOTIFY_ALL, (list(channels), list(payloads)))
                 conn.execute("COMMIT")
             except psycopg.Error as e:
                 raise self._error(e, "commit") from e
         finally:
             self._local.conn = None
+            self._local.notes = self._local.later = None
             self._pool.putconn(conn)
+
+    def defer(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> None:
+        """A write whose row count nobody needs: inside :meth:`transaction`, queued and sent with the
+        transaction's other deferred writes in one pipeline (one round trip) by :meth:`flush_deferred`
+        or before ``COMMIT``; outside, run at once. ``many``: ``params`` is a list of rows
+        (:meth:`executemany`). An error surfaces at the flush."""
+        later = getattr(self._local, "later", None)
+        if later is None:
+            if many:
+                self.executemany(sql, params)
+            else:
+                self.execute(sql, params)
+            return
+        later.append((self._translate(sql), params, many))
+
+    def drop_deferred(self) -> None:
+        """Forget the deferred writes not sent yet (their savepoint is being rolled back)."""
+        if getattr(self._local, "later", None) is not None:
+            self._local.later = []
+
+    def flush_deferred(self) -> None:
+        """Send the transaction's deferred writes now, in order, in one pipeline."""
+        import psycopg
+
+        later = getattr(self._local, "later", None)
+        if not later:
+            return
+        self._local.later = []
+        conn = self._local.conn
+        try:
+            with conn.pipeline(), conn.cursor() as cur:
+                for query, params, many in later:
+                    if many:
+                        cur.executemany(query, [_params(r) for r in params])
+                    else:
+                        cur.execute(query, _params(params))
+        except psycopg.Error as e:
+            raise self._error(e, "write") from e
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """``NOTIFY channel, payload``: inside :meth:`transaction`, sent once (duplicates dropped, as
+        PostgreSQL would drop them) with the other notifications of the transaction, in one statement
+        just before its ``COMMIT``; outside, at once."""
+        notes = getattr(self._local, "notes", None)
+        if notes is not None:
+            notes[(channel, payload)] = None
+            return
+        self.query("SELECT pg_notify(?, ?)", (channel, payload))
 
     def run_transaction(self, work: Callable[[], T], *, attempts: int = 5) -> T:
         """Run ``work`` (store statements, no effects outside the store) in a transaction, and

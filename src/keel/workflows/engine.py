@@ -36,6 +36,7 @@ from keel import jsontext
 from keel.ids import new_id
 from keel.secrets import scrub
 from keel.store import ModelCalls, SQLiteStore
+from keel.store.group import later
 from keel.workflows.clock import Clock, SystemClock
 from keel.workflows.errors import ApprovalError, RunFinishedError, WorkflowError
 from keel.workflows.leases import LEASE_SECONDS, may_take_over, owner_id
@@ -182,6 +183,9 @@ class Engine:
         """The task of each effectful step running now, by run (a cancel cancels it)."""
         self._stopping: set[str] = set()
         """Runs of this engine cancelled meanwhile: they stop at their next step."""
+        self.on_final: Callable[[str], None] | None = None
+        """Store statements for the transaction that commits a run's end (a worker drops the run's
+        queue row there: one commit per run fewer). Called with the run's id; may run twice."""
         from keel.workflows.otlp import exporter_from_env
 
         self.otlp = exporter_from_env()
@@ -315,8 +319,41 @@ class Engine:
         return _ActiveRun(run_id, version, self.compiled(version), json.loads(r["context"]), r["seq"],
                           r["current_node"], r["trace_id"], stable_span_id(run_id, "root"), committed_seq=r["seq"])
 
-    async def resume(self, run_id: str) -> RunResult:
-        """Continue one run from its last checkpoint (if it is orphaned, or due after a wait)."""
+    def claim_unowned(self, run_ids: list[str]) -> dict[str, Any]:
+        """Take the running runs among ``run_ids`` that nobody holds (runs a server queued for
+        workers) in one statement; pass each to :meth:`resume` as ``claimed``, which must follow
+        (a claimed run not driven stays held until this engine's process is gone). The others are
+        left to :meth:`resume`'s own claim."""
+        ids = [i for i in dict.fromkeys(run_ids) if i not in self._active]
+        if not ids:
+            return {}
+        sql = ("UPDATE workflow_runs SET owner = ?, lease_until = ?, updated_at = ?"
+               f" WHERE id IN ({', '.join('?' * len(ids))}) AND status = 'running' AND owner IS NULL"
+               " RETURNING id, version_id, context, seq, current_node, trace_id")
+        params = (self.owner, time.time() + LEASE_SECONDS, time.time(), *ids)
+        if self.store.dialect == "sqlite":
+            with self.store.transaction():
+                rows = self.store.query(sql, params)
+        else:
+            rows = self.store.query(sql, params)  # one statement: its own transaction
+        claimed = {}
+        for r in rows:
+            version = self.versions.by_id(r["version_id"])
+            # No step committed: nothing effectful ran (every step before an effectful one commits
+            # first), so no memo exists and the drive skips the memo reads, as for a run it started.
+            claimed[r["id"]] = _ActiveRun(r["id"], version, self.compiled(version), json.loads(r["context"]),
+                                          r["seq"], r["current_node"], r["trace_id"],
+                                          stable_span_id(r["id"], "root"), committed_seq=r["seq"],
+                                          fresh=r["seq"] == 0)
+        return claimed
+
+    async def resume(self, run_id: str, *, claimed: Any = None) -> RunResult:
+        """Continue one run from its last checkpoint (if it is orphaned, or due after a wait).
+        ``claimed``: the run as :meth:`claim_unowned` took it."""
+        if claimed is not None:
+            if claimed.id in self._active:  # never two drives of one run
+                return self._result(claimed.id)
+            return await self._drive(claimed)
         rec = self.runs.get(run_id)
         run = self._claim(rec.id) if rec.status == "running" else None
         if run is None and rec.status == "waiting" and self._wait_is_over(rec.id):
@@ -740,13 +777,16 @@ class Engine:
                 (run.seq, *fields, run.id, self.owner, run.committed_seq))
             if changed != 1:
                 raise _LostRun
+        # The rest changes rows no one else writes: deferred, on PostgreSQL one pipeline per commit.
         for sql, params in run.deferred:
-            self.store.execute(sql, params)
+            later(self.store, sql, params)
         if run.pending:
-            self.store.executemany(
-                "INSERT INTO workflow_steps (run_id, seq, node_id, node_type, port, next_node, output, error,"
-                " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p[0] for p in run.pending])
-            self.store.executemany(INSERT_SQL, [p[1] for p in run.pending])
+            later(self.store, "INSERT INTO workflow_steps (run_id, seq, node_id, node_type, port, next_node, output,"
+                  " error, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p[0] for p in run.pending],
+                  many=True)
+            later(self.store, INSERT_SQL, [p[1] for p in run.pending], many=True)
         if finished:
-            self.store.execute("UPDATE trace_spans SET ended_at = ?, status = ? WHERE span_id = ?",
-                               (now, "ok" if run.status == "succeeded" else "error", run.root_span))
+            later(self.store, "UPDATE trace_spans SET ended_at = ?, status = ? WHERE span_id = ?",
+                  (now, "ok" if run.status == "succeeded" else "error", run.root_span))
+            if self.on_final is not None:
+                self.on_final(run.id)

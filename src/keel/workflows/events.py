@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from keel.store.group import later
 from keel.workflows.queue import notify
 from keel.workflows.wakeup import Wakeup
 
@@ -61,16 +62,29 @@ class EventLog:
         except RuntimeError:  # no event loop: write now
             self._write()
             return
-        group.submit(self._write)
+        taken: list[list[tuple[str, str, str, str, float]]] = []
 
-    def _write(self) -> None:
+        def write() -> None:  # the group may run it twice (a batch written again): the same rows
+            if not taken:
+                taken.append(self._take())
+            self._insert(taken[0])
+
+        group.submit(write)
+
+    def _take(self) -> list[tuple[str, str, str, str, float]]:
         rows, self._buffer = self._buffer, []
+        return rows
+
+    def _insert(self, rows: list[tuple[str, str, str, str, float]]) -> None:
         if not rows:
             return
-        self.store.executemany(_INSERT, rows)
+        later(self.store, _INSERT, rows, many=True)  # with the group's other deferred writes
         self.written += len(rows)
         for run_id in dict.fromkeys(r[0] for r in rows):
-            notify(self.store, CHANNEL, run_id)
+            notify(self.store, CHANNEL, run_id)  # sent with the commit, all in one statement
+
+    def _write(self) -> None:
+        self._insert(self._take())
 
     def flush(self) -> None:
         """Write what is buffered now (at shutdown)."""

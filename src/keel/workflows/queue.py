@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from keel.store.group import later
 from keel.workflows.leases import LEASE_SECONDS, owner_alive
 
 __all__ = ["CHANNEL", "QueuedRun", "RunQueue", "notify"]
@@ -42,7 +43,11 @@ def notify(store: Any, channel: str, payload: str = "") -> None:
     """Wake the listeners of ``channel`` when the current transaction commits (PostgreSQL only;
     on SQLite the listeners poll)."""
     if store.dialect != "sqlite":
-        store.query("SELECT pg_notify(?, ?)", (channel, payload))
+        send = getattr(store, "notify", None)  # PostgresStore: batched with the transaction's others
+        if send is not None:
+            send(channel, payload)
+        else:
+            store.query("SELECT pg_notify(?, ?)", (channel, payload))
 
 
 class RunQueue:
@@ -84,8 +89,9 @@ class RunQueue:
 
     def done(self, run_id: str, owner: str) -> None:
         """The run finished or waits: drop its row (only while ``owner`` holds it: a row queued again
-        meanwhile, by an approval answered, stays)."""
-        self.store.execute("DELETE FROM run_queue WHERE run_id = ? AND claimed_by = ?", (run_id, owner))
+        meanwhile, by an approval answered, stays). Inside a transaction on PostgreSQL the delete is
+        deferred (:func:`keel.store.group.later`)."""
+        later(self.store, "DELETE FROM run_queue WHERE run_id = ? AND claimed_by = ?", (run_id, owner))
 
     def release(self, run_id: str, owner: str, *, after: float = 0.0) -> None:
         """Give the row back, claimable again in ``after`` seconds."""

@@ -53,6 +53,11 @@ class Worker:
         """Who holds this worker's queue claims."""
         self.queue = RunQueue(store)
         self.wake = Wakeup(store)
+        self._driving: set[str] = set()
+        """Runs of claimed queue rows being driven now (:meth:`_one`)."""
+        self._dequeued: set[str] = set()
+        """Of those, runs whose queue row went with the commit of their end (no separate delete needed)."""
+        self.engine.on_final = self.streaming.on_final = self._drop_queued
         self.on_finished = on_finished
         self.finished = 0
         """Runs this worker drove to an end (finished or waiting)."""
@@ -84,8 +89,16 @@ class Worker:
                     _log.warning("keel worker: cannot reach the store: %s", e)
                     await _sleep_or(stop, 1.0)
                     continue
+                taken: dict[str, Any] = {}
+                try:  # the runs nobody holds (as queued), for both engines in one statement each
+                    for engine, stream in ((self.engine, False), (self.streaming, True)):
+                        ids = [q.run_id for q in claimed if q.stream_text is stream]
+                        if ids:
+                            taken.update(engine.claim_unowned(ids))
+                except StoreError as e:  # each run's resume claims it on its own
+                    _log.warning("keel worker: cannot reach the store: %s", e)
                 for q in claimed:
-                    self._spawn(self._one(q))
+                    self._spawn(self._one(q, taken.get(q.run_id)))
                 if len(claimed) == free and free > 0:
                     continue  # there may be more: claim again at once
                 self._room.clear()
@@ -128,10 +141,23 @@ class Worker:
 
         task.add_done_callback(done)
 
-    async def _one(self, q: QueuedRun) -> None:
+    def _drop_queued(self, run_id: str) -> None:
+        """In the transaction that commits the run's end (:attr:`Engine.on_final`): drop its queue row
+        (a run resumed by :meth:`_recover` has none)."""
+        if run_id in self._driving:
+            self.queue.done(run_id, self.owner)
+            self._dequeued.add(run_id)
+
+    async def _one(self, q: QueuedRun, claimed: Any = None) -> None:
         engine = self.streaming if q.stream_text else self.engine
+        self._driving.add(q.run_id)
         try:
-            result = await engine.resume(q.run_id)
+            try:
+                result = await engine.resume(q.run_id, claimed=claimed)
+            finally:
+                self._driving.discard(q.run_id)
+                dequeued = q.run_id in self._dequeued  # only if the run's end was committed
+                self._dequeued.discard(q.run_id)
         except StoreError:  # the store went away mid-run: hand the run back as soon as it answers again
             await self._release_when_reachable(q.run_id)
             return
@@ -144,7 +170,8 @@ class Worker:
             self.queue.release(q.run_id, self.owner, after=LEASE_SECONDS / 3)
             return
         try:
-            self.queue.done(q.run_id, self.owner)
+            if not (dequeued and result.status in ("succeeded", "failed")):
+                self.queue.done(q.run_id, self.owner)
         except StoreError:  # claimed again once the store answers, and dropped then
             await self._release_when_reachable(q.run_id)
         self.finished += 1
