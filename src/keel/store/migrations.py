@@ -752,3 +752,28 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0316_run_idempotency",
+        (
+            # Idempotency keys of POST /v1/workflows/{name}/runs (the Idempotency-Key header): a
+            # retried request, on any server sharing the store, returns the run the first one
+            # started (keel.operate.server.idempotency). `scope` is the caller's API key id ('' when
+            # the server has no keys), `fingerprint` a hash of the request, to refuse a key reused
+            # for a different one. Kept 24 hours.
+            """
+            CREATE TABLE run_idempotency (
+                scope TEXT NOT NULL,
+                idem_key TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (scope, idem_key)
+            )
+            """,
+            "CREATE INDEX run_idempotency_created ON run_idempotency (created_at)",
+        ),
+    )
+)

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import importlib
 import logging
@@ -100,6 +101,13 @@ class Services:
     requests: RequestLog
     auth: Any = authenticate
     client_tokens: ClientTokens | None = None
+
+    @functools.cached_property
+    def idempotency(self) -> Any:
+        """Idempotency keys of run starts (:mod:`keel.operate.server.idempotency`)."""
+        from keel.operate.server.idempotency import Idempotency
+
+        return Idempotency(self.store)
 
 
 class _McpGuard:

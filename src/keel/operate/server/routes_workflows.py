@@ -17,6 +17,7 @@ from keel.operate.server.auth import Caller, authorize_decision
 from keel.operate.server.auth import caller as caller_dependency
 from keel.operate.server.caller_roles import run_input_with_caller_roles
 from keel.operate.server.errors import ApiError, ErrorBody
+from keel.operate.server.idempotency import fingerprint, key_from_headers
 from keel.operate.server.schemas import (
     ApprovalAnswer,
     ApprovalOut,
@@ -142,11 +143,28 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest, call
     version = services.runner.version(name, body.version)
     request.state.workflow, request.state.version = version.name, version.version
     value = run_input_with_caller_roles(body.input, services.settings.caller_system_messages)
+    reserved = None
+    key = key_from_headers(request.headers)
+    if key is not None:  # a retry of this request, on any server, returns the run it started
+        scope = caller.key.id if caller.key else ""
+        run_id, fresh = services.idempotency.reserve(
+            scope, key, fingerprint(version.name, body.version, body.input, caller.end_user))
+        if not fresh:
+            request.state.run_id = run_id
+            return await _replayed(services, run_id, version, body.wait)
+        reserved = (scope, key, run_id)
     try:
         started = await services.runner.start(version, value, key=caller.key, end_user=caller.end_user,
-                                              provider_key=caller.provider_key)
+                                              provider_key=caller.provider_key,
+                                              run_id=reserved[2] if reserved else None)
     except InputFieldError as e:  # e.g. forged tool history: name the field
+        if reserved:
+            services.idempotency.release(*reserved)
         raise ApiError(400, e.message, field=f"body.{e.field}", hint=e.hint) from None
+    except BaseException:
+        if reserved:
+            services.idempotency.release(*reserved)
+        raise
     request.state.run_id = started.run_id
     result = await services.runner.wait(started, services.settings.run_timeout) if body.wait else None
     if result is None:
@@ -161,6 +179,29 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest, call
     if out.usage is not None:
         request.state.input_tokens, request.state.output_tokens = out.usage.input_tokens, out.usage.output_tokens
     return out
+
+
+async def _replayed(services: Any, run_id: str, version: Any, wait: bool) -> JSONResponse:
+    """The answer to a retried request (same Idempotency-Key): the run the first one started, as it
+    is now; with ``wait``, once it finishes or waits (or after ``run_timeout``: 202), like a first answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (services.settings.run_timeout if wait else 0.0)
+    headers = {"Idempotent-Replayed": "true", "Location": f"/v1/runs/{run_id}"}
+    while True:
+        try:
+            rec = services.runner.runs.get(run_id, prefix=False)
+        except RunNotFoundError:  # the first request is writing it right now
+            rec = None
+        settled = rec is not None and rec.status != "running"
+        if settled or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    if rec is None:
+        out = RunOut(id=run_id, workflow=version.name, version=version.version, status="running",
+                     links={"self": f"/v1/runs/{run_id}", "events": f"/v1/runs/{run_id}/events"})
+    else:
+        out = run_out(services, rec, with_usage=settled)
+    return JSONResponse(out.model_dump(mode="json"), status_code=200 if settled and wait else 202, headers=headers)
 
 
 @router.get("/runs", response_model=ListOut, summary="Recent runs, newest first")

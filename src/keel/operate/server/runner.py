@@ -222,11 +222,12 @@ class Runner:
         return nodes
 
     async def start(self, version: WorkflowVersion, input: Any, *, key: ApiKey | None, end_user: str | None,
-                    provider_key: str | None = None, stream_text: bool = False) -> Started:
+                    provider_key: str | None = None, stream_text: bool = False, run_id: str | None = None) -> Started:
         """Start a run in a task. Input errors (a start node's ``input_schema``) raise here.
 
-        With ``stream_text``, Agent nodes' tokens are published as ``text_delta`` events."""
-        run_id = new_id()
+        With ``stream_text``, Agent nodes' tokens are published as ``text_delta`` events. ``run_id``:
+        the id to give the run (an idempotency key's reservation), a new one by default."""
+        run_id = run_id or new_id()
         if not self.execute and not provider_key:
             return await self._enqueue(version, input, run_id, key=key, end_user=end_user, stream_text=stream_text)
         self.hub.open(run_id, version.name, version.version, key_id=key.id if key else None, end_user=end_user)
