@@ -173,6 +173,7 @@ def _files_text(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_oauth_connector_login_run_refresh_and_revoked_login(servers: tuple[str, str], keel_home: Path,
                                                              tmp_path: Path) -> None:
     as_url, mcp_url = servers

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.connectors.test_connectors import KEY, WRONG, http_server  # noqa: F401 (a fixture)
 from tests.operate.conftest import create_key, keel, start_server
@@ -25,6 +26,7 @@ edges:
 """
 
 
+@pytest.mark.slow
 def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_path: Path) -> None:  # noqa: F811
     home = tmp_path / "home"
     home.mkdir()
