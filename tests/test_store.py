@@ -58,12 +58,15 @@ _WRITER = textwrap.dedent("""
     from keel.store import SQLiteStore
     store = SQLiteStore(sys.argv[1])
     store.execute("CREATE TABLE IF NOT EXISTS batches (batch TEXT, i INTEGER, payload TEXT)")
-    print("ready", flush=True)
+    first = True
     while True:
         batch = uuid.uuid4().hex
         with store.transaction():
             for i in range(50):
                 store.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch, i, "x" * 2000))
+        if first:  # one whole batch is on disk: the test may kill us from here on
+            print("committed", flush=True)
+            first = False
 """)
 
 
@@ -72,8 +75,8 @@ def test_store_survives_kill_9_mid_write(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     for round_ in range(3):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3 + 0.2 * round_)  # let it commit some batches and be mid-way through one
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "committed"
+        time.sleep(0.1 + 0.2 * round_)  # let it commit more batches and be mid-way through one
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
