@@ -345,13 +345,12 @@ def run_rot(collection: str, model: str, *, lengths: Sequence[int] = (500, 1000,
         order = [u for s, _t, text in shuffled for u in _units(s, text, count)]
         total = sum(n for _, _, n in order)
         extra = max(count(n.needle) + sum(count(d) for d in n.distractors) for n in the_needles)
-        if total + extra < lengths[-1] * 0.95:
-            fit = [n for n in lengths if n <= (total + extra) / 0.95]
+        if total + extra < lengths[-1]:
             raise RotError(
                 f"collection {collection!r} holds about {total:,} tokens of text ({len(docs)} documents, "
                 f"counted with {setup.tokenizer}); the longest haystack asked for is {lengths[-1]:,} tokens",
-                hint=f"add documents (keel context add {collection} PATH...) or lower --lengths"
-                     + (f" (at most {fit[-1]} here)" if fit else ""))
+                hint=f"add documents (keel context add {collection} PATH...) or lower --lengths "
+                     f"(at most {total + extra:,} here)")
         q_tokens = max(count(INSTRUCTIONS + _user_message("", n.question)) for n in the_needles)
         biggest = max(lengths[-1] if "full" in contexts else 0, assembled_tokens if "assembled" in contexts else 0)
         longest = biggest + q_tokens + max_answer_tokens + _PROMPT_MARGIN
