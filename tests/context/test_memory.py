@@ -123,7 +123,7 @@ def test_threads_writing_the_same_fact_at_once_make_one_fact(store, keel_home) -
             added.append(m.add_facts([("user", "city", "Porto", T0, {"source": f"thread:{i}", "position": 0})]))
             m.record([Turn("user", "I live in Porto", T0)], source="thread:x")
             m.close()
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
         finally:
             s.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -41,8 +42,17 @@ from typing import Any
 
 from keel.errors import ModelBehaviorError, UserError
 
-__all__ = ["EXTRACTION_SCHEMA", "Fact", "grounded_schema", "Memory", "MemoryError", "Turn", "normalise", "run_turns",
-           "thread_turns"]
+__all__ = [
+    "EXTRACTION_SCHEMA",
+    "Fact",
+    "Memory",
+    "MemoryError",
+    "Turn",
+    "grounded_schema",
+    "normalise",
+    "run_turns",
+    "thread_turns",
+]
 
 EXTRACTION_SCHEMA: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["facts"],
@@ -60,8 +70,7 @@ EXTRACTION_SCHEMA: dict[str, Any] = {
 (its number in the prompt) stated it."""
 
 _WORD = re.compile(r"[\w'-]+")
-_STOP = frozenset("a an the i i'm im me my to of in at on is am are was were be been and or but for with from "
-                  "by as it its this that so now just very too really also our we you your he she they".split())
+_STOP = frozenset(["a", "an", "the", "i", "i'm", "im", "me", "my", "to", "of", "in", "at", "on", "is", "am", "are", "was", "were", "be", "been", "and", "or", "but", "for", "with", "from", "by", "as", "it", "its", "this", "that", "so", "now", "just", "very", "too", "really", "also", "our", "we", "you", "your", "he", "she", "they"])
 
 
 def grounded_schema(texts: Sequence[str], *, max_words: int = 4) -> dict[str, Any]:
@@ -99,7 +108,7 @@ MEMORY_NOTICE = ("Facts remembered from earlier conversations, with when they we
 """Heads the memory block an Agent node adds to its prompt."""
 
 
-class MemoryError(UserError):  # noqa: A001 - Keel's name for this concept; shadows nothing Keel uses
+class MemoryError(UserError):
     """A memory operation that cannot be done (unknown fact, bad scope, a model that gave no facts)."""
 
 
@@ -377,7 +386,7 @@ class Memory:
         rows = self.store.query(
             "SELECT id, valid_from FROM memory_facts WHERE collection = ? AND scope = ? AND fact_key = ?"
             " ORDER BY valid_from, id", (self.collection, self.scope, key))
-        for older, newer in zip(rows, rows[1:], strict=False):
+        for older, newer in itertools.pairwise(rows):
             self.store.execute(
                 "UPDATE memory_facts SET superseded_by = ?, valid_until = ? WHERE id = ? AND (superseded_by IS NULL"
                 " OR valid_until > ? OR (valid_until = ? AND superseded_by > ?))",
