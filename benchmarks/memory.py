@@ -25,8 +25,10 @@ Modes, one answering call per question each:
              then the 6 facts recalled for the question (hybrid search, MiniLM) and the question
   reference  the same recall and answering over the generator's own facts written with
              ``add_facts``: what compaction by an extractor that makes no mistakes would give
-  mem0       mem0 (PyPI ``mem0ai``) with the same model, if it runs offline here (``--mem0``:
-             needs a venv with mem0ai, given by ``--mem0-python``)
+
+The peer, mem0 (PyPI ``mem0ai``), has no mode here: with this model it does not run (its extraction
+prompt alone is longer than SmolLM2's 8,192-token window; docs/benchmarks.md, "Memory by
+compaction", says what was tried).
 
 Prints quality (accuracy) per mode and kind, the quality ratio to ``full``, the answering prompt
 tokens (llama.cpp's count) and their ratio to ``full``, and compaction's own cost (extraction calls
