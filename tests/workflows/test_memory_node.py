@@ -100,3 +100,11 @@ def test_memory_spec_problems_point_at_the_field(spec_file) -> None:
     with pytest.raises(SpecError) as e:
         validate(spec_file(FLOW.replace("MORE", ", max_facts: -1")))
     assert any("max_facts" in p.message for p in e.value.problems)
+
+
+async def test_a_scope_that_renders_invalid_fails_the_node_saying_why(spec_file, store, memory_collection) -> None:
+    path = spec_file(FLOW.replace("MORE", ", max_facts: 0"))
+    with scripted("pal") as pal:  # the node fails before it calls the model
+        result = await arun(path, {"text": "Hi", "user": "two words"}, store=store)
+    assert pal.calls == [] and result.status == "failed" and "memory scope 'user:two words' is not valid" in result.error, result.error
+    assert "letters, digits" in result.error

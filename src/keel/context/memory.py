@@ -184,7 +184,8 @@ def _hash(*parts: str) -> str:
 _SCOPE = re.compile(r"^[\w.:@/+-]{1,200}$")
 
 
-def _check_scope(scope: str) -> str:
+def check_scope(scope: str) -> str:
+    """``scope`` if it is a valid memory scope, else :class:`MemoryError` saying what is allowed."""
     if not isinstance(scope, str) or not _SCOPE.match(scope):
         raise MemoryError(f"memory scope {scope!r} is not valid",
                           hint="use 1-200 letters, digits and . : @ / + - _ (e.g. user:42)")
@@ -202,7 +203,7 @@ class Memory:
         from keel.context._store import validate_name
 
         self.collection = validate_name(collection)
-        self.scope = _check_scope(scope)
+        self.scope = check_scope(scope)
         self.store = store
         self._home, self._embedder, self._collection_store = home, embedder, collection_store
         self._col: Any = None

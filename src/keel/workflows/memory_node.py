@@ -33,10 +33,16 @@ _lock = threading.Lock()
 
 
 def _scope(run: _ActiveRun, node: AgentNode, env: dict[str, Any]) -> str:
+    from keel.context.memory import check_scope
+
     try:
-        return str(run.wf.templates[(node.id, "memory.scope")].render(env))
+        scope = str(run.wf.templates[(node.id, "memory.scope")].render(env))
     except Exception as e:  # CelError: a variable missing at run time
         raise NodeFailure(f"cannot build the memory scope: {e}", kind="cel") from None
+    try:
+        return check_scope(scope)
+    except KeelError as e:  # e.g. a user id with spaces in it
+        raise NodeFailure(f"{e.message} ({e.hint})", kind="memory") from None
 
 
 def _open(engine: Engine, node: AgentNode, scope: str) -> Any:
