@@ -138,10 +138,9 @@ def bench_quality(datasets: list[str], lines: list[str]) -> dict:
                            for i, q in enumerate(data.queries)}
                     nd[mode] = evaluate(run, data.qrels)["ndcg@10"]
                 if spec == specs[name][0]:
-                    loaded = col.backend.load(col.embedder.name, col.embedder.dim)
-                    out = {"ids": [d.id for d in data.docs], "texts": docs_texts(name)[1],
-                           "dvecs": loaded.vectors.copy(), "queries": [q.text for q in data.queries],
-                           "qvecs": qv}
+                    loaded = col.backend.load(col.embedder.name, col.embedder.dim)  # chunks in id order
+                    out = {"texts": [r[1] for r in col.chunk_texts()], "dvecs": loaded.vectors.copy(),
+                           "queries": [q.text for q in data.queries], "qvecs": qv}
             shutil.rmtree(home, ignore_errors=True)
             if base is None:
                 base = nd
@@ -298,7 +297,7 @@ def main() -> None:
         from keel.context.embedders import MiniLMEmbedder
 
         data, texts = docs_texts("cranfield")
-        emb = MiniLMEmbedder()
+        emb = MiniLMEmbedder(runtime="onnx")  # minilm's vectors (cosine > 1 - 1e-5), computed faster
         base = {"texts": texts, "dvecs": emb.embed(texts), "queries": [q.text for q in data.queries]}
         base["qvecs"] = emb.embed(base["queries"])
     if args.scale:

@@ -142,7 +142,10 @@ class BM25Index:
         sc = self.scores(term_ids, weights)
         if allowed is not None:
             sc[~allowed] = 0
-        cand = np.argpartition(sc, sc.size - k)[sc.size - k:] if sc.size > k else np.arange(sc.size)
-        cand = cand[sc[cand] > 0]
+        # select among the rows that score at all: argpartition over an array of mostly equal
+        # zeros (a filter zeroes 93% of 100k rows) took 14 ms of a 6 ms query (decision 0026)
+        cand = np.flatnonzero(sc > 0)
+        if cand.size > k:
+            cand = cand[np.argpartition(sc[cand], cand.size - k)[cand.size - k:]]
         order = cand[np.argsort(-sc[cand], kind="stable")]
         return order, sc[order]
