@@ -61,19 +61,18 @@ def report(result, out: Path) -> None:
     print(f"report: {out / 'rot.html'}")
 
 
-def rebuild(answers: Path, out: Path, assembled_tokens: int) -> None:
-    """The result of the lengths a cut-short run finished, from its answers log."""
+def rebuild(answers: list[Path], out: Path, assembled_tokens: int) -> None:
+    """The result of the lengths cut-short runs finished, from their answers logs (several runs
+    of the same needles, e.g. one length each, combine)."""
     from keel.context.rot import RotCell, RotResult
 
-    rows = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for f in answers for line in f.read_text().splitlines() if line.strip()]
     needles = max(r["needle"] for r in rows) + 1
     keys: dict[tuple, list[dict]] = {}
     for r in rows:
         keys.setdefault((r["context"], r["distractors"], r["length"], r["depth"]), []).append(r)
     done = {k: v for k, v in keys.items() if len(v) == needles}
-    lengths = sorted({k[2] for k in done})
-    lengths = [n for n in lengths if sum(1 for k in done if k[2] == n) == max(
-        sum(1 for k in done if k[2] == m) for m in lengths)]  # only lengths with every setting
+    lengths = sorted({k[2] for k in done})  # a setting a run did not reach shows as "-"
     result = RotResult(collection="sdk-docs", model=f"local:{smollm2()}",
                        tokenizer=f"gguf:{smollm2().name}", lengths=lengths,
                        depths=sorted({k[3] for k in done if k[3] is not None}), needles=needles,
@@ -96,11 +95,11 @@ def main() -> None:
     ap.add_argument("--assembled-tokens", type=int, default=500)
     ap.add_argument("--out", default="/tmp/keel-context-rot")
     ap.add_argument("--home", help="KEEL_HOME to use and keep (a second run skips the ingest); default: a scratch one")
-    ap.add_argument("--from-answers", help="Only rebuild the table and report from a run's answers.jsonl (a run "
-                                           "cut short: every length it finished)")
+    ap.add_argument("--from-answers", help="Only rebuild the table and report from runs' answers.jsonl files, "
+                                           "comma-separated (runs cut short: every length they finished)")
     args = ap.parse_args()
     if args.from_answers:
-        rebuild(Path(args.from_answers), Path(args.out), args.assembled_tokens)
+        rebuild([Path(x) for x in args.from_answers.split(",")], Path(args.out), args.assembled_tokens)
         return
     if not DOCS.is_dir():
         sys.exit(f"dataset not found: {DOCS}")
