@@ -1,7 +1,7 @@
 # An Agents SDK Python program in the shape of Agent Builder's Code export, with multi-agent parts
 # written from the Agents SDK docs: specialists offered as tools (`agent.as_tool(...)`) and
 # handoffs (`handoffs=[agent, handoff(agent)]`, `handoff_description=`).
-from agents import Agent, ModelSettings, Runner, RunConfig, TResponseInputItem, handoff
+from agents import Agent, ModelSettings, RunConfig, Runner, TResponseInputItem, handoff
 from pydantic import BaseModel
 
 billing_agent = Agent(

@@ -237,7 +237,12 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     app.state.auth = authenticate
     install_error_handlers(app)
 
-    from keel.operate.server import client_tokens, routes_connectors, routes_openai, routes_workflows
+    from keel.operate.server import (
+        client_tokens,
+        routes_connectors,
+        routes_openai,
+        routes_workflows,
+    )
 
     app.include_router(routes_workflows.router)
     app.include_router(routes_connectors.router)
