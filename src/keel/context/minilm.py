@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +114,30 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (x - mean) / np.sqrt(var + _EPS) * w + b
 
 
+def encode_by_length(tokenizer: Tokenizer, texts: Sequence[str],
+                     forward: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
+                     batch_size: int = 16) -> np.ndarray:
+    """Tokenise ``texts``, run ``forward(ids, mask)`` on batches of similar length (longest
+    first, padded to the batch's longest, as sentence-transformers does) and return its
+    (len(texts), 384) rows in the order of ``texts``. Shared by the NumPy and ONNX runtimes."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    encs = tokenizer.encode_batch(list(texts))
+    order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
+    out = np.zeros((len(encs), 384), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        seq = max(len(encs[i].ids) for i in idx)
+        ids = np.zeros((len(idx), seq), dtype=np.int64)
+        mask = np.zeros((len(idx), seq), dtype=np.int64)
+        for row, i in enumerate(idx):
+            n = len(encs[i].ids)
+            ids[row, :n] = encs[i].ids
+            mask[row, :n] = 1
+        out[idx] = forward(ids, mask)
+    return out
+
+
 class NumpyMiniLM:
     """The model in ``model_dir`` (a sentence-transformers folder of all-MiniLM-L6-v2)."""
 
@@ -171,20 +195,5 @@ class NumpyMiniLM:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
         """Unit vectors (len(texts), 384) for ``texts``, batched by length as sentence-transformers does."""
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        encs = self.tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
-        out = np.zeros((len(encs), 384), dtype=np.float32)
         with self._lock, _one_blas_thread():
-            for start in range(0, len(order), batch_size):
-                idx = order[start: start + batch_size]
-                seq = max(len(encs[i].ids) for i in idx)
-                ids = np.zeros((len(idx), seq), dtype=np.int64)
-                mask = np.zeros((len(idx), seq), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    n = len(encs[i].ids)
-                    ids[row, :n] = encs[i].ids
-                    mask[row, :n] = 1
-                out[idx] = self._forward(ids, mask)
-        return out
+            return encode_by_length(self.tokenizer, texts, self._forward, batch_size=batch_size)

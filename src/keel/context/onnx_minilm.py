@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keel.context.minilm import MAX_TOKENS, _load_safetensors
+from keel.context.minilm import MAX_TOKENS, _load_safetensors, encode_by_length
 
 __all__ = ["GRAPH_VERSION", "OnnxMiniLM", "build_graph", "cached_model"]
 
@@ -207,20 +207,8 @@ class OnnxMiniLM:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
         """Unit vectors (len(texts), 384), batched by length as sentence-transformers does."""
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        encs = self.tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
-        out = np.zeros((len(encs), 384), dtype=np.float32)
         with self._lock:
-            for start in range(0, len(order), batch_size):
-                idx = order[start: start + batch_size]
-                seq = max(len(encs[i].ids) for i in idx)
-                ids = np.zeros((len(idx), seq), dtype=np.int64)
-                mask = np.zeros((len(idx), seq), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    n = len(encs[i].ids)
-                    ids[row, :n] = encs[i].ids
-                    mask[row, :n] = 1
-                out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        return out
+            return encode_by_length(self.tokenizer, texts, self._forward, batch_size=batch_size)
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
