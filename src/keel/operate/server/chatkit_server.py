@@ -206,18 +206,22 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
             self.kstore.set_thread_workflow(thread.id, name)
         return name
 
+    def _thread_version(self, thread: ThreadMetadata, context: ChatContext) -> tuple[str, Any]:
+        """The thread's workflow and its published version; a stream error naming the fix if none."""
+        try:
+            workflow = self.thread_workflow(thread, context)
+            return workflow, self.runner.version(workflow, None)
+        except (WorkflowError, NoWorkflowError) as e:
+            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
+                                    allow_retry=False) from None
+
     # -- a turn -----------------------------------------------------------------------------
 
     async def respond(self, thread: ThreadMetadata, input_user_message: UserMessageItem | None,
                       context: ChatContext) -> AsyncIterator[ThreadStreamEvent]:
         if input_user_message is None:
             return
-        try:
-            workflow = self.thread_workflow(thread, context)
-            version = self.runner.version(workflow, None)
-        except (WorkflowError, NoWorkflowError) as e:
-            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
-                                    allow_retry=False) from None
+        workflow, version = self._thread_version(thread, context)
         if not thread.title:
             text = _user_text(input_user_message)
             thread.title = text[:60] + ("…" if len(text) > 60 else "")
@@ -449,12 +453,7 @@ class KeelChatKitServer(ChatKitServer[ChatContext]):
         if origin is None or not action_allowed(sender.widget, action.type, payload):  # type: ignore[union-attr]
             raise CustomStreamError(f"action {action.type!r} does not belong to a widget of this thread",
                                     allow_retry=False)
-        try:
-            workflow = self.thread_workflow(thread, context)
-            version = self.runner.version(workflow, None)
-        except (WorkflowError, NoWorkflowError) as e:
-            raise CustomStreamError(f"{e.message} (fix: {e.hint})" if e.hint else e.message,
-                                    allow_retry=False) from None
+        _, version = self._thread_version(thread, context)
         start = next(n for n in version.spec.nodes if n.type == "start")
         history = [] if getattr(start, "input_schema", None) else await self._history(thread, None, context)
         value = action_input(action.type, payload, origin, history, structured=bool(getattr(start, "input_schema",
