@@ -15,7 +15,8 @@ tokens). Both arms answer every row through ``keel eval`` (the real pipeline); t
 
 **Routers**, all trained on the same train outcomes and scored on the test rows:
 
-- Keel: ``keel router train`` (kNN, k=10, ``minilm-static`` and ``minilm`` embedders), scored by
+- Keel: ``keel router train`` (kNN, k by leave-one-out; ``minilm-static``, ``minilm``, ``minilm-onnx`` and
+  ``minilm-int8`` query embedders, ``--embedders``), scored by
   ``keel router report --run TEST`` (quality along the threshold);
 - random: the expected quality of sending a random share to the strong arm (the straight line);
 - RouteLLM's matrix-factorisation router (PyPI ``routellm`` 0.2.0, its ``MFModel`` class, trained
@@ -148,6 +149,8 @@ def main() -> None:
     p.add_argument("--train", type=int, default=120)
     p.add_argument("--test", type=int, default=120)
     p.add_argument("--decisions", type=int, default=1000)
+    p.add_argument("--embedders", default="minilm-static,minilm,minilm-onnx,minilm-int8",
+                   help="comma-separated query embedders to train and time the Keel router with")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -163,7 +166,8 @@ def main() -> None:
         test_run = collect(test, prefix, shots, work, "test", args.cache)
         from benchmarks.router_compare import compare
 
-        result = compare(train_run, test_run, decisions=args.decisions)
+        result = compare(train_run, test_run, decisions=args.decisions,
+                         embedders=tuple(e.strip() for e in args.embedders.split(",") if e.strip()))
     result.update(train=len(train), test=len(test), date=_dt.date.today().isoformat(),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(json.dumps(result, indent=2))

@@ -109,7 +109,12 @@ def _call_overhead(store: Any, train_run: str, queries: list[str], rounds: int =
     return asyncio.run(run())
 
 
-def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str, Any]:
+EMBEDDERS = ("minilm-static", "minilm", "minilm-onnx", "minilm-int8")
+"""The query embedders the Keel router is trained and timed with (``--embedders``)."""
+
+
+def compare(train_run: str, test_run: str, *, decisions: int = 1000,
+            embedders: tuple[str, ...] = EMBEDDERS) -> dict[str, Any]:
     from keel.optimize.router import apgr, curve, get_embedder, knn_gain, load_policy, train_router
     from keel.optimize.router_report import router_report
     from keel.store import open_store
@@ -121,7 +126,7 @@ def compare(train_run: str, test_run: str, *, decisions: int = 1000) -> dict[str
                            "train_weak": float(tw.mean()), "train_strong": float(ts.mean()),
                            "test_items": len(test_q), "routers": {}}
     fine = [i / len(test_q) for i in range(len(test_q) + 1)]  # every share the test rows allow
-    for emb in ("minilm-static", "minilm"):
+    for emb in embedders:
         name = f"bench-{emb}"
         spec = train_router(store, name, runs=[train_run], strong="strong", weak="weak", embedder=emb)
         rep = router_report(store, name, runs=[test_run], strong="strong", weak="weak")

@@ -214,3 +214,36 @@ def test_neighbours_vote_by_similarity_and_k_is_chosen_by_leave_one_out_error():
     assert 15 <= k <= 40 and err < min(errors[5], errors[80])
     # without noise every small k is exact: the smallest wins
     assert choose_k(vectors, np.array([1.0] * 40 + [0.0] * 40, dtype=np.float32)) == (5, 0.0)
+
+
+def test_a_router_routes_with_the_embedder_it_was_trained_with(tmp_path, keel_home):
+    """Each router embeds requests with the embedder recorded when it was trained: a router trained
+    with the static vectors keeps them when the default changes; ``auto`` records what it chose."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from keel.optimize.router import StaticMiniLM, default_embedder, load_policy, train_router
+
+    run_id = run_eval_file(write_eval(tmp_path))
+    store = open_store()
+    trained = {emb: train_router(store, f"sums-{emb}", runs=[run_id], strong="scripted:g-strong",
+                                 weak="scripted:g-weak", k=3, embedder=emb)
+               for emb in ("minilm-static", "minilm-onnx", "minilm-int8", "auto")}
+    assert default_embedder() == "minilm-onnx" and trained["auto"].embedder == "minilm-onnx"
+    runtimes = {"minilm-static": None, "minilm-onnx": "onnx", "minilm-int8": "onnx-int8"}
+    policies = {emb: load_policy(store, f"sums-{emb}") for emb in runtimes}
+    for emb, policy in policies.items():
+        assert policy.spec.embedder == emb
+        if runtimes[emb] is None:
+            assert isinstance(policy.embedder, StaticMiniLM)
+        else:
+            assert policy.embedder.runtime == runtimes[emb]
+        # a request embeds as the stored training vectors were: each query is nearest its own vector
+        routed = policy.embedder.embed(policy.queries)
+        assert np.argmax(routed @ policy.vectors.T, axis=1).tolist() == list(range(len(policy.queries)))
+        assert float(np.min(np.sum(routed * policy.vectors, axis=1))) > 0.999
+        assert policy.decide("What is 700 + 300?").choice == "strong"
+        assert policy.decide("What is 2 + 3?").choice == "weak"
+    # the embedders really differ: the static router's vectors are not the ONNX router's
+    assert float(np.max(np.abs(policies["minilm-static"].vectors - policies["minilm-onnx"].vectors))) > 0.05

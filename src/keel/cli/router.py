@@ -30,8 +30,11 @@ def train(name: str = typer.Argument(..., help="The router's name (router:NAME).
           k: int | None = typer.Option(None, "--k", min=1, max=200,
                                        help="Neighbours that vote (knn; default: the k with the least "
                                             "leave-one-out error on the eval items)."),
-          embedder: str = typer.Option("minilm-static", "--embedder",
-                                       help="minilm-static (fast, default), minilm, or any embedder string."),
+          embedder: str = typer.Option("auto", "--embedder",
+                                       help="Query embedder, recorded in the router and used to route: auto "
+                                            "(minilm-onnx with keel[onnx], ~4 ms a query; else minilm-static, "
+                                            "<1 ms, routes slightly worse), minilm-int8, minilm, or any embedder "
+                                            "string."),
           grader: str = typer.Option("", "--grader", help="Score by this grader (default: mean of all)."),
           verifier: str = typer.Option("", "--verifier", help="Cascade: a model string that accepts or rejects "
                                                               "the weak answer."),
@@ -47,7 +50,7 @@ def train(name: str = typer.Argument(..., help="The router's name (router:NAME).
                         strong_share=strong_share, k=k, embedder=embedder, grader=grader or None,
                         verifier=verifier or None, strong_model=strong_model or None, weak_model=weak_model or None)
     print(f"router:{spec.name} version {spec.version}: {spec.policy}, {spec.examples} eval items, "
-          f"strong {spec.strong}, weak {spec.weak}")
+          f"strong {spec.strong}, weak {spec.weak}, query embedder {spec.embedder}")
     if spec.policy == "knn":
         print(f"k {spec.k} ({'given' if k else 'least leave-one-out error'}), votes weighted by similarity; "
               f"threshold {spec.threshold:+.3f} (gain of the strong model), calibrated to {spec.strong_share:.0%} "
