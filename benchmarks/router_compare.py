@@ -83,6 +83,26 @@ def _timing(policy: Any, queries: list[str], n: int) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p99_ms": times[int(0.99 * (len(times) - 1))]}
 
 
+def _interleaved_timing(policies: dict[str, Any], queries: list[str], n: int) -> dict[str, dict[str, float]]:
+    """Decision time of each router, A/B interleaved: round ``i`` times every router on query ``i``, in an
+    order rotated each round, so the machine's load falls on all of them alike."""
+    names = list(policies)
+    for name in names:
+        policies[name].decide(queries[0])  # load the embedders
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(n):
+        q = queries[i % len(queries)]
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            started = time.perf_counter()
+            policies[name].decide(q)
+            times[name].append((time.perf_counter() - started) * 1000)
+    out = {}
+    for name, ts in times.items():
+        ts.sort()
+        out[name] = {"median_ms": statistics.median(ts), "p99_ms": ts[int(0.99 * (len(ts) - 1))]}
+    return out
+
+
 def _call_overhead(store: Any, train_run: str, queries: list[str], rounds: int = 300) -> dict[str, float]:
     """A whole ``router:NAME`` call against the same call made directly, A/B interleaved, with
     ``scripted:echo`` (no model time) behind both: what routing adds to a request."""
@@ -144,6 +164,8 @@ def compare(train_run: str, test_run: str, *, decisions: int = 1000,
         out["routers"][f"keel knn ({emb}), k=10 unweighted (before)"] = {
             "apgr": apgr(rows), "quality_50": half["quality"], "pgr_50": half["pgr"], "k": 10,
             "apgr_fine": apgr(curve(s, w, before, fine))}
+    policies = {emb: load_policy(store, f"bench-{emb}") for emb in embedders}
+    out["interleaved"] = _interleaved_timing(policies, test_q, decisions)
     out["call"] = _call_overhead(store, train_run, test_q)
     out["routers"]["random"] = {"apgr": rep["random_apgr"], "quality_50": float(w.mean() + 0.5 * (s.mean() - w.mean())),
                                 "pgr_50": 0.5}
