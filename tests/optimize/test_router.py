@@ -247,3 +247,9 @@ def test_a_router_routes_with_the_embedder_it_was_trained_with(tmp_path, keel_ho
         assert policy.decide("What is 2 + 3?").choice == "weak"
     # the embedders really differ: the static router's vectors are not the ONNX router's
     assert float(np.max(np.abs(policies["minilm-static"].vectors - policies["minilm-onnx"].vectors))) > 0.05
+    from keel.optimize.router import RouterError
+
+    with pytest.raises(RouterError, match="unknown query embedder 'nope'") as bad:
+        train_router(store, "sums-bad", runs=[run_id], strong="scripted:g-strong", weak="scripted:g-weak",
+                     embedder="nope")
+    assert "minilm-static" in (bad.value.hint or "")

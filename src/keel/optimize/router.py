@@ -148,7 +148,15 @@ def get_embedder(spec: str):
         return StaticMiniLM()
     from keel.context.embedders import get_embedder as context_embedder
 
-    return context_embedder(spec)
+    try:
+        return context_embedder(spec)
+    except UserError as e:
+        if not str(e).startswith("unknown embedder"):
+            raise
+        raise RouterError(f"unknown query embedder {spec!r}",
+                          hint="use --embedder auto (the default: minilm-onnx with keel[onnx], else minilm-static), "
+                               "minilm-onnx, minilm-int8, minilm-static, minilm, or an embedder string of "
+                               "docs/context.md such as openai:text-embedding-3-small") from None
 
 
 def routing_embedder(spec: str):
