@@ -71,3 +71,21 @@ def openai_stub() -> Iterator[OpenAIStub]:
         yield stub
     finally:
         stub.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``KEEL_TEST_STORE=postgresql`` (the README's second pass), leave out the tests that
+    name their backend themselves (``[sqlite]``, ``[postgresql]``): the first pass ran them on
+    both already, and running them again only cost CI minutes."""
+    if TEST_STORE != "postgresql":
+        return
+
+    def names_its_backend(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return callspec is not None and any(v in ("sqlite", "postgresql") for v in callspec.params.values()
+                                            if isinstance(v, str))
+
+    keep = [item for item in items if not names_its_backend(item)]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if names_its_backend(item)])
+        items[:] = keep
