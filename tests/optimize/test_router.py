@@ -230,7 +230,7 @@ def test_a_router_routes_with_the_embedder_it_was_trained_with(tmp_path, keel_ho
     trained = {emb: train_router(store, f"sums-{emb}", runs=[run_id], strong="scripted:g-strong",
                                  weak="scripted:g-weak", k=3, embedder=emb)
                for emb in ("minilm-static", "minilm-onnx", "minilm-int8", "auto")}
-    assert default_embedder() == "minilm-onnx" and trained["auto"].embedder == "minilm-onnx"
+    assert default_embedder() == "minilm-int8" and trained["auto"].embedder == "minilm-int8"
     runtimes = {"minilm-static": None, "minilm-onnx": "onnx", "minilm-int8": "onnx-int8"}
     policies = {emb: load_policy(store, f"sums-{emb}") for emb in runtimes}
     for emb, policy in policies.items():

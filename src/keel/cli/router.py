@@ -32,10 +32,10 @@ def train(name: str = typer.Argument(..., help="The router's name (router:NAME).
                                             "leave-one-out error on the eval items)."),
           embedder: str = typer.Option("auto", "--embedder",
                                        help="Query embedder, recorded in the router and used to route: auto "
-                                            "(minilm-onnx with keel[onnx], ~4 ms for a ten-word request, more for "
+                                            "(minilm-int8 with keel[onnx], ~2 ms for a ten-word request, more for "
                                             "longer ones; else minilm-static, <1 ms, routes slightly worse), "
-                                            "minilm-int8 (~2.5x faster than minilm-onnx), minilm, or any embedder "
-                                            "string."),
+                                            "minilm-onnx (MiniLM's exact vectors, ~2x slower than int8), minilm, "
+                                            "or any embedder string."),
           grader: str = typer.Option("", "--grader", help="Score by this grader (default: mean of all)."),
           verifier: str = typer.Option("", "--verifier", help="Cascade: a model string that accepts or rejects "
                                                               "the weak answer."),
