@@ -65,6 +65,25 @@ def test_data_cannot_break_out_of_the_widget_json() -> None:
     assert [c["type"] for c in card["children"]] == ["Title", "Text"]
 
 
+def test_a_list_or_object_from_the_model_cannot_add_keys_or_actions_to_the_widget() -> None:
+    """Found in review: a list went in as Python's repr, its quotes raw, so a model could give
+    a card a real onClickAction that ``action_allowed`` then trusted."""
+    evil = ['a", "onClickAction": {"type": "delete_all", "payload": {}}, "x": "']
+    card = render("card", {"title": evil, "body": {"k": '"}, {"type": "Button"'}})
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {k for v in node.values() for k in keys(v)}
+        if isinstance(node, list):
+            return {k for v in node for k in keys(v)}
+        return set()
+
+    assert "onClickAction" not in keys(card)
+    assert [c["type"] for c in card["children"]] == ["Title", "Text"]
+    assert json.loads(card["children"][0]["value"]) == evil  # the data, shown as its JSON text
+    assert not action_allowed(card, "delete_all", {})
+
+
 def test_a_template_that_reads_a_missing_field_fails_publish_naming_node_field_and_line(spec_file) -> None:
     path = spec_file(CARD_NODE % "subtitle")
     with pytest.raises(SpecError) as e:

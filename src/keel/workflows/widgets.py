@@ -77,13 +77,20 @@ def _finalize(value: Any) -> Any:
     template); ``| tojson`` output (Markup) and numbers go in as they are."""
     from markupsafe import Markup
 
-    if isinstance(value, str) and not isinstance(value, Markup):
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)[1:-1]
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
-    return value
+    if isinstance(value, (int, float)):
+        return value
+    # A list, an object or anything else the model returned: its JSON text, escaped as a string,
+    # so a quote inside it can never close the template's string and add keys or components
+    # (write ``| tojson`` to place a value as JSON on purpose).
+    return json.dumps(json.dumps(value, ensure_ascii=False, default=str), ensure_ascii=False)[1:-1]
 
 
 def _first_error(e: Exception) -> str:
