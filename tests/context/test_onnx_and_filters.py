@@ -173,3 +173,14 @@ def test_filter_bitmaps_equal_sql_and_filtered_search_equals_brute_force(monkeyp
         hits = col.search("boundary layer", where={"copy": 99}, k=5)
         assert [h.citation.source for h in hits] == ["new"]
         assert col._filter_index(col._load()) is not fidx
+
+
+def test_filter_bitmaps_leave_to_sql_what_they_cannot_answer_exactly() -> None:
+    """Found in review: ``x NOT IN (1, NULL)`` is never true in SQL, while the bitmap kept every
+    row but 1; and an operand past 2**53 compared as a rounded float."""
+    index = FilterIndex(4, lambda field: [1, 2, None, 3] if field == "n" else None)
+    assert index.mask({"n": {"$nin": [1, None]}}) is None
+    assert index.mask({"n": {"$in": [1, None]}}) is None
+    assert index.mask({"n": {"$lt": 2**53 + 1}}) is None
+    assert index.mask({"n": {"$nin": [1]}}).tolist() == [False, True, False, True]
+    assert index.mask({"n": {"$lt": 3}}).tolist() == [True, True, False, False]

@@ -146,8 +146,8 @@ class FilterIndex:
         out = np.ones(self.n, dtype=bool)
         for op, v in conds.items():
             if op in ("$in", "$nin"):
-                if not isinstance(v, list) or not v or any(not _is_scalar(x) for x in v):
-                    return None
+                if not isinstance(v, list) or not v or any(not _is_scalar(x) or x is None for x in v):
+                    return None  # NULL in the list: SQL's three-valued IN answers; let SQL do it
                 m = col.member(v)
                 if m is None:
                     return None
@@ -166,5 +166,8 @@ class FilterIndex:
 
 
 def _is_scalar(v: Any) -> bool:
+    """A value the bitmaps answer exactly as SQL would: not an integer a float cannot hold."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53:
+        return False
     return v is None or isinstance(v, bool | int | float | str)
 
