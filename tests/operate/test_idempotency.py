@@ -71,3 +71,24 @@ def test_a_retried_start_returns_the_same_run_on_either_server(tmp_path: Path, u
     runs = _runs(home, url)
     assert sorted(r["input"] for r in runs) == sorted(['"order 1"', '"order 3"', '"no key"', '"no key"']), runs
     assert "Traceback" not in a.log_text() + b.log_text()
+
+
+def test_an_expired_key_serves_a_new_request_and_a_started_run_keeps_its_key(tmp_path: Path) -> None:
+    """Found in review: an expired key sent with a different request got 422 until the next sweep;
+    and a request cancelled after its run started gave the key back, so a retry ran it twice."""
+    from keel.operate.server.idempotency import KEEP_SECONDS, Idempotency
+    from keel.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "keel.db")
+    idem = Idempotency(store)
+    first, fresh = idem.reserve("k1", "retry-me", "fingerprint-a")
+    assert fresh
+    store.execute("UPDATE run_idempotency SET created_at = created_at - ?", (KEEP_SECONDS + 60,))
+    second, fresh = idem.reserve("k1", "retry-me", "fingerprint-b")  # a day later, another request
+    assert fresh and second != first
+    # a run that exists keeps its key even if the request that started it is given back
+    store.execute("INSERT INTO workflow_runs (id, workflow, version, version_id, status, seq, context, trace_id,"
+                  " created_at, updated_at) VALUES (?, 'w', 1, 'v1', 'running', 0, '{}', 't', 0, 0)", (second,))
+    idem.release("k1", "retry-me", second)
+    assert idem.reserve("k1", "retry-me", "fingerprint-b") == (second, False)
+    store.close()

@@ -85,17 +85,17 @@ class Idempotency:
             if not rows:
                 continue
             row = rows[0]
-            if row["fingerprint"] != fp:
+            expired = row["created_at"] < now - KEEP_SECONDS
+            if row["fingerprint"] != fp and not expired:
                 raise ApiError(422, f"this {HEADER} was used for a different request (another workflow, version, "
                                     "input or user)", field=f"header.{HEADER}", code="idempotency_key_reused",
                                hint="use a new key for a new request; send the same key only to retry the same one")
-            expired = row["created_at"] < now - KEEP_SECONDS
             orphaned = (row["created_at"] < now - STALE_SECONDS and not self.store.query(
                 "SELECT 1 AS x FROM workflow_runs WHERE id = ?", (row["run_id"],)))
             if expired or orphaned:  # take it over, unless another server just did
-                if self.store.execute("UPDATE run_idempotency SET run_id = ?, created_at = ? WHERE scope = ?"
-                                      " AND idem_key = ? AND run_id = ?",
-                                      (run_id, now, scope, key, row["run_id"])) == 1:
+                if self.store.execute("UPDATE run_idempotency SET run_id = ?, fingerprint = ?, created_at = ?"
+                                      " WHERE scope = ? AND idem_key = ? AND run_id = ?",
+                                      (run_id, fp, now, scope, key, row["run_id"])) == 1:
                     return run_id, True
                 continue
             return row["run_id"], False
@@ -104,5 +104,6 @@ class Idempotency:
 
     def release(self, scope: str, key: str, run_id: str) -> None:
         """Give the key back: the request that reserved it was refused before its run started."""
-        self.store.execute("DELETE FROM run_idempotency WHERE scope = ? AND idem_key = ? AND run_id = ?",
-                           (scope, key, run_id))
+        self.store.execute("DELETE FROM run_idempotency WHERE scope = ? AND idem_key = ? AND run_id = ?"
+                           " AND NOT EXISTS (SELECT 1 FROM workflow_runs WHERE id = ?)",
+                           (scope, key, run_id, run_id))

@@ -161,8 +161,8 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest, call
         if reserved:
             services.idempotency.release(*reserved)
         raise ApiError(400, e.message, field=f"body.{e.field}", hint=e.hint) from None
-    except BaseException:
-        if reserved:
+    except Exception:  # refused before its run started: the key goes back (not on cancellation,
+        if reserved:     # where the run may already exist: a key without its run is taken over later)
             services.idempotency.release(*reserved)
         raise
     request.state.run_id = started.run_id
