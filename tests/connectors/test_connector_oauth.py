@@ -202,6 +202,15 @@ def test_oauth_connector_login_run_refresh_and_revoked_login(servers: tuple[str,
     assert result.status == "succeeded", result.error
     assert "1234.5" in seen[1]
 
+    # A login nobody completes (it registers a new client, then times out) leaves the stored,
+    # working tokens as they were.
+    abandoned = keel("connectors", "login", "vault", "--no-browser", "--timeout", "3")
+    assert abandoned.returncode != 0 and "Traceback" not in abandoned.stderr
+    assert "nobody completed the login" in abandoned.stderr
+    assert _state(keel_home)["tokens"] == first
+    result, _ = _run(tmp_path, keel_home)
+    assert result.status == "succeeded", result.error
+
     # The access token expires: the next use refreshes it (the server rotates the refresh token),
     # stores the new pair sealed, and the old access token no longer opens the MCP server.
     _expire(keel_home)

@@ -92,3 +92,75 @@ def test_a_connector_that_cannot_be_reached_fails_its_node_naming_it(keel_home: 
     assert result.status == "failed"
     assert "connector 'counter' is down" in result.error and "keel connectors test counter" in result.error
     assert "counter: no licence" in result.error  # the server's own words, from its stderr
+
+
+class _Sessions:
+    """An opener whose sessions are plain objects; it records which are open, and its close can
+    be made slow (as a server that takes its time to exit)."""
+
+    def __init__(self) -> None:
+        self.open: list[object] = []
+        self.slow_close = asyncio.Event()
+        self.slow_close.set()
+
+    async def __call__(self, stack) -> object:
+        s = object()
+        self.open.append(s)
+
+        async def close() -> None:
+            await self.slow_close.wait()
+            self.open.remove(s)
+
+        stack.push_async_callback(close)
+        await asyncio.sleep(0)
+        return s
+
+
+def test_pool_concurrent_reopen_cancel_and_guarded_drop() -> None:
+    from keel.connectors.pool import ConnectorPool
+
+    async def main() -> None:
+        p, opener = ConnectorPool(), _Sessions()
+        first = await p.client("c", "v1", opener)
+        # Two steps see the connector changed while the old session takes its time to close:
+        # both end up with one new session, and no session is left open unpooled.
+        opener.slow_close.clear()
+        a = asyncio.create_task(p.client("c", "v2", opener))
+        b = asyncio.create_task(p.client("c", "v2", opener))
+        await asyncio.sleep(0.05)
+        opener.slow_close.set()
+        ca, cb = await asyncio.gather(a, b)
+        assert ca is cb and opener.open == [ca] and first not in opener.open
+
+        # A step whose failed call used an old client does not close the session another
+        # step has just reopened.
+        await p.drop("c", only_if=first)
+        assert opener.open == [ca] and p.names() == ["c"]
+        await p.drop("c", only_if=ca)
+        assert opener.open == [] and p.names() == []
+
+        # A caller cancelled while a session closes (a step timeout) is cancelled, not swallowed.
+        await p.client("c", "v3", opener)
+        opener.slow_close.clear()
+        closing = asyncio.create_task(p.drop("c"))
+        await asyncio.sleep(0.05)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        opener.slow_close.set()
+
+    asyncio.run(main())
+
+
+def test_the_pool_of_a_closed_loop_is_forgotten() -> None:
+    from keel.connectors import pool as pool_mod
+
+    async def touch() -> None:
+        pool_mod.pool()
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(touch())
+    loop.close()
+    assert loop in pool_mod._pools
+    asyncio.run(touch())
+    assert loop not in pool_mod._pools

@@ -38,6 +38,9 @@ class SealedTokens:
         self.registry = registry
         self.name = connector.name
         self.state: dict[str, Any] = dict(connector.credentials.oauth)
+        self.deferred = False
+        """While True (a login in progress) the state is kept in memory only: a login that is
+        abandoned or times out leaves the stored, working tokens as they were."""
 
     def expires_at(self) -> float | None:
         return self.state.get("expires_at")
@@ -53,7 +56,8 @@ class SealedTokens:
         tokens = self.state.get("tokens") or {}
         secrets.register(tokens.get("access_token"), tokens.get("refresh_token"),
                          (self.state.get("client") or {}).get("client_secret"))
-        self.registry.save_oauth(self.name, self.state)
+        if not self.deferred:
+            self.registry.save_oauth(self.name, self.state)
 
     async def get_tokens(self):
         from mcp.shared.auth import OAuthToken
@@ -260,6 +264,7 @@ async def login(registry: Connectors, name: str, *, port: int = 0, timeout: floa
     await redirect.start(port)
     storage = SealedTokens(registry, c)
     storage.state = {}  # a fresh registration (the redirect port may differ) and fresh tokens
+    storage.deferred = True  # saved once, on success: a failed login keeps the old tokens
     from mcp.shared.auth import AuthorizationCodeResult
 
     async def send_person(url: str) -> None:
@@ -305,6 +310,7 @@ async def login(registry: Connectors, name: str, *, port: int = 0, timeout: floa
             "server": ctx.oauth_metadata.model_dump(mode="json", exclude_none=True) if ctx.oauth_metadata else None,
             "resource": ctx.protected_resource_metadata.model_dump(mode="json", exclude_none=True)
             if ctx.protected_resource_metadata else None, "issuer": ctx.auth_server_url}
+        storage.deferred = False
         storage._save()
     if not storage.state.get("tokens"):
         raise ConnectorError(f"connector {name!r}: its server answered without asking for authorization",

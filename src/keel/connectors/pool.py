@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -65,10 +64,13 @@ class _Held:
 
     async def close(self) -> None:
         self._close.set()
-        with contextlib.suppress(BaseException):  # a server already gone must not fail the caller
-            await asyncio.wait_for(asyncio.shield(self.task), timeout=10)
-        if not self.task.done():
-            self.task.cancel()
+        # asyncio.wait never raises the task's own error (a server already gone must not fail the
+        # caller) but does raise the caller's CancelledError (a step timeout, a cancelled run).
+        try:
+            await asyncio.wait({self.task}, timeout=10)
+        finally:
+            if not self.task.done():
+                self.task.cancel()
 
 
 class ConnectorPool:
@@ -83,9 +85,9 @@ class ConnectorPool:
         """The live client of connector ``name`` at ``version``, opened with ``open_(stack)`` if
         there is none (or the one there is went down, or is for another version)."""
         held = self._held.get(name)
-        if held is not None and (held.version != version or not held.alive):
-            await self.drop(name)
-            held = None
+        while held is not None and (held.version != version or not held.alive):
+            await self._drop(name, held)
+            held = self._held.get(name)  # re-read: a concurrent caller may have opened it meanwhile
         if held is None:
             held = _Held(version, open_)
             self.opened += 1
@@ -93,7 +95,8 @@ class ConnectorPool:
             while len(self._held) > MAX_SESSIONS:
                 oldest = next(iter(self._held))
                 await self.drop(oldest)
-        self._held.move_to_end(name)
+        if self._held.get(name) is held:
+            self._held.move_to_end(name)
         try:
             return await held.ready()
         except BaseException:
@@ -101,11 +104,18 @@ class ConnectorPool:
                 del self._held[name]
             raise
 
-    async def drop(self, name: str) -> None:
-        """Close connector ``name``'s session (a call on it failed, or it changed)."""
-        held = self._held.pop(name, None)
-        if held is not None:
-            await held.close()
+    async def drop(self, name: str, only_if: Any = None) -> None:
+        """Close connector ``name``'s session (a call on it failed, or it changed). With
+        ``only_if`` (the client a failed call used), only if that client is still the pooled one:
+        a session another step has just reopened is left open."""
+        held = self._held.get(name)
+        if held is not None and (only_if is None or held.client is only_if):
+            await self._drop(name, held)
+
+    async def _drop(self, name: str, held: _Held) -> None:
+        if self._held.get(name) is held:
+            del self._held[name]
+        await held.close()
 
     def names(self) -> list[str]:
         return [n for n, h in self._held.items() if h.alive]
@@ -115,12 +125,16 @@ class ConnectorPool:
             await self.drop(name)
 
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectorPool] = weakref.WeakKeyDictionary()
+_pools: dict[asyncio.AbstractEventLoop, ConnectorPool] = {}
+"""A plain dict (each pool's tasks hold their loop, so weak keys would never go): the pools of
+closed loops are forgotten on the next access."""
 
 
 def pool() -> ConnectorPool:
     """The pool of the running event loop."""
     loop = asyncio.get_running_loop()
+    for closed in [lp for lp in _pools if lp.is_closed()]:
+        del _pools[closed]
     p = _pools.get(loop)
     if p is None:
         p = _pools[loop] = ConnectorPool()

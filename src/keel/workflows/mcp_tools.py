@@ -230,7 +230,7 @@ async def call(sessions: McpSessions, server: str, env: dict[str, str], tool: st
                 from keel.connectors.pool import pool
 
                 log.info("connector %s: its pooled session failed (%s); reconnecting", pooled[0], _describe(e))
-                await pool().drop(pooled[0])
+                await pool().drop(pooled[0], only_if=client)
                 continue
             raise NodeFailure(f"MCP tool {tool} on {server!r} failed: {_describe(e)}{sessions._stderr()}",
                               kind="tool") from None
@@ -292,7 +292,7 @@ async def list_tools(engine: Engine, run: _ActiveRun, servers: list[McpServer], 
                     if pooled is not None and attempt == 1:  # a pooled session that went down: reopen it
                         from keel.connectors.pool import pool
 
-                        await pool().drop(pooled[0])
+                        await pool().drop(pooled[0], only_if=client)
                         continue
                     raise NodeFailure(f"cannot list the tools of MCP server {s.server!r}: {_describe(e)}",
                                       kind="mcp") from None
