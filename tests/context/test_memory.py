@@ -297,3 +297,54 @@ def test_grounded_compaction_quotes_the_turns_and_a_failing_batch_goes_turn_by_t
     assert shown[2] == "[1] user (2026-01-10): I live in Porto." and all("sunny" not in s for s in shown)
     assert [f.value for f in mem.facts()] == ["Porto"] and mem.failed_turns == 1 and mem.pending() == 0
     mem.close()
+
+
+def test_two_collections_with_the_same_scope_each_keep_the_turn_and_the_fact(store) -> None:
+    """Ids hash the collection too: the same turn and fact in a second collection are rows of its own."""
+    first, second = _mem(store), Memory("mem-two", "user:ana", store, embedder="test-hashing")
+    turns = [Turn("user", "I live in Porto.", T0)]
+    src = {"source": "thread:a", "position": 0}
+    assert first.record(turns, source="thread:a") == 1 and second.record(turns, source="thread:a") == 1
+    assert first.pending() == second.pending() == 1
+    assert first.add_facts([("user", "city", "Porto", T0, src)]) == 1
+    assert second.add_facts([("user", "city", "Porto", T0, src)]) == 1
+    assert [f.value for f in second.facts()] == ["Porto"] and [f.value for f in second.search("city")] == ["Porto"]
+    assert first.facts()[0].id != second.facts()[0].id
+    first.close()
+    second.close()
+
+
+def test_a_fact_said_again_after_it_was_replaced_is_current_again(store) -> None:
+    mem = _mem(store)
+    src = {"source": "thread:a", "position": 0}
+    mem.add_facts([("user", "city", "Lisbon", T0, src)])
+    mem.add_facts([("user", "city", "Porto", T0 + 30 * DAY, src)])
+    assert [f.value for f in mem.facts()] == ["Porto"]
+    assert mem.add_facts([("user", "city", "Lisbon", T0 + 60 * DAY, src)]) == 0  # the same fact, not a new one
+    history = {f.value: f for f in mem.facts(include_superseded=True)}
+    assert [f.value for f in mem.facts()] == ["Lisbon"] and history["Lisbon"].valid_from == T0 + 60 * DAY
+    assert history["Porto"].superseded_by == history["Lisbon"].id and history["Porto"].valid_until == T0 + 60 * DAY
+    # said again while still current (or said earlier than its replacement): nothing moves
+    mem.add_facts([("user", "city", "Lisbon", T0 + 90 * DAY, src), ("user", "city", "Porto", T0 + 45 * DAY, src)])
+    assert [(f.value, f.valid_from) for f in mem.facts()] == [("Lisbon", T0 + 60 * DAY)]
+    mem.close()
+
+
+def test_facts_stored_while_indexing_failed_are_indexed_by_the_next_write(store, monkeypatch) -> None:
+    mem = _mem(store)
+    src = {"source": "thread:a", "position": 0}
+    mem.add_facts([("user", "city", "Porto", T0, src)])
+    col = mem._collection()
+
+    def embedding_down(*a, **kw):
+        raise RuntimeError("embedder unreachable")
+
+    monkeypatch.setattr(col, "add_records", embedding_down)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        mem.add_facts([("user", "dog name", "Rex", T0, src)])
+    monkeypatch.undo()
+    assert sorted(f.value for f in mem.facts()) == ["Porto", "Rex"]
+    assert [f.value for f in mem.search("what is my dog called?")] == ["Porto"]  # Rex stored, not indexed
+    assert mem.add_facts([("user", "dog name", "Rex", T0, src)]) == 0  # the next compaction extracts it again
+    assert mem.search("what is my dog called?")[0].value == "Rex"
+    mem.close()

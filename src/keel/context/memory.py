@@ -10,14 +10,15 @@
 Two paths, on purpose:
 
 - **Writing** (:meth:`Memory.record`) stores the turns of a conversation, one row each, keyed
-  by a hash of (scope, source, position, role, text). It calls no model and embeds nothing, so
-  an Agent node can do it on every turn; the same turn written twice (a retried step, two
+  by a hash of (collection, scope, source, position, role, text). It calls no model and embeds
+  nothing, so an Agent node can do it on every turn; the same turn written twice (a retried step, two
   processes) is one row.
 - **Compaction** (:meth:`Memory.compact`, ``keel memory compact``, or the worker) sends the
   turns not compacted yet to the configured model with a strict output schema (subject,
   attribute, value, which message said it) and stores each fact with its date (when the
-  message was said) and its source. A fact's id is a hash of (scope, key, value), so the same
-  fact extracted twice is one fact. Facts with the same key (normalised subject and attribute)
+  message was said) and its source. A fact's id is a hash of (collection, scope, key, value), so
+  the same fact extracted twice is one fact; said again after a later one replaced it, it is current
+  again (from the new date). Facts with the same key (normalised subject and attribute)
   are a history: the latest by date is current, earlier ones are superseded
   (``valid_until`` = the date of the one after). Facts are indexed in a context collection
   (:class:`~keel.context.Collection`) and searched with its hybrid search, filtered by scope.
@@ -253,7 +254,8 @@ class Memory:
             if not turn.text.strip():
                 continue
             pos = start + i
-            rows.append((_hash(self.scope, source, str(pos), turn.role, turn.text), self.scope, self.collection,
+            rows.append((_hash(self.collection, self.scope, source, str(pos), turn.role, turn.text), self.scope,
+                         self.collection,
                          source, pos, turn.role, turn.text, turn.said_at or now, now))
         added = 0
         for row in rows:  # one statement per turn: a duplicate is skipped, not an error
@@ -356,7 +358,8 @@ class Memory:
 
     def add_facts(self, facts: Iterable[tuple[str, str, str, float, dict[str, Any]]]) -> int:
         """Store ``(subject, attribute, value, said_at, source)`` facts (deduplicated by hash), settle
-        which are superseded, and index the new ones. Returns how many were new."""
+        which are superseded (a fact said again after a later one replaced it is current again), and
+        index every fact of the keys touched. Returns how many were new."""
         now = time.time()
         new: list[Fact] = []
         keys: set[str] = set()
@@ -364,7 +367,7 @@ class Memory:
             subj, attr, val = subject.strip(), attribute.strip(), value.strip().rstrip(".")
             subj = "user" if normalise(subj) == "user" else subj
             key = f"{normalise(subj)}|{normalise(attr)}"
-            fid = _hash(self.scope, key, normalise(val))
+            fid = _hash(self.collection, self.scope, key, normalise(val))
             n = self.store.execute(
                 "INSERT INTO memory_facts (id, scope, collection, fact_key, subject, attribute, value, valid_from,"
                 " sources, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -373,11 +376,26 @@ class Memory:
             keys.add(key)
             if n:
                 new.append(Fact(fid, self.scope, subj, attr, val, float(said_at), sources=[source]))
+            else:  # said again after a later fact replaced it (Lisbon, Porto, Lisbon): current again
+                self.store.execute(
+                    "UPDATE memory_facts SET valid_from = ?, superseded_by = NULL, valid_until = NULL WHERE id = ?"
+                    " AND superseded_by IS NOT NULL AND valid_until < ?", (float(said_at), fid, float(said_at)))
         for key in sorted(keys):
             self._settle(key)
-        if new:
-            self._collection().add_records([(f.id, "", f.statement, {"scope": self.scope, "fact_key": normalise(
-                f.subject) + "|" + normalise(f.attribute)}) for f in new])
+        if keys:  # every fact of the touched keys: one stored by a run whose indexing failed gets indexed now
+            marks = ", ".join("?" for _ in keys)
+            rows = self.store.query(
+                f"SELECT id, fact_key, subject, attribute, value FROM memory_facts WHERE collection = ? AND scope = ? AND"
+                f" fact_key IN ({marks}) ORDER BY id", (self.collection, self.scope, *sorted(keys)))
+            records = [(r["id"], "", f"{r['subject']} {r['attribute']}: {r['value']}",
+                        {"scope": self.scope, "fact_key": r["fact_key"]}) for r in rows]
+            # records already indexed unchanged are skipped, not embedded again; once more on an error:
+            # another process indexing the same fact at once (a unique violation on PostgreSQL) has
+            # indexed it by then, so it is skipped; a second error (the embedder down) is raised
+            try:
+                self._collection().add_records(records)
+            except Exception:
+                self._collection().add_records(records)
         return len(new)
 
     def _settle(self, key: str) -> None:
