@@ -100,7 +100,8 @@ def run_keel(url: str, shape: str, workers: int, concurrency: int, seconds: floa
     from keel.workflows.queue import RunQueue
 
     store = open_store(url=url)
-    spec = Path(tempfile.mkdtemp()) / "shape.yaml"
+    _LOGS.mkdir(exist_ok=True)
+    spec = _LOGS / "shape.yaml"
     spec.write_text(TRANSFORM if shape == "transform" else AGENT, encoding="utf-8")
     version = publish(spec, store=store)
     engine = Engine(store)
@@ -174,10 +175,13 @@ def run_dbos(url: str, shape: str, workers: int, concurrency: int, seconds: floa
         client.destroy()
 
 
-_LOGS = Path(tempfile.mkdtemp(prefix="keel-scale-"))
+_LOGS = Path(tempfile.gettempdir()) / f"keel-scale-{os.getpid()}"
+"""Worker logs of this run; made on first use (importing this module, as scale_cost.py and the
+DBOS worker processes do, leaves nothing behind) and removed at the end of main()."""
 
 
 def _start(cmd: list[str], env: dict, n: int) -> tuple[list[subprocess.Popen], list[Path]]:
+    _LOGS.mkdir(exist_ok=True)
     logs = [Path(tempfile.mkstemp(suffix=".log", dir=_LOGS)[1]) for _ in range(n)]
     procs = [subprocess.Popen(cmd, env=env, stderr=log.open("w")) for log in logs]
     return procs, logs
