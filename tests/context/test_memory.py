@@ -348,3 +348,22 @@ def test_facts_stored_while_indexing_failed_are_indexed_by_the_next_write(store,
     assert mem.add_facts([("user", "dog name", "Rex", T0, src)]) == 0  # the next compaction extracts it again
     assert mem.search("what is my dog called?")[0].value == "Rex"
     mem.close()
+
+
+def test_search_before_any_fact_is_indexed_finds_nothing_instead_of_failing(store, monkeypatch) -> None:
+    """Found in review: with facts stored but none indexed yet, the scope filter named a field the
+    collection had never seen, and search raised ``unknown filter field 'scope'``."""
+    mem = _mem(store)
+    col = mem._collection()
+
+    def embedding_down(*a, **kw):
+        raise RuntimeError("embedder unreachable")
+
+    monkeypatch.setattr(col, "add_records", embedding_down)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        mem.add_facts([("user", "city", "Porto", T0, {"source": "thread:a", "position": 0})])
+    monkeypatch.undo()
+    assert [f.value for f in mem.facts()] == ["Porto"]
+    assert mem.search("where do I live?") == []
+    assert mem.context("where do I live?") == ""
+    mem.close()

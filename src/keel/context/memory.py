@@ -424,7 +424,12 @@ class Memory:
         if not self.store.query("SELECT id FROM memory_facts WHERE collection = ? AND scope = ? LIMIT 1",
                                 (self.collection, self.scope)):
             return []
-        hits = self._collection().search(query, k=k * 3, where={"scope": self.scope})
+        from keel.context.filters import FilterError
+
+        try:
+            hits = self._collection().search(query, k=k * 3, where={"scope": self.scope})
+        except FilterError:  # no chunk carries a scope yet (facts stored, none indexed): nothing to find
+            return []
         ids = [h.citation.source for h in hits]
         rows = _by_id(self.store, ids)
         out = []
