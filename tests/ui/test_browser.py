@@ -102,6 +102,28 @@ def test_runs_list_filters_by_status(page: Page, server) -> None:
     expect(page.get_by_text("No runs match these filters")).to_be_visible()
 
 
+def test_runs_list_keeps_the_newest_answer_when_an_older_one_arrives_late(page: Page, server) -> None:
+    """The unfiltered list still in flight when a filter is chosen must not replace the filtered one."""
+    open_chat(page, "echo-bot")
+    send(page, "a run that succeeds")
+    expect(page.locator(".msg.assistant .badge")).to_have_text("succeeded")
+    open_chat(page, "refund")
+    send(page, "One more refund")
+    expect(page.locator(".msg.assistant .approval")).to_be_visible()
+    held: list = []
+    page.route(re.compile(r"/ui/api/runs\?$"), lambda route: held.append(route))  # hold the unfiltered answer
+    page.get_by_role("link", name="Runs").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    page.get_by_label("Status").select_option("waiting")
+    rows = page.locator("table.data tbody tr")
+    expect(rows.locator(".badge", has_text="waiting").first).to_be_visible()
+    assert len(held) == 1, held
+    held[0].continue_()
+    page.wait_for_timeout(500)  # give the late answer every chance to be drawn
+    badges = rows.locator(".badge").all_inner_texts()
+    assert badges and set(badges) == {"waiting"}, badges
+
+
 def _count(page: Page, workflow: str) -> int:
     cell = page.locator(f'#dash-by-workflow tr[data-key="{workflow}"] td').first
     return int(cell.inner_text()) if cell.count() else 0

@@ -29,18 +29,20 @@ export async function mount(main, { params }) {
   const body = h("div", { id: "dash-body" });
   main.append(h("div.page-head", {}, h("h1", {}, "Service health"), status), form, body);
 
+  let latest = 0; // a slower answer to an older request (settings changed meanwhile) is dropped
   async function refresh() {
     clearTimeout(timer);
+    const mine = ++latest;
     const q = new URLSearchParams(Object.entries(opts).filter(([, v]) => v));
     try {
       const d = await getJSON(`/ui/api/metrics?${q}`);
-      if (!alive) return;
+      if (!alive || mine !== latest) return;
       filters(form, opts, d, refresh);
       render(body, d);
       status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
       status.classList.remove("bad-text");
     } catch (e) {
-      if (!alive) return;
+      if (!alive || mine !== latest) return;
       status.textContent = "Not updated";
       status.classList.add("bad-text");
       body.querySelector(".alert")?.remove();

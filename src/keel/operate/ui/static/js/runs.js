@@ -30,16 +30,23 @@ export async function mount(main, { params }) {
   await load(results, q);
 }
 
+// Each load numbers its request; a slower answer to an older request (the unfiltered list
+// still in flight when a filter changes) is dropped instead of replacing the newer one.
+let latest = 0;
+
 async function load(results, q) {
+  const mine = ++latest;
   results.replaceChildren(h("p.muted", { role: "status" }, "Loading runs…"));
   let data;
   try {
     data = await getJSON(`/ui/api/runs?${q}`);
   } catch (e) {
+    if (mine !== latest) return;
     results.replaceChildren();
     showError(results, e, () => load(results, q));
     return;
   }
+  if (mine !== latest) return;
   if (!data.runs.length) {
     results.replaceChildren(q.toString()
       ? empty("No runs match these filters", "Widen the time range or pick another status.")
