@@ -1,7 +1,8 @@
 """The web UI's Connectors page (docs/connectors.md, "In the web UI") in headless Chromium: each
 connector with who may use it, the names of its credentials, its tools (reached through a real
 MCP server subprocess with the stored key) and its status; a connector whose server cannot be
-reached says so with the fix. The key itself is never on the page."""
+reached says so with the fix; an HTTP-API connector (``--http``) shows as one, under a subtitle
+that names both kinds. The key itself is never on the page."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from tests.connectors.test_connectors import KEY, STDIO
 
 
-def test_the_connectors_page_lists_tools_and_status(page: Any, ui_store: Any) -> None:
+def test_the_connectors_page_lists_tools_and_status(page: Any, ui_store: Any, server: Any) -> None:
     from playwright.sync_api import expect
 
     from keel.connectors import Connector, Connectors, Credentials
@@ -24,10 +25,14 @@ def test_the_connectors_page_lists_tools_and_status(page: Any, ui_store: Any) ->
                            workflows=["bank"], keys=["teller-*"], credentials=Credentials(env={"VAULT_API_KEY": KEY})))
     registry.add(Connector(name="gone", server=f"http://127.0.0.1:{port}/mcp",
                            credentials=Credentials(headers={"X-Api-Key": KEY})))
+    host = server.url.split("://", 1)[1].rstrip("/")  # an HTTP API that answers: this server's /healthz
+    registry.add(Connector(name="status-api", kind="http", server=f"{server.url.rstrip('/')}/healthz", hosts=[host],
+                           credentials=Credentials(headers={"X-Api-Key": KEY})))
     try:
         page.goto("/ui/#/connectors")
         expect(page.get_by_role("heading", name="Connectors", level=1)).to_be_visible()
         expect(page.locator("nav a[data-page=connectors]")).to_have_attribute("aria-current", "page")
+        expect(page.locator(".page-head p")).to_contain_text("MCP servers and HTTP APIs")
 
         vault = page.locator("section[data-connector=vault]")
         expect(vault.locator(".connector-status")).to_have_text("ok", timeout=60_000)
@@ -42,7 +47,16 @@ def test_the_connectors_page_lists_tools_and_status(page: Any, ui_store: Any) ->
         expect(gone.locator(".connector-status")).to_have_text("down", timeout=60_000)
         expect(gone.locator(".connector-error")).to_contain_text("connector 'gone'")
         expect(gone).to_contain_text("header X-Api-Key")
+        expect(gone).to_contain_text("MCP server")
+
+        api = page.locator("section[data-connector=status-api]")
+        expect(api.locator(".connector-status")).to_have_text("ok", timeout=60_000)
+        expect(api).to_contain_text("HTTP API (the http tool)")
+        expect(api).to_contain_text("Base URL")
+        expect(api.locator(".connector-tools")).to_contain_text("http: {connector: status-api}")
+        expect(api.locator(".connector-tools")).to_contain_text(host)
         assert KEY not in page.content()
     finally:
         registry.remove("vault")
         registry.remove("gone")
+        registry.remove("status-api")

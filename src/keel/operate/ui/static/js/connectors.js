@@ -4,8 +4,8 @@ import { empty, fmtAgo, fmtTime, getJSON, h, showError, statusBadge } from "./ap
 
 export async function mount(main) {
   main.append(h("div.page-head", {}, h("h1", {}, "Connectors"),
-    h("p.muted", {}, "MCP servers an admin registered with ", h("code", {}, "keel connectors add"),
-      ": who may use them, their tools, and whether they answer. Credentials are never shown.")));
+    h("p.muted", {}, "MCP servers and HTTP APIs an admin registered with ", h("code", {}, "keel connectors add"),
+      ": who may use them, what they offer, and whether they answer. Credentials are never shown.")));
   const body = h("div", { id: "connectors-results" });
   main.append(body);
   await load(body);
@@ -22,9 +22,11 @@ async function load(body) {
     return;
   }
   if (!data.connectors.length) {
-    body.replaceChildren(empty("No connectors yet", "Add one where Keel runs: ",
-      h("code", {}, "keel connectors add NAME --server URL"), ", then name it in a spec: ",
-      h("code", {}, "mcp: [{connector: NAME}]"), "."));
+    body.replaceChildren(empty("No connectors yet", "Add one where Keel runs: an MCP server with ",
+      h("code", {}, "keel connectors add NAME --server URL"), ", named in a spec as ",
+      h("code", {}, "mcp: [{connector: NAME}]"), "; or an HTTP API with ",
+      h("code", {}, "keel connectors add NAME --http URL"), ", named as ",
+      h("code", {}, "http: {connector: NAME}"), "."));
     return;
   }
   body.replaceChildren(...data.connectors.map((c) => section(c)));
@@ -38,7 +40,8 @@ function section(c) {
   const el = h("section", { class: "connector card", "data-connector": c.name, "aria-labelledby": `connector-${c.name}` },
     h("h2", { id: `connector-${c.name}` }, c.name, " ", status),
     h("dl", { class: "facts" },
-      h("dt", {}, "Server"), h("dd", {}, h("code", {}, c.server)),
+      h("dt", {}, "Kind"), h("dd", {}, c.kind === "http" ? "HTTP API (the http tool)" : "MCP server"),
+      h("dt", {}, c.kind === "http" ? "Base URL" : "Server"), h("dd", {}, h("code", {}, c.server)),
       h("dt", {}, "Workflows"), h("dd", {}, c.workflows.join(", ")),
       h("dt", {}, "API keys"), h("dd", {}, (c.keys || ["*"]).join(", ")),
       h("dt", {}, "Credentials"), h("dd", {}, creds.length ? creds.join(", ") : "none"),
