@@ -19,6 +19,8 @@ from keel.workflows.loader import load_spec
 from keel.workflows.validate import compile_workflow
 from keel.workflows.widgets import (
     GALLERY,
+    MAX_LIST_ITEMS,
+    MAX_TOTAL_ITEMS,
     WidgetError,
     action_allowed,
     check,
@@ -140,6 +142,37 @@ async def test_a_run_s_widgets_come_from_its_steps(spec_file, store) -> None:
     assert w["node_id"] == "answer" and w["data"] == result.output
     assert w["widget"]["key"].startswith(f"keel-widget:{result.run_id}:answer:")
     assert [c["value"] for c in w["widget"]["children"]] == ["Order 7", "Shipped"]
+
+
+def test_a_huge_list_renders_its_first_items_and_a_more_marker_and_the_data_stays_whole() -> None:
+    from chatkit.widgets import DynamicWidgetRoot
+
+    items = [{"title": f"row {i}", "detail": "d"} for i in range(5_000)]
+    data = {"title": "Orders", "items": items}
+    listed = render("list", data)
+    rows = listed["children"]
+    assert [r["children"][0]["children"][0]["value"] for r in rows[:-1]] == [f"row {i}" for i in range(MAX_LIST_ITEMS)]
+    assert rows[-1] == {"type": "ListViewItem", "children": [
+        {"type": "Caption", "value": "… 4,900 more (items)", "key": "keel-widget-more"}]}
+    DynamicWidgetRoot.model_validate(listed)  # still a ChatKit widget
+    assert len(data["items"]) == 5_000  # the run's output (the data) is not cut, only what is drawn
+
+    exactly = render("list", {"title": "Orders", "items": items[:MAX_LIST_ITEMS]})
+    assert len(exactly["children"]) == MAX_LIST_ITEMS and "more" not in json.dumps(exactly)
+
+
+def test_nested_lists_are_capped_in_all_and_the_marker_names_the_fields() -> None:
+    wide = [str(i) for i in range(300)]
+    table = render("table", {"title": "Grid", "columns": wide, "rows": [wide] * 300})
+    drawn = [len(r["children"]) for r in table["children"] if r["type"] == "Row"]
+    assert drawn[0] == MAX_LIST_ITEMS  # the header: 100 of 300 columns
+    assert len(drawn) == 1 + MAX_LIST_ITEMS  # 100 of 300 rows
+    assert MAX_LIST_ITEMS + sum(drawn) == MAX_TOTAL_ITEMS  # 100 rows + their cells + the header: the total
+    full = (MAX_TOTAL_ITEMS - 2 * MAX_LIST_ITEMS) // MAX_LIST_ITEMS  # rows that got 100 cells before it ran out
+    assert drawn[1:] == [MAX_LIST_ITEMS] * full + [0] * (MAX_LIST_ITEMS - full)  # outer lists first
+    left_out = 200 + 200 + full * 200 + (MAX_LIST_ITEMS - full) * 300  # columns, rows, the cells of drawn rows
+    assert table["children"][-1] == {"type": "Caption", "value": f"… {left_out:,} more (columns, rows, rows[])",
+                                     "key": "keel-widget-more"}
 
 
 def test_data_that_does_not_fill_the_template_is_a_widget_error() -> None:

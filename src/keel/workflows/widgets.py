@@ -13,7 +13,9 @@ renders JSON, with the data's fields as its variables.
 - :func:`render`: data -> the widget's JSON, through ChatKit's own
   :class:`chatkit.widgets.WidgetTemplate` (the non-deprecated path) with a sandboxed Jinja
   template; a string written inside quotes (``"{{ title }}"``) is JSON-escaped, so data
-  cannot break out of the widget's JSON;
+  cannot break out of the widget's JSON; lists in the data are cut to :data:`MAX_LIST_ITEMS`
+  items (:data:`MAX_TOTAL_ITEMS` in all) before the template loops over them, and the widget
+  then ends with a ``… N more`` caption;
 - :func:`run_widgets`: the widgets a finished (or waiting) run's Agent nodes produced, read
   from its steps: what ChatKit and the web UI's chat show;
 - :func:`declared_actions` / :func:`action_allowed`: the actions (buttons, forms) a widget
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter, deque
 from collections.abc import Iterator
 from functools import cache, lru_cache
 from pathlib import Path
@@ -31,12 +34,16 @@ from typing import Any
 
 from keel.errors import UserError
 
-__all__ = ["GALLERY", "WIDGET_KEY_PREFIX", "WidgetError", "action_allowed", "check", "declared_actions", "gallery",
+__all__ = ["GALLERY", "MAX_LIST_ITEMS", "MAX_TOTAL_ITEMS", "WIDGET_KEY_PREFIX", "WidgetError", "action_allowed", "check", "declared_actions", "gallery",
            "render", "resolve", "run_widgets", "widget_origin"]
 
 GALLERY = Path(__file__).parent / "widget_gallery"
 WIDGET_KEY_PREFIX = "keel-widget:"
 """The ``key`` of a rendered widget's root: ``keel-widget:RUN_ID:NODE_ID:STEP`` (where an action came from)."""
+MAX_LIST_ITEMS = 100
+"""Items of one list in the data a widget template sees (a widget shows a few things, not a dump)."""
+MAX_TOTAL_ITEMS = 2_000
+"""Items of all the data's lists together (nested lists: 100 rows of 100 cells would be 10,000)."""
 _MISSING_ATTR = re.compile(r"has no attribute '([^']+)'|'([^']+)' is undefined")
 
 
@@ -138,15 +145,51 @@ def _jinja(text: str) -> Any:
     return _env().from_string(text)
 
 
+def _cap_lists(data: dict[str, Any]) -> tuple[dict[str, Any], Counter[str]]:
+    """``data`` with each list cut to :data:`MAX_LIST_ITEMS` items and all lists together to
+    :data:`MAX_TOTAL_ITEMS` (outer lists first, breadth first), and the items left out by field
+    (``rows``, ``rows[]`` for the lists inside ``rows``). ``data`` itself is not changed."""
+    hidden: Counter[str] = Counter()
+    budget = MAX_TOTAL_ITEMS
+    root: dict[str, Any] = {"": data}
+    queue: deque[tuple[Any, Any, str]] = deque([(root, "", "")])
+    while queue:
+        parent, at, path = queue.popleft()
+        value = parent[at]
+        if isinstance(value, dict):
+            parent[at] = copy = dict(value)
+            queue.extend((copy, k, f"{path}.{k}" if path else str(k)) for k in copy)
+        elif isinstance(value, list):
+            keep = min(len(value), MAX_LIST_ITEMS, budget)
+            budget -= keep
+            parent[at] = copy = value[:keep]
+            if len(value) > keep:
+                hidden[path or "value"] += len(value) - keep
+            queue.extend((copy, i, f"{path}[]") for i in range(keep))
+    return root[""], hidden
+
+
+def _more_marker(doc: dict[str, Any], hidden: Counter[str]) -> None:
+    """End the widget ``doc`` with a caption saying how many list items were left out."""
+    text = f"… {sum(hidden.values()):,} more ({', '.join(hidden)})"
+    caption = {"type": "Caption", "value": text, "key": "keel-widget-more"}
+    children = doc.setdefault("children", [])
+    if isinstance(children, list):
+        children.append({"type": "ListViewItem", "children": [caption]} if doc.get("type") == "ListView" else caption)
+
+
 def render(widget: Any, data: Any, *, key: str | None = None) -> dict[str, Any]:
     """The widget's JSON for ``data`` (an Agent node's ``output_parsed``); ``key`` becomes the
-    root's key. Raises :class:`WidgetError` when the data does not fill the template."""
+    root's key. Lists longer than :data:`MAX_LIST_ITEMS` are cut (see :func:`_cap_lists`) and
+    the widget ends with a ``… N more`` caption. Raises :class:`WidgetError` when the data does
+    not fill the template."""
     from jinja2 import TemplateError
     from pydantic import ValidationError
 
     template = resolve(widget)
+    data, hidden = _cap_lists(data if isinstance(data, dict) else {"value": data})
     try:
-        built = _compile(template).build(data if isinstance(data, dict) else {"value": data})
+        built = _compile(template).build(data)
     except TemplateError as e:
         raise WidgetError(f"widget {template.name or 'template'!r} could not be filled: {e}",
                           hint="make the template read only fields the output schema requires") from None
@@ -158,6 +201,8 @@ def render(widget: Any, data: Any, *, key: str | None = None) -> dict[str, Any]:
         raise WidgetError(f"widget {template.name or 'template'!r} could not be filled: {type(e).__name__}: {e}",
                           hint="fix the template's expressions") from None
     doc = built.model_dump(mode="json", exclude_none=True)
+    if hidden:
+        _more_marker(doc, hidden)
     if key is not None:
         doc["key"] = key
     return doc
