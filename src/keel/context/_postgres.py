@@ -272,6 +272,11 @@ class PostgresBackend:
 
     def replace_document(self, doc: DocumentRows, model: str) -> None:
         with self._tx() as c:
+            # One writer per document at a time (held to commit): without it a second writer's
+            # DELETE waits for the first's row, finds it gone, and its INSERT hits the unique key.
+            # Two int4 keys: a key space of its own (the schema and migration locks use one bigint).
+            c.execute("SELECT pg_advisory_xact_lock(hashtext('keel_context.documents'), hashtext(%s))",
+                      (f"{self.cid}/{doc.abs_path}",))
             c.execute("DELETE FROM keel_context.documents WHERE collection_id = %s AND abs_path = %s",
                       (self.cid, doc.abs_path))
             doc_id = c.execute(
