@@ -1,13 +1,21 @@
-"""Run events in the store, for followers in other processes (``run_events``).
+"""Run events across processes: rows in ``run_events`` for replay, NOTIFY payloads for live followers.
 
 A process that executes runs for others (``keel worker``; a server sharing a store with
 other servers) publishes its engines' :class:`~keel.workflows.engine.NodeEvent` values
 to an :class:`EventLog`: each turn of its event loop writes what was published during
 that turn as one batch, inside the store's group commit (the same transaction as the
-checkpoints of that turn), and on PostgreSQL notifies the followers of each run.
+checkpoints of that turn). On PostgreSQL the same commit carries the batch to live
+followers as notifications (decision 0037): ``NOTIFY keel_run_events, '<run_id> <json>'``,
+the events themselves, chunked under PostgreSQL's 8,000-byte payload cap, each chunk naming
+the id of the event before its first (``p``), so a follower knows it missed nothing. An event
+too big for a payload goes as a pointer (its id, no document): the follower reads the row.
 
-A follower (:func:`follow`) reads ``WHERE run_id = ? AND id > last`` whenever it is woken
-(PostgreSQL) or its poll interval passes (SQLite), and stops after the run's final event
+A follower (:func:`follow`) first reads ``WHERE run_id = ? AND id > last`` (a late follower
+replays everything stored, tokens included), then takes events from the payloads, with no
+read per event. It reads the table again only when a payload does not continue from its last
+event (a notification lost with the listening connection, a run continued by another process),
+when a payload is a pointer, or when its poll interval passes without any notification; on
+SQLite (no notifications) it reads on every poll. It stops after the run's final event
 (``run_finished`` or ``waiting``). A final event lost in a crash (the process died after
 committing the run's end, before the event's batch) is made up from the run's row.
 """
@@ -17,18 +25,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
 from keel.store.group import later
 from keel.workflows.queue import notify
-from keel.workflows.wakeup import Wakeup
+from keel.workflows.wakeup import Feed, Wakeup
 
-__all__ = ["CHANNEL", "FINAL", "EventLog", "follow"]
+__all__ = ["CHANNEL", "FINAL", "PAYLOAD_LIMIT", "EventLog", "follow"]
 
 CHANNEL = "keel_run_events"
 FINAL = ("run_finished", "waiting")
 TOKENS = ("text_delta", "text_restart")
+PAYLOAD_LIMIT = 7_900
+"""Bytes of one notification's payload (PostgreSQL refuses 8,000 and more)."""
+_KEEP_PREV = 10_000  # runs whose last event id a writer remembers (the chain its payloads carry)
 
 _INSERT = "INSERT INTO run_events (run_id, id, kind, doc, created_at) VALUES (?, ?, ?, ?, ?)"
 
@@ -38,11 +50,15 @@ class EventLog:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self._buffer: list[tuple[str, str, str, str, float]] = []
+        self._buffer: list[tuple[str, str, str, str, float, str]] = []
         self._last_ns = 0
         self._nonce = os.urandom(3).hex()
+        self._prev: OrderedDict[str, str] = OrderedDict()
+        """Each run's last event id published here (removed at its final event; bounded)."""
         self.written = 0
         """Events written so far."""
+        self.payloads = 0
+        """Notifications that carried events (PostgreSQL)."""
 
     def _next_id(self) -> str:
         # Increasing within this process (time, never repeated): a follower's "id > last" holds.
@@ -53,8 +69,14 @@ class EventLog:
     def publish(self, event: Any) -> None:
         doc = {k: v for k, v in vars(event).items() if v is not None}
         doc["at"] = time.time()
-        self._buffer.append((event.run_id, self._next_id(), event.kind, json.dumps(doc, ensure_ascii=False,
-                                                                                  default=str), doc["at"]))
+        event_id = self._next_id()
+        prev = self._prev.pop(event.run_id, "")
+        if event.kind not in FINAL:
+            self._prev[event.run_id] = event_id
+            if len(self._prev) > _KEEP_PREV:  # a run forgotten here: its next payload sends followers to the table
+                self._prev.popitem(last=False)
+        self._buffer.append((event.run_id, event_id, event.kind, json.dumps(doc, ensure_ascii=False, default=str),
+                             doc["at"], prev))
         if len(self._buffer) > 1:
             return
         try:
@@ -62,7 +84,7 @@ class EventLog:
         except RuntimeError:  # no event loop: write now
             self._write()
             return
-        taken: list[list[tuple[str, str, str, str, float]]] = []
+        taken: list[list[tuple[str, str, str, str, float, str]]] = []
 
         def write() -> None:  # the group may run it twice (a batch written again): the same rows
             if not taken:
@@ -71,17 +93,20 @@ class EventLog:
 
         group.submit(write)
 
-    def _take(self) -> list[tuple[str, str, str, str, float]]:
+    def _take(self) -> list[tuple[str, str, str, str, float, str]]:
         rows, self._buffer = self._buffer, []
         return rows
 
-    def _insert(self, rows: list[tuple[str, str, str, str, float]]) -> None:
+    def _insert(self, rows: list[tuple[str, str, str, str, float, str]]) -> None:
         if not rows:
             return
-        later(self.store, _INSERT, rows, many=True)  # with the group's other deferred writes
+        later(self.store, _INSERT, [r[:5] for r in rows], many=True)  # with the group's other deferred writes
         self.written += len(rows)
-        for run_id in dict.fromkeys(r[0] for r in rows):
-            notify(self.store, CHANNEL, run_id)  # sent with the commit, all in one statement
+        if self.store.dialect == "sqlite":  # no notifications: followers poll the table
+            return
+        for payload in _payloads(rows):
+            notify(self.store, CHANNEL, payload)  # sent with the commit, all in one statement
+            self.payloads += 1
 
     def _write(self) -> None:
         self._insert(self._take())
@@ -89,6 +114,39 @@ class EventLog:
     def flush(self) -> None:
         """Write what is buffered now (at shutdown)."""
         self._write()
+
+
+def _payloads(rows: list[tuple[str, str, str, str, float, str]]) -> list[str]:
+    """``'<run_id> {"p": prev, "e": [[id, doc], ...]}'`` per run, in order, each at most
+    :data:`PAYLOAD_LIMIT` bytes; ``p`` is the id of the event before the first (``""``: none).
+    An event too big on its own goes as ``[id, null]``: the follower reads its row."""
+    by_run: dict[str, list[tuple[str, str, str]]] = {}
+    for run_id, event_id, _kind, doc, _at, prev in rows:
+        by_run.setdefault(run_id, []).append((event_id, doc, prev))
+    out = []
+    for run_id, events in by_run.items():
+        frame = len(run_id.encode()) + 64  # '<run_id> {"p": "<prev id>", "e": []}'
+        chunk: list[str] = []
+        first, size = "", frame
+        for event_id, doc, prev in events:
+            entry = f'["{event_id}", {doc}]'
+            n = len(entry.encode()) + 2
+            if frame + n > PAYLOAD_LIMIT:
+                entry = f'["{event_id}", null]'
+                n = len(entry) + 2
+            if chunk and size + n > PAYLOAD_LIMIT:
+                out.append(_payload(run_id, first, chunk))
+                chunk = []
+            if not chunk:
+                first, size = prev, frame
+            chunk.append(entry)
+            size += n
+        out.append(_payload(run_id, first, chunk))
+    return out
+
+
+def _payload(run_id: str, prev: str, entries: list[str]) -> str:
+    return f'{run_id} {{"p": "{prev}", "e": [{", ".join(entries)}]}}'
 
 
 async def follow(store: Any, run_id: str, wake: Wakeup, *, after: str = "", check_every: float = 2.0,
@@ -101,7 +159,7 @@ async def follow(store: Any, run_id: str, wake: Wakeup, *, after: str = "", chec
     id; only later events are read (a run continued after an approval). ``stop_when_idle``:
     give up after that many seconds without events (None: follow as long as the run goes on).
     """
-    wakeup = wake.arm(CHANNEL, run_id)
+    wakeup = wake.arm(CHANNEL, run_id, feed=True)
     try:
         async for doc in _follow(store, run_id, wake, wakeup, after, check_every, stop_when_idle):
             yield doc
@@ -115,14 +173,23 @@ async def _follow(store: Any, run_id: str, wake: Wakeup, wakeup: Any, after: str
     quiet_since = time.monotonic()
     checked = time.monotonic()
     ended_seen: str | None = None
+    first = True
     while True:
         if wakeup is not None:
             wakeup.clear()  # before reading: a notification from now on wakes the next wait
-        rows = store.query("SELECT id, doc FROM run_events WHERE run_id = ? AND id > ? ORDER BY id",
-                           (run_id, last))
-        for r in rows:
-            last = r["id"]
-            doc = json.loads(r["doc"])
+        items, lost = wakeup.take() if isinstance(wakeup, Feed) else ([], False)
+        if items and not lost and not first:  # the events came with the notifications
+            rows, gap = _from_payloads(items, last)
+        else:  # the start, a poll, a plain wake-up, or payloads dropped: read the table
+            rows, gap = [], True
+        first = False
+        if gap:  # what the payloads could not give (or nothing came): from the table, after what they gave
+            after_last = rows[-1][0] if rows else last
+            rows += [(r["id"], r["doc"]) for r in store.query(
+                "SELECT id, doc FROM run_events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after_last))]
+        for event_id, doc in rows:
+            last = event_id
+            doc = json.loads(doc) if isinstance(doc, str) else doc
             doc["seq"] = seq
             seq += 1
             yield doc
@@ -152,3 +219,25 @@ async def _follow(store: Any, run_id: str, wake: Wakeup, wakeup: Any, after: str
             if stop_when_idle is not None and now - quiet_since >= stop_when_idle:
                 return
         await wake.sleep(wakeup)
+
+
+def _from_payloads(items: list[str], last: str) -> tuple[list[tuple[str, Any]], bool]:
+    """The events of ``items`` (payloads of :func:`_payloads`, in commit order) that follow ``last``,
+    and whether the table must be read after them: a payload that does not continue from the last
+    event taken (one was lost, or another process wrote the events before), or a pointer."""
+    out: list[tuple[str, Any]] = []
+    for data in items:
+        try:
+            message = json.loads(data)
+            prev, entries = message["p"], message["e"]
+        except (ValueError, KeyError, TypeError):
+            return out, True
+        for event_id, doc in entries:
+            if event_id <= last:  # read from the table already
+                prev = event_id
+                continue
+            if prev != last or not isinstance(doc, dict):
+                return out, True
+            out.append((event_id, doc))
+            last = prev = event_id
+    return out, False

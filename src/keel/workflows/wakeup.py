@@ -6,6 +6,10 @@ On PostgreSQL a writer sends ``NOTIFY channel, payload`` with its commit
 arrives, and still polls now and then (a notification is lost when that connection
 drops). On SQLite there are no notifications: waiters poll, which on one machine costs a
 read of a local file.
+
+A notification's payload is ``key`` or ``key + " " + data``: waiters are found by ``key``, and a
+:class:`Feed` (``arm(..., feed=True)``) also receives each ``data`` (run events carried in the
+notification itself, :mod:`keel.workflows.events`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,36 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
-__all__ = ["Wakeup"]
+__all__ = ["Feed", "Wakeup"]
+
+FEED_LIMIT = 10_000
+"""Payloads a :class:`Feed` holds before it drops them all and says so (``lost``)."""
+
+
+class Feed(asyncio.Event):
+    """An armed wake-up that also keeps the data of the notifications that set it, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: deque[str] = deque()
+        self.lost = False
+        """Payloads were dropped (more than :data:`FEED_LIMIT` unread): read what they said elsewhere."""
+
+    def put(self, data: str) -> None:
+        if len(self.items) >= FEED_LIMIT:
+            self.items.clear()
+            self.lost = True
+        self.items.append(data)
+
+    def take(self) -> tuple[list[str], bool]:
+        """The payloads so far and whether some were dropped; both reset."""
+        items, lost = list(self.items), self.lost
+        self.items.clear()
+        self.lost = False
+        return items, lost
 
 _log = logging.getLogger("keel.workflows")
 
@@ -62,14 +92,14 @@ class Wakeup:
                 if not waiters:
                     self._waiters.pop((channel, key), None)
 
-    def arm(self, channel: str, key: str = "") -> asyncio.Event | None:
+    def arm(self, channel: str, key: str = "", *, feed: bool = False) -> asyncio.Event | None:
         """An event set by every later notification for ``key`` on ``channel`` (None on SQLite).
         Clear it, then look, then wait on it: a notification that comes in between is not missed.
-        Give it back with :meth:`disarm`."""
+        Give it back with :meth:`disarm`. ``feed``: a :class:`Feed`, which keeps the payloads' data."""
         if not self.listening:
             return None
         self._ensure(channel)
-        event = asyncio.Event()
+        event = Feed() if feed else asyncio.Event()
         self._waiters[(channel, key)].add(event)
         return event
 
@@ -127,9 +157,13 @@ class Wakeup:
         if loop is None or loop.is_closed():
             return
 
+        key, _, data = payload.partition(" ")
+
         def wake() -> None:
-            for key in (payload, ""):
-                for event in list(self._waiters.get((channel, key), ())):
+            for k in (key, ""):
+                for event in list(self._waiters.get((channel, k), ())):
+                    if data and isinstance(event, Feed):
+                        event.put(data)
                     event.set()
 
         with contextlib.suppress(RuntimeError):
