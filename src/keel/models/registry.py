@@ -127,8 +127,10 @@ def _http_model(spec: ModelSpec, settings: Settings) -> Model:
 
 def _local_model(spec: ModelSpec, settings: Settings) -> Model:
     from keel.models.local import LocalModel
+    from keel.models.packaged import PACKAGED, packaged_model_path
 
-    return LocalModel(spec.name, retry=_retry_policy(settings))
+    path = str(packaged_model_path(spec.name)) if spec.name in PACKAGED else spec.name  # local:qwen2.5-coder-0.5b
+    return LocalModel(path, retry=_retry_policy(settings))
 
 
 def _scripted_model(spec: ModelSpec, settings: Settings) -> Model:

