@@ -108,12 +108,19 @@ class ContextBackend(Protocol):
     def missing_texts(self, hashes: Sequence[str]) -> set[str]: ...
     def put_texts(self, items: Sequence[tuple[str, str, Sequence[str]]], analyzer: str) -> None:
         """Store ``(hash, text, analyzed terms)``: the backend numbers the terms."""
+    def missing_terms(self, hashes: Sequence[str], analyzer: str) -> set[str]:
+        """Hashes of stored texts with no terms under ``analyzer`` (stored by another analyzer)."""
+    def put_terms(self, items: Sequence[tuple[str, Sequence[str]]], analyzer: str) -> None:
+        """Store ``(hash, analyzed terms)`` for texts already stored, keyed by hash and ``analyzer``."""
+    def stale_chunks(self, analyzer: str) -> list[tuple[str, str, str, str, str]]:
+        """``(hash, text, title, heading_path, signature)`` of chunks with no terms under ``analyzer``."""
     def replace_document(self, doc: DocumentRows, model: str) -> None: ...
     def remove_documents(self, keys: Sequence[str], *, sources: bool) -> int:
         """Remove by ``abs_path`` (or by ``source`` or ``abs_path`` when ``sources``)."""
 
     # search
-    def load(self, model: str, dim: int) -> Loaded: ...
+    def load(self, model: str, dim: int, analyzer: str) -> Loaded:
+        """Rows with their terms under ``analyzer`` (empty for a text not analysed by it)."""
     def dense_index(self, loaded: Loaded, model: str, dim: int, *, hnsw_min: int) -> DenseSearch: ...
     def lookup_terms(self, terms: Sequence[str]) -> dict[str, int]: ...
     def filter_rows(self, where: Filter | None, *, with_text: bool) -> list[tuple[Any, ...]]:

@@ -113,6 +113,33 @@ class EmbeddedBackend:
             rows = [(h, text, pack_terms(count_terms(terms, ids)), analyzer) for h, text, terms in items]
             c.executemany("INSERT OR IGNORE INTO texts (hash, text, terms, analyzer) VALUES (?, ?, ?, ?)", rows)
 
+    def missing_terms(self, hashes: Sequence[str], analyzer: str) -> set[str]:
+        """Hashes of stored texts that have no terms under ``analyzer`` (stored by another one)."""
+        out: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            part = list(hashes[i : i + 500])
+            out.update(r[0] for r in self.shared.query(
+                f"SELECT t.hash FROM texts t LEFT JOIN terms m ON m.hash = t.hash AND m.analyzer = ?"
+                f" WHERE t.hash IN ({','.join('?' * len(part))}) AND t.analyzer != ? AND m.hash IS NULL",
+                [analyzer, *part, analyzer]))
+        return out
+
+    def put_terms(self, items: Sequence[tuple[str, Sequence[str]]], analyzer: str) -> None:
+        """Store ``(hash, analyzed terms)`` of texts already stored, under ``analyzer``."""
+        with self.shared.write() as c:
+            ids = self.shared.term_ids(c, [t for _, terms in items for t in terms])
+            c.executemany("INSERT OR IGNORE INTO terms (hash, analyzer, terms) VALUES (?, ?, ?)",
+                          [(h, analyzer, pack_terms(count_terms(terms, ids))) for h, terms in items])
+
+    def stale_chunks(self, analyzer: str) -> list[tuple[str, str, str, str, str]]:
+        """``(hash, text, title, heading_path, signature)``, one per hash, of this collection's chunks
+        whose text has no terms under ``analyzer``."""
+        rows = self.db.query(
+            "SELECT c.hash, t.text, c.title, c.heading_path, c.signature FROM chunks c"
+            " JOIN shared.texts t ON t.hash = c.hash LEFT JOIN shared.terms m ON m.hash = c.hash AND m.analyzer = ?"
+            " WHERE t.analyzer != ? AND m.hash IS NULL ORDER BY c.id", (analyzer, analyzer))
+        return list({r[0]: r for r in rows}.values())
+
     def replace_document(self, doc: DocumentRows, model: str) -> None:
         with self.db.write() as c:
             c.execute("DELETE FROM documents WHERE abs_path = ?", (doc.abs_path,))
@@ -142,19 +169,22 @@ class EmbeddedBackend:
 
     # -- search --------------------------------------------------------------------------
 
-    def load(self, model: str, dim: int) -> Loaded:
+    def load(self, model: str, dim: int, analyzer: str) -> Loaded:
         with self.db.snapshot() as c:
             gen = int(c.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            # a text's terms under the collection's analyzer: stored with the text, or in `terms`
             rows = c.execute(
-                "SELECT c.id, t.terms, v.vec FROM chunks c JOIN shared.texts t ON t.hash = c.hash"
+                "SELECT c.id, CASE WHEN t.analyzer = ? THEN t.terms ELSE m.terms END, v.vec"
+                " FROM chunks c JOIN shared.texts t ON t.hash = c.hash"
+                " LEFT JOIN shared.terms m ON m.hash = c.hash AND m.analyzer = ?"
                 " LEFT JOIN shared.vectors v ON v.hash = c.hash AND v.model = ? ORDER BY c.id",
-                (model,),
+                (analyzer, analyzer, model),
             ).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         zero = bytes(4 * dim)
         vecs = np.frombuffer(b"".join(r[2] or zero for r in rows), dtype=np.float32).reshape(len(rows), dim) \
             if rows else np.zeros((0, 1), dtype=np.float32)
-        return Loaded(gen, ids, [r[1] for r in rows], vecs)
+        return Loaded(gen, ids, [r[1] or b"" for r in rows], vecs)
 
     def dense_index(self, loaded: Loaded, model: str, dim: int, *, hnsw_min: int) -> DenseSearch:
         assert loaded.vectors is not None

@@ -1,7 +1,7 @@
 """On-disk layout of collections (see docs/decisions/0002-context-storage.md)::
 
     $KEEL_HOME/collections/
-        .shared/chunks.db          content-addressed: chunk text, BM25 terms, vectors
+        .shared/chunks.db          content-addressed: chunk text, BM25 terms (per analyzer), vectors
         <name>/collection.db       documents and chunk rows (metadata, citations)
         <name>/index/              derived indexes (HNSW); rebuilt from the files above
 
@@ -125,6 +125,11 @@ class SharedChunks(_DB):
             c.execute("CREATE TABLE IF NOT EXISTS vectors (hash TEXT NOT NULL, model TEXT NOT NULL,"
                       " vec BLOB NOT NULL, PRIMARY KEY (hash, model))")
             c.execute("CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE)")
+            # terms of a text under another analyzer than the one it was first stored with
+            # (texts.analyzer): a collection re-analysed on open (keel.context.reanalyze) or a
+            # text shared with a collection of another analyzer (decision 0034)
+            c.execute("CREATE TABLE IF NOT EXISTS terms (hash TEXT NOT NULL, analyzer TEXT NOT NULL,"
+                      " terms BLOB NOT NULL, PRIMARY KEY (hash, analyzer))")
 
     def missing_texts(self, hashes: Sequence[str]) -> set[str]:
         have: set[str] = set()

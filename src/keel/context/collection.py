@@ -32,7 +32,7 @@ from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from keel.context.filter_index import FilterIndex
 from keel.context.filters import Filter
 from keel.context.fusion import DEFAULT_FUSION, Fusion, fuse
-from keel.context.lexical import ANALYZER, analyze
+from keel.context.lexical import ANALYZER, analyze, is_stemmed
 from keel.context.types import Citation, Hit, IngestReport
 from keel.context.userregex import RegexError, compile_regex, count_matches
 from keel.errors import UserError
@@ -159,11 +159,20 @@ class Collection:
         recorded = db.get_meta("embedder")
         analyzer = db.get_meta("analyzer")
         if analyzer is not None and analyzer != ANALYZER:
-            db.close()
-            raise UserError(
-                f"collection {name!r} was indexed with the {analyzer!r} analyzer; this process has {ANALYZER!r}",
-                hint="install PyStemmer (pip install 'keel[context]') or re-create the collection",
-            )
+            if is_stemmed(analyzer) and not is_stemmed(ANALYZER):
+                db.close()
+                raise UserError(
+                    f"collection {name!r} was indexed with the {analyzer!r} analyzer; this process has {ANALYZER!r}",
+                    hint="install PyStemmer (pip install 'keel[context]') or re-create the collection",
+                )
+            # an older Keel's analyzer (or an unstemmed one): terms under ours, old terms kept (decision 0034)
+            from keel.context.reanalyze import reanalyze
+
+            try:
+                reanalyze(db, name)
+            except BaseException:
+                db.close()
+                raise
         emb_obj = embedder if embedder is not None and not isinstance(embedder, str) else None
         wanted = embedder.name if emb_obj is not None else embedder  # type: ignore[union-attr]
         if recorded is None:
@@ -234,7 +243,7 @@ class Collection:
         gen = self.backend.generation()
         if self._indexes is not None and self._indexes.generation == gen:
             return self._indexes
-        loaded = self.backend.load(self.embedder.name, self.embedder.dim)
+        loaded = self.backend.load(self.embedder.name, self.embedder.dim, ANALYZER)
         self._fusion = None
         bm25 = BM25Index(loaded.terms)
         dense = self.backend.dense_index(loaded, self.embedder.name, self.embedder.dim, hnsw_min=self.hnsw_min)

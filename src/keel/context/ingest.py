@@ -121,6 +121,10 @@ def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport,
             body[h] = d.text
     if need_text:
         backend.put_texts([(h, body[h], analyze(by_hash[h])) for h in need_text], ANALYZER)
+    # texts stored earlier by another analyzer (another collection's): their terms under this one
+    other = backend.missing_terms([h for h in hashes if h not in need_text], ANALYZER)
+    if other:
+        backend.put_terms([(h, analyze(by_hash[h])) for h in other], ANALYZER)
 
 
 def _commit(col: Collection, p: _Pending) -> None:

@@ -273,6 +273,14 @@ def _copy_collection(name: str, home: Path | None, url: str, progress: Progress 
                     by_analyzer.setdefault(analyzer, []).append((h, text, words))
             for analyzer, items in by_analyzer.items():
                 dst.put_texts(items, analyzer)
+            # terms under other analyzers (a re-analysed collection's, decision 0034)
+            by_analyzer_terms: dict[str, list[tuple[str, list[str]]]] = {}
+            for h, analyzer, terms in src.shared.query(
+                    f"SELECT hash, analyzer, terms FROM terms WHERE hash IN ({marks})", part):
+                words = [vocab[int(t)] for t, n in unpack_terms(terms) for _ in range(int(n))]
+                by_analyzer_terms.setdefault(analyzer, []).append((h, words))
+            for analyzer, pairs in by_analyzer_terms.items():
+                dst.put_terms(pairs, analyzer)
             for model, in src.shared.query(f"SELECT DISTINCT model FROM vectors WHERE hash IN ({marks})", part):
                 have = dst.cached_vectors(part, model)
                 vecs = src.shared.cached_vectors(part, model)
