@@ -10,12 +10,19 @@ parts (Flask integration, SQLAlchemy models on an in-memory SQLite database).
 - ``/token``: authorization_code and refresh_token grants (refresh tokens rotate);
 - ``/introspect``: RFC 7662, for the MCP server (client ``resource-server``, secret on argv[1]);
 - ``/test/revoke-all``: the user withdraws consent (every token revoked), and
-  ``/test/grants``: how many tokens each grant type issued (so a test can see a refresh).
+  ``/test/grants``: how many tokens each grant type issued (so a test can see a refresh);
+- ``/test/hold-refresh`` and ``/test/release``: refresh requests that arrive in between wait at
+  the token endpoint until the release (a refresh in flight, for as long as a test needs), and
+  ``/test/refreshes``: how many refresh requests arrived and how many wait now.
+
+Requests are served on threads (a held refresh must not stop the others); the database work
+of every request is serialised by one lock.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import ClassVar
 
@@ -73,6 +80,10 @@ class Token(Base, OAuth2TokenMixin):
 
 Base.metadata.create_all(engine)
 ISSUED: dict[str, int] = {}
+DB_LOCK = threading.Lock()
+HOLDING = threading.Event()
+RELEASED = threading.Event()
+REFRESHES = {"arrived": 0, "waiting": 0}
 app = Flask(__name__)
 app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
 server: AuthorizationServer
@@ -178,6 +189,11 @@ db.add(rs)
 db.commit()
 
 
+@app.teardown_appcontext
+def end_session(exc: BaseException | None) -> None:
+    db.remove()  # each request thread's session
+
+
 @app.get("/.well-known/oauth-authorization-server")
 def well_known():
     return jsonify(metadata())
@@ -185,31 +201,65 @@ def well_known():
 
 @app.get("/authorize")
 def authorize():
-    return server.create_authorization_response(grant_user=User(1))
+    with DB_LOCK:
+        return server.create_authorization_response(grant_user=User(1))
 
 
 @app.post("/token")
 def token():
-    return server.create_token_response()
+    if request.form.get("grant_type") == "refresh_token":
+        with DB_LOCK:
+            REFRESHES["arrived"] += 1
+        if HOLDING.is_set():
+            with DB_LOCK:
+                REFRESHES["waiting"] += 1
+            RELEASED.wait(timeout=120)
+            with DB_LOCK:
+                REFRESHES["waiting"] -= 1
+    with DB_LOCK:
+        return server.create_token_response()
 
 
 @app.post("/register")
 def register():
-    return server.create_endpoint_response("client_registration")
+    with DB_LOCK:
+        return server.create_endpoint_response("client_registration")
 
 
 @app.post("/introspect")
 def introspect():
-    return server.create_endpoint_response("introspection")
+    with DB_LOCK:
+        return server.create_endpoint_response("introspection")
 
 
 @app.post("/test/revoke-all")
 def revoke_all():
-    now = int(time.time())
-    for t in db.query(Token).all():
-        t.access_token_revoked_at = t.refresh_token_revoked_at = now
-    db.commit()
+    with DB_LOCK:
+        now = int(time.time())
+        for t in db.query(Token).all():
+            t.access_token_revoked_at = t.refresh_token_revoked_at = now
+        db.commit()
     return jsonify({"revoked": True})
+
+
+@app.post("/test/hold-refresh")
+def hold_refresh():
+    RELEASED.clear()
+    HOLDING.set()
+    return jsonify({"holding": True})
+
+
+@app.post("/test/release")
+def release():
+    HOLDING.clear()
+    RELEASED.set()
+    return jsonify({"holding": False})
+
+
+@app.get("/test/refreshes")
+def refreshes():
+    with DB_LOCK:
+        return jsonify(REFRESHES)
 
 
 @app.get("/test/grants")
@@ -223,6 +273,6 @@ if __name__ == "__main__":
     from werkzeug.serving import make_server
 
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on 127.0.0.1 only
-    srv = make_server("127.0.0.1", 0, app, threaded=False)
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
     print(srv.server_port, flush=True)
     srv.serve_forever()

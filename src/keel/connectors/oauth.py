@@ -13,13 +13,20 @@ Keel adds what the SDK leaves to its caller (docs/connectors.md, decision 0030):
   the URL printed (and opened in a browser when there is one);
 - at run time (:func:`provider`) there is nobody to log in: a refresh the authorization server
   refuses (expired or revoked) becomes a :class:`~keel.connectors.ConnectorError` naming the
-  connector and ``keel connectors login NAME``.
+  connector and ``keel connectors login NAME``;
+- one refresh across processes: an expired access token is refreshed by whichever process
+  takes the connector's refresh lease (:meth:`~keel.connectors.Connectors.claim_refresh`, a
+  compare-and-swap on its row, migration ``0323``); the others wait for the pair it stores and
+  use it, so a rotating refresh token is spent once (two ``keel serve``, serve and a worker).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import secrets as _secrets
+import socket
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +36,10 @@ from keel.connectors.registry import Connector, ConnectorError, Connectors
 __all__ = ["SealedTokens", "login", "login_needed", "provider"]
 
 CALLBACK_PATH = "/callback"
+REFRESH_LEASE = 60.0
+"""Seconds a process may hold a connector's refresh lease: a holder that dies mid-refresh keeps
+the others waiting at most this long, then one of them refreshes."""
+logger = logging.getLogger(__name__)
 
 
 class SealedTokens:
@@ -103,6 +114,85 @@ def _provider_class():
         """The SDK's provider, with the stored expiry loaded and a refused refresh remembered."""
 
         refused_refresh = False
+        _lease: str | None = None
+        """The owner id of the refresh lease this provider holds (between taking it and the
+        refresh's answer)."""
+
+        async def async_auth_flow(self, request):
+            """The SDK's flow, after waiting for this connector's refresh turn (:meth:`_refresh_turn`)."""
+            lease = await self._refresh_turn()
+            flow = super().async_auth_flow(request)
+            try:
+                outgoing = await flow.__anext__()
+                while True:
+                    response = yield outgoing
+                    outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+            finally:
+                await flow.aclose()
+                if lease is not None and self._lease == lease:  # the refresh never got its answer
+                    self._release()
+
+        async def _refresh_turn(self) -> str | None:
+            """When the access token has expired: the stored pair if another process refreshed
+            it already; else this connector's refresh lease, so that this process alone refreshes
+            (returns its owner id; the SDK's flow then refreshes, and :meth:`_handle_refresh_response`
+            gives the lease back); while another process holds it, wait for the pair it stores."""
+            import anyio
+
+            ctx = self.context
+            storage = ctx.storage
+            if not isinstance(storage, SealedTokens) or storage.deferred:
+                return None  # a login in progress: no stored pair to share yet
+            async with ctx.lock:
+                if not self._initialized:
+                    await self._initialize()
+                if ctx.is_token_valid() or not ctx.can_refresh_token():
+                    return None
+            owner = f"{socket.gethostname()}:{os.getpid()}:{_secrets.token_hex(4)}"
+            deadline = time.monotonic() + REFRESH_LEASE + 10  # past it (clocks apart): refresh as before
+            delay, told = 0.02, False
+            while not ctx.is_token_valid() and not await self._adopt_stored():
+                if storage.registry.claim_refresh(storage.name, owner, ttl=REFRESH_LEASE):
+                    if await self._adopt_stored():  # stored between our look and the claim
+                        storage.registry.release_refresh(storage.name, owner)
+                        return None
+                    self._lease = owner
+                    return owner
+                if time.monotonic() > deadline:
+                    return None
+                if not told:
+                    logger.info("connector %r: another process is refreshing its OAuth tokens; waiting for "
+                                "the pair it stores", storage.name)
+                    told = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+            return None
+
+        async def _adopt_stored(self) -> bool:
+            """Take the stored pair if it is another, unexpired one (another process refreshed)."""
+            storage = self.context.storage
+            ours = self.context.current_tokens
+            try:
+                state = storage.reload()
+            except ConnectorError:  # removed meanwhile: the flow reports it
+                return False
+            tokens = state.get("tokens") or {}
+            expires = state.get("expires_at")
+            if not tokens.get("access_token") or (ours is not None and tokens["access_token"] == ours.access_token):
+                return False
+            if expires is not None and expires <= time.time():
+                return False
+            self.context.current_tokens = await storage.get_tokens()
+            self.context.token_expiry_time = expires
+            return True
+
+        def _release(self) -> None:
+            storage = self.context.storage
+            if self._lease is not None and isinstance(storage, SealedTokens):
+                owner, self._lease = self._lease, None
+                storage.registry.release_refresh(storage.name, owner)
 
         async def _initialize(self) -> None:
             from mcp.shared.auth import OAuthMetadata, ProtectedResourceMetadata
@@ -122,6 +212,12 @@ def _provider_class():
                     self.context.auth_server_url = found.get("issuer")
 
         async def _handle_refresh_response(self, response) -> bool:
+            try:
+                return await self._refreshed(response)
+            finally:
+                self._release()  # the new pair is stored (or the refresh failed): others may go on
+
+        async def _refreshed(self, response) -> bool:
             ok = await super()._handle_refresh_response(response)
             if ok:
                 return True

@@ -179,6 +179,21 @@ class Connectors:
             self.store.execute("UPDATE connectors SET credentials = ?, config = ? WHERE name = ?",
                                (self.box.seal(creds), json.dumps(config), name))
 
+    def claim_refresh(self, name: str, owner: str, *, ttl: float) -> bool:
+        """Take the lease on refreshing connector ``name``'s OAuth tokens for ``ttl`` seconds, if
+        nobody holds an unexpired one (compare-and-swap on its row: one winner on SQLite and
+        PostgreSQL alike). True when ``owner`` now holds it."""
+        now = time.time()
+        return self.store.execute(
+            "UPDATE connectors SET refresh_owner = ?, refresh_until = ? WHERE name = ? AND "
+            "(refresh_owner IS NULL OR refresh_until IS NULL OR refresh_until < ?)",
+            (owner, now + ttl, name, now)) == 1
+
+    def release_refresh(self, name: str, owner: str) -> None:
+        """Give the lease of :meth:`claim_refresh` back (only ``owner``'s own)."""
+        self.store.execute("UPDATE connectors SET refresh_owner = NULL, refresh_until = NULL "
+                           "WHERE name = ? AND refresh_owner = ?", (name, owner))
+
     def get(self, name: str, *, secrets: bool = False) -> Connector:
         """The connector ``name``; with ``secrets``, its credentials decrypted (for building a client)."""
         rows = self.store.query("SELECT * FROM connectors WHERE name = ?", (name,))

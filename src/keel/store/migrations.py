@@ -777,3 +777,19 @@ MIGRATIONS.append(
         ),
     )
 )
+
+
+MIGRATIONS.append(
+    Migration(
+        "0323_connector_refresh_lease",
+        (
+            # Who is refreshing a connector's OAuth tokens right now (keel.connectors.oauth): a lease
+            # taken by compare-and-swap on the connector's row (set only where no unexpired lease is),
+            # so two processes (two `keel serve`, serve and a worker) never spend the same rotating
+            # refresh token; the other waits and uses the pair the holder stores. Released after the
+            # refresh; `refresh_until` (epoch seconds) ends the lease of a holder that died.
+            "ALTER TABLE connectors ADD COLUMN refresh_owner TEXT",
+            "ALTER TABLE connectors ADD COLUMN refresh_until DOUBLE PRECISION",
+        ),
+    )
+)
