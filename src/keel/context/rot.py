@@ -242,7 +242,9 @@ def _setup_model(model: str, window: int | None, max_prompt_hint: int) -> _Model
 
     spec = parse_model_string(get_settings().resolve_alias(model))
     if spec.prefix == "local":
-        path = os.path.abspath(os.path.expanduser(spec.name))
+        from keel.models.packaged import local_path
+
+        path = os.path.abspath(os.path.expanduser(local_path(spec.name)))
         count, name, train = _local_setup(path, max_prompt_hint)
         w = min(window, train) if window else train
         return _ModelSetup(None, count, name, w, "the model's trained context (n_ctx_train in the GGUF)"
@@ -254,9 +256,10 @@ def _setup_model(model: str, window: int | None, max_prompt_hint: int) -> _Model
 def _local_model(model: str, n_ctx: int) -> Any:
     from keel.config import get_settings
     from keel.models.local import LocalModel
+    from keel.models.packaged import local_path
     from keel.models.registry import parse_model_string
 
-    return LocalModel(parse_model_string(get_settings().resolve_alias(model)).name, n_ctx=n_ctx)
+    return LocalModel(local_path(parse_model_string(get_settings().resolve_alias(model)).name), n_ctx=n_ctx)
 
 
 # -- the run -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from keel.errors import UnknownModelError, UserError
 
-__all__ = ["PACKAGED", "PackagedModel", "installed_parts", "model_cache_dir", "packaged_model_path"]
+__all__ = ["PACKAGED", "PackagedModel", "installed_parts", "local_path", "model_cache_dir", "packaged_model_path"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,11 @@ def installed_parts(model: PackagedModel) -> tuple[list[Path], list[str]]:
         else:
             missing.append(requirement)
     return found, missing
+
+
+def local_path(name: str) -> str:
+    """The file a ``local:NAME`` model string names: a packaged model's GGUF, else ``name`` itself (a path)."""
+    return str(packaged_model_path(name)) if name in PACKAGED else name
 
 
 def _reinstall(model: PackagedModel) -> str:

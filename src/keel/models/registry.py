@@ -127,10 +127,9 @@ def _http_model(spec: ModelSpec, settings: Settings) -> Model:
 
 def _local_model(spec: ModelSpec, settings: Settings) -> Model:
     from keel.models.local import LocalModel
-    from keel.models.packaged import PACKAGED, packaged_model_path
+    from keel.models.packaged import local_path
 
-    path = str(packaged_model_path(spec.name)) if spec.name in PACKAGED else spec.name  # local:qwen2.5-coder-0.5b
-    return LocalModel(path, retry=_retry_policy(settings))
+    return LocalModel(local_path(spec.name), retry=_retry_policy(settings))  # a path, or a name: local:smollm2-135m
 
 
 def _scripted_model(spec: ModelSpec, settings: Settings) -> Model:

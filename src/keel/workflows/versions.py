@@ -110,12 +110,15 @@ def resolved_models(spec: WorkflowSpec, aliases: dict[str, str], *, base: Path |
     """What each model string of ``spec`` stands for under ``aliases`` (``[models]`` of keel.toml),
     with ``local:`` file paths made absolute against ``base`` (default: the current folder).
     Only strings that change are kept: the map a version is published with."""
+    from keel.models.packaged import PACKAGED
+
     base = base or Path.cwd()
     out: dict[str, str] = {}
     for written in model_strings(spec):
         target = aliases.get(written, written)
         prefix, sep, path = target.partition(":")
-        if prefix == "local" and sep and path and not Path(path).expanduser().is_absolute():
+        # local:smollm2-135m names a packaged model (keel models list), not a file here
+        if prefix == "local" and sep and path and path not in PACKAGED and not Path(path).expanduser().is_absolute():
             target = f"local:{(base / Path(path).expanduser()).resolve()}"
         if target != written:
             out[written] = target
