@@ -6,11 +6,14 @@ a run's events, and what following costs the database.
 One throwaway PostgreSQL (tests/pg.py). A writer publishes events of one run every 10 ms; the
 delay is the follower's receive time minus the event's publish time (same machine clock):
 
-- **table + NOTIFY** (what Keel does): ``EventLog`` rows, ``pg_notify(run_id)`` with the commit;
-  followers woken by the notification read ``run_events`` (``keel.workflows.events.follow``);
+- **table + NOTIFY payloads** (what Keel does, decision 0037): ``EventLog`` rows for replay, and the
+  events themselves as the payloads of the commit's notifications; live followers take them from
+  the payloads and read ``run_events`` only to start and on a gap (``keel.workflows.events.follow``).
+  Before decision 0037 (run this file from an older checkout to compare) the notification only woke
+  the followers, and each read the table;
 - **table, polling only** (NOTIFY lost, or a store without it): the same, read every 1 s;
-- **NOTIFY payloads**: the event itself as the payload (the alternative not taken), received on
-  a listening connection; the lower bound of that design.
+- **NOTIFY payloads**: the event itself as the payload, one ``pg_notify`` per event from a plain
+  connection, received on a listening connection; the lower bound of that design.
 
 DB load: statements the followers sent per event (from ``pg_stat_database.xact_commit``).
 """
@@ -116,7 +119,7 @@ def main() -> None:
     try:
         for listen in (True, False):
             delays, per_event = table(pg.create_database("ev"), args.events, args.followers, listen=listen)
-            name = "table + NOTIFY" if listen else "table, polling 1 s"
+            name = "table + NOTIFY" if listen else "table, polling 1 s"  # "+ NOTIFY": payloads since 0037
             print(f"{name:<20} {_pct(delays)}; {per_event:.1f} transactions per event "
                   f"({args.followers} followers)", flush=True)
         delays = payloads(pg.create_database("ev"), args.events, args.followers)

@@ -39,6 +39,12 @@ class CommitGroup:
         self.commits = 0
         """Transactions committed (``writes / commits`` is the mean group size)."""
         self.writes = 0
+        self.off_loop = bool(getattr(store, "commit_off_loop", False))
+        """Commit on a thread (the loop's default executor), one transaction at a time, while the loop goes on
+        (PostgreSQL in ``keel serve``: a commit's round trips no longer stall every request of the
+        process); the writes queued meanwhile form the next group. Writes then run on that thread:
+        they only read the state of the coroutines that wait for them."""
+        self._busy = False
 
     async def commit(self, write: Callable[[], T]) -> T:
         """Run ``write`` (store statements, no awaiting) in the next group transaction; return
@@ -54,20 +60,47 @@ class CommitGroup:
 
     def _enqueue(self, write: Callable[[], Any], future: asyncio.Future | None) -> None:
         self._queue.append((write, future))
-        if len(self._queue) == 1:
-            self.loop.call_soon(self.flush)
+        if len(self._queue) == 1 and not self._busy:
+            self.loop.call_soon(self._start)
+
+    def _start(self) -> None:
+        if not self.off_loop:
+            self.flush()
+            return
+        if self._busy or not self._queue:
+            return
+        batch, self._queue = self._queue, []
+        self._busy = True  # one transaction at a time: a run's rows commit in the order it wrote them
+        done = self.loop.run_in_executor(None, self._write, batch)
+        done.add_done_callback(lambda f: self._finished(batch, f))
+
+    def _finished(self, batch: list[tuple[Callable[[], Any], asyncio.Future | None]], done: Any) -> None:
+        self._busy = False
+        try:
+            self._settle(batch, *done.result())
+        finally:
+            if self._queue:
+                self._start()
 
     def flush(self) -> None:
         """Commit what is queued now (the loop calls this; so may a shutdown)."""
         batch, self._queue = self._queue, []
-        if not batch:
-            return
+        if batch:
+            self._settle(batch, *self._write(batch))
+
+    def _write(self, batch: list[tuple[Callable[[], Any], asyncio.Future | None]]
+               ) -> tuple[BaseException | None, list[tuple[asyncio.Future | None, BaseException | None, Any]]]:
+        """Write ``batch`` in one transaction: (the transaction's failure or None, each write's outcome).
+        Touches no future: it may run on the group's thread."""
         outcomes: list[tuple[asyncio.Future | None, BaseException | None, Any]] = []
 
         # PostgreSQL: writes whose row counts nobody reads are deferred (PostgresStore.defer) and sent
         # in one pipeline: once for the whole batch, or, with savepoints, once per write inside its own.
         flush = getattr(self.store, "flush_deferred", None) or (lambda: None)
         drop = getattr(self.store, "drop_deferred", None) or (lambda: None)
+        # PostgreSQL: without savepoints, the pipeline carries the COMMIT too (one round trip per batch);
+        # a write that fails there aborts the transaction, and the batch is written again as below.
+        finish = getattr(self.store, "commit_deferred", None) or flush
 
         def run_batch(savepoints: bool) -> None:
             outcomes.clear()  # a retried batch starts over
@@ -75,10 +108,12 @@ class CommitGroup:
                 try:
                     for write, future in batch:
                         outcomes.append((future, None, write()))
-                    flush()
+                    finish()
                 except Exception as e:
-                    if getattr(e, "transient", False) or len(batch) == 1:
-                        raise  # retried whole, or (alone in the batch) its own outcome
+                    if getattr(e, "transient", False) or getattr(e, "committing", False) or len(batch) == 1:
+                        # retried whole; a COMMIT whose outcome is unknown (never written again); or
+                        # (alone in the batch) its own outcome
+                        raise
                     raise _Redo from e
                 return
             for write, future in batch:
@@ -113,11 +148,19 @@ class CommitGroup:
             except _Redo:  # a write failed: roll back, and write the batch again with one savepoint each
                 attempt(savepoints=True)
         except BaseException as e:  # the transaction itself failed: nothing of the batch is on disk
+            return e, outcomes
+        return None, outcomes
+
+    def _settle(self, batch: list[tuple[Callable[[], Any], asyncio.Future | None]], failed: BaseException | None,
+                outcomes: list[tuple[asyncio.Future | None, BaseException | None, Any]]) -> None:
+        """Give each waiter its write's outcome (on the loop)."""
+        if failed is not None:
+            e = failed
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_exception(e if isinstance(e, Exception) else RuntimeError("store write interrupted"))
             if not isinstance(e, Exception):
-                raise
+                raise e
             if any(future is None for _, future in batch):
                 _log.warning("grouped store writes failed: %s", e)
             return

@@ -179,6 +179,8 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     it key-required (:meth:`~keel.operate.server.keys.Keys.required`)."""
     settings = settings or load_serve_settings()
     store = store or open_store()
+    if store.dialect != "sqlite":  # group commits on a thread: the loop serves requests meanwhile (decision 0037)
+        store.commit_off_loop = True
     retention_setting = _retention()
     budgets = Budgets(store, user_daily_tokens=settings.user_daily_tokens,
                       user_daily_cost_usd=settings.user_daily_cost_usd)

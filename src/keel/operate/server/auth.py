@@ -35,6 +35,7 @@ the token's workflow and without roles, acting for exactly the token's user.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -278,6 +279,9 @@ def authenticate(request: Request) -> Caller:
 
 
 async def caller(request: Request) -> Caller:
-    """:func:`authenticate` as an async dependency: run on the event loop (one indexed read),
-    not in the thread pool FastAPI uses for sync dependencies."""
-    return authenticate(request)
+    """:func:`authenticate` as an async dependency: on SQLite run on the event loop (one indexed
+    read of a local file), not in the thread pool FastAPI uses for sync dependencies; on PostgreSQL
+    on a thread (the read is a round trip, which would stall every other request of the loop)."""
+    if request.app.state.keel.store.dialect == "sqlite":
+        return authenticate(request)
+    return await asyncio.to_thread(authenticate, request)

@@ -99,7 +99,7 @@ def _text(content: str | list[ContentPart] | None, field: str) -> str:
     return "".join(parts)
 
 
-def _workflow(services: Any, caller: Caller, model: str) -> Any:
+async def _workflow(services: Any, caller: Caller, model: str) -> Any:
     name, sep, ver = model.partition("@")
     version = None
     if sep:
@@ -109,7 +109,7 @@ def _workflow(services: Any, caller: Caller, model: str) -> Any:
         version = int(ver)
     caller.allow(name)
     try:
-        return services.runner.version(name, version)
+        return await services.runner.off_loop(services.runner.version, name, version)
     except WorkflowError as e:
         raise ApiError(404, f"model {model!r}: {e.message}", type="not_found_error", field="model",
                        hint=(e.hint or "") + "; GET /v1/models lists the workflows you can call",
@@ -134,7 +134,7 @@ def _messages(items: list[tuple[str, str, str]], field: str, mode: str) -> dict[
 async def _run(request: Request, caller: Caller, model: str, input: dict[str, Any], *,
                stream: bool = False) -> tuple[Any, Any]:
     services = request.app.state.keel
-    version = _workflow(services, caller, model)
+    version = await _workflow(services, caller, model)
     services.budgets.check(caller.key, caller.end_user)
     stream_text = stream and bool(services.runner.answer_nodes(version))
     try:

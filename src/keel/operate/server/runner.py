@@ -214,6 +214,13 @@ class Runner:
     def version(self, workflow: str, version: int | None) -> WorkflowVersion:
         return self.versions.get(workflow, version)
 
+    async def off_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``: on PostgreSQL on a thread, so its round trips do not stall the
+        other requests of the loop; on SQLite (a local file, and a store bound to its thread) here."""
+        if self.store.dialect == "sqlite":
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
     def answer_nodes(self, version: WorkflowVersion) -> frozenset[str]:
         """The version's Agent nodes whose tokens are its answer (see :mod:`keel.workflows.answer`)."""
         nodes = self._answer_nodes.get(version.id)
@@ -248,7 +255,7 @@ class Runner:
             finally:
                 if engine is not self.engine and engine is not self.streaming:
                     await engine.aclose()
-            self._account(result, version.name, key, end_user, fresh=True)
+            await self.off_loop(self._account, result, version.name, key, end_user, fresh=True)
             return result
 
         task = self._spawn(go())
