@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def keel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "keel", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=cwd)
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}, cwd=cwd)
 
 
 def lines(path: Path) -> list[dict]:
@@ -229,3 +229,75 @@ def test_keel_call_messages_off_stores_no_messages_and_the_call_still_records(tm
     traces = {r["id"]: r["trace_id"] for r in store.query("SELECT id, trace_id FROM workflow_runs")}
     for run in (on, off):  # cost and timing are recorded either way
         assert store.query("SELECT COUNT(*) AS n FROM model_calls WHERE trace_id = ?", (traces[run.run_id],))[0]["n"] == 1
+
+
+CHECKED = """name: checked
+nodes:
+  - {id: start, type: start}
+  - {id: add, type: agent, model: 'scripted:g-strong', instructions: 'Answer with the number only.'}
+  - {id: check, type: agent, model: 'scripted:g-broken', instructions: 'Check the sum.'}
+  - {id: done, type: end}
+edges:
+  - {from: start, to: add}
+  - {from: add, to: check}
+  - {from: check, to: done}
+"""
+
+
+def test_ungraded_workflow_runs_export_by_status_workflow_and_time(tmp_path, keel_home):
+    """Runs no eval graded (production traffic): --ungraded exports every Agent-node call of the
+    runs that succeeded (or --status), one chat line per distinct input and answer, no pairs."""
+    import asyncio
+
+    from keel.models.scripted import get_script
+    from keel.store import open_store
+    from keel.workflows import arun
+    from tests.optimize.graded_task import install
+
+    install()
+
+    def broken(request):
+        from keel.errors import ProviderHTTPError
+
+        raise ProviderHTTPError("the checker refused the request", status_code=400)
+
+    get_script("g-broken").default = broken
+    (tmp_path / "adder.yaml").write_text(ADDER.format(model="scripted:g-strong"))
+    (tmp_path / "checked.yaml").write_text(CHECKED)
+    store = open_store()
+    ok = [asyncio.run(arun(tmp_path / "adder.yaml", f"What is {a} + {b}?", store=store))
+          for a, b in ((1, 2), (3, 4), (1, 2))]
+    bad = asyncio.run(arun(tmp_path / "checked.yaml", "What is 5 + 5?", store=store))
+    assert [r.status for r in ok] == ["succeeded"] * 3 and bad.status == "failed"
+
+    graded = keel("distill", "export", "--out", str(tmp_path / "g"), "--workflow", "adder")
+    assert graded.returncode != 0 and "no eval runs" in graded.stderr  # nothing graded them
+
+    out = keel("distill", "export", "--out", str(tmp_path / "u"), "--ungraded", "--val-fraction", "0")
+    assert out.returncode == 0, out.stderr
+    assert "3 workflow-run calls read" in out.stdout
+    chat = lines(tmp_path / "u/chat.train.jsonl")
+    assert all(check_chat_line(x) is None for x in chat)
+    assert [(x["messages"][-2]["content"], x["messages"][-1]["content"]) for x in chat] == [
+        ("What is 1 + 2?", "3"), ("What is 3 + 4?", "7")]  # the repeated question once; not the failed run
+    assert not (tmp_path / "u/preference.train.jsonl").exists()
+    assert json.loads((tmp_path / "u/manifest.json").read_text())["filters"]["ungraded"] is True
+
+    out = keel("distill", "export", "--out", str(tmp_path / "f"), "--ungraded", "--status", "failed",
+               "--workflow", "checked", "--node", "add", "--val-fraction", "0")
+    assert out.returncode == 0, out.stderr
+    assert [x["messages"][-1]["content"] for x in lines(tmp_path / "f/chat.train.jsonl")] == ["10"]
+
+    out = keel("distill", "export", "--out", str(tmp_path / "none"), "--ungraded", "--workflow", "checked")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "no Agent-node calls of workflow runs match the filters (workflows=('checked',), ungraded=True)" in out.stderr
+    from keel.optimize.distill import DistillError, ExportFilter, export
+
+    for filt, message in ((ExportFilter(ungraded=True, since=4e9), "no Agent-node calls of workflow runs match"),
+                          (ExportFilter(ungraded=True, min_score=0.5),
+                           "--ungraded takes calls whether an eval graded them or not, so --min-score"),
+                          (ExportFilter(ungraded=True, statuses=("done",)), "--status 'done' is not a run status"),
+                          (ExportFilter(statuses=("failed",)), "--status filters the workflow runs of an --ungraded")):
+        with pytest.raises(DistillError, match=message):
+            export(store, tmp_path / "none", filt=filt)
+    assert not (tmp_path / "none").exists()

@@ -19,8 +19,10 @@ EXPORT_EPILOG = (
     "answer and grades are the stored results) and from workflow runs an eval graded (an Agent node's calls, "
     "stored with their messages as sent, each with its run's grades; --workflow/--node take only those). chat.*.jsonl holds calls that passed every grader (or reached "
     "--min-score); preference.*.jsonl pairs, for an input answered more than once, the best answer that passes "
-    "with the worst that does not. Every line is checked against OpenAI's format before anything is written; "
-    "files appear only when the whole export succeeded."
+    "with the worst that does not. --ungraded takes instead every Agent-node call of workflow runs, graded or "
+    "not (production traffic: keel distill export --ungraded --workflow support --since 7d), from runs that "
+    "succeeded (or --status), as chat lines only. Every line is checked against OpenAI's format before anything "
+    "is written; files appear only when the whole export succeeded."
 )
 
 
@@ -55,20 +57,28 @@ def export(out: Path = typer.Option(..., "--out", "-o", help="Folder for the JSO
            workflow: list[str] = typer.Option([], "--workflow",  # noqa: B008
                                               help="Only calls Agent nodes made in this workflow's runs (repeat)."),
            node: list[str] = typer.Option([], "--node", help="Only calls this Agent node made (repeat)."),  # noqa: B008
-           since: str = typer.Option("", "--since", help="Calls graded at or after: a date or an age (7d)."),
-           until: str = typer.Option("", "--until", help="Calls graded at or before: a date or an age."),
+           since: str = typer.Option("", "--since", help="Calls graded (workflow calls: made) at or after: a date "
+                                                         "or an age (7d)."),
+           until: str = typer.Option("", "--until", help="Calls graded (workflow calls: made) at or before: a date "
+                                                         "or an age."),
            grader: str = typer.Option("", "--grader",
                                       help="Grade by this grader (an eval or trace grader); default: all graders."),
            min_score: float | None = typer.Option(None, "--min-score",
                                                   help="Keep calls graded at least this (default: passed every "
                                                        "grader)."),
+           ungraded: bool = typer.Option(False, "--ungraded",
+                                         help="Every Agent-node call of workflow runs, graded by an eval or not "
+                                              "(no grade threshold; no preference pairs)."),
+           status: list[str] = typer.Option([], "--status",  # noqa: B008
+                                            help="With --ungraded: runs with this status (repeat; default "
+                                                 "succeeded)."),
            val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9,
                                               help="Share of inputs for the validation files."),
            scrub_pii: bool = typer.Option(False, "--scrub-pii",
                                           help="Replace emails, phones, cards, IBANs, SSNs and IPs (the Guardrails "
                                                "PII detectors) with [EMAIL], [PHONE], ...")) -> None:
-    """Export graded model calls as OpenAI chat and preference (DPO) fine-tuning JSONL, split into
-    train and validation."""
+    """Export graded model calls (or, with --ungraded, workflow runs' calls) as OpenAI chat and
+    preference (DPO) fine-tuning JSONL, split into train and validation."""
     from keel.optimize.distill import ExportFilter
     from keel.optimize.distill import export as do_export
     from keel.store import open_store
@@ -76,12 +86,12 @@ def export(out: Path = typer.Option(..., "--out", "-o", help="Folder for the JSO
     filt = ExportFilter(runs=tuple(run), targets=tuple(target), models=tuple(model), workflows=tuple(workflow),
                         nodes=tuple(node),
                         since=parse_time(since, "--since"), until=parse_time(until, "--until"),
-                        grader=grader or None, min_score=min_score)
+                        grader=grader or None, min_score=min_score, ungraded=ungraded, statuses=tuple(status))
     report = do_export(open_store(), out, filt=filt, val_fraction=val_fraction, scrub_pii=scrub_pii,
                        progress=_progress)
     if report.calls >= 200:
         print(file=sys.stderr)
-    print(f"{report.calls} graded calls read")
+    print(f"{report.calls} {'workflow-run' if ungraded else 'graded'} calls read")
     print(f"chat: {report.chat['train']} train, {report.chat['validation']} validation")
     print(f"preference: {report.preference['train']} train, {report.preference['validation']} validation")
     if scrub_pii:

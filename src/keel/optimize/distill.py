@@ -2,7 +2,9 @@
 
 From the graded calls of eval runs (:mod:`keel.optimize.graded`): the calls of eval model
 targets, and the calls Agent nodes made inside workflow runs that an eval graded (their messages
-are stored as sent), filtered by run, target, workflow, node, model, time and grade:
+are stored as sent), filtered by run, target, workflow, node, model, time and grade; or, with
+``ungraded``, the Agent-node calls of workflow runs whether an eval graded them or not (production
+traffic), filtered by workflow, node, model, time and the runs' status, every call a chat line:
 
 - **chat** (supervised): every call whose grade reaches the threshold, as a conversation that
   ends with the answer (OpenAI's chat fine-tuning format, tools and ``parallel_tool_calls``
@@ -36,7 +38,7 @@ from keel.optimize.finetune_format import (
     check_preference_line,
     preference_line,
 )
-from keel.optimize.graded import GradedCall, graded_calls, workflow_calls
+from keel.optimize.graded import RUN_STATUSES, GradedCall, graded_calls, run_calls, workflow_calls
 from keel.store import SQLiteStore
 
 __all__ = ["DistillError", "ExportFilter", "ExportReport", "check_file", "export", "scrub_text"]
@@ -69,9 +71,14 @@ class ExportFilter:
     """Grade by this grader's score (an eval grader or a trace grader); default the mean."""
     min_score: float | None = None
     """A chat line needs a grade of at least this; ``None``: the item passed every grader."""
+    ungraded: bool = False
+    """Every Agent-node call of the workflow runs the other filters match, graded or not: no grade
+    threshold, so no preference pairs (``runs``, ``targets``, ``grader``, ``min_score`` do not apply)."""
+    statuses: tuple[str, ...] = ()
+    """With ``ungraded``: the statuses of the runs to take; empty: ``succeeded``."""
 
     def describe(self) -> str:
-        parts = [f"{k}={v}" for k, v in asdict(self).items() if v not in ((), None)]
+        parts = [f"{k}={v}" for k, v in asdict(self).items() if v is not None and v != () and v is not False]
         return ", ".join(parts) or "no filter"
 
 
@@ -102,6 +109,8 @@ def _model_matches(model: str, wanted: tuple[str, ...]) -> bool:
 
 
 def _passes(call: GradedCall, filt: ExportFilter) -> bool:
+    if filt.ungraded:
+        return True
     grade = call.grade(filt.grader)
     if filt.min_score is None:
         return bool(call.passed) if filt.grader is None else grade is not None and grade >= 1.0
@@ -114,6 +123,11 @@ def _side(key: str, val_fraction: float) -> str:
 
 
 def _no_match(store: SQLiteStore, filt: ExportFilter, seen: int, kept: int) -> DistillError:
+    if filt.ungraded:
+        return DistillError(f"no Agent-node calls of workflow runs match the filters ({filt.describe()})",
+                            hint="loosen --workflow/--node/--model/--status/--since/--until (keel runs list shows "
+                                 "the runs and their status); calls are stored with their messages unless "
+                                 "KEEL_CALL_MESSAGES=off where the workflow ran")
     runs = store.query("SELECT COUNT(*) AS n FROM eval_runs")[0]["n"]
     if not runs:
         return DistillError("there are no eval runs in this store to export from",
@@ -135,6 +149,7 @@ def export(store: SQLiteStore, out_dir: Path, *, filt: ExportFilter | None = Non
            scrub_pii: bool = False, progress: Callable[[int], None] | None = None) -> ExportReport:
     """Write the chat and preference sets of the calls ``filt`` keeps into ``out_dir``."""
     filt = filt or ExportFilter()
+    _check_filter(filt)
     if not 0 <= val_fraction < 1:
         raise DistillError(f"--val-fraction {val_fraction:g} is out of range", hint="give a number in [0, 1)")
     report = ExportReport(out_dir=str(out_dir))
@@ -187,7 +202,29 @@ def export(store: SQLiteStore, out_dir: Path, *, filt: ExportFilter | None = Non
     return report
 
 
+def _check_filter(filt: ExportFilter) -> None:
+    if filt.ungraded:
+        graded_only = [flag for flag, value in (("--run", filt.runs), ("--target", filt.targets),
+                                                ("--grader", filt.grader), ("--min-score", filt.min_score))
+                       if value not in ((), None)]
+        if graded_only:
+            raise DistillError(f"--ungraded takes calls whether an eval graded them or not, so "
+                               f"{'/'.join(graded_only)} (eval filters) cannot apply",
+                               hint=f"drop {' and '.join(graded_only)}, or drop --ungraded to export graded calls")
+        bad = [s for s in filt.statuses if s not in RUN_STATUSES]
+        if bad:
+            raise DistillError(f"--status {bad[0]!r} is not a run status",
+                               hint=f"use one of: {', '.join(RUN_STATUSES)}")
+    elif filt.statuses:
+        raise DistillError("--status filters the workflow runs of an --ungraded export",
+                           hint="add --ungraded (every Agent-node call of runs with that status), or drop --status")
+
+
 def _calls(store: SQLiteStore, filt: ExportFilter) -> Iterator[GradedCall]:
+    if filt.ungraded:
+        yield from run_calls(store, workflows=list(filt.workflows) or None, nodes=list(filt.nodes) or None,
+                             statuses=list(filt.statuses) or None, since=filt.since, until=filt.until)
+        return
     runs, targets = list(filt.runs) or None, list(filt.targets) or None
     if not (filt.workflows or filt.nodes):
         yield from graded_calls(store, runs=runs, targets=targets, since=filt.since, until=filt.until)
@@ -196,6 +233,11 @@ def _calls(store: SQLiteStore, filt: ExportFilter) -> Iterator[GradedCall]:
 
 
 def _check(problem: str | None, call: GradedCall, kind: str) -> None:
+    if problem and not call.run_id:  # a workflow run's call (--ungraded)
+        raise DistillError(
+            f"the {kind} line for workflow run {call.workflow_run_id}, node {call.node!r} breaks OpenAI's {kind} "
+            f"fine-tuning format: {problem}; nothing was written",
+            hint="leave that run out with --since/--until, --node or --status")
     if problem:
         raise DistillError(
             f"the {kind} line for eval run {call.run_id}, target {call.target!r}, item {call.idx} breaks "

@@ -9,7 +9,9 @@ whose answer and grades are stored in ``eval_results``.
 Calls made **inside workflow runs** (Agent nodes) are kept with their messages as sent
 (``model_call_messages``, :mod:`keel.workflows.call_messages`); when an eval ran the workflow as a
 target, each call of that run carries the run's grades (:func:`workflow_calls`). A run with
-several Agent nodes gives each of its calls the same grade: filter by node to take one.
+several Agent nodes gives each of its calls the same grade: filter by node to take one. Calls of
+workflow runs no eval graded (production traffic) are read by :func:`run_calls`, with no grades,
+filtered by the runs' status instead (``keel distill export --ungraded``).
 
 Grades: ``score`` is the mean over the graders (``eval_results.score``); ``grades`` holds each
 grader's score by name, so a filter can name one grader (a trace grader's ``trace_check`` or
@@ -30,12 +32,13 @@ from keel.evals.spec import ModelTarget, parse_eval
 from keel.models import Message, Tool, ToolCall
 from keel.store import SQLiteStore
 
-__all__ = ["GradedCall", "graded_calls", "request_messages", "workflow_calls"]
+__all__ = ["GradedCall", "graded_calls", "request_messages", "run_calls", "workflow_calls"]
 
 
 @dataclass(frozen=True)
 class GradedCall:
-    """One model call of an eval run, with its grades."""
+    """One model call of an eval run, with its grades (or of a workflow run, :func:`run_calls`:
+    no eval run, no grades)."""
 
     run_id: str
     target: str
@@ -187,3 +190,38 @@ def workflow_calls(store: SQLiteStore, *, runs: list[str] | None = None, targets
             grades={g["name"]: g.get("score") for g in grades if isinstance(g, dict) and "name" in g},
             created_at=float(r["created_at"]), workflow=r["workflow"], node=r["node_id"],
             workflow_run_id=r["workflow_run"])
+
+
+RUN_STATUSES = ("succeeded", "failed", "cancelled", "waiting", "running")
+
+
+def run_calls(store: SQLiteStore, *, workflows: list[str] | None = None, nodes: list[str] | None = None,
+              statuses: list[str] | None = None, since: float | None = None,
+              until: float | None = None) -> Iterator[GradedCall]:
+    """The model calls of Agent nodes in workflow runs, graded or not, oldest first: the runs
+    whose status is one of ``statuses`` (default: ``succeeded``), made between ``since`` and
+    ``until``. Each has no grades (``score``, ``passed`` None) and no eval run (``run_id`` "")."""
+    from keel.workflows.call_messages import read
+
+    statuses = statuses or ["succeeded"]
+    where = [f"r.status IN ({', '.join('?' * len(statuses))})"]
+    params: list[object] = list(statuses)
+    for column, values in (("m.workflow", workflows), ("m.node_id", nodes)):
+        if values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    if since is not None:
+        where.append("m.created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("m.created_at <= ?")
+        params.append(until)
+    rows = store.query(
+        "SELECT m.span_id, m.run_id AS workflow_run, m.workflow, m.node_id, m.model, m.messages, m.tools, m.output, "
+        "m.created_at FROM model_call_messages m JOIN workflow_runs r ON r.id = m.run_id "
+        f"WHERE {' AND '.join(where)} ORDER BY m.created_at, m.span_id", params)
+    for r in rows:
+        messages, tools, output = read(r)
+        yield GradedCall(run_id="", target="", idx=0, model=r["model"], messages=tuple(messages), tools=tuple(tools),
+                         output=output, score=None, passed=None, grades={}, created_at=float(r["created_at"]),
+                         workflow=r["workflow"], node=r["node_id"], workflow_run_id=r["workflow_run"])
