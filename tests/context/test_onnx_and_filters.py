@@ -45,9 +45,11 @@ def test_onnx_embedder_gives_torch_vectors_and_int8_stays_close(monkeypatch: pyt
     assert ours.shape == (len(texts), 384) and ours.dtype == np.float32
     cos = (ours * torch_vecs).sum(axis=1)
     assert float(cos.min()) > 1 - 1e-5, cos
-    # the graph was written once, under KEEL_HOME, and is reused
-    files = sorted(p.name for p in (Path(os.environ["KEEL_HOME"]) / "models" / "onnx").glob("*.onnx"))
-    assert len(files) == 1 and files[0].startswith("all-MiniLM-L6-v2-")
+    # the graph is written once per user and weights (the shared cache), not under each KEEL_HOME
+    from keel.context.onnx_minilm import cache_dir, weights_key
+
+    assert (cache_dir() / f"all-MiniLM-L6-v2-{weights_key(Path(MiniLMEmbedder.model_path()))}.onnx").is_file()
+    assert not (Path(os.environ["KEEL_HOME"]) / "models").exists()
 
     int8 = get_embedder("minilm-int8")
     assert int8.name == "minilm-int8:all-MiniLM-L6-v2"
@@ -73,12 +75,19 @@ def test_onnx_export_that_fails_says_why_and_keeps_numpy(monkeypatch: pytest.Mon
     monkeypatch.setattr(MiniLMEmbedder, "_models", {})
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where KEEL_HOME's folders would go")
-    monkeypatch.setenv("KEEL_HOME", str(blocker / "home"))  # the export cannot create its folder
+    monkeypatch.setenv("KEEL_ONNX_CACHE", str(blocker / "onnx"))  # the export cannot create its folder
     emb = MiniLMEmbedder(runtime="onnx")
     v = emb.embed(_TEXTS[:2])
     err = capsys.readouterr().err
     assert "the ONNX embedder could not be prepared" in err and "using the NumPy one (same vectors)" in err
+    assert "KEEL_ONNX_CACHE" in err and str(blocker / "onnx") in err  # where, and the fix
     assert "Traceback" not in err
+    # plain minilm (auto) keeps NumPy after the same failure: one warning, then the same vectors
+    monkeypatch.setattr(MiniLMEmbedder, "_models", {})
+    auto = MiniLMEmbedder().embed(_TEXTS * 2)
+    err = capsys.readouterr().err
+    assert err.count("could not be prepared") == 1
+    assert np.allclose(auto, MiniLMEmbedder(runtime="numpy").embed(_TEXTS * 2), atol=1e-6)
     assert np.allclose(v, MiniLMEmbedder(runtime="numpy").embed(_TEXTS[:2]), atol=1e-6)
     # int8 vectors cannot come from NumPy: a clear error instead of a silent switch
     with pytest.raises(EmbedderError, match="int8 ONNX embedder could not be prepared") as exc:

