@@ -130,7 +130,8 @@ def run_dataset(name: str, rerank: str | None, lines: list[str], emb) -> dict:
         modes = [("dense", "dense", None, default), ("bm25", "bm25", None, default),
                  ("bm25+RM3", "bm25", None, Fusion(feedback=True)),
                  (f"hybrid (default: {default.label()})", "hybrid", None, default),
-                 ("hybrid RRF (the previous default)", "hybrid", None, Fusion("rrf", 0.5))]
+                 ("hybrid + dense PRF 3 (a tune candidate)", "hybrid", None, Fusion(dense_feedback=3)),
+                 ("hybrid RRF (the default before decision 0025)", "hybrid", None, Fusion("rrf", 0.5))]
         if rerank:
             modes.append(("hybrid+rerank", "hybrid", rerank, default))
         for label, mode, rr, fusion in modes:
@@ -165,7 +166,7 @@ def run_dataset(name: str, rerank: str | None, lines: list[str], emb) -> dict:
         latency["Keel hybrid tuned (2-fold)"] = latency[hybrid_key]
         tuned_note = f"`keel context tune` picked {picks[0]} on the even queries and {picks[1]} on the odd ones"
 
-    # bm25s with the same stemmer and English stop words
+    # bm25s with the same stemmer and English stop words (Keel's analyzer follows the same rules: decision 0034)
     import bm25s
     import Stemmer
 

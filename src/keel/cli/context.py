@@ -216,8 +216,9 @@ def tune(
     """Choose how hybrid search fuses dense and BM25 for one collection, on your own gold set.
 
     Tries reciprocal rank fusion and a convex combination of normalised scores, at dense
-    shares 0.3 / 0.5 / 0.7, each with and without RM3 feedback on the BM25 half, scores
-    each by nDCG@10 over the gold set, and stores the best with the collection (searches
+    shares 0.3 / 0.5 / 0.7, each with and without RM3 feedback on the BM25 half, and the even
+    convex combination with dense feedback (the query vector moved toward the top 3 hits and
+    searched again), scores each by nDCG@10 over the gold set, and stores the best with the collection (searches
     use it from then on). The default is kept unless a candidate beats it by 0.005; a gold
     set with fewer than 20 judged queries is refused and the current setting kept.
 

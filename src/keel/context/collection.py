@@ -31,7 +31,7 @@ from keel.context.dense import HNSW_MIN
 from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from keel.context.filter_index import FilterIndex
 from keel.context.filters import Filter
-from keel.context.fusion import DEFAULT_FUSION, Fusion, fuse
+from keel.context.fusion import DEFAULT_FUSION, DENSE_FEEDBACK_WEIGHT, Fusion, fuse
 from keel.context.lexical import ANALYZER, analyze, is_stemmed
 from keel.context.types import Citation, Hit, IngestReport
 from keel.context.userregex import RegexError, compile_regex, count_matches
@@ -342,6 +342,16 @@ class Collection:
             fused = [(r, scores[name][r]) for r in ranking]
         else:
             fused = fuse(fusion, rankings, scores, weights=weights)[:pool]
+            if fusion.dense_feedback and "dense" in rankings and fused:
+                # Rocchio on the dense query from the fused ranking's top rows, then fuse again
+                fb = self._row_vectors(idx, [r for r, _ in fused[: fusion.dense_feedback]])
+                if fb is not None:
+                    q2 = np.asarray(qv, dtype=np.float32) + DENSE_FEEDBACK_WEIGHT * fb.mean(axis=0)
+                    q2 /= float(np.linalg.norm(q2)) or 1.0
+                    rows, sc = idx.dense.search(q2, pool, allowed)
+                    rankings["dense"] = [int(r) for r in rows]
+                    scores["dense"] = dict(zip(rankings["dense"], map(float, sc), strict=True))
+                    fused = fuse(fusion, rankings, scores, weights=weights)[:pool]
         depth = len(fused) if rerank is None else (rerank_depth or getattr(rerank, "depth", 50))
         hits = self._hits(idx, fused[: max(k, depth) if rerank is not None else k], rankings, scores,
                           fusion.method)
@@ -352,6 +362,16 @@ class Collection:
             # candidates beyond the reranker's depth keep their first-stage order after it
             hits = reranker.rerank(query, hits[:depth]) + hits[depth:]
         return hits[:k]
+
+    def _row_vectors(self, idx: _Indexes, rows: list[int]) -> np.ndarray | None:
+        """Vectors of index ``rows``: from the in-process index, else from the store (pgvector)."""
+        vectors = getattr(idx.dense, "vectors", None)
+        if vectors is not None and len(vectors) == len(idx.ids):
+            return np.asarray(vectors[rows], dtype=np.float32)
+        hashes = {r[0]: r[12] for r in self.backend.hit_rows([int(idx.ids[r]) for r in rows])}
+        cached = self.backend.cached_vectors(list(set(hashes.values())), self.embedder.name)
+        found = [cached[hashes[int(idx.ids[r])]] for r in rows if hashes.get(int(idx.ids[r])) in cached]
+        return np.stack(found).astype(np.float32) if found else None
 
     def _hits(self, idx: _Indexes, fused: list[tuple[int, float]], rankings: Mapping[str, list[int]],
               scores: Mapping[str, Mapping[int, float]], method: str = "rrf") -> list[Hit]:

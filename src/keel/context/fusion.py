@@ -21,9 +21,11 @@ from typing import Literal, TypeVar
 
 from keel.errors import UserError
 
-__all__ = ["DEFAULT_FUSION", "RRF_K", "Fusion", "convex", "fuse", "rrf"]
+__all__ = ["DEFAULT_FUSION", "DENSE_FEEDBACK_WEIGHT", "RRF_K", "Fusion", "convex", "fuse", "rrf"]
 
 RRF_K = 60
+DENSE_FEEDBACK_WEIGHT = 0.5
+"""Rocchio's beta for :attr:`Fusion.dense_feedback`: the feedback rows' mean vector counts half the query's."""
 T = TypeVar("T", bound=Hashable)
 
 
@@ -68,19 +70,26 @@ class Fusion:
     """RM3 pseudo-relevance feedback on the BM25 half (:meth:`keel.context.bm25.BM25Index.expand`)."""
     source: str = "default"
     """Where the setting came from: ``default``, or the gold set ``keel context tune`` used."""
+    dense_feedback: int = 0
+    """Dense pseudo-relevance feedback (Rocchio): the mean vector of the top ``dense_feedback`` rows of
+    the fused ranking joins the query vector (weight :data:`DENSE_FEEDBACK_WEIGHT`), the dense search
+    runs again and the signals are fused again; 0 is off (decision 0034)."""
 
     def __post_init__(self) -> None:
         if self.method not in ("rrf", "convex"):
             raise UserError(f"unknown fusion method {self.method!r}", hint="use rrf or convex")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise UserError(f"fusion dense_weight {self.dense_weight} is outside 0-1")
+        if not isinstance(self.dense_feedback, int) or not 0 <= self.dense_feedback <= 50:
+            raise UserError(f"fusion dense_feedback {self.dense_feedback!r} is not a row count of 0-50")
 
     @property
     def weights(self) -> dict[str, float]:
         return {"dense": self.dense_weight, "bm25": 1.0 - self.dense_weight}
 
     def label(self) -> str:
-        return f"{self.method} dense {self.dense_weight:g}" + (" + RM3" if self.feedback else "")
+        return (f"{self.method} dense {self.dense_weight:g}" + (" + RM3" if self.feedback else "")
+                + (f" + dense PRF {self.dense_feedback}" if self.dense_feedback else ""))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -92,7 +101,7 @@ class Fusion:
             return DEFAULT_FUSION
         try:
             raw = json.loads(text)
-            known = {k: raw[k] for k in ("method", "dense_weight", "feedback", "source") if k in raw}
+            known = {k: raw[k] for k in ("method", "dense_weight", "feedback", "source", "dense_feedback") if k in raw}
             return cls(**known)
         except (ValueError, TypeError, UserError):
             return DEFAULT_FUSION

@@ -60,7 +60,13 @@ def reanalyze(backend: ContextBackend, name: str, *, progress: bool | None = Non
     bar = None
     if show and stale and sys.stderr.isatty():
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
                        TimeRemainingColumn(), console=Console(stderr=True), transient=False)
