@@ -101,6 +101,8 @@ class TestPostgres:
     has_pgvector: bool
     version: str
     run_as: str | None
+    shared_buffers: str = "64MB"
+    """The server's ``shared_buffers`` (small for the tests; a benchmark gives it more)."""
     _names: itertools.count = field(default_factory=itertools.count)
 
     def url(self, database: str = "postgres", *, user: str = "postgres") -> str:
@@ -164,7 +166,7 @@ class TestPostgres:
     def _options(self) -> str:
         return (f"-h 127.0.0.1 -p {self.port} -k {self.data_dir.parent} -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-                "-c shared_buffers=64MB")
+                f"-c shared_buffers={self.shared_buffers}")
 
 
 def _tail(path: Path) -> str:
@@ -188,8 +190,11 @@ def _stop_when_gone(server: TestPostgres, pid: int) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def start_postgres() -> TestPostgres:
-    """Start a PostgreSQL server in a new temporary directory, or raise :class:`PostgresUnavailable`."""
+def start_postgres(*, shared_buffers: str = "64MB") -> TestPostgres:
+    """Start a PostgreSQL server in a new temporary directory, or raise :class:`PostgresUnavailable`.
+
+    ``shared_buffers``: 64 MB serves the tests; a benchmark at scale wants its indexes to fit
+    (benchmarks/retrieval_pg.py gives 512 MB)."""
     bin_dir, has_vector = find_binaries()
     run_as = None
     root = tempfile.mkdtemp(prefix="keel-test-pg-")
@@ -208,7 +213,7 @@ def start_postgres() -> TestPostgres:
         os.chown(root, entry.pw_uid, entry.pw_gid)
     version = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
                              text=True).stdout.strip()
-    server = TestPostgres(bin_dir, data_dir, _free_port(), has_vector, version, run_as)
+    server = TestPostgres(bin_dir, data_dir, _free_port(), has_vector, version, run_as, shared_buffers)
     cmd = [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
            "--encoding=UTF8", "--locale=C", "--no-sync"]
     if run_as:

@@ -62,6 +62,9 @@ def _check_postgres(url: str) -> list[Check]:
             Check("store server", "ok", f"PostgreSQL {version} (Keel needs 13 or newer)"),
             _check_pgvector(store),
         ]
+        memory = _check_shared_buffers(store)
+        if memory is not None:
+            checks.append(memory)
         applied = store.applied_migrations()
     except KeelError as e:
         store.close()
@@ -81,6 +84,37 @@ def _check_postgres(url: str) -> list[Check]:
     else:
         checks.append(Check("store migrations", "ok", f"all {len(applied)} applied"))
     return checks
+
+
+def _check_shared_buffers(store: object) -> Check | None:
+    """Whether ``shared_buffers`` holds the largest collection's HNSW index and its vectors (None: no
+    such index yet). Smaller, dense searches copy pages in from the OS cache or the disk on every
+    query (docs/deploy.md, "Server settings")."""
+    rows = store.query(  # type: ignore[attr-defined]
+        "SELECT c.relname AS name, pg_relation_size(c.oid) AS size FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = 'keel_context' AND c.relkind = 'i'"
+        " AND c.relname LIKE 'chunks_hnsw_%' ORDER BY 2 DESC, 1 LIMIT 1")
+    if not rows:
+        return None
+    name, index = rows[0]["name"], int(rows[0]["size"])
+    try:
+        cid, dim = (int(x) for x in name.split("_")[2:4])
+    except ValueError:
+        return None
+    chunks = int(store.query(  # type: ignore[attr-defined]
+        "SELECT COUNT(*) AS n FROM keel_context.chunks WHERE collection_id = ?", (cid,))[0]["n"])
+    need = index + chunks * (4 * dim + 8)  # the index, and the rows' vectors a search reads back
+    have = int(store.query("SELECT pg_size_bytes(current_setting('shared_buffers')) AS b")[0]["b"])  # type: ignore[attr-defined]
+    mb = 1 << 20
+    if have >= need:
+        return Check("store memory", "ok", f"shared_buffers {have // mb} MB holds the largest collection's HNSW index"
+                                           f" and vectors ({need // mb} MB, {chunks:,} chunks)")
+    return Check("store memory", "warn",
+                 f"shared_buffers {have // mb} MB is smaller than the largest collection's HNSW index and vectors "
+                 f"({need // mb} MB, {chunks:,} chunks): dense searches read pages back from outside PostgreSQL's "
+                 "cache, several times slower",
+                 f"set shared_buffers to at least {-(-need * 5 // 4) // mb} MB in postgresql.conf and restart "
+                 "PostgreSQL (docs/deploy.md, \"Server settings\")")
 
 
 def _check_pgvector(store: object) -> Check:

@@ -181,6 +181,7 @@ class PostgresBackend:
         self.cid = cid
         self.has_vector = has_vector
         self.lock = threading.RLock()
+        self._ef_search = 0  # hnsw.ef_search as last SET on this connection (0: not yet)
         self.dense_where = ("pgvector (HNSW index per collection)" if has_vector else
                             "in this process (pgvector is not installed in the database)")
         """Where dense search runs: in PostgreSQL with pgvector, or in the process without it."""
@@ -420,10 +421,15 @@ class PostgresBackend:
         # "+ 0" keeps the planner off the HNSW index: filtered and small searches are exact
         order = f"{expr} + 0, c.id" if exact or allowed_ids is not None else expr
         sql = f"SELECT c.id, -{expr} FROM keel_context.chunks c WHERE {where} ORDER BY {order} LIMIT {int(k)}"
-        with self._tx() as c:
+        with self.lock:
             if not exact and allowed_ids is None:
-                c.execute(f"SET LOCAL hnsw.ef_search = {max(int(k), _EF_SEARCH)}")
-            return [(int(i), float(s)) for i, s in c.execute(sql, params).fetchall()]
+                # set once per connection, not per query: a search is then one statement (one
+                # round trip, no BEGIN / SET LOCAL / COMMIT); HNSW returns at most ef_search rows
+                ef = max(int(k), _EF_SEARCH)
+                if self._ef_search != ef:
+                    self.conn.execute(f"SET hnsw.ef_search = {ef}")
+                    self._ef_search = ef
+            return [(int(i), float(s)) for i, s in self.conn.execute(sql, params).fetchall()]
 
     def lookup_terms(self, terms: Sequence[str]) -> dict[str, int]:
         if not terms:
