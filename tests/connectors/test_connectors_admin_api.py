@@ -1,7 +1,8 @@
 """Writing the registry over HTTP on a real ``keel serve`` (docs/connectors.md, "Over HTTP"):
 an admin key of every workflow adds, tests and removes an HTTP connector (a real MCP server
 subprocess that wants an API key in a header); other keys get 403; a stdio: server is refused;
-runs of an API key the connector does not allow fail naming the key and the fix; the
+runs of an API key the connector does not allow fail naming the key and the fix (started on
+``/v1/workflows/.../runs`` and on the OpenAI-compatible endpoint); the
 connector's key is never in an answer or the server's log."""
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert no.json()["status"] == "failed", no.text
             assert "connector 'vault' may not be used by runs of API key" in no.json()["error"]
             assert "(intern)" in no.json()["error"] and "--key intern --replace" in no.json()["error"]
+            # The same on the OpenAI-compatible endpoint (every entry point records the run's key).
+            chat = {"model": "bank", "messages": [{"role": "user", "content": "acme"}]}
+            ok_chat = http.post("/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {teller}"})
+            assert ok_chat.status_code == 200, ok_chat.text
+            assert ok_chat.json()["choices"][0]["message"]["content"] == "1234.5"
+            no_chat = http.post("/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {intern}"})
+            assert no_chat.status_code == 502 and no_chat.json()["error"]["code"] == "run_failed", no_chat.text
+            assert "connector 'vault' may not be used by runs of API key" in no_chat.json()["error"]["message"]
+            assert "(intern)" in no_chat.json()["error"]["message"]
 
             wrong = http.post("/v1/connectors", json={**body, "headers": {"X-Api-Key": WRONG}, "replace": True})
             assert wrong.status_code == 201, wrong.text
@@ -96,7 +106,8 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert removed.status_code == 200 and removed.json() == {"name": "vault", "deleted": True}
             assert http.delete("/v1/connectors/vault").status_code == 404
             assert http.get("/v1/connectors").json()["data"] == []
-            answers = [r.text for r in (added, again, tested, ok, no, wrong, refused, stdio, ui, api, removed)]
+            answers = [r.text for r in (added, again, tested, ok, no, ok_chat, no_chat, wrong, refused, stdio, ui, api,
+                                        removed)]
     finally:
         server.stop()
     for secret in (KEY, WRONG):
