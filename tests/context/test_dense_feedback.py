@@ -56,3 +56,23 @@ def test_dense_feedback_setting_round_trips_and_is_a_tune_candidate() -> None:
     assert f in CANDIDATES
     with pytest.raises(UserError, match="dense_feedback"):
         Fusion(dense_feedback=-1)
+
+
+def test_dense_feedback_reads_the_vectors_from_postgresql(pg_url: str) -> None:
+    """With pgvector answering dense search (HNSW), the feedback rows' vectors come from the store."""
+    data = load_smart(dataset("adi"))
+    with Collection.open("adi", embedder="test-hashing", store=pg_url) as col:
+        col.hnsw_min = 10  # pgvector's HNSW index, not vectors read into the process
+        ingest_smart(col, data)
+        query = "computer information retrieval systems"
+        first = col.search(query, k=3, fusion=Fusion())
+        assert not hasattr(col._load().dense, "vectors")
+        vecs = col.backend.cached_vectors([h.hash for h in first], col.embedder.name)
+        q2 = col.embedder.embed([query])[0] + DENSE_FEEDBACK_WEIGHT * np.mean([vecs[h.hash] for h in first], axis=0)
+        q2 /= np.linalg.norm(q2)
+        hits = col.search(query, k=10, fusion=Fusion(dense_feedback=3))
+        hv = col.backend.cached_vectors([h.hash for h in hits], col.embedder.name)
+        dense = [h for h in hits if "dense" in h.scores]
+        assert dense
+        for h in dense:
+            assert h.scores["dense"] == pytest.approx(float(hv[h.hash] @ q2), abs=1e-4)
