@@ -39,3 +39,19 @@ def count_model_calls_on_disk(ctx: ToolContext) -> str:
         other.close()
     SEEN_ON_DISK.append(n)
     return str(n)
+
+
+STORED_SEQ: list[int] = []
+
+
+def stored_seq(ctx: ToolContext) -> str:
+    """The run's stored step number, read from a separate connection (what a crash would resume from)."""
+    from keel.store import open_store
+
+    other = open_store()
+    try:
+        seq = other.query("SELECT seq FROM workflow_runs WHERE id = ?", (ctx.run_id,))[0]["seq"]
+    finally:
+        other.close()
+    STORED_SEQ.append(seq)
+    return str(seq)

@@ -181,13 +181,23 @@ class _Redo(Exception):
     """A write of a batch without savepoints failed: roll the batch back and write it with them."""
 
 
-def later(store: Any, sql: str, params: Any = (), *, many: bool = False) -> None:
-    """Run a write whose row count nobody reads; on PostgreSQL, inside a transaction, it is deferred
-    and sent with the transaction's others in one pipeline (``PostgresStore.defer``)."""
+def later(store: Any, sql: str, params: Any = (), *, many: bool = False,
+          check: Callable[[int], None] | None = None) -> None:
+    """Run a write whose row count nobody reads now; on PostgreSQL, inside a transaction, it is
+    deferred and sent with the transaction's others in one pipeline (``PostgresStore.defer``).
+
+    ``check`` (single statements only) is called with the row count: at once on SQLite, after the
+    pipeline on PostgreSQL. A compare-and-set raises there when it changed no row; the flush (and so
+    the transaction, or the group commit's batch) fails with it."""
     defer = getattr(store, "defer", None)
     if defer is not None:
-        defer(sql, params, many=many)
+        if check is None:
+            defer(sql, params, many=many)
+        else:
+            defer(sql, params, check=check)
     elif many:
         store.executemany(sql, params)
     else:
-        store.execute(sql, params)
+        changed = store.execute(sql, params)
+        if check is not None:
+            check(changed)

@@ -91,6 +91,15 @@ def _is_pure(node: Any) -> bool:
     return isinstance(node, _PURE)
 
 
+def _model_only(node: Any) -> bool:
+    """An Agent node whose only effect is asking its model: no tools of any kind (Python, HTTP, MCP,
+    agents as tools), no handoffs, no memory. Everything it records (the model call's memo, span,
+    ``model_calls`` and messages rows) is written with the step's commit (:meth:`Engine.memo_with_step`),
+    so a crash before that commit leaves no trace of it and a re-execution only asks the model again."""
+    return (isinstance(node, AgentNode) and not node.tools and node.http is None and not node.mcp
+            and not node.agent_tools and not node.handoffs and node.memory is None)
+
+
 _MAX_PENDING = 64
 """Most pure steps committed together (a long pure loop still checkpoints regularly)."""
 
@@ -135,6 +144,9 @@ class _ActiveRun:
     """Statements that go into the next commit (see :meth:`Engine.memo_with_step`)."""
     fresh: bool = False
     """Created by this engine and never parked or taken over: no step has run before, so no memo exists."""
+    checked: bool = False
+    """The store said the run is this engine's and running (a claim, or a commit's compare-and-set)
+    after the last effectful step began: the next one needs no cancellation check of its own."""
     status: str = "running"
     output: Any = None
     error: str | None = None
@@ -150,6 +162,12 @@ class _OverTime(Exception):
 
 class _LostRun(Exception):
     """Another engine took the run over, or it was cancelled; this one stops executing it."""
+
+
+def _one_row(changed: int) -> None:
+    """The check of a checkpoint's compare-and-set: it changed the run's row, or the run is lost."""
+    if changed != 1:
+        raise _LostRun
 
 
 class Engine:
@@ -317,7 +335,8 @@ class Engine:
             return None
         version = self.versions.by_id(r["version_id"])
         return _ActiveRun(run_id, version, self.compiled(version), json.loads(r["context"]), r["seq"],
-                          r["current_node"], r["trace_id"], stable_span_id(run_id, "root"), committed_seq=r["seq"])
+                          r["current_node"], r["trace_id"], stable_span_id(run_id, "root"), committed_seq=r["seq"],
+                          checked=True)
 
     def claim_unowned(self, run_ids: list[str]) -> dict[str, Any]:
         """Take the running runs among ``run_ids`` that nobody holds (runs a server queued for
@@ -344,7 +363,7 @@ class Engine:
             claimed[r["id"]] = _ActiveRun(r["id"], version, self.compiled(version), json.loads(r["context"]),
                                           r["seq"], r["current_node"], r["trace_id"],
                                           stable_span_id(r["id"], "root"), committed_seq=r["seq"],
-                                          fresh=r["seq"] == 0)
+                                          fresh=r["seq"] == 0, checked=True)
         return claimed
 
     async def resume(self, run_id: str, *, claimed: Any = None) -> RunResult:
@@ -529,8 +548,15 @@ class Engine:
     async def _step(self, run: _ActiveRun) -> RunResult | None:
         node = run.wf.nodes[run.current]
         pure = _is_pure(node)
-        if run.id in self._stopping or (not pure and run.new is None and self._ended_elsewhere(run)):
-            raise _LostRun  # cancelled: stop at this step boundary
+        # Cancelled: stop at this step boundary. Before an effectful step the store is asked, unless it
+        # answered already since the last effectful step began: a cancel or a takeover clears the run's
+        # owner, which the claim and every commit's compare-and-set check (one round trip fewer per step;
+        # pure steps in between take no time worth a look).
+        if run.id in self._stopping or (not pure and run.new is None and not run.checked
+                                        and self._ended_elsewhere(run)):
+            raise _LostRun
+        if not pure:
+            run.checked = False
         started = time.time()
         limits = run.wf.spec.run_limits()
         elapsed = run.spent + (self.clock.now() - run.began)
@@ -730,9 +756,11 @@ class Engine:
         if not finished:
             run.current = next_node  # type: ignore[assignment]
         # An Agent step may wait for the pure steps after it too: its tool results are committed
-        # already, and a crash before the commit only re-asks the model its last question.
+        # already, and a crash before the commit only re-asks the model its last question. So may
+        # the steps before an Agent node that only asks its model, once the run's row is stored (a
+        # crash re-executes them and asks the model again; no memo exists at a stored seq 0 then).
         if finished or len(run.pending) >= _MAX_PENDING or not (_is_pure(node) or isinstance(node, AgentNode)) \
-                or not _is_pure(run.wf.nodes[next_node]):
+                or not self._may_follow_uncommitted(run, run.wf.nodes[next_node]):
             # Concurrent runs' commits made during this turn of the loop share one transaction;
             # the run goes on once its rows are committed.
             await self.store.commit_group().commit(lambda: self._flush_rows(run))
@@ -741,6 +769,11 @@ class Engine:
             return None
         self._emit(NodeEvent("run_finished", run.id, status=status, error=error))
         return RunResult(run.id, status, run_output, run.error, trace_id=run.trace_id)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _may_follow_uncommitted(run: _ActiveRun, node: Any) -> bool:
+        """Whether ``node`` may execute while the steps before it are not committed yet."""
+        return _is_pure(node) or (run.new is None and _model_only(node))
 
     def _flush(self, run: _ActiveRun) -> None:
         """Commit the run's position, variables, and pending step and span rows, in one transaction."""
@@ -753,6 +786,7 @@ class Engine:
         run.pending.clear()
         run.deferred.clear()
         run.committed_seq = run.seq
+        run.checked = True  # the commit's compare-and-set (or the run's insert) holds
 
     def _flush_rows(self, run: _ActiveRun) -> None:
         """Write the run's position, variables, and pending step and span rows (inside a transaction)."""
@@ -770,13 +804,13 @@ class Engine:
                 (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields, key_id, end_user))
             self.store.execute(INSERT_SQL, root)
         else:
-            changed = self.store.execute(
-                "UPDATE workflow_runs SET seq = ?, current_node = ?, context = ?, status = ?, output = ?,"
-                " error = ?, updated_at = ?, lease_until = ?, finished_at = ?, owner = ?"
-                " WHERE id = ? AND owner = ? AND seq = ?",
-                (run.seq, *fields, run.id, self.owner, run.committed_seq))
-            if changed != 1:
-                raise _LostRun
+            # The compare-and-set: on PostgreSQL sent with the commit's other writes in one pipeline
+            # and checked once it is answered (its failure fails the write, as raising here did).
+            later(self.store,
+                  "UPDATE workflow_runs SET seq = ?, current_node = ?, context = ?, status = ?, output = ?,"
+                  " error = ?, updated_at = ?, lease_until = ?, finished_at = ?, owner = ?"
+                  " WHERE id = ? AND owner = ? AND seq = ?",
+                  (run.seq, *fields, run.id, self.owner, run.committed_seq), check=_one_row)
         # The rest changes rows no one else writes: deferred, on PostgreSQL one pipeline per commit.
         for sql, params in run.deferred:
             later(self.store, sql, params)

@@ -73,13 +73,15 @@ class RunQueue:
             return []
         now = time.time()
         lock = "" if self.store.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
-        with self.store.transaction():  # on SQLite: the writer lock, so claims queue instead of retrying
-            rows = self.store.query(
-                "UPDATE run_queue SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1"
-                " WHERE run_id IN (SELECT run_id FROM run_queue WHERE claimed_until < ?"
-                f" ORDER BY claimed_until, enqueued_at LIMIT ?{lock})"
-                " RETURNING run_id, stream_text, attempts",
-                (owner, now + hold, now, limit))
+        sql = ("UPDATE run_queue SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1"
+               " WHERE run_id IN (SELECT run_id FROM run_queue WHERE claimed_until < ?"
+               f" ORDER BY claimed_until, enqueued_at LIMIT ?{lock})"
+               " RETURNING run_id, stream_text, attempts")
+        if self.store.dialect == "sqlite":
+            with self.store.transaction():  # the writer lock, so claims queue instead of retrying
+                rows = self.store.query(sql, (owner, now + hold, now, limit))
+        else:  # one statement is its own transaction: one round trip
+            rows = self.store.query(sql, (owner, now + hold, now, limit))
         return [QueuedRun(r["run_id"], bool(r["stream_text"]), int(r["attempts"])) for r in rows]
 
     def renew(self, owner: str, *, hold: float = LEASE_SECONDS) -> int:
