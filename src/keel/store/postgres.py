@@ -53,6 +53,7 @@ _NOTIFY_ALL = "SELECT pg_notify(n ->> 0, n ->> 1) FROM json_array_elements(%s::j
 psycopg's text-array dumper escaped each element with a regular expression, a tenth of a worker's
 time at 60 runs in flight (decision 0036)."""
 _POOL_WAIT = 10.0  # seconds a statement waits for a pooled connection before a 503
+_POOL_WAIT_UNREACHABLE = 1.0  # the same, while the last attempt found the server unreachable
 _UNLESS_CHANGED = "WITH keel_changed AS ({} RETURNING 1) SELECT 1 / COUNT(*) FROM keel_changed"
 """A checked write sent with its transaction's COMMIT: it fails (division by zero) when it changed no row."""
 _UNCHANGED_STATE = "22012"
@@ -131,6 +132,7 @@ class PostgresStore:
         self.safe_url = redact_url(url)
         self._local = threading.local()
         self._groups: dict[int, CommitGroup] = {}
+        self._unreachable = False  # set by a lost connection or a pool timeout, cleared by a connection
         self.server_version = self._check_server(connect_timeout)
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, configure=_configure,
@@ -207,14 +209,20 @@ class PostgresStore:
         if conn is not None:
             yield conn
             return
+        # While the server is known to be unreachable, a request waits briefly for a connection
+        # and answers 503, rather than holding its client for the whole pool wait (an outage of a
+        # few seconds otherwise shows no error at all, only stalled requests).
+        wait = _POOL_WAIT_UNREACHABLE if self._unreachable else _POOL_WAIT
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=wait) as conn:
+                self._unreachable = False
                 yield conn
         except PoolTimeout:
-            raise self._no_connection() from None
+            self._unreachable = True
+            raise self._no_connection(wait) from None
 
-    def _no_connection(self) -> StoreError:
-        return StoreError(f"PostgreSQL at {self.safe_url} is unreachable: no connection within {_POOL_WAIT:g} s",
+    def _no_connection(self, wait: float = _POOL_WAIT) -> StoreError:
+        return StoreError(f"PostgreSQL at {self.safe_url} is unreachable: no connection within {wait:g} s",
                           hint="check that the server is up and reachable (or raise max_connections if it is "
                                "busy); `keel doctor` checks the connection")
 
@@ -229,6 +237,7 @@ class PostgresStore:
             err.transient = in_tx  # type: ignore[attr-defined]
             return err
         if _is_connection_error(e):
+            self._unreachable = True
             with suppress(Exception):
                 self._pool.check()  # replace the other pooled connections the same outage broke
             err = StoreError(f"PostgreSQL at {self.safe_url} is unreachable ({what} failed): {_first_line(e)}",
@@ -312,10 +321,13 @@ class PostgresStore:
         if getattr(self._local, "conn", None) is not None:
             raise StoreError("a store transaction is already open on this thread",
                              hint="this is a bug in Keel; please report it")
+        wait = _POOL_WAIT_UNREACHABLE if self._unreachable else _POOL_WAIT
         try:
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(timeout=wait)
         except PoolTimeout:
-            raise self._no_connection() from None
+            self._unreachable = True
+            raise self._no_connection(wait) from None
+        self._unreachable = False
         self._local.conn = conn
         self._local.notes = {}
         self._local.later = []
