@@ -2,11 +2,12 @@
 an admin key of every workflow adds, tests and removes an HTTP connector (a real MCP server
 subprocess that wants an API key in a header); other keys get 403; a stdio: server is refused;
 runs of an API key the connector does not allow fail naming the key and the fix (started on
-``/v1/workflows/.../runs`` and on the OpenAI-compatible endpoint); the
+``/v1/workflows/.../runs``, on the OpenAI-compatible endpoint and in a ChatKit thread); the
 connector's key is never in an answer or the server's log."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -74,6 +75,19 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert no_chat.status_code == 502 and no_chat.json()["error"]["code"] == "run_failed", no_chat.text
             assert "connector 'vault' may not be used by runs of API key" in no_chat.json()["error"]["message"]
             assert "(intern)" in no_chat.json()["error"]["message"]
+            thread = {"type": "threads.create", "metadata": {"workflow": "bank"},
+                      "params": {"input": {"content": [{"type": "input_text", "text": "acme"}], "attachments": [],
+                                           "inference_options": {}}}}
+            said = {}
+            for name, who in (("teller", teller), ("intern", intern)):  # and in a ChatKit thread
+                r = http.post("/chatkit", json=thread, headers={"Authorization": f"Bearer {who}"})
+                assert r.status_code == 200, r.text
+                events = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ")]
+                said[name] = " ".join(c["text"] for e in events if e["type"] == "thread.item.done"
+                                      and e["item"]["type"] == "assistant_message" for c in e["item"]["content"])
+            assert "1234.5" in said["teller"], said
+            assert "connector 'vault' may not be used by runs of API key" in said["intern"], said
+            assert "(intern)" in said["intern"] and "1234.5" not in said["intern"]
 
             wrong = http.post("/v1/connectors", json={**body, "headers": {"X-Api-Key": WRONG}, "replace": True})
             assert wrong.status_code == 201, wrong.text
@@ -107,7 +121,7 @@ def test_admins_add_test_and_remove_connectors_over_http(http_server: str, tmp_p
             assert http.delete("/v1/connectors/vault").status_code == 404
             assert http.get("/v1/connectors").json()["data"] == []
             answers = [r.text for r in (added, again, tested, ok, no, ok_chat, no_chat, wrong, refused, stdio, ui, api,
-                                        removed)]
+                                        removed)] + list(said.values())
     finally:
         server.stop()
     for secret in (KEY, WRONG):
