@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from keel.context._backend import ChunkRow, DenseSearch, DocumentRows, Loaded
-from keel.context._store import CollectionDB, SharedChunks, collections_root
+from keel.context._store import MMAP_BYTES, CollectionDB, SharedChunks, collections_root
 from keel.context.bm25 import pack_terms
 from keel.context.dense import DenseIndex
 from keel.context.filters import BUILTIN_FIELDS, Filter, compile_filter
@@ -72,6 +72,7 @@ class EmbeddedBackend:
         shared = SharedChunks(root)
         db = CollectionDB(directory)
         db.conn.execute("ATTACH DATABASE ? AS shared", (str(shared.path),))
+        db.conn.execute(f"PRAGMA shared.mmap_size={MMAP_BYTES}")
         return cls(name, directory, db, shared)
 
     def close(self) -> None:
@@ -141,19 +142,30 @@ class EmbeddedBackend:
         return list({r[0]: r for r in rows}.values())
 
     def replace_document(self, doc: DocumentRows, model: str) -> None:
+        self.replace_documents([doc], model)
+
+    def replace_documents(self, docs: Sequence[DocumentRows], model: str) -> None:
+        """Replace several documents in one transaction (an ingest batch): all of them or none.
+
+        One commit per batch instead of per document: per-document commits were 40% of
+        ingest time with vectors given (decision 0038)."""
         with self.db.write() as c:
-            c.execute("DELETE FROM documents WHERE abs_path = ?", (doc.abs_path,))
-            doc_id = c.execute(
-                "INSERT INTO documents (source, abs_path, file_hash, size, indexed_at, meta) VALUES (?, ?, ?, ?, ?, ?)",
-                (doc.source, doc.abs_path, doc.file_hash, doc.size,
-                 time.time() if doc.indexed_at is None else doc.indexed_at, doc.meta)).lastrowid
-            c.executemany(
-                "INSERT INTO chunks (doc_id, seq, hash, kind, title, heading_path, anchor, start_line, end_line,"
-                " symbols, signature, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(doc_id, r.seq, r.hash, r.kind, r.title, r.heading_path, r.anchor, r.start_line, r.end_line,
-                  r.symbols, r.signature, r.meta) for r in doc.chunks])
-            self.db.add_meta_keys(c, doc.meta_keys)
+            for doc in docs:
+                self._write_document(c, doc)
             self.db.bump(c)
+
+    def _write_document(self, c: sqlite3.Connection, doc: DocumentRows) -> None:
+        c.execute("DELETE FROM documents WHERE abs_path = ?", (doc.abs_path,))
+        doc_id = c.execute(
+            "INSERT INTO documents (source, abs_path, file_hash, size, indexed_at, meta) VALUES (?, ?, ?, ?, ?, ?)",
+            (doc.source, doc.abs_path, doc.file_hash, doc.size,
+             time.time() if doc.indexed_at is None else doc.indexed_at, doc.meta)).lastrowid
+        c.executemany(
+            "INSERT INTO chunks (doc_id, seq, hash, kind, title, heading_path, anchor, start_line, end_line,"
+            " symbols, signature, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(doc_id, r.seq, r.hash, r.kind, r.title, r.heading_path, r.anchor, r.start_line, r.end_line,
+              r.symbols, r.signature, r.meta) for r in doc.chunks])
+        self.db.add_meta_keys(c, doc.meta_keys)
 
     def remove_documents(self, keys: Sequence[str], *, sources: bool) -> int:
         n = 0

@@ -64,6 +64,11 @@ def validate_name(name: str) -> str:
     return name
 
 
+MMAP_BYTES = 1 << 30
+"""Pages read through a memory map (up to this much of each file) instead of a ``pread`` each:
+fetching a 100-hit search's rows took half the time at 100k chunks (decision 0038)."""
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +77,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     except (sqlite3.DatabaseError, OSError) as e:
         raise StoreError(f"cannot open {path}: {e}",
                          hint="check that KEEL_HOME is writable; move a damaged file aside") from None

@@ -104,6 +104,16 @@ def _rows_mask(ids: np.ndarray, cids: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _loads(text: str) -> Any:
+    """``json.loads``, without the parser for the empty list and object most hits carry
+    (three per hit: a tenth of a 100-hit search at 100k chunks went to them; decision 0038)."""
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
+
+
 def list_collections(home: Path | None = None, *, store: str | None = None) -> list[str]:
     """Names of the collections in the configured store (or ``store``, a store URL)."""
     return list_names(home=home, url=store)
@@ -387,12 +397,12 @@ class Collection:
             r = by_id.get(cid)
             if r is None:  # removed since the index was loaded
                 continue
-            meta = json.loads(r[11])
-            meta.update(kind=r[8], symbols=json.loads(r[9]), signature=r[10])
+            meta = _loads(r[11])
+            meta.update(kind=r[8], symbols=_loads(r[9]), signature=r[10])
             hits.append(Hit(
                 chunk_id=cid, text=r[1], score=float(score), hash=r[12],
                 citation=Citation(source=r[2], anchor=r[3], start_line=r[4], end_line=r[5], title=r[6],
-                                  heading_path=tuple(json.loads(r[7]))),
+                                  heading_path=tuple(_loads(r[7]))),
                 scores={n: s[row] for n, s in scores.items() if row in s} | (
                     {method: float(score)} if len(rankings) > 1 else {}),
                 ranks={n: rk[row] for n, rk in rank_of.items() if row in rk},

@@ -1,5 +1,5 @@
-"""Ingest: files and directories in, chunks with vectors and terms out, one atomic
-commit per file.
+"""Ingest: files and directories in, chunks with vectors and terms out, atomic
+commits (each file complete or absent).
 
 - Directories are walked recursively; hidden entries and ``__pycache__``,
   ``node_modules``, ``.venv`` and the like are not entered. Symlinks that lead out
@@ -11,9 +11,9 @@ commit per file.
 - Files that were under an ingested directory and are gone leave the index.
 - Bad files (binary, empty, not UTF-8, too large, unsupported) are skipped and
   reported with the reason; the rest continue.
-- Embedding is batched across files (it is the slow part), then each file is
-  committed in its own transaction: a crash, even ``kill -9``, leaves every
-  document either complete or absent.
+- Embedding is batched across files (it is the slow part), then the batch's files
+  are committed together in one transaction (one per file on PostgreSQL): a crash,
+  even ``kill -9``, leaves every document either complete or absent.
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ def _embed_missing(col: Collection, batch: list[_Pending], report: IngestReport,
         backend.put_terms([(h, analyze(by_hash[h])) for h in other], ANALYZER)
 
 
-def _commit(col: Collection, p: _Pending) -> None:
-    """Replace one document's rows in a single transaction."""
+def _document(p: _Pending) -> DocumentRows:
+    """One pending document's rows, as the backend stores them."""
     rows = []
     keys: set[str] = set()
     for seq, (d, h) in enumerate(zip(p.drafts, p.hashes, strict=True)):
@@ -136,16 +136,28 @@ def _commit(col: Collection, p: _Pending) -> None:
         keys.update(meta)
         rows.append(ChunkRow(seq, h, d.kind, d.title, dumps(list(d.heading_path)), d.anchor, d.start_line,
                              d.end_line, dumps(list(d.symbols)), d.signature, dumps(meta)))
-    col.backend.replace_document(DocumentRows(p.abs_path, p.source, p.file_hash, p.size, dumps(p.meta), rows, keys),
-                                 col.embedder.name)
+    return DocumentRows(p.abs_path, p.source, p.file_hash, p.size, dumps(p.meta), rows, keys)
+
+
+def _commit(col: Collection, batch: list[_Pending]) -> None:
+    """Replace the batch's documents: in one transaction when the backend can (the embedded
+    one; decision 0038), else one transaction per document. Either way a crash leaves each
+    document complete or absent."""
+    docs = [_document(p) for p in batch]
+    many = getattr(col.backend, "replace_documents", None)
+    if many is not None:
+        many(docs, col.embedder.name)
+        return
+    for d in docs:
+        col.backend.replace_document(d, col.embedder.name)
 
 
 def _flush(col: Collection, batch: list[_Pending], report: IngestReport, bar: IngestProgress) -> None:
     if not batch:
         return
     _embed_missing(col, batch, report, bar)
+    _commit(col, batch)
     for p in batch:
-        _commit(col, p)
         report.files_indexed += 1
         report.chunks_written += len(p.drafts)
         bar.advance(1, len(p.drafts))
