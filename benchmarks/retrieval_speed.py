@@ -76,7 +76,7 @@ def bench_embedders(n_docs: int, rounds: int, lines: list[str]) -> None:
 
     _, texts = docs_texts("cranfield")
     texts = texts[:n_docs]
-    systems = {"torch (sentence-transformers)": TorchEmbedder(), "numpy (minilm)": MiniLMEmbedder(),
+    systems = {"torch (sentence-transformers)": TorchEmbedder(), "numpy (minilm)": MiniLMEmbedder(runtime="numpy"),
                "onnx float32 (minilm-onnx)": MiniLMEmbedder(runtime="onnx"),
                "onnx int8 (minilm-int8)": MiniLMEmbedder(runtime="onnx-int8")}
     t = time.perf_counter()
