@@ -264,7 +264,7 @@ class PostgresStore:
         if not self._begin_pending(conn):
             return conn.execute(query, args)
         with conn.pipeline():
-            conn.execute("BEGIN")
+            conn.execute("BEGIN", prepare=False)
             return conn.execute(query, args)
 
     def _begin_pending(self, conn: Any) -> bool:
@@ -273,6 +273,7 @@ class PostgresStore:
         if conn is not getattr(self._local, "conn", None) or not getattr(self._local, "begin", False):
             return False
         self._local.begin = False
+        self._local.piped = True
         return True
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -283,7 +284,7 @@ class PostgresStore:
             with self._connection() as conn, conn.cursor() as cur:
                 if self._begin_pending(conn):
                     with conn.pipeline():
-                        conn.execute("BEGIN")
+                        conn.execute("BEGIN", prepare=False)
                         cur.executemany(query, [_params(r) for r in rows])
                 else:
                     cur.executemany(query, [_params(r) for r in rows])
@@ -334,20 +335,25 @@ class PostgresStore:
         # BEGIN goes with the transaction's first statement (one round trip fewer; see _send), and
         # COMMIT with its last ones (commit_deferred): a transaction of deferred writes is one round trip.
         self._local.begin = True
-        self._local.done = False
+        self._local.done = self._local.piped = False
         try:
             yield
             if not self._local.done:
                 self.commit_deferred()
         except BaseException:
-            if not conn.closed and not self._local.begin and not self._local.done:
+            if self._local.piped and not conn.closed:
+                # A pipeline that failed leaves psycopg believing in statements it meant to prepare
+                # there and never did ("prepared statement _pg3_N does not exist" later on this
+                # connection): the pool gets a new connection instead; closing ends the transaction.
+                conn.close()
+            elif not conn.closed and not self._local.begin and not self._local.done:
                 with suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
             raise
         finally:
             self._local.conn = None
             self._local.notes = self._local.later = None
-            self._local.begin = self._local.done = False
+            self._local.begin = self._local.done = self._local.piped = False
             self._pool.putconn(conn)
 
     def defer(self, sql: str, params: Sequence[Any] = (), *, many: bool = False,
@@ -401,11 +407,12 @@ class PostgresStore:
 
         later, self._local.later = self._local.later or [], []
         conn = self._local.conn
+        self._local.piped = True
         checked: list[tuple[Any, Callable[[int], None]]] = []
         try:
             with conn.pipeline(), conn.cursor() as cur:
                 if self._begin_pending(conn):
-                    conn.execute("BEGIN")
+                    conn.execute("BEGIN", prepare=False)
                 for query, params, many, check in later:
                     if many:
                         cur.executemany(query, [_params(r) for r in params])
@@ -417,8 +424,8 @@ class PostgresStore:
                         cur.execute(query, _params(params))
                 if commit:
                     if self._local.notes:
-                        conn.execute(_NOTIFY_ALL, (json.dumps(list(self._local.notes)),))
-                    conn.execute("COMMIT")
+                        conn.execute(_NOTIFY_ALL, (json.dumps(list(self._local.notes)),), prepare=False)
+                    conn.execute("COMMIT", prepare=False)
         except psycopg.Error as e:
             if commit and checked and getattr(e, "sqlstate", None) == _UNCHANGED_STATE:
                 if len(checked) == 1:

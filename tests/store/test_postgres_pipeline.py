@@ -1,0 +1,55 @@
+"""PostgreSQL transactions sent as pipelines (decision 0036): BEGIN with the first statement, the
+deferred writes with COMMIT, and checked writes (a compare-and-set) that abort the transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from keel.errors import StoreError
+from keel.store.group import later
+from keel.store.postgres import PostgresStore
+
+
+class _Lost(Exception):
+    pass
+
+
+def _one_row(changed: int) -> None:
+    if changed != 1:
+        raise _Lost
+
+
+def test_a_checked_write_that_changes_nothing_commits_nothing_and_the_connection_stays_usable(pg_url: str) -> None:
+    """Each statement is used more often than psycopg's prepare threshold (5), in transactions that
+    commit and in transactions a checked write aborts: a failed pipeline once left psycopg believing
+    in a prepared statement the server never made ("prepared statement _pg3_N does not exist")."""
+    store = PostgresStore(pg_url, max_size=2)
+    try:
+        store.execute("CREATE TABLE t (id TEXT PRIMARY KEY, v BIGINT)")
+        store.execute("INSERT INTO t VALUES ('a', 0)")
+        committed = lost = 0
+        for i in range(24):
+            try:
+                with store.transaction():
+                    later(store, "INSERT INTO t VALUES (?, 1)", (f"x{i}",))
+                    later(store, "UPDATE t SET v = v + 1 WHERE id = ?", ("a" if i % 3 else "gone",), check=_one_row)
+                    later(store, "INSERT INTO t VALUES (?, 2)", (f"y{i}",))
+                    store.notify("keel_test", str(i))
+                committed += 1
+            except _Lost:
+                lost += 1
+            with store.transaction():  # the redo path of a group commit: flush inside the transaction
+                later(store, "INSERT INTO t VALUES (?, 3)", (f"z{i}",))
+                store.flush_deferred()
+                assert store.query("SELECT COUNT(*) AS n FROM t WHERE id = ?", (f"z{i}",)) == [{"n": 1}]
+        assert (committed, lost) == (16, 8)
+        assert store.query("SELECT v FROM t WHERE id = 'a'") == [{"v": 16}]
+        assert store.query("SELECT COUNT(*) AS n FROM t WHERE id LIKE 'x%' OR id LIKE 'y%'") == [{"n": 32}]
+        assert store.query("SELECT COUNT(*) AS n FROM t WHERE id LIKE 'z%'") == [{"n": 24}]
+        with pytest.raises(StoreError, match="duplicate key"):  # an error of a plain write: nothing committed
+            with store.transaction():
+                later(store, "INSERT INTO t VALUES ('b', 9)")
+                later(store, "INSERT INTO t VALUES ('a', 9)")
+        assert store.query("SELECT COUNT(*) AS n FROM t WHERE id = 'b'") == [{"n": 0}]
+    finally:
+        store.close()
