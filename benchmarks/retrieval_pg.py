@@ -3,6 +3,9 @@
     nice -n 10 python benchmarks/retrieval_pg.py                 # quality + the 100k-chunk speed run
     nice -n 10 python benchmarks/retrieval_pg.py --scale 0       # quality only
     nice -n 10 python benchmarks/retrieval_pg.py --no-quality    # speed only
+    nice -n 10 python benchmarks/retrieval_pg.py --no-quality --scale 0 --ingest-ab 3000
+                                                  # ingest into PostgreSQL: a batch per transaction
+                                                  # against one document per transaction
 
 Quality (nDCG@10, Recall@100, MRR@10) on Cranfield and ADI: Keel dense / BM25 / hybrid on
 the embedded backend and on PostgreSQL (the same MiniLM vectors, computed once), and
@@ -213,6 +216,35 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
         col.close()
 
 
+def ingest_ab(url: str, n: int, lines: list[str], rounds: int = 3) -> None:
+    """Ingest ``n`` records into PostgreSQL with ``replace_documents`` (an ingest batch per
+    transaction) and with one document per transaction, interleaved, the first alternating."""
+    from keel.context import Collection
+
+    took: dict[str, list[float]] = {"a batch per transaction": [], "one document per transaction": []}
+    for r in range(rounds):
+        for mode in (list(took) if r % 2 == 0 else list(took)[::-1]):
+            with Collection.open(f"ingest-{r}-{len(took[mode])}-{mode[0]}", embedder=RandomVectors(), store=url) as col:
+                if mode.startswith("one"):
+                    b = col.backend
+                    b.replace_document = lambda d, m, b=b: type(b).replace_documents(b, [d], m)
+                    b.replace_documents = None  # ingest falls back to one transaction per document
+                run = f"{r}{mode[0]}"  # texts of its own: every run stores texts, terms and vectors too
+                records = [(f"r{i}", "", f"text {i} of run {run} about wings and flow {i % 97}", {"i": i})
+                           for i in range(n)]
+                t = time.perf_counter()
+                col.add_records(records)
+                took[mode].append(time.perf_counter() - t)
+            print(f"ingest {mode}: {took[mode][-1]:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+    lines.append(f"\n### Ingest into PostgreSQL, {n:,} records (vectors given)\n")
+    lines.append("| commit | median s | records/s | runs (s) |")
+    lines.append("|---|---:|---:|---|")
+    for mode, v in took.items():
+        med = statistics.median(v)
+        lines.append(f"| {mode} | {med:.1f} | {n / med:,.0f} | {', '.join(f'{x:.1f}' for x in v)} |")
+    lines.append(f"\n{rounds} runs each, interleaved (load average {os.getloadavg()[0]:.1f} at the end).")
+
+
 def dense_recall(cols: dict, qvecs: np.ndarray) -> str:
     """Recall@10 and @200 of each backend's dense search against an exact search of the same vectors."""
     emb = cols["embedded"]
@@ -244,6 +276,8 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=100_000, help="chunks for the speed run (0 skips it)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the speed run")
     ap.add_argument("--no-quality", action="store_true", help="skip the quality run")
+    ap.add_argument("--ingest-ab", type=int, default=0, metavar="N",
+                    help="also time ingesting N records into PostgreSQL a batch vs a document per transaction")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="keel-bench-pg-"))
     os.environ["KEEL_HOME"] = str(home)
@@ -258,6 +292,8 @@ def main() -> None:
         if args.scale:
             lines.append(f"\n### Speed at {args.scale:,} chunks\n")
             scale(url, args.scale, args.rounds, lines)
+        if args.ingest_ab:
+            ingest_ab(url, args.ingest_ab, lines)
     finally:
         shutil.rmtree(home, ignore_errors=True)  # scratch stores are cleaned up (CONTRIBUTING 21)
         if server is not None:

@@ -271,7 +271,7 @@ def test_concurrent_replaces_of_one_document_never_interleave(pg_url: str) -> No
                     else:
                         backend.replace_documents([doc(writer, r, "/race/z.md"), doc(writer, r),
                                                    doc(writer, r, "/race/a.md")], "test-hashing")
-                except BaseException as e:  # noqa: BLE001 - collected, asserted below
+                except BaseException as e:  # collected, asserted below
                     errors.append(e)
                     barrier.abort()
                     return

@@ -12,7 +12,7 @@ commits (each file complete or absent).
 - Bad files (binary, empty, not UTF-8, too large, unsupported) are skipped and
   reported with the reason; the rest continue.
 - Embedding is batched across files (it is the slow part), then the batch's files
-  are committed together in one transaction (one per file on PostgreSQL): a crash,
+  are committed together in one transaction (on PostgreSQL too): a crash,
   even ``kill -9``, leaves every document either complete or absent.
 """
 
@@ -140,8 +140,8 @@ def _document(p: _Pending) -> DocumentRows:
 
 
 def _commit(col: Collection, batch: list[_Pending]) -> None:
-    """Replace the batch's documents: in one transaction when the backend can (the embedded
-    one; decision 0038), else one transaction per document. Either way a crash leaves each
+    """Replace the batch's documents: in one transaction when the backend can (both do:
+    decisions 0038 and 0033), else one transaction per document. Either way a crash leaves each
     document complete or absent."""
     docs = [_document(p) for p in batch]
     many = getattr(col.backend, "replace_documents", None)
