@@ -115,8 +115,7 @@ def run_keel(url: str, shape: str, workers: int, concurrency: int, seconds: floa
             runs = [engine.create(version, "hello", _defer=True) for _ in range(n)]
             with store.transaction():
                 for run in runs:
-                    engine._flush_rows(run)
-                    store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?", (run.id,))
+                    engine.queue_rows(run)  # as keel serve --no-execute queues it
                     queue.add(run.id)
 
         def finished() -> int:

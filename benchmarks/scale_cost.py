@@ -87,8 +87,7 @@ def measure(url: str, spec: str, runs: int, *, events: bool) -> dict:
         for _ in range(runs):  # queued as a --no-execute server does
             run = engine.create(version, "hello", _defer=True)
             with store.transaction():
-                engine._flush_rows(run)
-                store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?", (run.id,))
+                engine.queue_rows(run)  # as keel serve --no-execute queues it
                 queue.add(run.id)
         counting = Counting(store)
 

@@ -87,8 +87,7 @@ def _queue(store: Any, inputs: list[str]) -> list[str]:
     for text in inputs:
         run = engine.create(version, text, _defer=True)
         with store.transaction():
-            engine._flush_rows(run)
-            store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?", (run.id,))
+            engine.queue_rows(run)
             queue.add(run.id)
         ids.append(run.id)
     return ids

@@ -164,6 +164,11 @@ class _LostRun(Exception):
     """Another engine took the run over, or it was cancelled; this one stops executing it."""
 
 
+_INSERT_RUN = ("INSERT INTO workflow_runs (id, workflow, version, version_id, input, trace_id, created_at,"
+               " seq, current_node, context, status, output, error, updated_at, lease_until, finished_at,"
+               " owner, key_id, end_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
 def _one_row(changed: int) -> None:
     """The check of a checkpoint's compare-and-set: it changed the run's row, or the run is lost."""
     if changed != 1:
@@ -788,6 +793,18 @@ class Engine:
         run.committed_seq = run.seq
         run.checked = True  # the commit's compare-and-set (or the run's insert) holds
 
+    def queue_rows(self, run: _ActiveRun) -> None:
+        """Write a run :meth:`create` made with ``_defer`` for a worker to execute: its row with no owner
+        and its root span, in the caller's transaction, which queues it too (``RunQueue.add``). On
+        PostgreSQL both go into that transaction's one pipeline (``keel serve --no-execute``: a run
+        queued costs no round trip of its own). May run twice (a group commit's redo)."""
+        (rid, name, number, version_id, input_json, trace_id, created, key_id, end_user), root = run.new
+        now = time.time()
+        later(self.store, _INSERT_RUN, (rid, name, number, version_id, input_json, trace_id, created, run.seq,
+                                        run.current, jsontext.dumps(run.ctx), "running", None, None, now, None,
+                                        None, None, key_id, end_user))
+        later(self.store, INSERT_SQL, root)
+
     def _flush_rows(self, run: _ActiveRun) -> None:
         """Write the run's position, variables, and pending step and span rows (inside a transaction)."""
         finished = run.status != "running"
@@ -797,11 +814,8 @@ class Engine:
                   now if finished else None, None if finished else self.owner)
         if run.new is not None:
             (rid, name, number, version_id, input_json, trace_id, created, key_id, end_user), root = run.new
-            self.store.execute(
-                "INSERT INTO workflow_runs (id, workflow, version, version_id, input, trace_id, created_at,"
-                " seq, current_node, context, status, output, error, updated_at, lease_until, finished_at,"
-                " owner, key_id, end_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, name, number, version_id, input_json, trace_id, created, run.seq, *fields, key_id, end_user))
+            self.store.execute(_INSERT_RUN, (rid, name, number, version_id, input_json, trace_id, created, run.seq,
+                                             *fields, key_id, end_user))
             self.store.execute(INSERT_SQL, root)
         else:
             # The compare-and-set: on PostgreSQL sent with the commit's other writes in one pipeline

@@ -60,11 +60,11 @@ class RunQueue:
         """Queue ``run_id`` (inside the caller's transaction, with the run's own row); queueing a run
         that is queued already frees its claim."""
         now = time.time()
-        self.store.execute(
-            "INSERT INTO run_queue (run_id, stream_text, enqueued_at, claimed_by, claimed_until, attempts)"
-            " VALUES (?, ?, ?, NULL, 0, 0) ON CONFLICT (run_id) DO UPDATE SET claimed_by = NULL,"
-            " claimed_until = 0, stream_text = excluded.stream_text",
-            (run_id, int(stream_text), now))
+        later(self.store,  # deferred on PostgreSQL: sent with the transaction's other writes
+              "INSERT INTO run_queue (run_id, stream_text, enqueued_at, claimed_by, claimed_until, attempts)"
+              " VALUES (?, ?, ?, NULL, 0, 0) ON CONFLICT (run_id) DO UPDATE SET claimed_by = NULL,"
+              " claimed_until = 0, stream_text = excluded.stream_text",
+              (run_id, int(stream_text), now))
         notify(self.store, CHANNEL)
 
     def claim(self, owner: str, *, limit: int, hold: float = LEASE_SECONDS) -> list[QueuedRun]:

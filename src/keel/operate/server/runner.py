@@ -294,8 +294,7 @@ class Runner:
         self.hub.open(run_id, version.name, version.version, key_id=key_id, end_user=end_user)
 
         def write() -> None:
-            self.engine._flush_rows(run)
-            self.store.execute("UPDATE workflow_runs SET owner = NULL, lease_until = NULL WHERE id = ?", (run_id,))
+            self.engine.queue_rows(run)
             self.queue.add(run_id, stream_text=stream_text)
 
         await self.store.commit_group().commit(write)
