@@ -23,7 +23,7 @@ pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "TOKENIZERS_PARALLELISM": "false"}
 
 
 def keel(*args: str) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def keel(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "keel", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])})
 
 
 @pytest.mark.timeout(900)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def keel(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tests.optimize.opt_worker", *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), **(env or {})},
                           cwd=cwd)
 
 
@@ -116,7 +116,7 @@ def test_killed_run_resumes_and_repeats_at_most_one_model_call(tmp_path, keel_ho
     expected = whole_log.read_text().splitlines()
 
     log = tmp_path / "killed.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KEEL_TEST_CALL_LOG": str(log), "KEEL_TEST_CALL_DELAY": "0.3"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "KEEL_TEST_CALL_LOG": str(log), "KEEL_TEST_CALL_DELAY": "0.3"}
     proc = subprocess.Popen([sys.executable, "-m", "tests.optimize.opt_worker", "optimize", "prompt", ev,
                              "--target", "cities", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
