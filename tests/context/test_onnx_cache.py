@@ -113,3 +113,35 @@ def test_minilm_runs_batches_through_onnx_and_keeps_its_vectors(monkeypatch: pyt
     assert float((batch * numpy_batch).sum(axis=1).min()) > 1 - 1e-5
     again = emb.embed(["rotate the signing keys"])  # once loaded, ONNX answers queries too: same vector
     assert float((again * one).sum()) > 1 - 1e-5
+
+
+@pytest.mark.slow  # the fused export and its quantisation, ADI ingested twice: ~20 s on a quiet machine
+@needs_minilm
+def test_int8v2_keeps_adi_ndcg_within_0005_of_float(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from keel.context import Collection
+    from keel.context.metrics import evaluate
+    from keel.context.smart import load_smart
+    from tests.context._data import dataset
+
+    data = load_smart(dataset("adi"))
+    monkeypatch.setattr(MiniLMEmbedder, "_models", {})
+    int8v2 = get_embedder("minilm-int8v2")
+    assert int8v2.name == "minilm-int8v2:all-MiniLM-L6-v2"  # its own vectors: never mixed with float's
+    scores = {}
+    for spec in ("minilm-onnx", "minilm-int8v2"):
+        with Collection.open(f"adi-{spec}", embedder=spec) as col:
+            col.add_records([(d.id, d.title, d.text, {}) for d in data.docs])
+            qv = col.embedder.embed([q.text for q in data.queries])
+            for mode in ("dense", "hybrid"):
+                run = {q.id: [h.citation.source for h in col.search(q.text, mode=mode, k=100, query_vector=qv[i])]
+                       for i, q in enumerate(data.queries)}
+                scores[spec, mode] = evaluate(run, data.qrels)["ndcg@10"]
+    for mode in ("dense", "hybrid"):
+        assert abs(scores["minilm-int8v2", mode] - scores["minilm-onnx", mode]) <= 0.005, scores
+    texts = [d.text for d in data.docs[:40]]
+    cos = (int8v2.embed(texts) * get_embedder("minilm-onnx").embed(texts)).sum(axis=1)
+    assert float(cos.mean()) > 0.99 and float(cos.min()) < 1 - 1e-4, cos  # close to float, but not float
+    with pytest.raises(Exception, match="uses the embedder 'minilm-int8v2:all-MiniLM-L6-v2', not 'minilm-int8'"):
+        Collection.open("adi-minilm-int8v2", embedder="minilm-int8")

@@ -89,7 +89,8 @@ def _same_vectors(spec: str, recorded: str) -> bool:
     from keel.context.embedders import MiniLMEmbedder
 
     minilm = {"minilm": MiniLMEmbedder.NAME, "minilm-onnx": MiniLMEmbedder.NAME,
-              "local:all-MiniLM-L6-v2": MiniLMEmbedder.NAME, "minilm-int8": MiniLMEmbedder.INT8_NAME}
+              "local:all-MiniLM-L6-v2": MiniLMEmbedder.NAME, "minilm-int8": MiniLMEmbedder.INT8_NAME,
+              "minilm-int8v2": MiniLMEmbedder.INT8V2_NAME}
     return minilm.get(spec.strip()) == recorded
 
 

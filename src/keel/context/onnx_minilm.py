@@ -35,7 +35,7 @@ import numpy as np
 
 from keel.context.minilm import MAX_TOKENS, _load_safetensors, encode_by_length
 
-__all__ = ["GRAPH_VERSION", "OnnxMiniLM", "build_graph", "cache_dir", "cached_model", "weights_key"]
+__all__ = ["GRAPH_VERSION", "VARIANTS", "OnnxMiniLM", "build_fused_graph", "build_graph", "cache_dir", "cached_model", "weights_key"]
 
 GRAPH_VERSION = 1
 _LAYERS = 6
@@ -142,6 +142,89 @@ def build_graph(model_dir: Path):
     return model
 
 
+
+def build_fused_graph(model_dir: Path):
+    """The same model written with ONNX Runtime's fused BERT operators (``com.microsoft``):
+    EmbedLayerNormalization, Attention (Q/K/V as one packed weight), SkipLayerNormalization
+    (residual, bias and LayerNorm in one) and BiasGelu (exact erf). The int8 recipe
+    ``int8v2`` quantises its MatMuls (attention output and feed-forward) and keeps Attention,
+    with the Q/K/V projection, in float32 (docs/decisions/0035-onnx-int8v2-and-shared-cache.md).
+    ONNX Runtime's own ``onnxruntime.transformers`` optimizer finds none of these fusions in
+    :func:`build_graph`'s graph, so they are written here directly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = _load_safetensors(model_dir / "model.safetensors")
+    hidden = int(w["embeddings.word_embeddings.weight"].shape[1])
+    inits: list = []
+    nodes: list = []
+    counter = iter(range(1_000_000))
+    ms = "com.microsoft"
+
+    def f32(a) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+
+    def const(name: str, arr: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str = "", domain: str = "", **attrs) -> str:
+        out = name or f"{op.lower()}_{next(counter)}"
+        nodes.append(helper.make_node(op, inputs, [out], name=out, domain=domain, **attrs))
+        return out
+
+    ids32 = node("Cast", ["input_ids"], to=TensorProto.INT32)
+    mask32 = node("Cast", ["attention_mask"], to=TensorProto.INT32)
+    seg = node("Mul", [ids32, const("zero_i32", np.array(0, dtype=np.int32))])  # token type 0
+    x = node("EmbedLayerNormalization", [
+        ids32, seg, const("word", f32(w["embeddings.word_embeddings.weight"])),
+        const("position", f32(w["embeddings.position_embeddings.weight"])),
+        const("token_type", f32(w["embeddings.token_type_embeddings.weight"])),
+        const("emb_ln_w", f32(w["embeddings.LayerNorm.weight"])), const("emb_ln_b", f32(w["embeddings.LayerNorm.bias"])),
+        mask32], domain=ms, epsilon=_EPS)
+    nodes[-1].output.append("mask_index")  # a required second output; Attention takes the 2-D mask
+    for i in range(_LAYERS):
+        p = f"encoder.layer.{i}."
+
+        def wt(name: str, p: str = p) -> str:
+            return const(p + name + ".weight_t", f32(w[p + name + ".weight"]).T)
+
+        def v(name: str, p: str = p) -> str:
+            return const(p + name, f32(w[p + name]))
+
+        qkv_w = np.concatenate([f32(w[p + f"attention.self.{k}.weight"]).T for k in ("query", "key", "value")], 1)
+        qkv_b = np.concatenate([f32(w[p + f"attention.self.{k}.bias"]) for k in ("query", "key", "value")])
+        ctx = node("Attention", [x, const(p + "qkv.weight", qkv_w), const(p + "qkv.bias", qkv_b), mask32],
+                   name=f"attention_{i}", domain=ms, num_heads=_HEADS)
+        o = node("MatMul", [ctx, wt("attention.output.dense")], name=f"attn_out_{i}")
+        x = node("SkipLayerNormalization", [o, x, v("attention.output.LayerNorm.weight"),
+                                            v("attention.output.LayerNorm.bias"), v("attention.output.dense.bias")],
+                 domain=ms, epsilon=_EPS)
+        h = node("MatMul", [x, wt("intermediate.dense")], name=f"ffn_in_{i}")
+        g = node("BiasGelu", [h, v("intermediate.dense.bias")], domain=ms)
+        o = node("MatMul", [g, wt("output.dense")], name=f"ffn_out_{i}")
+        x = node("SkipLayerNormalization", [o, x, v("output.LayerNorm.weight"), v("output.LayerNorm.bias"),
+                                            v("output.dense.bias")], domain=ms, epsilon=_EPS)
+    maskf = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    m = node("Unsqueeze", [maskf, const("axis_last", np.array([-1], dtype=np.int64))])
+    axis1 = const("axis_1", np.array([1], dtype=np.int64))
+    summed = node("ReduceSum", [node("Mul", [x, m]), axis1], keepdims=0)
+    count = node("Max", [node("ReduceSum", [m, axis1], keepdims=0), const("tiny", np.array(1e-9, dtype=np.float32))])
+    pooled = node("Div", [summed, count])
+    norm = node("Max", [node("ReduceL2", [pooled, const("axis_m1", np.array([-1], dtype=np.int64))], keepdims=1),
+                        const("tiny_norm", np.array(1e-12, dtype=np.float32))])
+    nodes.append(helper.make_node("Div", [pooled, norm], ["sentence_embedding"]))
+    graph = helper.make_graph(
+        nodes, "all-MiniLM-L6-v2-fused",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(ms, 1)],
+                              producer_name="keel")
+    model.ir_version = 8
+    return model
+
+
 _SAMPLES = 32
 _SAMPLE_BYTES = 1 << 16
 
@@ -178,37 +261,54 @@ def _write_atomically(target: Path, write) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def cached_model(model_dir: Path, *, quantize: bool = False, cache: Path | None = None) -> Path:
-    """The ONNX file for ``model_dir`` (int8 when ``quantize``) in ``cache`` (:func:`cache_dir`),
-    written on first use.
+VARIANTS = ("fp32", "int8", "int8v2")
 
+
+def cached_model(model_dir: Path, *, quantize: bool = False, cache: Path | None = None,
+                 variant: str | None = None) -> Path:
+    """The ONNX file for ``model_dir`` in ``cache`` (:func:`cache_dir`), written on first use.
+
+    ``variant``: ``fp32`` (:func:`build_graph`), ``int8`` (that graph's weight products in
+    int8, ``quantize=True``) or ``int8v2`` (:func:`build_fused_graph` with its MatMuls in int8).
     Writes go to a temporary name in the same folder and are renamed into place, so two
     processes exporting at once both end with a complete file (the second rename replaces
     the first with identical bytes).
     """
+    variant = variant or ("int8" if quantize else "fp32")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ONNX MiniLM variant {variant!r}: use one of {', '.join(VARIANTS)}")
     cache = cache or cache_dir()
     key = weights_key(model_dir)
-    fp32 = cache / f"all-MiniLM-L6-v2-{key}.onnx"
-    target = cache / f"all-MiniLM-L6-v2-{key}-int8.onnx" if quantize else fp32
+    names = {"fp32": f"all-MiniLM-L6-v2-{key}.onnx", "fused": f"all-MiniLM-L6-v2-{key}-fused.onnx",
+             "int8": f"all-MiniLM-L6-v2-{key}-int8.onnx", "int8v2": f"all-MiniLM-L6-v2-{key}-int8v2.onnx"}
+    target = cache / names[variant]
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    if not fp32.is_file():
+    source = cache / names["fused" if variant == "int8v2" else "fp32"]
+    if not source.is_file():
         import onnx
 
+        builder = build_fused_graph if variant == "int8v2" else build_graph
+
         def export(tmp: str) -> None:
-            onnx.save_model(build_graph(model_dir), tmp)
+            onnx.save_model(builder(model_dir), tmp)
             onnx.checker.check_model(tmp)
 
-        _write_atomically(fp32, export)
-    if quantize:
+        _write_atomically(source, export)
+    if variant != "fp32":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        def quantise(tmp: str) -> None:
+        if variant == "int8":
             # only the weight products: the attention products multiply two activations
-            quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                             per_channel=True, nodes_to_exclude=[
-                                 f"attention_{part}_{i}" for i in range(_LAYERS) for part in ("scores", "context")])
+            ops, exclude = ["MatMul"], [f"attention_{part}_{i}" for i in range(_LAYERS) for part in ("scores", "context")]
+        else:  # the fused graph: Attention (Q/K/V projection and products) stays float
+            ops, exclude = ["MatMul"], []
+
+        def quantise(tmp: str) -> None:
+            quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
+                             per_channel=True, nodes_to_exclude=exclude,
+                             extra_options={"DefaultTensorType": 1})  # float, for the contrib ops' outputs
 
         _write_atomically(target, quantise)
     meta = cache / f"all-MiniLM-L6-v2-{key}.json"
@@ -222,18 +322,18 @@ class OnnxMiniLM:
     """The model of ``model_dir`` run by an ONNX Runtime session; ``encode`` as :class:`NumpyMiniLM`'s."""
 
     def __init__(self, model_dir: str | Path, *, quantize: bool = False, threads: int | None = None,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, variant: str | None = None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir)
-        self.path = cached_model(model_dir, quantize=quantize, cache=cache)
+        self.path = cached_model(model_dir, quantize=quantize, cache=cache, variant=variant)
         self.threads = threads or int(os.environ.get("KEEL_ONNX_THREADS", 0)) or min(4, os.cpu_count() or 1)
         try:
             self.session = self._session(ort)
         except Exception:  # a cached file that does not load (damaged, or from another ORT): export once more
             self.path.unlink(missing_ok=True)
-            self.path = cached_model(model_dir, quantize=quantize, cache=cache)
+            self.path = cached_model(model_dir, quantize=quantize, cache=cache, variant=variant)
             self.session = self._session(ort)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
