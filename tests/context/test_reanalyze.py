@@ -130,7 +130,9 @@ def test_reanalysis_reports_progress_and_resumes(tmp_path: Path, monkeypatch: py
         assert backend.get_meta("analyzer") == OLD
         assert len(backend.stale_chunks(ANALYZER)) == len(stale) - 10
         capsys.readouterr()
+        monkeypatch.setattr("keel.context.reanalyze._BATCH", 7)  # many batches, read one at a time
         assert reanalyze(backend, "old", progress=True) == len(stale) - 10
+        assert backend.stale_chunks(ANALYZER) == [] and backend.count_stale(ANALYZER) == 0
         err = capsys.readouterr().err
         assert f"re-analysing old ({ANALYZER}): {len(stale) - 10}/{len(stale) - 10} chunks" in err, err
         assert backend.get_meta("analyzer") == ANALYZER

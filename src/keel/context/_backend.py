@@ -112,8 +112,10 @@ class ContextBackend(Protocol):
         """Hashes of stored texts with no terms under ``analyzer`` (stored by another analyzer)."""
     def put_terms(self, items: Sequence[tuple[str, Sequence[str]]], analyzer: str) -> None:
         """Store ``(hash, analyzed terms)`` for texts already stored, keyed by hash and ``analyzer``."""
-    def stale_chunks(self, analyzer: str) -> list[tuple[str, str, str, str, str]]:
+    def stale_chunks(self, analyzer: str, limit: int | None = None) -> list[tuple[str, str, str, str, str]]:
         """``(hash, text, title, heading_path, signature)`` of chunks with no terms under ``analyzer``."""
+    def count_stale(self, analyzer: str) -> int:
+        """How many distinct texts :meth:`stale_chunks` would return."""
     def replace_document(self, doc: DocumentRows, model: str) -> None: ...
     def remove_documents(self, keys: Sequence[str], *, sources: bool) -> int:
         """Remove by ``abs_path`` (or by ``source`` or ``abs_path`` when ``sources``)."""

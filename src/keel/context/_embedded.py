@@ -132,14 +132,19 @@ class EmbeddedBackend:
             c.executemany("INSERT OR IGNORE INTO terms (hash, analyzer, terms) VALUES (?, ?, ?)",
                           [(h, analyzer, pack_terms(count_terms(terms, ids))) for h, terms in items])
 
-    def stale_chunks(self, analyzer: str) -> list[tuple[str, str, str, str, str]]:
+    _STALE = (" FROM chunks c JOIN shared.texts t ON t.hash = c.hash"
+              " LEFT JOIN shared.terms m ON m.hash = c.hash AND m.analyzer = ? WHERE t.analyzer != ? AND m.hash IS NULL")
+
+    def stale_chunks(self, analyzer: str, limit: int | None = None) -> list[tuple[str, str, str, str, str]]:
         """``(hash, text, title, heading_path, signature)``, one per hash, of this collection's chunks
-        whose text has no terms under ``analyzer``."""
-        rows = self.db.query(
-            "SELECT c.hash, t.text, c.title, c.heading_path, c.signature FROM chunks c"
-            " JOIN shared.texts t ON t.hash = c.hash LEFT JOIN shared.terms m ON m.hash = c.hash AND m.analyzer = ?"
-            " WHERE t.analyzer != ? AND m.hash IS NULL ORDER BY c.id", (analyzer, analyzer))
+        whose text has no terms under ``analyzer`` (the first ``limit`` chunks' when given)."""
+        rows = self.db.query("SELECT c.hash, t.text, c.title, c.heading_path, c.signature" + self._STALE
+                             + " ORDER BY c.id" + (f" LIMIT {int(limit)}" if limit else ""), (analyzer, analyzer))
         return list({r[0]: r for r in rows}.values())
+
+    def count_stale(self, analyzer: str) -> int:
+        """How many distinct texts :meth:`stale_chunks` would return."""
+        return int(self.db.query("SELECT COUNT(DISTINCT c.hash)" + self._STALE, (analyzer, analyzer))[0][0])
 
     def replace_document(self, doc: DocumentRows, model: str) -> None:
         self.replace_documents([doc], model)

@@ -296,15 +296,20 @@ class PostgresBackend:
                                 " ON CONFLICT DO NOTHING",
                                 [(h, analyzer, pack_terms(count_terms(terms, ids))) for h, terms in items])
 
-    def stale_chunks(self, analyzer: str) -> list[tuple[str, str, str, str, str]]:
+    _STALE = (" FROM keel_context.chunks c JOIN keel_context.texts t ON t.hash = c.hash"
+              " LEFT JOIN keel_context.terms m ON m.hash = c.hash AND m.analyzer = %s"
+              " WHERE c.collection_id = %s AND t.analyzer <> %s AND m.hash IS NULL")
+
+    def stale_chunks(self, analyzer: str, limit: int | None = None) -> list[tuple[str, str, str, str, str]]:
         """``(hash, text, title, heading_path, signature)``, one per hash, of this collection's chunks
-        whose text has no terms under ``analyzer``."""
-        rows = self._q(
-            "SELECT c.hash, t.text, c.title, c.heading_path::text, c.signature FROM keel_context.chunks c"
-            " JOIN keel_context.texts t ON t.hash = c.hash LEFT JOIN keel_context.terms m ON m.hash = c.hash"
-            " AND m.analyzer = %s WHERE c.collection_id = %s AND t.analyzer <> %s AND m.hash IS NULL ORDER BY c.id",
-            (analyzer, self.cid, analyzer))
+        whose text has no terms under ``analyzer`` (the first ``limit`` chunks' when given)."""
+        rows = self._q("SELECT c.hash, t.text, c.title, c.heading_path::text, c.signature" + self._STALE
+                       + " ORDER BY c.id" + (f" LIMIT {int(limit)}" if limit else ""), (analyzer, self.cid, analyzer))
         return list({r[0]: r for r in rows}.values())
+
+    def count_stale(self, analyzer: str) -> int:
+        """How many distinct texts :meth:`stale_chunks` would return."""
+        return int(self._q("SELECT COUNT(DISTINCT c.hash)" + self._STALE, (analyzer, self.cid, analyzer))[0][0])
 
     def replace_document(self, doc: DocumentRows, model: str) -> None:
         self.replace_documents([doc], model)

@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from keel.context.lexical import ANALYZER, analyze
+from keel.errors import StoreError
 
 if TYPE_CHECKING:
     from keel.context._backend import ContextBackend
@@ -54,11 +55,11 @@ def reanalyze(backend: ContextBackend, name: str, *, progress: bool | None = Non
 
     ``progress``: ``None`` reports on standard error from :data:`PROGRESS_FROM` chunks.
     """
-    stale = backend.stale_chunks(ANALYZER)
-    show = progress if progress is not None else len(stale) >= PROGRESS_FROM
+    total = backend.count_stale(ANALYZER)
+    show = progress if progress is not None else total >= PROGRESS_FROM
     started = last = time.monotonic()
     bar = None
-    if show and stale and sys.stderr.isatty():
+    if show and total and sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -71,22 +72,29 @@ def reanalyze(backend: ContextBackend, name: str, *, progress: bool | None = Non
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
                        TimeRemainingColumn(), console=Console(stderr=True), transient=False)
         bar.start()
-        task = bar.add_task(f"re-analysing {name} ({ANALYZER})", total=len(stale))
+        task = bar.add_task(f"re-analysing {name} ({ANALYZER})", total=total)
+    done = 0
     try:
-        for i in range(0, len(stale), _BATCH):
-            part = stale[i : i + _BATCH]
+        # a batch at a time from the store (a million chunks' text is never all in memory): each
+        # batch's terms make its chunks current, so the next query starts after them
+        previous = None
+        while part := backend.stale_chunks(ANALYZER, limit=_BATCH):
+            if part[0][0] == previous:  # the store did not keep the last batch: stop, never loop
+                raise StoreError(f"re-analysing collection {name!r}: the terms of chunk {previous} were not stored",
+                                 hint="check that the store is writable, then open the collection again")
+            previous = part[0][0]
             backend.put_terms([(r[0], analyze(_indexed_text(*r))) for r in part], ANALYZER)
-            done = i + len(part)
+            done += len(part)
             if bar is not None:
-                bar.update(task, completed=done)
-            elif show and (time.monotonic() - last >= 0.5 or done == len(stale)):
+                bar.update(task, completed=min(done, total))
+            elif show and (time.monotonic() - last >= 0.5 or done >= total):
                 last = time.monotonic()
-                print(f"re-analysing {name} ({ANALYZER}): {done}/{len(stale)} chunks", file=sys.stderr, flush=True)
+                print(f"re-analysing {name} ({ANALYZER}): {done}/{total} chunks", file=sys.stderr, flush=True)
     finally:
         if bar is not None:
             bar.stop()
     backend.set_meta({"analyzer": ANALYZER})
-    if show and stale:
-        print(f"re-analysed {len(stale)} chunks of {name} in {time.monotonic() - started:.1f} s", file=sys.stderr,
+    if show and done:
+        print(f"re-analysed {done} chunks of {name} in {time.monotonic() - started:.1f} s", file=sys.stderr,
               flush=True)
-    return len(stale)
+    return done
