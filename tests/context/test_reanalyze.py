@@ -162,3 +162,19 @@ def test_old_postgresql_collection_is_reanalysed_on_open(pg_url: str, monkeypatc
         assert {r[0] for r in conn.execute("SELECT DISTINCT analyzer FROM keel_context.texts")} == {OLD}
         assert conn.execute("SELECT COUNT(*) FROM keel_context.terms WHERE analyzer = %s",
                             (ANALYZER,)).fetchone()[0] == len(records) + 3
+
+
+def test_a_reanalysed_collection_copies_to_postgresql_with_its_terms(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path, sources) -> None:
+    """`keel store copy` carries the `terms` rows: the copy ranks as the original, with no re-analysis."""
+    from keel.store.copy import _copy_collection
+
+    records, files = sources
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path / "home"))
+    _write_old(monkeypatch, "old", files, records)
+    with Collection.open("old", create=False) as col:  # re-analysed here, in the SQLite files
+        expected = _bm25(col)
+    assert _copy_collection("old", None, pg_url, None).ok
+    with Collection.open("old", create=False, store=pg_url) as pgc:
+        assert pgc.backend.get_meta("analyzer") == ANALYZER and pgc.backend.count_stale(ANALYZER) == 0
+        assert _bm25(pgc) == expected
