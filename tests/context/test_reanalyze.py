@@ -178,3 +178,30 @@ def test_a_reanalysed_collection_copies_to_postgresql_with_its_terms(pg_url: str
     with Collection.open("old", create=False, store=pg_url) as pgc:
         assert pgc.backend.get_meta("analyzer") == ANALYZER and pgc.backend.count_stale(ANALYZER) == 0
         assert _bm25(pgc) == expected
+
+
+def test_a_store_that_cannot_take_the_terms_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            sources) -> None:
+    """A read-only home (simulated: root ignores file modes) fails with a StoreError naming the fix;
+    the collection keeps its old analyzer and is re-analysed on a later, writable open."""
+    from keel.context._backend import open_backend
+    from keel.errors import StoreError
+
+    records, files = sources
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path / "home"))
+    _write_old(monkeypatch, "old", files, records)
+    backend = open_backend("old", home=None, create=False)
+
+    def readonly(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    try:
+        monkeypatch.setattr(backend, "put_terms", readonly)
+        with pytest.raises(StoreError, match="cannot re-analyse collection 'old'.*readonly database") as err:
+            reanalyze(backend, "old")
+        assert "can write to its store" in (err.value.hint or "")
+        assert backend.get_meta("analyzer") == OLD
+    finally:
+        backend.close()
+    with Collection.open("old", create=False) as col:
+        assert col.backend.get_meta("analyzer") == ANALYZER and col.search("thesaurus", mode="bm25", k=1)

@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from keel.context.lexical import ANALYZER, analyze
-from keel.errors import StoreError
+from keel.errors import KeelError, StoreError
 
 if TYPE_CHECKING:
     from keel.context._backend import ContextBackend
@@ -90,6 +90,13 @@ def reanalyze(backend: ContextBackend, name: str, *, progress: bool | None = Non
             elif show and (time.monotonic() - last >= 0.5 or done >= total):
                 last = time.monotonic()
                 print(f"re-analysing {name} ({ANALYZER}): {done}/{total} chunks", file=sys.stderr, flush=True)
+    except KeelError:
+        raise
+    except Exception as e:  # a read-only home or store: say what and how, no traceback (batches stored stay)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise StoreError(f"cannot re-analyse collection {name!r} for the {ANALYZER!r} analyzer: {first}",
+                         hint="an upgraded Keel writes new BM25 terms once per collection: open it once as a user"
+                              " who can write to its store (KEEL_HOME or the PostgreSQL store)") from None
     finally:
         if bar is not None:
             bar.stop()
