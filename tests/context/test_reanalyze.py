@@ -197,7 +197,7 @@ def test_a_store_that_cannot_take_the_terms_is_a_clear_error(tmp_path: Path, mon
 
     try:
         monkeypatch.setattr(backend, "put_terms", readonly)
-        with pytest.raises(StoreError, match="cannot re-analyse collection 'old'.*readonly database") as err:
+        with pytest.raises(StoreError, match=r"cannot re-analyse collection 'old'.*readonly database") as err:
             reanalyze(backend, "old")
         assert "can write to its store" in (err.value.hint or "")
         assert backend.get_meta("analyzer") == OLD
