@@ -61,7 +61,7 @@ def report(result, out: Path) -> None:
     print(f"report: {out / 'rot.html'}")
 
 
-def rebuild(answers: list[Path], out: Path, assembled_tokens: int) -> None:
+def rebuild(answers: list[Path], out: Path, assembled_tokens: int, model: str | None = None) -> None:
     """The result of the lengths cut-short runs finished, from their answers logs (several runs
     of the same needles, e.g. one length each, combine)."""
     from keel.context.rot import RotCell, RotResult
@@ -73,8 +73,11 @@ def rebuild(answers: list[Path], out: Path, assembled_tokens: int) -> None:
         keys.setdefault((r["context"], r["distractors"], r["length"], r["depth"]), []).append(r)
     done = {k: v for k, v in keys.items() if len(v) == needles}
     lengths = sorted({k[2] for k in done})  # a setting a run did not reach shows as "-"
-    result = RotResult(collection="sdk-docs", model=f"local:{smollm2()}",
-                       tokenizer=f"gguf:{smollm2().name}", lengths=lengths,
+    from keel.models.packaged import local_path
+
+    model = model or f"local:{smollm2()}"
+    result = RotResult(collection="sdk-docs", model=model,
+                       tokenizer=f"gguf:{Path(local_path(model.removeprefix('local:'))).name}", lengths=lengths,
                        depths=sorted({k[3] for k in done if k[3] is not None}), needles=needles,
                        needle_source="made from sdk-docs (seed 0)", assembled_tokens=assembled_tokens,
                        answers=[r for r in rows if r["length"] in lengths])
@@ -101,7 +104,7 @@ def main() -> None:
                                            "comma-separated (runs cut short: every length they finished)")
     args = ap.parse_args()
     if args.from_answers:
-        rebuild([Path(x) for x in args.from_answers.split(",")], Path(args.out), args.assembled_tokens)
+        rebuild([Path(x) for x in args.from_answers.split(",")], Path(args.out), args.assembled_tokens, args.model)
         return
     if not DOCS.is_dir():
         sys.exit(f"dataset not found: {DOCS}")
