@@ -116,6 +116,8 @@ def test_doctor_workflow_versions_and_rot_take_a_packaged_name(tmp_path: Path, m
     from keel.workflows.loader import parse_spec
     from keel.workflows.versions import resolved_models
 
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (pip install 'keel[local]')")
     blob = b"GGUF" + os.urandom(2000)
     model = _pieces(tmp_path, monkeypatch, [blob[:1000], blob[1000:]], module="keeltestdoctor")
     monkeypatch.setenv("KEEL_MODEL_CACHE", str(tmp_path / "cache"))
