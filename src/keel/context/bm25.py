@@ -21,6 +21,11 @@ import numpy as np
 
 __all__ = ["DEFAULT_K1", "BM25Index", "pack_terms", "unpack_terms"]
 
+try:  # scipy's CSC kernel (y += A x), called on one posting list at a time
+    from scipy.sparse._sparsetools import csc_matvec as _matvec
+except ImportError:  # scipy missing or reorganised: the column-slicing product still works
+    _matvec = None
+
 DEFAULT_K1 = 1.5
 """bm25s's default; Lucene's 1.2 scored lower on both Cranfield and ADI (decision 0025)."""
 
@@ -92,6 +97,15 @@ class BM25Index:
         if csc is not None:
             cols = pos[found]
             if cols.size == 0:
+                return out
+            if _matvec is not None:
+                # scipy's kernel on each posting list in place: the same sums in the same order as
+                # csc[:, cols] @ w, without copying the lists into a new matrix first (half the
+                # time at a million chunks; decision 0038)
+                for c, wt in zip(cols.tolist(), w[found], strict=True):
+                    s, e = int(self.indptr[c]), int(self.indptr[c + 1])
+                    _matvec(self.n, 1, np.array([0, e - s], dtype=np.int32), self.rows[s:e], self.weights[s:e],
+                            np.array([wt], dtype=np.float32), out)
                 return out
             return np.asarray(csc[:, cols] @ w[found], dtype=np.float32)
         for p, wt in zip(pos[found], w[found], strict=True):
