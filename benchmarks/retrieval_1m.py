@@ -269,6 +269,7 @@ def phase_query(work: Path, n: int, rounds: int) -> dict:
 
 def summary(res: dict, n: int) -> list[str]:
     per_m = 1e6 / n
+    c_per_m = 1e6 / res.get("chroma_chunks", n)  # Chroma's own count when its add was stopped early
     p = res.get("p50_ms", {})
     lines = [f"### Hybrid at {n:,} chunks vs Chroma dense (`python benchmarks/retrieval_1m.py --chunks {n}`)", ""]
     if "keel_ingest_s" in res and "keel_index_build_s" in res:
@@ -290,10 +291,10 @@ def summary(res: dict, n: int) -> list[str]:
                   f"({res['keel_index_mb'] * per_m / 1e3:.2f} GB per million chunks); RSS growth on opening and "
                   f"first search: Keel {res['keel_rss_mb']:,.0f} MB ({res['keel_rss_mb'] * per_m / 1e3:.2f} GB per "
                   f"million; {res.get('keel_rss_anon_mb', 0):,.0f} MB of it heap), Chroma {res['chroma_rss_mb']:,.0f} MB "
-                  f"({res['chroma_rss_mb'] * per_m / 1e3:.2f} GB per million; {res.get('chroma_rss_anon_mb', 0):,.0f} MB "
+                  f"({res['chroma_rss_mb'] * c_per_m / 1e3:.2f} GB per million; {res.get('chroma_rss_anon_mb', 0):,.0f} MB "
                   f"heap). On disk: Keel {res['keel_disk_mb']:,.0f} MB "
                   f"({res['keel_disk_mb'] * per_m / 1e3:.1f} GB per million), Chroma {res['chroma_disk_mb']:,.0f} MB "
-                  f"({res['chroma_disk_mb'] * per_m / 1e3:.1f} GB per million). Open to first answer: Keel "
+                  f"({res['chroma_disk_mb'] * c_per_m / 1e3:.1f} GB per million). Open to first answer: Keel "
                   f"{res['keel_open_first_answer_s']:.1f} s (saved graph), Chroma {res['chroma_open_first_answer_s']:.1f} s."]
     return lines
 

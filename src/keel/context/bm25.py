@@ -100,8 +100,8 @@ class BM25Index:
                 return out
             if _matvec is not None:
                 # scipy's kernel on each posting list in place: the same sums in the same order as
-                # csc[:, cols] @ w, without copying the lists into a new matrix first (half the
-                # time at a million chunks; decision 0038)
+                # csc[:, cols] @ w, without copying the lists into a new matrix first (a third
+                # less time at 100k chunks; decision 0038)
                 for c, wt in zip(cols.tolist(), w[found], strict=True):
                     s, e = int(self.indptr[c]), int(self.indptr[c + 1])
                     _matvec(self.n, 1, np.array([0, e - s], dtype=np.int32), self.rows[s:e], self.weights[s:e],
