@@ -46,10 +46,10 @@ def test_a_checked_write_that_changes_nothing_commits_nothing_and_the_connection
         assert store.query("SELECT v FROM t WHERE id = 'a'") == [{"v": 16}]
         assert store.query("SELECT COUNT(*) AS n FROM t WHERE id LIKE 'x%' OR id LIKE 'y%'") == [{"n": 32}]
         assert store.query("SELECT COUNT(*) AS n FROM t WHERE id LIKE 'z%'") == [{"n": 24}]
-        with pytest.raises(StoreError, match="duplicate key"):  # an error of a plain write: nothing committed
-            with store.transaction():
-                later(store, "INSERT INTO t VALUES ('b', 9)")
-                later(store, "INSERT INTO t VALUES ('a', 9)")
+        # an error of a plain write: nothing committed
+        with pytest.raises(StoreError, match="duplicate key"), store.transaction():
+            later(store, "INSERT INTO t VALUES ('b', 9)")
+            later(store, "INSERT INTO t VALUES ('a', 9)")
         assert store.query("SELECT COUNT(*) AS n FROM t WHERE id = 'b'") == [{"n": 0}]
     finally:
         store.close()
