@@ -154,6 +154,23 @@ def _created_at(store: SQLiteStore, run_id: str, target: str, idx: int) -> float
     return float(rows[0]["created_at"]) if rows else 0.0
 
 
+def _where(where: list[str], params: list[object], columns: tuple[tuple[str, list[str] | None], ...],
+           since: float | None, until: float | None) -> tuple[list[str], list[object]]:
+    """``where``/``params`` extended by ``column IN (...)`` for each column given values, and the
+    time window on ``m.created_at``."""
+    for column, values in columns:
+        if values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    if since is not None:
+        where.append("m.created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("m.created_at <= ?")
+        params.append(until)
+    return where, params
+
+
 def workflow_calls(store: SQLiteStore, *, runs: list[str] | None = None, targets: list[str] | None = None,
                    workflows: list[str] | None = None, nodes: list[str] | None = None,
                    since: float | None = None, until: float | None = None) -> Iterator[GradedCall]:
@@ -161,21 +178,9 @@ def workflow_calls(store: SQLiteStore, *, runs: list[str] | None = None, targets
     results; ``runs``: eval run ids or prefixes), each with its run's grades, oldest first."""
     from keel.workflows.call_messages import read
 
-    where, params = ["e.status = 'ok'"], []
-    for column, values in (("e.target", targets), ("m.workflow", workflows), ("m.node_id", nodes)):
-        if values:
-            where.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-    if runs:
-        ids = [get_run(store, r).id for r in runs]
-        where.append(f"e.run_id IN ({', '.join('?' * len(ids))})")
-        params.extend(ids)
-    if since is not None:
-        where.append("m.created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("m.created_at <= ?")
-        params.append(until)
+    ids = [get_run(store, r).id for r in runs] if runs else None
+    where, params = _where(["e.status = 'ok'"], [], (("e.target", targets), ("m.workflow", workflows),
+                                                       ("m.node_id", nodes), ("e.run_id", ids)), since, until)
     rows = store.query(
         "SELECT m.span_id, m.run_id AS workflow_run, m.workflow, m.node_id, m.model, m.messages, m.tools, m.output, "
         "m.created_at, e.run_id AS eval_run, e.target, e.idx, e.score, e.passed, e.grades "
@@ -203,19 +208,8 @@ def run_calls(store: SQLiteStore, *, workflows: list[str] | None = None, nodes: 
     ``until``. Each has no grades (``score``, ``passed`` None) and no eval run (``run_id`` "")."""
     from keel.workflows.call_messages import read
 
-    statuses = statuses or ["succeeded"]
-    where = [f"r.status IN ({', '.join('?' * len(statuses))})"]
-    params: list[object] = list(statuses)
-    for column, values in (("m.workflow", workflows), ("m.node_id", nodes)):
-        if values:
-            where.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-    if since is not None:
-        where.append("m.created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("m.created_at <= ?")
-        params.append(until)
+    where, params = _where([], [], (("r.status", statuses or ["succeeded"]), ("m.workflow", workflows),
+                                    ("m.node_id", nodes)), since, until)
     rows = store.query(
         "SELECT m.span_id, m.run_id AS workflow_run, m.workflow, m.node_id, m.model, m.messages, m.tools, m.output, "
         "m.created_at FROM model_call_messages m JOIN workflow_runs r ON r.id = m.run_id "
