@@ -21,10 +21,9 @@ import numpy as np
 
 __all__ = ["DEFAULT_K1", "BM25Index", "pack_terms", "unpack_terms"]
 
-try:  # scipy's CSC kernel (y += A x), called on one posting list at a time
-    from scipy.sparse._sparsetools import csc_matvec as _matvec
-except ImportError:  # scipy missing or reorganised: the column-slicing product still works
-    _matvec = None
+USE_KERNEL = True
+"""Score with scipy's CSC kernel (``y += A x``) on each posting list in place, when scipy has it
+(loaded with the scipy matrix, from an index's second query); ``False``: the sliced product."""
 
 DEFAULT_K1 = 1.5
 """bm25s's default; Lucene's 1.2 scored lower on both Cranfield and ADI (decision 0025)."""
@@ -48,6 +47,7 @@ class BM25Index:
         self.n = len(blobs)
         self._blobs = blobs  # kept (not copied) for feedback: a row's terms when it is a top document
         self._csc = None
+        self._kernel = None
         self._queries = 0
         arrays = [unpack_terms(bl) for bl in blobs]
         lens = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=self.n)
@@ -81,6 +81,11 @@ class BM25Index:
                 self._csc = False
             else:
                 self._csc = sp.csc_matrix((self.weights, self.rows, self.indptr), shape=(self.n, self.terms.size))
+                try:
+                    from scipy.sparse._sparsetools import csc_matvec
+                except ImportError:  # a scipy that moved its private kernel: the sliced product
+                    csc_matvec = None
+                self._kernel = csc_matvec
         return None if self._csc is False else self._csc
 
     def scores(self, term_ids: list[int], weights: list[float] | None = None) -> np.ndarray:
@@ -98,13 +103,14 @@ class BM25Index:
             cols = pos[found]
             if cols.size == 0:
                 return out
-            if _matvec is not None:
+            kernel = self._kernel if USE_KERNEL else None
+            if kernel is not None:
                 # scipy's kernel on each posting list in place: the same sums in the same order as
                 # csc[:, cols] @ w, without copying the lists into a new matrix first (a third
                 # less time at 100k chunks; decision 0038)
                 for c, wt in zip(cols.tolist(), w[found], strict=True):
                     s, e = int(self.indptr[c]), int(self.indptr[c + 1])
-                    _matvec(self.n, 1, np.array([0, e - s], dtype=np.int32), self.rows[s:e], self.weights[s:e],
+                    kernel(self.n, 1, np.array([0, e - s], dtype=np.int32), self.rows[s:e], self.weights[s:e],
                             np.array([wt], dtype=np.float32), out)
                 return out
             return np.asarray(csc[:, cols] @ w[found], dtype=np.float32)
