@@ -50,7 +50,7 @@ def add(
     collection: str = typer.Argument(..., help="Collection name (created on first use)."),
     paths: list[Path] = typer.Argument(..., help="Files and directories to ingest (directories recursively)."),  # noqa: B008
     meta: list[str] = typer.Option([], "--meta", "-m", help="User metadata KEY=VALUE attached to every chunk; repeatable."),  # noqa: B008
-    embedder: str | None = typer.Option(None, "--embedder", help="Embedder for a new collection: minilm (default), minilm-onnx (same vectors, faster; keel[onnx]), minilm-int8v2 (int8, fastest, nDCG@10 within 0.005 of float, own vectors), minilm-int8 (older int8, own vectors), openai:MODEL, ollama:MODEL, openai-compatible:URL#MODEL."),
+    embedder: str | None = typer.Option(None, "--embedder", help="Embedder for a new collection: minilm (default), minilm-onnx (same vectors, faster; keel[onnx]), minilm-int8v2 (int8, 1.85x torch, nDCG@10 within 0.005 of float, own vectors), minilm-int8 (int8, fastest: 2x torch, own vectors), openai:MODEL, ollama:MODEL, openai-compatible:URL#MODEL."),
     max_mb: float = typer.Option(10.0, "--max-mb", min=0.001, help="Skip files larger than this many megabytes."),
     follow_symlinks: bool = typer.Option(
         False, "--follow-symlinks",

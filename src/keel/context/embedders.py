@@ -14,7 +14,7 @@ An embedder string picks one, like a model string picks a model:
 ``minilm-int8``                              the same weights int8-quantised in ONNX Runtime:
                                              faster, slightly different vectors (its own name)
 ``minilm-int8v2``                            int8 on ONNX Runtime's fused BERT operators, the
-                                             Q/K/V projections kept float: about as fast as
+                                             Q/K/V projections kept float: 0.92x the speed of
                                              ``minilm-int8``, closer to float (its own name)
 ``openai:text-embedding-3-small``            OpenAI (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
 ``ollama:nomic-embed-text``                  Ollama's OpenAI-compatible ``/v1/embeddings``
@@ -99,7 +99,7 @@ class MiniLMEmbedder:
       missing or the export fails, a one-line warning says why and NumPy runs instead.
     - ``"onnx-int8v2"``: the model written with ONNX Runtime's fused operators, its
       attention-output and feed-forward products in int8 and the Q/K/V projections in
-      float: nDCG@10 within 0.005 of float on ADI and Cranfield, at about ``onnx-int8``'s
+      float: nDCG@10 within 0.005 of float on ADI and Cranfield, at 0.92x ``onnx-int8``'s
       speed (decision 0035); its own name (``minilm-int8v2:...``).
     - ``"onnx-int8"``: that graph with int8 weights (dynamic quantisation): faster,
       vectors within about 0.99 cosine, so a different name (``minilm-int8:...``);
