@@ -120,7 +120,15 @@ def build_graph(model_dir: Path):
         gelu = node("Mul", [node("Mul", [h, half]), node("Add", [node("Erf", [node("Mul", [h, inv_sqrt2])]), one])])
         x = layer_norm(node("Add", [linear(gelu, p + "output.dense"), x]), p + "output.LayerNorm")
 
-    # mean pooling over real tokens, then L2 normalisation
+    return _pooled_model(x, maskf, node, const, nodes, inits, hidden, "all-MiniLM-L6-v2",
+                         [helper.make_opsetid("", 18)])
+
+
+def _pooled_model(x, maskf, node, const, nodes: list, inits: list, hidden: int, name: str, opsets: list):
+    """The graph's tail, shared by both builders: mean pooling of ``x`` over real tokens, L2
+    normalisation, and the model with its inputs and output."""
+    from onnx import TensorProto, helper
+
     m = node("Unsqueeze", [maskf, const("axis_last", np.array([-1], dtype=np.int64))])
     axis1 = const("axis_1", np.array([1], dtype=np.int64))
     summed = node("ReduceSum", [node("Mul", [x, m]), axis1], keepdims=0)
@@ -129,15 +137,13 @@ def build_graph(model_dir: Path):
     norm = node("Max", [node("ReduceL2", [pooled, const("axis_m1", np.array([-1], dtype=np.int64))], keepdims=1),
                         const("tiny_norm", np.array(1e-12, dtype=np.float32))])
     nodes.append(helper.make_node("Div", [pooled, norm], ["sentence_embedding"]))
-
     graph = helper.make_graph(
-        nodes, "all-MiniLM-L6-v2",
+        nodes, name,
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
          helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
         [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="keel")
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="keel")
     model.ir_version = 8  # readable by every onnxruntime >= 1.13
     return model
 
@@ -205,24 +211,8 @@ def build_fused_graph(model_dir: Path):
         x = node("SkipLayerNormalization", [o, x, v("output.LayerNorm.weight"), v("output.LayerNorm.bias"),
                                             v("output.dense.bias")], domain=ms, epsilon=_EPS)
     maskf = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    m = node("Unsqueeze", [maskf, const("axis_last", np.array([-1], dtype=np.int64))])
-    axis1 = const("axis_1", np.array([1], dtype=np.int64))
-    summed = node("ReduceSum", [node("Mul", [x, m]), axis1], keepdims=0)
-    count = node("Max", [node("ReduceSum", [m, axis1], keepdims=0), const("tiny", np.array(1e-9, dtype=np.float32))])
-    pooled = node("Div", [summed, count])
-    norm = node("Max", [node("ReduceL2", [pooled, const("axis_m1", np.array([-1], dtype=np.int64))], keepdims=1),
-                        const("tiny_norm", np.array(1e-12, dtype=np.float32))])
-    nodes.append(helper.make_node("Div", [pooled, norm], ["sentence_embedding"]))
-    graph = helper.make_graph(
-        nodes, "all-MiniLM-L6-v2-fused",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
-        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(ms, 1)],
-                              producer_name="keel")
-    model.ir_version = 8
-    return model
+    return _pooled_model(x, maskf, node, const, nodes, inits, hidden, "all-MiniLM-L6-v2-fused",
+                         [helper.make_opsetid("", 18), helper.make_opsetid(ms, 1)])
 
 
 _SAMPLES = 32
