@@ -53,3 +53,47 @@ def test_a_checked_write_that_changes_nothing_commits_nothing_and_the_connection
         assert store.query("SELECT COUNT(*) AS n FROM t WHERE id = 'b'") == [{"n": 0}]
     finally:
         store.close()
+
+
+def test_a_write_that_fails_under_its_savepoint_leaves_the_next_writes_and_the_connection_usable(pg_url: str) -> None:
+    """A group commit writing its batch again, each write under a savepoint (found in review): the
+    write after a failing one, with the same (prepared) statement, succeeds; a compare-and-set
+    that changed nothing raises its own error before the writes after it; later transactions on the
+    pooled connection work."""
+    store = PostgresStore(pg_url, max_size=1)
+    insert = "INSERT INTO s (id, v) VALUES (?, ?)"
+    try:
+        store.execute("CREATE TABLE s (id TEXT PRIMARY KEY, v BIGINT)")
+        for i in range(4):  # the failing write below is the statement's 5th use: psycopg prepares it there
+            with store.transaction():
+                later(store, insert, (f"warm{i}", i))
+        outcomes = []
+        with store.transaction():
+            store.execute("SAVEPOINT keel_group")
+            for key, check in (("warm0", None), ("fresh", None), ("other", _one_row)):
+                store.execute("SAVEPOINT keel_group")
+                try:
+                    if key == "warm0":  # fails (duplicate key), the statement after it never runs
+                        later(store, "INSERT INTO s (v, id) VALUES (?, ?)", (1, key))
+                        later(store, insert, ("never", 1))
+                    elif check is None:
+                        later(store, insert, (key, 1))
+                    else:
+                        later(store, "UPDATE s SET v = 2 WHERE id = 'nobody'", check=check)
+                        later(store, insert, (key, 1))
+                    store.flush_deferred()
+                except (StoreError, _Lost) as e:
+                    store.drop_deferred()
+                    store.execute("ROLLBACK TO keel_group")
+                    outcomes.append(type(e).__name__)
+                else:
+                    outcomes.append("ok")
+                store.execute("RELEASE keel_group")
+        assert outcomes == ["StoreError", "ok", "_Lost"]
+        for i in range(8):
+            with store.transaction():
+                later(store, insert, (f"after{i}", i))
+        ids = {r["id"] for r in store.query("SELECT id FROM s")}
+        assert "fresh" in ids and "other" not in ids and "never" not in ids and {f"after{i}" for i in range(8)} <= ids
+    finally:
+        store.close()

@@ -263,9 +263,23 @@ class PostgresStore:
         pipeline (one round trip for both)."""
         if not self._begin_pending(conn):
             return conn.execute(query, args)
-        with conn.pipeline():
-            conn.execute("BEGIN", prepare=False)
-            return conn.execute(query, args)
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN", prepare=False)
+                return conn.execute(query, args)
+        except BaseException:
+            self._pipeline_failed(conn)
+            raise
+
+    def _pipeline_failed(self, conn: Any) -> None:
+        """A pipeline on ``conn`` failed: psycopg may now believe in statements it meant to prepare
+        there and never did ("prepared statement _pg3_N does not exist" later on this connection).
+        The transaction's connection is closed when the transaction ends; a pooled one at once (the
+        pool replaces it)."""
+        if conn is getattr(self._local, "conn", None):
+            self._local.piped = True
+        elif not conn.closed:
+            conn.close()
 
     def _begin_pending(self, conn: Any) -> bool:
         """Whether ``conn`` is this thread's transaction and its ``BEGIN`` is still to be sent (it
@@ -273,7 +287,6 @@ class PostgresStore:
         if conn is not getattr(self._local, "conn", None) or not getattr(self._local, "begin", False):
             return False
         self._local.begin = False
-        self._local.piped = True
         return True
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -282,12 +295,16 @@ class PostgresStore:
         query = self._translate(sql)
         try:
             with self._connection() as conn, conn.cursor() as cur:
-                if self._begin_pending(conn):
-                    with conn.pipeline():
-                        conn.execute("BEGIN", prepare=False)
-                        cur.executemany(query, [_params(r) for r in rows])
-                else:
-                    cur.executemany(query, [_params(r) for r in rows])
+                try:
+                    if self._begin_pending(conn):
+                        with conn.pipeline():
+                            conn.execute("BEGIN", prepare=False)
+                            cur.executemany(query, [_params(r) for r in rows])
+                    else:
+                        cur.executemany(query, [_params(r) for r in rows])  # a pipeline inside psycopg
+                except BaseException:
+                    self._pipeline_failed(conn)
+                    raise
         except psycopg.Error as e:
             raise self._error(e, "write") from e
 
@@ -381,9 +398,34 @@ class PostgresStore:
             self._local.later = []
 
     def flush_deferred(self) -> None:
-        """Send the transaction's deferred writes now, in order, in one pipeline."""
-        if getattr(self._local, "later", None):
-            self._send_deferred(commit=False)
+        """Send the transaction's deferred writes now, in order, one statement at a time (a group
+        commit writing its batch again, each write under its savepoint: a write that fails there
+        must leave the connection usable for the next, which a failed pipeline does not, and a
+        compare-and-set is checked before the writes after it)."""
+        import psycopg
+
+        later, self._local.later = getattr(self._local, "later", None) or [], []
+        if not later:
+            return
+        conn = self._local.conn
+        try:
+            for query, params, many, check in later:
+                if many:
+                    with conn.cursor() as cur:
+                        self._send_many(conn, cur, query, params)
+                    continue
+                changed = self._send(conn, query, _params(params)).rowcount
+                if check is not None:
+                    check(changed)  # raises (e.g. the engine's run-lost error) before the writes after it
+        except psycopg.Error as e:
+            raise self._error(e, "write") from e
+
+    def _send_many(self, conn: Any, cur: Any, query: str, params: Sequence[Sequence[Any]]) -> None:
+        """``executemany`` without psycopg's pipeline (row by row on one cursor, prepared once)."""
+        if self._begin_pending(conn):
+            conn.execute("BEGIN", prepare=False)
+        for row in params:
+            cur.execute(query, _params(row))
 
     def commit_deferred(self) -> None:
         """End the transaction: its deferred writes, its notifications (one statement) and ``COMMIT``
@@ -407,7 +449,6 @@ class PostgresStore:
 
         later, self._local.later = self._local.later or [], []
         conn = self._local.conn
-        self._local.piped = True
         checked: list[tuple[Any, Callable[[int], None]]] = []
         try:
             with conn.pipeline(), conn.cursor() as cur:
@@ -427,6 +468,7 @@ class PostgresStore:
                         conn.execute(_NOTIFY_ALL, (json.dumps(list(self._local.notes)),), prepare=False)
                     conn.execute("COMMIT", prepare=False)
         except psycopg.Error as e:
+            self._pipeline_failed(conn)
             if commit and checked and getattr(e, "sqlstate", None) == _UNCHANGED_STATE:
                 if len(checked) == 1:
                     checked[0][1](0)  # raises (e.g. the engine's run-lost error)

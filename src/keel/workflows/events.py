@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -51,6 +52,7 @@ class EventLog:
     def __init__(self, store: Any) -> None:
         self.store = store
         self._buffer: list[tuple[str, str, str, str, float, str]] = []
+        self._buffer_lock = threading.Lock()
         self._last_ns = 0
         self._nonce = os.urandom(3).hex()
         self._prev: OrderedDict[str, str] = OrderedDict()
@@ -75,10 +77,14 @@ class EventLog:
             self._prev[event.run_id] = event_id
             if len(self._prev) > _KEEP_PREV:  # a run forgotten here: its next payload sends followers to the table
                 self._prev.popitem(last=False)
-        self._buffer.append((event.run_id, event_id, event.kind, json.dumps(doc, ensure_ascii=False, default=str),
-                             doc["at"], prev))
-        if len(self._buffer) > 1:
-            return
+        row = (event.run_id, event_id, event.kind, json.dumps(doc, ensure_ascii=False, default=str), doc["at"], prev)
+        # The group may commit on a thread (keel serve on PostgreSQL) and take the buffer there:
+        # appending and the swap in _take hold one lock, or an event appended to a list already
+        # taken would be neither stored nor sent.
+        with self._buffer_lock:
+            self._buffer.append(row)
+            if len(self._buffer) > 1:
+                return
         try:
             group = self.store.commit_group()
         except RuntimeError:  # no event loop: write now
@@ -94,7 +100,8 @@ class EventLog:
         group.submit(write)
 
     def _take(self) -> list[tuple[str, str, str, str, float, str]]:
-        rows, self._buffer = self._buffer, []
+        with self._buffer_lock:
+            rows, self._buffer = self._buffer, []
         return rows
 
     def _insert(self, rows: list[tuple[str, str, str, str, float, str]]) -> None:
