@@ -97,3 +97,44 @@ def test_a_write_that_fails_under_its_savepoint_leaves_the_next_writes_and_the_c
         assert "fresh" in ids and "other" not in ids and "never" not in ids and {f"after{i}" for i in range(8)} <= ids
     finally:
         store.close()
+
+
+async def test_a_write_rolled_back_under_its_savepoint_sends_no_notification(pg_url: str) -> None:
+    """A group commit writing its batch again, one savepoint per write, drops the notifications the
+    failed write queued (live followers would see events that are not in the table) and keeps the
+    others', including one the failed write queued again (the earlier write still sends it)."""
+    import asyncio
+
+    import psycopg
+
+    store = PostgresStore(pg_url)
+    listener = psycopg.connect(pg_url, autocommit=True)
+    try:
+        store.execute("CREATE TABLE n (id TEXT PRIMARY KEY)")
+        store.execute("INSERT INTO n VALUES ('taken')")
+        listener.execute("LISTEN keel_test_notes")
+        group = store.commit_group()
+
+        def write(key: str, *payloads: str):  # type: ignore[no-untyped-def]
+            def run() -> int:
+                for payload in payloads:
+                    store.notify("keel_test_notes", payload)
+                return store.execute("INSERT INTO n VALUES (?)", (key,))
+            return run
+
+        results = await asyncio.gather(group.commit(write("a", "a", "shared")),
+                                       group.commit(write("taken", "shared", "failed")),
+                                       group.commit(write("b", "b")), return_exceptions=True)
+        assert results[0] == 1 and results[2] == 1 and isinstance(results[1], StoreError)
+        assert group.commits == 1
+        store.notify("keel_test_notes", "end")  # outside a transaction: sent at once, after the COMMIT
+        got = []
+        for note in listener.notifies(timeout=30):
+            got.append(note.payload)
+            if note.payload == "end":
+                break
+        assert got == ["a", "shared", "b", "end"]
+        assert [r["id"] for r in store.query("SELECT id FROM n ORDER BY id")] == ["a", "b", "taken"]
+    finally:
+        listener.close()
+        store.close()

@@ -97,7 +97,9 @@ class CommitGroup:
         # PostgreSQL: writes whose row counts nobody reads are deferred (PostgresStore.defer) and sent
         # in one pipeline: once for the whole batch, or, with savepoints, once per write inside its own.
         flush = getattr(self.store, "flush_deferred", None) or (lambda: None)
-        drop = getattr(self.store, "drop_deferred", None) or (lambda: None)
+        drop = getattr(self.store, "drop_deferred", None) or (lambda mark: None)
+        # PostgreSQL: the notifications queued before a savepoint (those after it go with it)
+        mark = getattr(self.store, "deferred_mark", None) or (lambda: None)
         # PostgreSQL: without savepoints, the pipeline carries the COMMIT too (one round trip per batch);
         # a write that fails there aborts the transaction, and the batch is written again as below.
         finish = getattr(self.store, "commit_deferred", None) or flush
@@ -118,13 +120,14 @@ class CommitGroup:
                 return
             for write, future in batch:
                 self.store.execute("SAVEPOINT keel_group")
+                since = mark()
                 try:
                     result = write()
                     flush()
                 except Exception as e:
                     if getattr(e, "transient", False):  # a deadlock or a lost connection: retry the batch whole
                         raise
-                    drop()  # what the failed write queued goes with its savepoint
+                    drop(since)  # what the failed write queued (writes, notifications) goes with its savepoint
                     self.store.execute("ROLLBACK TO keel_group")
                     self.store.execute("RELEASE keel_group")
                     outcomes.append((future, e, None))

@@ -392,10 +392,21 @@ class PostgresStore:
             return
         later.append((self._translate(sql), params, many, check))
 
-    def drop_deferred(self) -> None:
-        """Forget the deferred writes not sent yet (their savepoint is being rolled back)."""
+    def deferred_mark(self) -> int:
+        """Where a savepoint begins, for :meth:`drop_deferred`: the notifications queued so far."""
+        return len(getattr(self._local, "notes", None) or ())
+
+    def drop_deferred(self, mark: int | None = None) -> None:
+        """Forget the deferred writes not sent yet (their savepoint is being rolled back) and, given
+        ``mark`` (:meth:`deferred_mark` when the savepoint began), the notifications queued since: a
+        write rolled back must not be announced at ``COMMIT``. ``notes`` keeps insertion order, and a
+        duplicate of an earlier note is not new, so the earlier (kept) write still announces it."""
         if getattr(self._local, "later", None) is not None:
             self._local.later = []
+        notes = getattr(self._local, "notes", None)
+        if mark is not None and notes:
+            for key in list(notes)[mark:]:
+                del notes[key]
 
     def flush_deferred(self) -> None:
         """Send the transaction's deferred writes now, in order, one statement at a time (a group
