@@ -5,6 +5,7 @@ exported again, and plain ``minilm`` using ONNX Runtime for batches (same vector
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,37 @@ def test_cache_key_is_the_weights_not_the_path(tmp_path: Path, monkeypatch: pyte
     assert cache_dir() == tmp_path / "xdg" / "keel" / "onnx"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir() == Path.home() / ".cache" / "keel" / "onnx"
+
+
+@needs_minilm
+def test_a_home_that_cannot_be_written_puts_the_graph_under_keel_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keel_home: Path) -> None:
+    """A service whose HOME is read-only (systemd ProtectHome, a read-only container with a data
+    volume): the graph goes to $KEEL_HOME/models/onnx instead of failing or falling back to NumPy."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from keel.context.onnx_minilm import OnnxMiniLM, cache_dir
+
+    texts = ["rotate the signing keys", "boundary layer transition on a flat plate"]
+    want = MiniLMEmbedder(runtime="numpy").embed(texts)
+    (tmp_path / "home-file").write_text("x")  # a cache under a file cannot be made, even by root
+    homes = [tmp_path / "home-file"]
+    if os.geteuid() != 0:  # root writes into a read-only folder anyway: only a plain user sees its mode
+        (tmp_path / "readonly").mkdir(mode=0o555)
+        homes.append(tmp_path / "readonly")
+    for home in homes:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        monkeypatch.setenv("HOME", str(home))
+        assert cache_dir() == keel_home / "models" / "onnx"
+        monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+        assert cache_dir() == keel_home / "models" / "onnx"
+    model = OnnxMiniLM(MiniLMEmbedder.model_path())
+    assert model.path.parent == keel_home / "models" / "onnx" and model.path.stat().st_size > 50_000_000
+    assert float((model.encode(texts) * want).sum(axis=1).min()) > 1 - 1e-5
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # writable again: the shared cache
+    assert cache_dir() == tmp_path / "xdg" / "keel" / "onnx"
+    monkeypatch.setenv("KEEL_ONNX_CACHE", str(tmp_path / "home-file" / "onnx"))  # set by hand: used as given
+    assert cache_dir() == tmp_path / "home-file" / "onnx"
 
 
 @pytest.mark.slow  # two exports at once and one more: ~10 s on a quiet machine

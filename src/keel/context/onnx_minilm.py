@@ -10,9 +10,10 @@ normalisation inside the graph. No torch is imported, at export or at run time.
 
 The graph is written once per user, at first use, to a shared cache
 (:func:`cache_dir`: ``$KEEL_ONNX_CACHE``, else ``$XDG_CACHE_HOME/keel/onnx``, else
-``~/.cache/keel/onnx``), named by a hash of the weights and the graph version, so
-every ``KEEL_HOME`` (each test, each project) reuses it; files are written under a
-temporary name and renamed, so processes that race both end with a whole file.
+``~/.cache/keel/onnx``; ``$KEEL_HOME/models/onnx`` when that cannot be written), named by a
+hash of the weights and the graph version, so every ``KEEL_HOME`` (each test, each project)
+reuses it; files are written under a temporary name and renamed, so processes that race both
+end with a whole file.
 ``quantize=True`` stores an int8 copy made by ONNX Runtime's dynamic quantisation
 (weights of the matrix products in int8, activations quantised per batch); its
 vectors differ slightly, so it is a different embedder
@@ -45,11 +46,24 @@ _EPS = 1e-12
 
 def cache_dir() -> Path:
     """The shared graph cache: ``$KEEL_ONNX_CACHE``, else ``$XDG_CACHE_HOME/keel/onnx``, else
-    ``~/.cache/keel/onnx`` (created on first export). Shared by every ``KEEL_HOME`` of the user."""
+    ``~/.cache/keel/onnx`` (created here). Shared by every ``KEEL_HOME`` of the user. When that
+    default folder cannot be created or written (a service whose home is read-only: systemd
+    ``ProtectHome``, a read-only container with a data volume), ``$KEEL_HOME/models/onnx``; a
+    ``KEEL_ONNX_CACHE`` that is set is used as given."""
     if os.environ.get("KEEL_ONNX_CACHE", "").strip():
         return Path(os.environ["KEEL_ONNX_CACHE"].strip()).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "keel" / "onnx"
+    try:
+        shared = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "keel" / "onnx"
+        shared.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=shared)  # a real write: root ignores modes
+        os.close(fd)
+        os.unlink(probe)
+        return shared
+    except (OSError, RuntimeError):  # RuntimeError: no home directory at all
+        from keel.config import get_settings
+
+        return get_settings().home / "models" / "onnx"
 
 
 def build_graph(model_dir: Path):
