@@ -138,3 +138,44 @@ async def test_a_write_rolled_back_under_its_savepoint_sends_no_notification(pg_
     finally:
         listener.close()
         store.close()
+
+
+async def test_a_flush_waits_for_the_batch_committing_off_the_loop(pg_url: str) -> None:
+    """``keel serve`` commits off the loop, and its shutdown flushes what is still queued on the loop:
+    after the batch committing on the worker thread, not in a second transaction beside it."""
+    import asyncio
+    import threading
+
+    store = PostgresStore(pg_url)
+    store.commit_off_loop = True
+    release = threading.Event()
+    try:
+        store.execute("CREATE TABLE f (id BIGSERIAL PRIMARY KEY, who TEXT)")
+        group = store.commit_group()
+        assert group.off_loop
+        started = threading.Event()
+
+        def first() -> int:
+            started.set()
+            release.wait(30)
+            return store.execute("INSERT INTO f (who) VALUES ('first')")
+
+        pending = asyncio.ensure_future(group.commit(first))
+        await asyncio.to_thread(started.wait, 30)  # first is in its transaction on the worker thread
+        group.submit(lambda: store.execute("INSERT INTO f (who) VALUES ('second')"))  # the next group
+
+        class LetFirstGoOn(threading.Event):
+            """The flush waits here for the batch off the loop: let ``first`` go on then."""
+
+            def wait(self, timeout: float | None = None) -> bool:
+                release.set()
+                return super().wait(timeout)
+
+        group._idle = LetFirstGoOn()  # cleared, as the one it replaces; the worker thread sets it
+        group.flush()
+        release.set()
+        assert await pending == 1
+        assert [r["who"] for r in store.query("SELECT who FROM f ORDER BY id")] == ["first", "second"]
+    finally:
+        release.set()
+        store.close()

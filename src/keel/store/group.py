@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,6 +46,9 @@ class CommitGroup:
         process); the writes queued meanwhile form the next group. Writes then run on that thread:
         they only read the state of the coroutines that wait for them."""
         self._busy = False
+        self._idle = threading.Event()
+        """Set unless a batch is committing off the loop (:meth:`flush` waits for it)."""
+        self._idle.set()
 
     async def commit(self, write: Callable[[], T]) -> T:
         """Run ``write`` (store statements, no awaiting) in the next group transaction; return
@@ -71,7 +75,12 @@ class CommitGroup:
             return
         batch, self._queue = self._queue, []
         self._busy = True  # one transaction at a time: a run's rows commit in the order it wrote them
-        done = self.loop.run_in_executor(None, self._write, batch)
+        self._idle.clear()
+        try:
+            done = self.loop.run_in_executor(None, self._write_off_loop, batch)
+        except BaseException:
+            self._idle.set()
+            raise
         done.add_done_callback(lambda f: self._finished(batch, f))
 
     def _finished(self, batch: list[tuple[Callable[[], Any], asyncio.Future | None]], done: Any) -> None:
@@ -82,8 +91,16 @@ class CommitGroup:
             if self._queue:
                 self._start()
 
+    def _write_off_loop(self, batch: list[tuple[Callable[[], Any], asyncio.Future | None]]) -> Any:
+        try:
+            return self._write(batch)
+        finally:
+            self._idle.set()
+
     def flush(self) -> None:
-        """Commit what is queued now (the loop calls this; so may a shutdown)."""
+        """Commit what is queued now (the loop calls this; so may a shutdown), after the batch still
+        committing off the loop, if any: one transaction at a time, in order (``keel serve``'s shutdown)."""
+        self._idle.wait()
         batch, self._queue = self._queue, []
         if batch:
             self._settle(batch, *self._write(batch))
