@@ -140,3 +140,54 @@ def test_the_refresh_lease_has_one_holder_at_a_time(tmp_path: Path, url: str | N
         assert store.query("SELECT refresh_owner FROM connectors") == [{"refresh_owner": "after-a-crash"}]
     finally:
         store.close()
+
+
+def test_waiting_for_another_process_refresh_keeps_store_calls_off_the_event_loop(tmp_path: Path) -> None:
+    """While another process holds the refresh lease, the waiter polls the store (the lease, the
+    stored pair) for up to a minute: each of those calls (a round trip on PostgreSQL) runs off the
+    event loop, which goes on serving the process's other requests (CONTRIBUTING rule 36). The
+    other process stores its new pair meanwhile, and the waiter takes it."""
+    import asyncio
+
+    from keel.connectors import Connector, Connectors, Credentials
+    from keel.connectors.oauth import SealedTokens, provider
+    from keel.connectors.registry import OAuthSettings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    store = open_store(home)
+    try:
+        registry = Connectors(store)
+        client = {"client_id": "keel", "redirect_uris": ["http://127.0.0.1/callback"]}
+        expired = {"tokens": {"access_token": "old", "token_type": "Bearer", "refresh_token": "r1"},
+                   "expires_at": time.time() - 1, "client": client}
+        registry.add(Connector(name="vault", server="http://127.0.0.1:9/mcp", oauth=OAuthSettings(),
+                               credentials=Credentials(oauth=expired)))
+        assert registry.claim_refresh("vault", "another-process", ttl=60)  # it is refreshing
+        auth = provider(registry, registry.get("vault", secrets=True))
+        storage: SealedTokens = auth.context.storage
+        threads: list[str] = []
+        claims: list[str] = []
+        claim, reload = storage.registry.claim_refresh, storage.reload
+
+        def watched_claim(*args, **kwargs) -> bool:
+            threads.append(threading.current_thread().name)
+            claims.append(args[1])
+            if len(claims) == 2:  # the other process's refresh answers: it stores the new pair
+                registry.save_oauth("vault", {**expired, "expires_at": time.time() + 3600, "tokens": {
+                    "access_token": "new", "token_type": "Bearer", "refresh_token": "r2"}})
+            return claim(*args, **kwargs)
+
+        def watched_reload() -> dict:
+            threads.append(threading.current_thread().name)
+            return reload()
+
+        storage.registry.claim_refresh = watched_claim
+        storage.reload = watched_reload
+        assert asyncio.run(auth._refresh_turn()) is None  # it waited, and did not refresh itself
+        assert auth.context.current_tokens.access_token == "new"
+        assert len(claims) == 2 and len(threads) == 5  # reload, claim, reload, claim, reload (took the new pair)
+        assert "MainThread" not in threads, threads  # the loop's thread made no store call
+        assert store.query("SELECT refresh_owner FROM connectors") == [{"refresh_owner": "another-process"}]
+    finally:
+        store.close()

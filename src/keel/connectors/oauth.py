@@ -23,6 +23,7 @@ Keel adds what the SDK leaves to its caller (docs/connectors.md, decision 0030):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets as _secrets
@@ -153,10 +154,13 @@ def _provider_class():
             owner = f"{socket.gethostname()}:{os.getpid()}:{_secrets.token_hex(4)}"
             deadline = time.monotonic() + REFRESH_LEASE + 10  # past it (clocks apart): refresh as before
             delay, told = 0.02, False
+            # Store calls run off the loop (rule 36): on PostgreSQL each is a round trip, and this
+            # wait may poll for REFRESH_LEASE seconds while the process serves other requests.
+            claim = functools.partial(storage.registry.claim_refresh, storage.name, owner, ttl=REFRESH_LEASE)
             while not ctx.is_token_valid() and not await self._adopt_stored():
-                if storage.registry.claim_refresh(storage.name, owner, ttl=REFRESH_LEASE):
+                if await anyio.to_thread.run_sync(claim):
                     if await self._adopt_stored():  # stored between our look and the claim
-                        storage.registry.release_refresh(storage.name, owner)
+                        await anyio.to_thread.run_sync(storage.registry.release_refresh, storage.name, owner)
                         return None
                     self._lease = owner
                     return owner
@@ -172,10 +176,12 @@ def _provider_class():
 
         async def _adopt_stored(self) -> bool:
             """Take the stored pair if it is another, unexpired one (another process refreshed)."""
+            import anyio
+
             storage = self.context.storage
             ours = self.context.current_tokens
             try:
-                state = storage.reload()
+                state = await anyio.to_thread.run_sync(storage.reload)
             except ConnectorError:  # removed meanwhile: the flow reports it
                 return False
             tokens = state.get("tokens") or {}
