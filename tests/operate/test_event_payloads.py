@@ -18,8 +18,8 @@ import httpx
 
 from keel.store import open_store
 from keel.workflows.engine import NodeEvent
-from keel.workflows.events import PAYLOAD_LIMIT, EventLog, _payloads, follow
-from keel.workflows.wakeup import Wakeup
+from keel.workflows.events import CHANNEL, PAYLOAD_LIMIT, EventLog, _payloads, follow
+from keel.workflows.wakeup import FEED_LIMIT, Feed, Wakeup
 from tests.operate.conftest import start_server
 from tests.operate.workers import env, publish_to, start_worker
 
@@ -168,6 +168,58 @@ async def test_a_follower_whose_listening_connection_dropped_reads_the_gap_from_
         await asyncio.wait_for(follower, 60)
         assert [d.get("text") for d in got if d["kind"] == "text_delta"] == [f"t{i} " for i in range(15)]
         assert got[-1]["kind"] == "run_finished"
+    finally:
+        wake.close()
+        writer.close()
+        reader.close()
+
+
+def test_a_feed_holds_at_most_its_limit_in_characters_then_says_it_lost_payloads() -> None:
+    feed = Feed()
+    payload = "x" * 7_000
+    n = FEED_LIMIT // len(payload)
+    for _ in range(n):
+        feed.put(payload)
+    assert feed.size == n * len(payload) and not feed.lost
+    feed.put(payload)  # past the limit: everything is dropped, and said to be
+    feed.put("y")  # the reader reads the table anyway: later payloads are not kept either
+    assert feed.size == 0 and not feed.items and feed.lost
+    assert feed.take() == ([], True)
+    feed.put("z")  # read: it keeps payloads again
+    assert feed.take() == (["z"], False) and feed.size == 0
+
+
+async def test_a_stalled_follower_drops_payloads_past_the_feed_limit_and_reads_every_event_from_the_table(
+        pg_url: str) -> None:
+    """A follower that does not read (its SSE client is slow) while the run writes more than
+    :data:`FEED_LIMIT` of payloads keeps at most that much; its feed says payloads were lost,
+    and it reads what they said from the table: no event is missed."""
+    writer, reader = open_store(url=pg_url), open_store(url=pg_url)
+    wake = Wakeup(reader, poll=60)
+    log = EventLog(writer)
+    texts = [f"t{i:03d} " + "x" * 6_000 for i in range(int(FEED_LIMIT / 6_000 * 1.5))]  # ~1.5 FEED_LIMITs
+    try:
+        it = follow(reader, "run-d", wake)
+        started = asyncio.ensure_future(it.__anext__())
+        await _wait_listening(writer)
+        log.publish(NodeEvent("node_started", "run-d", "bot", "agent"))
+        first = await asyncio.wait_for(started, 60)  # the follower took one event, and now stalls
+        assert first["kind"] == "node_started"
+        (feed,) = wake._waiters[(CHANNEL, "run-d")]
+        for text in texts:
+            log.publish(NodeEvent("text_delta", "run-d", "bot", "agent", text=text))
+            await asyncio.sleep(0.002)
+            assert feed.size <= FEED_LIMIT
+        log.publish(NodeEvent("run_finished", "run-d", status="succeeded"))
+        for _ in range(1200):  # until the notifications arrived (a guard against hanging)
+            if feed.lost:
+                break
+            await asyncio.sleep(0.05)
+        assert feed.lost and feed.size == 0
+        rest = [doc async for doc in it]
+        assert [d["text"] for d in rest if d["kind"] == "text_delta"] == texts
+        assert rest[-1]["kind"] == "run_finished"
+        assert [d["seq"] for d in [first, *rest]] == list(range(len(rest) + 1))
     finally:
         wake.close()
         writer.close()

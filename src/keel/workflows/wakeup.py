@@ -23,8 +23,10 @@ from typing import Any
 
 __all__ = ["Feed", "Wakeup"]
 
-FEED_LIMIT = 10_000
-"""Payloads a :class:`Feed` holds before it drops them all and says so (``lost``)."""
+FEED_LIMIT = 1_000_000
+"""Characters of payload data a :class:`Feed` holds unread (about a megabyte: run events' payloads
+are ASCII JSON) before it drops them all and says so (``lost``). A stalled follower (a slow SSE
+client) so costs at most this much, however many notifications come; it then reads the table."""
 
 
 class Feed(asyncio.Event):
@@ -33,19 +35,27 @@ class Feed(asyncio.Event):
     def __init__(self) -> None:
         super().__init__()
         self.items: deque[str] = deque()
+        self.size = 0
+        """Characters in :attr:`items`."""
         self.lost = False
         """Payloads were dropped (more than :data:`FEED_LIMIT` unread): read what they said elsewhere."""
 
     def put(self, data: str) -> None:
-        if len(self.items) >= FEED_LIMIT:
+        if self.lost:
+            return  # the reader goes to the table for all of it: nothing more to keep
+        if self.size + len(data) > FEED_LIMIT:
             self.items.clear()
+            self.size = 0
             self.lost = True
+            return
         self.items.append(data)
+        self.size += len(data)
 
     def take(self) -> tuple[list[str], bool]:
         """The payloads so far and whether some were dropped; both reset."""
         items, lost = list(self.items), self.lost
         self.items.clear()
+        self.size = 0
         self.lost = False
         return items, lost
 
