@@ -203,23 +203,53 @@ class PostgresStore:
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         """This thread's transaction connection, or a pooled autocommit one."""
-        from psycopg_pool import PoolTimeout
 
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
             return
-        # While the server is known to be unreachable, a request waits briefly for a connection
-        # and answers 503, rather than holding its client for the whole pool wait (an outage of a
-        # few seconds otherwise shows no error at all, only stalled requests).
-        wait = _POOL_WAIT_UNREACHABLE if self._unreachable else _POOL_WAIT
+        conn = self._checkout()
         try:
-            with self._pool.connection(timeout=wait) as conn:
-                self._unreachable = False
+            with conn:
                 yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def _checkout(self) -> Any:
+        """A pooled connection. While the server is known to be unreachable, a request waits 1 s
+        for one and, if the server still does not answer a direct connection, answers 503 at once,
+        rather than holding its client for the whole pool wait (an outage of a few seconds
+        otherwise shows no error at all, only stalled requests); once it answers again, the
+        request waits for the pool to reconnect."""
+        from psycopg_pool import PoolTimeout
+
+        if self._unreachable:
+            try:
+                conn = self._pool.getconn(timeout=_POOL_WAIT_UNREACHABLE)
+            except PoolTimeout:
+                if not self._server_answers():
+                    raise self._no_connection(_POOL_WAIT_UNREACHABLE) from None
+                conn = None
+            if conn is not None:
+                self._unreachable = False
+                return conn
+        try:
+            conn = self._pool.getconn(timeout=_POOL_WAIT)
         except PoolTimeout:
             self._unreachable = True
-            raise self._no_connection(wait) from None
+            raise self._no_connection(_POOL_WAIT) from None
+        self._unreachable = False
+        return conn
+
+    def _server_answers(self) -> bool:
+        """Whether a new connection to the server succeeds now (outside the pool)."""
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, connect_timeout=2, autocommit=True, **KEEPALIVES):
+                return True
+        except Exception:
+            return False
 
     def _no_connection(self, wait: float = _POOL_WAIT) -> StoreError:
         return StoreError(f"PostgreSQL at {self.safe_url} is unreachable: no connection within {wait:g} s",
@@ -334,18 +364,11 @@ class PostgresStore:
     def transaction(self) -> Iterator[None]:
         """All statements inside (on this thread) commit together or not at all."""
         import psycopg
-        from psycopg_pool import PoolTimeout
 
         if getattr(self._local, "conn", None) is not None:
             raise StoreError("a store transaction is already open on this thread",
                              hint="this is a bug in Keel; please report it")
-        wait = _POOL_WAIT_UNREACHABLE if self._unreachable else _POOL_WAIT
-        try:
-            conn = self._pool.getconn(timeout=wait)
-        except PoolTimeout:
-            self._unreachable = True
-            raise self._no_connection(wait) from None
-        self._unreachable = False
+        conn = self._checkout()
         self._local.conn = conn
         self._local.notes = {}
         self._local.later = []
