@@ -476,14 +476,11 @@ class PostgresStore:
         if self._local.begin and not self._local.notes and not self._local.later:
             self._local.done = True  # nothing was sent: nothing to commit
             return
-        self._send_deferred(commit=True)
-
-    def _send_deferred(self, *, commit: bool) -> None:
         import psycopg
 
         later, self._local.later = self._local.later or [], []
         conn = self._local.conn
-        checked: list[tuple[Any, Callable[[int], None]]] = []
+        checks: list[Callable[[int], None]] = []
         try:
             with conn.pipeline(), conn.cursor() as cur:
                 if self._begin_pending(conn):
@@ -491,32 +488,26 @@ class PostgresStore:
                 for query, params, many, check in later:
                     if many:
                         cur.executemany(query, [_params(r) for r in params])
-                    elif check is not None:  # its own cursor: its row count is read after the pipeline
-                        own = conn.cursor()
-                        own.execute(_UNLESS_CHANGED.format(query) if commit else query, _params(params))
-                        checked.append((own, check))
+                    elif check is not None:  # fails the transaction when it changed no row
+                        cur.execute(_UNLESS_CHANGED.format(query), _params(params))
+                        checks.append(check)
                     else:
                         cur.execute(query, _params(params))
-                if commit:
-                    if self._local.notes:
-                        conn.execute(_NOTIFY_ALL, (json.dumps(list(self._local.notes)),), prepare=False)
-                    conn.execute("COMMIT", prepare=False)
+                if self._local.notes:
+                    conn.execute(_NOTIFY_ALL, (json.dumps(list(self._local.notes)),), prepare=False)
+                conn.execute("COMMIT", prepare=False)
         except psycopg.Error as e:
             self._pipeline_failed(conn)
-            if commit and checked and getattr(e, "sqlstate", None) == _UNCHANGED_STATE:
-                if len(checked) == 1:
-                    checked[0][1](0)  # raises (e.g. the engine's run-lost error)
+            if checks and getattr(e, "sqlstate", None) == _UNCHANGED_STATE:
+                if len(checks) == 1:
+                    checks[0](0)  # raises (e.g. the engine's run-lost error)
                 raise StoreError("a checked write of the transaction changed no row; nothing was committed",
                                  hint="write them again one by one to find which") from None
-            lost = commit and _is_connection_error(e)  # the COMMIT may have happened: not retried
+            lost = _is_connection_error(e)  # the COMMIT may have happened: not retried
             err = self._error(e, "commit" if lost else "write")
             err.committing = lost  # type: ignore[attr-defined]
             raise err from e
-        if commit:
-            self._local.done = True
-            return
-        for own, check in checked:  # in order: the first that fails raises
-            check(own.rowcount)
+        self._local.done = True
 
     def notify(self, channel: str, payload: str = "") -> None:
         """``NOTIFY channel, payload``: inside :meth:`transaction`, sent once (duplicates dropped, as
