@@ -109,7 +109,7 @@ _SQL_ONLY = [{"mixed": 3}, {"mixed": "s4"}, {"copy": "2"}, {"symbol": "x"}]
 def _same_top(got: list[float], want, hits, allowed: np.ndarray, idx, flt) -> None:
     """The scores of the top k equal brute force's (ties may come in any order) and every hit passes."""
     assert np.allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64), atol=1e-5), flt
-    assert all(allowed[idx.row_of[h.chunk_id]] for h in hits), flt
+    assert all(allowed[idx.rows_of([h.chunk_id])[0]] for h in hits), flt
 
 
 def _records(texts: list[str], copies: int) -> list[tuple[str, str, str, dict]]:
@@ -157,16 +157,16 @@ def test_filter_bitmaps_equal_sql_and_filtered_search_equals_brute_force(monkeyp
                 want = np.sort(sc)[::-1][: min(10, int(allowed.sum()))]
                 _same_top([h.score for h in hits], want, hits, allowed, idx, flt)
                 for h in hits:
-                    assert abs(h.score - float(vecs[idx.row_of[h.chunk_id]] @ qv)) < 1e-5
+                    assert abs(h.score - float(vecs[idx.rows_of([h.chunk_id])[0]] @ qv)) < 1e-5
                 # BM25: brute force is the unfiltered scores of every row, masked
                 hits = col.search(qtext, mode="bm25", k=10, where=flt)
                 every = col.search(qtext, mode="bm25", k=len(idx.ids), pool=len(idx.ids))
-                want_b = [h.score for h in every if allowed[idx.row_of[h.chunk_id]]][:10]
+                want_b = [h.score for h in every if allowed[idx.rows_of([h.chunk_id])[0]]][:10]
                 _same_top([h.score for h in hits], want_b, hits, allowed, idx, flt)
                 # broad filters walk the HNSW graph with the bitmap: only allowed rows, recall as unfiltered
                 monkeypatch.setattr(dense, "EXACT_MAX", 10)
                 hits = col.search(qtext, mode="dense", k=10, where=flt)
-                assert all(allowed[idx.row_of[h.chunk_id]] for h in hits)
+                assert all(allowed[idx.rows_of([h.chunk_id])[0]] for h in hits)
                 found = sum(1 for h in hits if h.score >= want[-1] - 1e-6)
                 assert found >= min(8, want.size), (flt, qtext, found)
                 # hybrid through the bitmap equals hybrid through SQL (the previous path)

@@ -124,6 +124,10 @@ class ContextBackend(Protocol):
     def load(self, model: str, dim: int, analyzer: str) -> Loaded:
         """Rows with their terms under ``analyzer`` (empty for a text not analysed by it)."""
     def dense_index(self, loaded: Loaded, model: str, dim: int, *, hnsw_min: int) -> DenseSearch: ...
+
+    def snapshot_dir(self) -> Path | None:
+        """Where this collection's index snapshots live (:mod:`keel.context.snapshot`), or ``None``."""
+        ...
     def lookup_terms(self, terms: Sequence[str]) -> dict[str, int]: ...
     def filter_rows(self, where: Filter | None, *, with_text: bool) -> list[tuple[Any, ...]]:
         """``(chunk id[, text])`` of chunks passing ``where``; a bad filter raises a UserError."""

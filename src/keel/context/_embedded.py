@@ -208,6 +208,9 @@ class EmbeddedBackend:
         return DenseIndex(loaded.vectors, cache_dir=self.directory / "index", tag=f"{loaded.generation}:{model}",
                           hnsw_min=hnsw_min)
 
+    def snapshot_dir(self) -> Path | None:
+        return self.directory / "index"
+
     def lookup_terms(self, terms: Sequence[str]) -> dict[str, int]:
         return self.shared.lookup_terms(terms)
 

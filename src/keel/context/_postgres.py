@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -393,6 +394,9 @@ class PostgresBackend:
                                     dtype=np.float32).reshape(len(rows), dim) if rows \
                 else np.zeros((0, 1), dtype=np.float32)
         return Loaded(gen, ids, [bytes(r[1]) if r[1] is not None else b"" for r in rows], vectors)
+
+    def snapshot_dir(self) -> Path | None:
+        return None  # rows change under other instances: BM25 is built from the store (decision 0045)
 
     def dense_index(self, loaded: Loaded, model: str, dim: int, *, hnsw_min: int) -> DenseSearch:
         if loaded.vectors is not None:

@@ -17,6 +17,8 @@ is 1.5 and when feedback is used: docs/decisions/0025-lexical-and-fusion.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = ["DEFAULT_K1", "BM25Index", "pack_terms", "unpack_terms"]
@@ -45,19 +47,24 @@ class BM25Index:
     def __init__(self, blobs: list[bytes], *, k1: float = DEFAULT_K1, b: float = 0.75) -> None:
         """``blobs[row]`` holds the packed term counts of the chunk at position ``row``."""
         self.n = len(blobs)
-        self._blobs = blobs  # kept (not copied) for feedback: a row's terms when it is a top document
         self._csc = None
         self._kernel = None
         self._queries = 0
         arrays = [unpack_terms(bl) for bl in blobs]
         lens = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=self.n)
+        # each row's (term, count) pairs, rows in order (a CSR of the counts): feedback reads a top
+        # row's terms here. One array, not a bytes object per row (decision 0045)
+        self.row_ptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(lens, out=self.row_ptr[1:])
         if self.n == 0 or lens.sum() == 0:
+            self.row_pairs = np.zeros((0, 2), dtype=np.uint32)
             self.terms = np.zeros(0, dtype=np.uint32)
             self.indptr = np.zeros(1, dtype=np.int64)
             self.rows = np.zeros(0, dtype=np.int32)
             self.weights = np.zeros(0, dtype=np.float32)
             return
-        pairs = np.concatenate(arrays)
+        pairs = self.row_pairs = np.concatenate(arrays)
+        del arrays
         rows = np.repeat(np.arange(self.n, dtype=np.int32), lens)
         tids, tf = pairs[:, 0], pairs[:, 1].astype(np.float32)
         dl = np.bincount(rows, weights=tf, minlength=self.n).astype(np.float32)
@@ -70,6 +77,23 @@ class BM25Index:
         norm = k1 * (1 - b + b * dl[rows] / avgdl)
         self.weights = (np.repeat(idf, df) * tf * (k1 + 1) / (tf + norm)).astype(np.float32)
         self.rows = rows
+
+    ARRAYS = ("terms", "indptr", "rows", "weights", "row_ptr", "row_pairs")
+    """What an index is made of: :meth:`arrays` gives them, :meth:`from_arrays` takes them back."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The index's arrays by name (to save them: :mod:`keel.context.snapshot`)."""
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BM25Index:
+        """An index made of arrays :meth:`arrays` gave (memory-mapped ones work: nothing is copied)."""
+        index = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(index, name, arrays[name])
+        index.n = int(index.row_ptr.size) - 1
+        index._csc, index._kernel, index._queries = None, None, 0
+        return index
 
     def _matrix(self):
         """The scipy CSC matrix of the weights (built on the second query), or ``None``."""
@@ -139,7 +163,7 @@ class BM25Index:
         share = first[top] / first[top].sum()
         model: dict[int, float] = {}
         for row, s in zip(top.tolist(), share.tolist(), strict=True):
-            pairs = unpack_terms(self._blobs[row])
+            pairs = self.row_pairs[self.row_ptr[row]:self.row_ptr[row + 1]]
             tf = pairs[:, 1].astype(np.float64)
             for t, p in zip(pairs[:, 0].tolist(), (tf / (tf.sum() or 1.0) * s).tolist(), strict=True):
                 model[t] = model.get(t, 0.0) + p

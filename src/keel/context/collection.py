@@ -18,15 +18,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from keel.context._backend import ContextBackend, list_names, open_backend
+from keel.context import snapshot
+from keel.context._backend import ContextBackend, Loaded, list_names, open_backend
 from keel.context._store import CollectionNotFoundError, validate_name
-from keel.context.bm25 import BM25Index
+from keel.context.bm25 import DEFAULT_K1, BM25Index
 from keel.context.dense import HNSW_MIN
 from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from keel.context.filter_index import FilterIndex
@@ -80,7 +81,14 @@ class _Indexes:
     ids: np.ndarray  # row -> chunk id
     bm25: BM25Index
     dense: DenseSearch
-    row_of: dict[int, int] = field(default_factory=dict)
+
+    def rows_of(self, cids: Sequence[int]) -> list[int | None]:
+        """The row of each chunk id (``None``: not in this generation); ids are ascending."""
+        if not cids or not self.ids.size:
+            return [None] * len(cids)
+        want = np.asarray(cids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, want), self.ids.size - 1)
+        return [int(p) if ok else None for p, ok in zip(pos.tolist(), (self.ids[pos] == want).tolist(), strict=True)]
 
 
 def _same_vectors(spec: str, recorded: str) -> bool:
@@ -126,6 +134,8 @@ class Collection:
 
     hnsw_min: int = HNSW_MIN
     """Chunk count from which dense search uses the HNSW graph instead of exact search."""
+    snapshot_min: int = snapshot.SNAPSHOT_MIN
+    """Chunk count from which a build saves its index arrays for the next open (decision 0045)."""
 
     def __init__(self, name: str, backend: ContextBackend, embedder: Embedder, *,
                  home: Path | None = None, store: str | None = None) -> None:
@@ -254,12 +264,23 @@ class Collection:
         gen = self.backend.generation()
         if self._indexes is not None and self._indexes.generation == gen:
             return self._indexes
-        loaded = self.backend.load(self.embedder.name, self.embedder.dim, ANALYZER)
         self._fusion = None
-        bm25 = BM25Index(loaded.terms)
+        folder = self.backend.snapshot_dir()
+        snap = None
+        if folder is not None:
+            snap = snapshot.load(folder, snapshot.tag(gen, self.embedder.name, ANALYZER, DEFAULT_K1, 0.75))
+        if snap is not None:  # the arrays of an earlier build, memory-mapped (decision 0045)
+            loaded = Loaded(gen, snap.ids, [], snap.vectors)
+            bm25 = snap.bm25
+        else:
+            loaded = self.backend.load(self.embedder.name, self.embedder.dim, ANALYZER)
+            bm25 = BM25Index(loaded.terms)
+            loaded.terms = []  # the rows' bytes: BM25 holds what it needs
+            if folder is not None and loaded.ids.size >= self.snapshot_min:
+                snapshot.save(folder, snapshot.tag(loaded.generation, self.embedder.name, ANALYZER, DEFAULT_K1, 0.75),
+                              loaded.ids, loaded.vectors, bm25)
         dense = self.backend.dense_index(loaded, self.embedder.name, self.embedder.dim, hnsw_min=self.hnsw_min)
-        ids = loaded.ids
-        self._indexes = _Indexes(loaded.generation, ids, bm25, dense, {int(i): r for r, i in enumerate(ids)})
+        self._indexes = _Indexes(loaded.generation, loaded.ids, bm25, dense)
         return self._indexes
 
     def _allowed(self, idx: _Indexes, where: Filter | None, regex: str | None) -> tuple[np.ndarray | None,
@@ -346,8 +367,9 @@ class Collection:
                 scores["bm25"] = dict(zip(rankings["bm25"], sc.tolist(), strict=True))
         elif regex_counts:
             order = sorted(regex_counts.items(), key=lambda kv: -kv[1])[:pool]
-            rankings["regex"] = [idx.row_of[cid] for cid, _ in order if cid in idx.row_of]
-            scores["regex"] = {idx.row_of[cid]: float(n) for cid, n in order if cid in idx.row_of}
+            found = idx.rows_of([cid for cid, _ in order])
+            rankings["regex"] = [r for r in found if r is not None]
+            scores["regex"] = {r: float(n) for r, (_, n) in zip(found, order, strict=True) if r is not None}
         if len(rankings) == 1:
             name, ranking = next(iter(rankings.items()))
             fused = [(r, scores[name][r]) for r in ranking]
