@@ -313,12 +313,21 @@ def run_scale(n: int, base: dict, lines: list[str]) -> None:
                  f"parent, vs {(stats.bytes_collection + stats.bytes_shared) / 1e6:.0f} MB for a full copy.")
 
 
+KEPT_SUBSECTIONS = ("### Fusion candidates",)
+"""Subsections of "## Retrieval" written by other scripts (``benchmarks/fusion_candidates.py``): a run keeps them."""
+
+
 def write_section(lines: list[str], path: Path, *, keep_speed: bool = False) -> None:
     """Replace the "## Retrieval" section; ``keep_speed`` keeps the previous run's speed subsection
-    (a quality-only run, ``--scale 0``, does not erase the last scale measurement)."""
+    (a quality-only run, ``--scale 0``, does not erase the last scale measurement), and the
+    :data:`KEPT_SUBSECTIONS` stay."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(r"^## Retrieval\n.*?(?=^## |\Z)", re.S | re.M)
     old = pattern.search(text)
+    for title in KEPT_SUBSECTIONS:
+        kept = re.search(rf"^{re.escape(title)}.*?(?=^### |\Z)", old.group(0), re.S | re.M) if old else None
+        if kept:
+            lines = [*lines, "", kept.group(0).rstrip()]
     speed = re.search(r"^### Speed at .*?(?=^### |\Z)", old.group(0), re.S | re.M) if old and keep_speed else None
     if speed:
         lines = [*lines, "", speed.group(0).rstrip().replace("(Cranfield replicated)\n",
