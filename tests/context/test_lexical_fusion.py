@@ -177,7 +177,7 @@ def test_cli_tune_small_gold_is_a_clear_error(adi_col, tmp_path: Path) -> None:
     ok = runner.invoke(app, ["context", "tune", "adi", "--gold", str(dataset("adi")), "--dry-run", "--json"])
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.output)
-    assert report["stored"] is False and len(report["scores"]) == len(CANDIDATES) == 14
+    assert report["stored"] is False and len(report["scores"]) == len(CANDIDATES) == 15
     with Collection.open("adi", create=False) as col:
         assert col.fusion == DEFAULT_FUSION
     assert np.isfinite([s["ndcg@10"] for s in report["scores"]]).all()

@@ -32,7 +32,7 @@ from keel.context.dense import HNSW_MIN
 from keel.context.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from keel.context.filter_index import FilterIndex
 from keel.context.filters import Filter
-from keel.context.fusion import DEFAULT_FUSION, DENSE_FEEDBACK_WEIGHT, Fusion, fuse
+from keel.context.fusion import DEFAULT_FUSION, DENSE_FEEDBACK_WEIGHT, Fusion, fuse, smooth
 from keel.context.lexical import ANALYZER, analyze, is_stemmed
 from keel.context.types import Citation, Hit, IngestReport
 from keel.context.userregex import RegexError, compile_regex, count_matches
@@ -385,6 +385,12 @@ class Collection:
                     rankings["dense"] = [int(r) for r in rows]
                     scores["dense"] = dict(zip(rankings["dense"], map(float, sc), strict=True))
                     fused = fuse(fusion, rankings, scores, weights=weights)[:pool]
+            if fusion.neighbours and fused:
+                # the cluster hypothesis over every fused candidate, then the pool (decision 0044)
+                every = fuse(fusion, rankings, scores, weights=weights)
+                vecs = self._row_vectors(idx, [r for r, _ in every])
+                if vecs is not None and len(vecs) == len(every):
+                    fused = smooth(every, vecs, fusion.neighbours)[:pool]
         depth = len(fused) if rerank is None else (rerank_depth or getattr(rerank, "depth", 50))
         hits = self._hits(idx, fused[: max(k, depth) if rerank is not None else k], rankings, scores,
                           fusion.method)

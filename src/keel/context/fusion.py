@@ -10,6 +10,10 @@ on the user's own gold set; decision 0025 has the measurements):
   (Bruch, Gai and Ingber, "An Analysis of Fusion Functions for Hybrid Retrieval",
   TOIS 2023): ``sum of weight_s * (score_s(d) - min_s) / (max_s - min_s)`` over each
   signal's candidate list. A document missing from a list gets 0 from it.
+
+:func:`smooth` re-scores a fused list by the cluster hypothesis (a row near high-scoring rows
+is likely relevant too): a ``keel context tune`` candidate (:attr:`Fusion.neighbours`), not the
+default, since it lifted Cranfield and lowered the Agents SDK docs (decision 0044).
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
+import numpy as np
+
 from keel.errors import UserError
 
-__all__ = ["DEFAULT_FUSION", "DENSE_FEEDBACK_WEIGHT", "RRF_K", "Fusion", "convex", "fuse", "rrf"]
+__all__ = ["DEFAULT_FUSION", "DENSE_FEEDBACK_WEIGHT", "NEIGHBOUR_WEIGHT", "RRF_K", "Fusion", "convex", "fuse", "rrf",
+           "smooth"]
 
 RRF_K = 60
 DENSE_FEEDBACK_WEIGHT = 0.5
 """Rocchio's beta for :attr:`Fusion.dense_feedback`: the feedback rows' mean vector counts half the query's."""
+NEIGHBOUR_WEIGHT = 0.5
+"""For :attr:`Fusion.neighbours`: the share of the neighbours' mean fused score a row gains."""
 T = TypeVar("T", bound=Hashable)
 
 
@@ -58,6 +67,24 @@ def convex(scores: Mapping[str, Mapping[T, float]], *, weights: Mapping[str, flo
     return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
+def smooth(fused: Sequence[tuple[T, float]], vectors: np.ndarray, k: int, *,
+           weight: float = NEIGHBOUR_WEIGHT) -> list[tuple[T, float]]:
+    """``fused`` re-scored, best first: each item's score plus ``weight`` times the mean score of
+    the ``k`` items of the list whose ``vectors`` (one per item, in order) are nearest to its own
+    by dot product. Equal scores keep the input order."""
+    n = len(fused)
+    k = min(k, n - 1)
+    if k < 1:
+        return list(fused)
+    sc = np.fromiter((s for _, s in fused), dtype=np.float64, count=n)
+    v = np.asarray(vectors, dtype=np.float32)
+    sim = v @ v.T
+    np.fill_diagonal(sim, -np.inf)
+    near = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    new = sc + weight * sc[near].mean(axis=1)
+    return [(fused[i][0], float(new[i])) for i in np.lexsort((np.arange(n), -new))]
+
+
 @dataclass(frozen=True)
 class Fusion:
     """How a collection's hybrid search combines dense and BM25 (stored with the collection)."""
@@ -74,6 +101,10 @@ class Fusion:
     """Dense pseudo-relevance feedback (Rocchio): the mean vector of the top ``dense_feedback`` rows of
     the fused ranking joins the query vector (weight :data:`DENSE_FEEDBACK_WEIGHT`), the dense search
     runs again and the signals are fused again; 0 is off (decision 0034)."""
+    neighbours: int = 0
+    """Neighbourhood smoothing (:func:`smooth`): each fused row gains :data:`NEIGHBOUR_WEIGHT` times the
+    mean fused score of its ``neighbours`` nearest rows among the fused candidates (by their vectors);
+    0 is off (decision 0044)."""
 
     def __post_init__(self) -> None:
         if self.method not in ("rrf", "convex"):
@@ -82,6 +113,8 @@ class Fusion:
             raise UserError(f"fusion dense_weight {self.dense_weight} is outside 0-1")
         if not isinstance(self.dense_feedback, int) or not 0 <= self.dense_feedback <= 50:
             raise UserError(f"fusion dense_feedback {self.dense_feedback!r} is not a row count of 0-50")
+        if not isinstance(self.neighbours, int) or not 0 <= self.neighbours <= 50:
+            raise UserError(f"fusion neighbours {self.neighbours!r} is not a row count of 0-50")
 
     @property
     def weights(self) -> dict[str, float]:
@@ -89,7 +122,8 @@ class Fusion:
 
     def label(self) -> str:
         return (f"{self.method} dense {self.dense_weight:g}" + (" + RM3" if self.feedback else "")
-                + (f" + dense PRF {self.dense_feedback}" if self.dense_feedback else ""))
+                + (f" + dense PRF {self.dense_feedback}" if self.dense_feedback else "")
+                + (f" + neighbours {self.neighbours}" if self.neighbours else ""))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -101,7 +135,7 @@ class Fusion:
             return DEFAULT_FUSION
         try:
             raw = json.loads(text)
-            known = {k: raw[k] for k in ("method", "dense_weight", "feedback", "source", "dense_feedback") if k in raw}
+            known = {k: raw[k] for k in ("method", "dense_weight", "feedback", "source", "dense_feedback", "neighbours") if k in raw}
             return cls(**known)
         except (ValueError, TypeError, UserError):
             return DEFAULT_FUSION

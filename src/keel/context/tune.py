@@ -36,9 +36,12 @@ MIN_GAIN = 0.005
 CANDIDATES: tuple[Fusion, ...] = (
     *(Fusion(method, w, fb) for method in ("rrf", "convex") for w in (0.3, 0.5, 0.7) for fb in (False, True)),
     Fusion("convex", 0.5, False, dense_feedback=3), Fusion("convex", 0.5, True, dense_feedback=3),
+    Fusion("convex", 0.5, False, neighbours=3),
 )
-"""RRF and convex at three dense shares, with and without RM3; and the even convex with dense
-feedback from the top 3 (decision 0034: it helped every collection measured, by 0.002-0.009)."""
+"""RRF and convex at three dense shares, with and without RM3; the even convex with dense
+feedback from the top 3 (decision 0034: it helped every collection measured, by 0.002-0.009);
+and the even convex smoothed over each row's 3 nearest candidates (decision 0044: Cranfield
++0.025, the Agents SDK docs -0.025, so a collection's own gold set decides)."""
 
 
 @dataclass
@@ -62,13 +65,14 @@ class TuneResult:
         return {"collection": self.collection, "queries": self.queries, "stored": self.stored,
                 "previous": self.previous.label(), "chosen": self.chosen.label(),
                 "scores": [{"fusion": f.label(), "method": f.method, "dense_weight": f.dense_weight,
-                            "feedback": f.feedback, "dense_feedback": f.dense_feedback, "ndcg@10": s}
+                            "feedback": f.feedback, "dense_feedback": f.dense_feedback,
+                            "neighbours": f.neighbours, "ndcg@10": s}
                            for f, s in self.scores]}
 
 
 def _same(a: Fusion, b: Fusion) -> bool:
-    return (a.method, a.dense_weight, a.feedback, a.dense_feedback) == (b.method, b.dense_weight, b.feedback,
-                                                                        b.dense_feedback)
+    return ((a.method, a.dense_weight, a.feedback, a.dense_feedback, a.neighbours)
+            == (b.method, b.dense_weight, b.feedback, b.dense_feedback, b.neighbours))
 
 
 def tune_fusion(collection: Any, gold: Sequence[Any], *, source: str = "gold set", store: bool = True,
