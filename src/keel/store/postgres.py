@@ -110,6 +110,9 @@ def _configure(conn: Any) -> None:
 
 def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     # Keel's booleans are INTEGER columns; psycopg would send True as a PostgreSQL boolean.
+    # The types are looked at in C first: a served request sends ~230 parameters, few of them bools.
+    if bool not in set(map(type, params)):
+        return tuple(params)
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
 
 
@@ -349,9 +352,12 @@ class PostgresStore:
             try:
                 with self._connection() as conn:
                     cur = self._send(conn, query, args)
-                    if cur.description is None:
+                    res = cur.pgresult
+                    if res is None or not res.nfields:
                         return []
-                    names = [c.name for c in cur.description]
+                    # The names from the result itself: cursor.description builds a Column object per
+                    # column and query (8 % of a served request's store CPU).
+                    names = [res.fname(i).decode() for i in range(res.nfields)]
                     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
             except psycopg.Error as e:
                 retry = (attempt == 1 and _is_connection_error(e) and _is_read(sql)

@@ -32,11 +32,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from keel import jsontext
+from keel.ids import random_hex
 from keel.secrets import scrub
 from keel.store import SQLiteStore
 
@@ -46,7 +46,7 @@ SpanKind = Literal["workflow", "node", "agent", "model", "tool"]
 
 
 def new_id(n: int = 16) -> str:
-    return uuid.uuid4().hex[: n * 2 if n < 16 else 32]
+    return random_hex(min(n, 16))
 
 
 def stable_span_id(*parts: object) -> str:

@@ -171,6 +171,20 @@ def _start_retention(store: Any, retention: tuple[float, float] | None) -> Any:
     return thread
 
 
+async def _forget_revoked(wake: Any, keys: Keys) -> None:
+    """Drop the cached API keys whenever a revocation is notified (:data:`keel.operate.server.keys.CHANNEL`)."""
+    from keel.operate.server.keys import CHANNEL
+
+    event = wake.arm(CHANNEL)
+    try:
+        while True:
+            await event.wait()
+            event.clear()
+            keys.forget()
+    finally:
+        wake.disarm(CHANNEL, "", event)
+
+
 def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | None = None,
                started_at: float | None = None) -> FastAPI:
     """The ASGI app of ``keel serve``. ``settings`` default to :func:`load_serve_settings`
@@ -191,7 +205,9 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
     runner = Runner(store, budgets, provider_key_providers=settings.provider_key_providers,
                     execute=settings.execute, share_events=settings.share_events)
     access = setup_logging(settings.access_log)
-    services = Services(settings, store, Keys(store, since=started_at), budgets, runner, RequestLog(store, access),
+    keys = Keys(store, since=started_at,
+                cache_seconds=settings.key_cache_seconds if runner.wake.listening else 0.0)
+    services = Services(settings, store, keys, budgets, runner, RequestLog(store, access),
                         client_tokens=ClientTokens(store))
     services.keys.required()  # keys at start-up: this process stays key-required until it restarts
 
@@ -212,6 +228,7 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
         store.checkpoint_in_background()  # no WAL checkpoint (and fsync) inside a request's commit
         retention = _start_retention(store, retention_setting)
         worker = asyncio.create_task(runner.worker(stop))
+        forget = asyncio.create_task(_forget_revoked(runner.wake, keys)) if keys.cache_seconds else None
         async with contextlib.AsyncExitStack() as stack:
             if mcp_lifespan is not None:
                 await stack.enter_async_context(mcp_lifespan)
@@ -223,6 +240,8 @@ def create_app(settings: ServeSettings | None = None, *, store: SQLiteStore | No
                 # leaves the run at its last checkpoint for the next process (docs/serve.md).
                 worker.cancel()
                 await asyncio.wait({worker}, timeout=2)
+                if forget is not None:
+                    forget.cancel()
                 await runner.aclose()
                 store.commit_group().flush()  # usage rows queued in this last turn of the loop
                 services.requests.stop()

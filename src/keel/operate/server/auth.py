@@ -281,7 +281,21 @@ def authenticate(request: Request) -> Caller:
 async def caller(request: Request) -> Caller:
     """:func:`authenticate` as an async dependency: on SQLite run on the event loop (one indexed
     read of a local file), not in the thread pool FastAPI uses for sync dependencies; on PostgreSQL
-    on a thread (the read is a round trip, which would stall every other request of the loop)."""
-    if request.app.state.keel.store.dialect == "sqlite":
+    on a thread (the read is a round trip, which would stall every other request of the loop),
+    unless the key is cached (:meth:`~keel.operate.server.keys.Keys.cached`): then on the loop,
+    with no read at all."""
+    services = request.app.state.keel
+    if services.store.dialect == "sqlite" or _cached(services, request):
         return authenticate(request)
     return await asyncio.to_thread(authenticate, request)
+
+
+def _cached(services: Any, request: Request) -> bool:
+    """Whether ``request``'s API key is in the keys' cache (authenticate then reads nothing)."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+    else:
+        token = request.headers.get("x-api-key")
+    return bool(token) and services.keys.cached(token) is not None

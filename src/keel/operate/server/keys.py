@@ -21,13 +21,17 @@ from dataclasses import dataclass
 from keel.errors import UserError
 from keel.store import SQLiteStore
 
-__all__ = ["KEY_PATTERN", "ROLES", "ApiKey", "ApiKeyError", "Keys"]
+__all__ = ["CHANNEL", "KEY_PATTERN", "ROLES", "ApiKey", "ApiKeyError", "Keys"]
 
 PREFIX = "keel_sk_"
 KEY_PATTERN = re.compile(r"keel_sk_[a-z0-9]{8}_[A-Za-z0-9_-]{20,}")
 """What a Keel API key looks like (used to redact keys from logs)."""
 ROLES = ("approver", "admin")
 """Roles a key may have besides its workflow scopes."""
+CHANNEL = "keel_keys"
+"""The PostgreSQL channel :meth:`Keys.revoke` notifies: every server listening drops the keys it
+has cached (:meth:`Keys.forget`)."""
+_CACHED_KEYS = 1000
 
 
 class ApiKeyError(UserError):
@@ -73,11 +77,18 @@ def _row(r: dict) -> ApiKey:
 class Keys:
     """Create, list, revoke and verify keys in a store."""
 
-    def __init__(self, store: SQLiteStore, *, since: float | None = None) -> None:
+    def __init__(self, store: SQLiteStore, *, since: float | None = None, cache_seconds: float = 0.0) -> None:
         self.store = store
         self.since = time.time() if since is None else since
         """When the server these keys guard started (``keel serve`` passes it to every worker)."""
         self._required = False
+        self.cache_seconds = cache_seconds
+        """How long :meth:`verify` may answer a key from memory without asking the store (0: never).
+        ``keel serve`` on PostgreSQL caches keys and drops them all when a revocation is notified
+        on :data:`CHANNEL`; this bounds how long a revocation whose notification it missed (its
+        listening connection was down) goes unseen."""
+        self._cache: dict[str, tuple[ApiKey, float]] = {}
+        self._generation = 0
 
     def create(self, name: str, *, scopes: list[str], daily_tokens: int | None = None,
                daily_cost_usd: float | None = None, user_daily_tokens: int | None = None,
@@ -114,7 +125,25 @@ class Keys:
         self.get(key_id)
         self.store.execute("UPDATE serve_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                            (time.time(), key_id))
+        self.forget()
+        if self.store.dialect != "sqlite":  # servers drop their cached keys (SQLite's servers cache none)
+            self.store.notify(CHANNEL, key_id)
         return self.get(key_id)
+
+    def forget(self) -> None:
+        """Drop every cached key (a key was revoked): the next request of each asks the store."""
+        self._generation += 1
+        self._cache.clear()
+
+    def cached(self, secret: str) -> ApiKey | None:
+        """The key ``secret`` is, if :meth:`verify` found it active less than :attr:`cache_seconds`
+        ago and no revocation was heard since; else None (ask :meth:`verify`)."""
+        if not self._cache:
+            return None
+        hit = self._cache.get(_hash(secret))
+        if hit is None or time.monotonic() - hit[1] >= self.cache_seconds:
+            return None
+        return hit[0]
 
     def any_active(self) -> bool:
         return bool(self.store.query("SELECT 1 FROM serve_keys WHERE revoked_at IS NULL LIMIT 1"))
@@ -134,14 +163,25 @@ class Keys:
         """The active key ``secret`` is, or None (unknown, malformed or revoked)."""
         if not secret.startswith(PREFIX):
             return None
+        cached = self.cached(secret)
+        if cached is not None:
+            return cached
+        generation = self._generation
         key_id = secret[len(PREFIX):].split("_", 1)[0]
         rows = self.store.query("SELECT * FROM serve_keys WHERE id = ?", (key_id,))
         if not rows or rows[0]["revoked_at"] is not None:
             return None
-        if not hmac.compare_digest(rows[0]["key_hash"], _hash(secret)):
+        digest = _hash(secret)
+        if not hmac.compare_digest(rows[0]["key_hash"], digest):
             return None
         self._required = True
-        return _row(rows[0])
+        key = _row(rows[0])
+        # Kept unless a revocation was heard while the row was read (it may predate the revoke).
+        if self.cache_seconds > 0 and generation == self._generation:
+            if len(self._cache) >= _CACHED_KEYS:
+                self._cache.clear()
+            self._cache[digest] = (key, time.monotonic())
+        return key
 
     def active(self, key_id: str) -> ApiKey | None:
         """The key ``key_id`` if it exists and is not revoked (a client token's minting key)."""

@@ -58,6 +58,11 @@ class ServeSettings(BaseSettings):
     the store (429 with Retry-After past it). None: no limit."""
     user_requests_per_minute: int | None = Field(default=None, ge=1, le=2**31 - 1)
     """The same per end user (``X-Keel-User`` or the OpenAI ``user`` field)."""
+    key_cache_seconds: float = Field(default=1.0, ge=0)
+    """On PostgreSQL, how long a verified API key is answered from memory. A revocation reaches
+    every server at once (a notification); this bounds how long one whose notification a server
+    missed (its listening connection was down) goes unseen there. 0: read the key on every
+    request. SQLite reads it every time (a local file)."""
 
 
 def is_loopback(host: str) -> bool:
