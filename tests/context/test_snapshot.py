@@ -5,6 +5,7 @@ as a build from the store does; a write makes the snapshot stale; a damaged one 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +74,12 @@ def test_a_reopened_collection_searches_its_snapshot_and_answers_as_a_build_does
     col.close()
 
     # the same answers from another process (what `keel context search` is)
-    code = ("import json, sys; sys.path.insert(0, %r); from tests.context.test_snapshot import _answers;"
+    root = Path(__file__).resolve().parents[2]
+    code = (f"import json, sys; sys.path.insert(0, {str(root)!r}); from tests.context.test_snapshot import _answers;"
             " from keel.context import Collection; c = Collection.open('adi', embedder='test-hashing');"
-            " print(json.dumps(_answers(c)))") % str(Path(__file__).resolve().parents[2])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            " print(json.dumps(_answers(c)))")
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}  # the code under test, whatever is installed
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert [[tuple(x) for x in a] for a in json.loads(out.stdout)] == built
 
 
